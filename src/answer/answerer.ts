@@ -1,0 +1,280 @@
+/**
+ * Turns a question about our domain (or a reverse name of a catalog address) plus a catalog
+ * snapshot into a Reply. No sockets, no encoding: records in, records out.
+ *
+ * Rcodes follow Consul's DNS interface:
+ * - no snapshot yet (first sync not done): SERVFAIL, never NXDOMAIN for a name that may exist;
+ * - unknown name, unknown datacenter, or a service with no servable instance: NXDOMAIN + SOA;
+ * - a name that exists but has no record of the asked type (AAAA of an IPv4-only service):
+ *   NOERROR with an empty answer and the SOA in authority (NODATA, RFC 2308);
+ * - every reply about our domain is authoritative (AA).
+ * ANY is answered minimally (RFC 8482): the A and AAAA records of the name, never everything.
+ */
+
+import { RRType, Rcode } from '../dns/constants.js';
+import type { Reply, RR } from '../dns/codec.js';
+import type { Query } from '../dns/wire.js';
+import type { IpAddress } from '../ip.js';
+import {
+  domainLabels,
+  hexAddress,
+  isReverseName,
+  matchDomain,
+  parseConsulName,
+  parseReverseName,
+  type ConsulName,
+} from '../naming.js';
+import type { Instance, Snapshot } from '../catalog/snapshot.js';
+import { Rotator } from './rotation.js';
+
+export interface AnswererOptions {
+  /** The primary domain, e.g. `consul`. */
+  domain: string;
+  /** A second domain answered identically (Consul's alt_domain), or null. */
+  altDomain: string | null;
+  /** The local datacenter: names without a datacenter label mean this one. */
+  datacenter: string;
+  /** TTL of service records (A/AAAA/SRV of `.service.` names), seconds. */
+  serviceTtl: number;
+  /** TTL of node and addr records, seconds. */
+  nodeTtl: number;
+  /** SOA timers; `minimum` is also the negative-caching TTL (RFC 2308). */
+  soa: { refresh: number; retry: number; expire: number; minimum: number };
+}
+
+const EMPTY: readonly RR[] = Object.freeze([]);
+/** Consul lists at most three servers in NS answers. */
+const MAX_NAMESERVERS = 3;
+
+export class Answerer {
+  private readonly domains: string[][];
+  private readonly domainNames: string[];
+  private readonly addressRotation = new Rotator();
+  private readonly srvRotation = new Rotator();
+
+  constructor(private readonly options: AnswererOptions) {
+    this.domainNames = [options.domain, ...(options.altDomain ? [options.altDomain] : [])].map((d) =>
+      domainLabels(d).join('.'),
+    );
+    this.domains = this.domainNames.map(domainLabels);
+  }
+
+  /** True when the question is for a name under one of our domains. */
+  isOurs(query: Query): boolean {
+    return query.plain && matchDomain(query.labels, this.domains) !== null;
+  }
+
+  /**
+   * The reply for a question about our domain or a reverse name we know, or null when the name is
+   * not ours to answer (the next resolver link decides).
+   */
+  answer(query: Query, snapshot: Snapshot | null): Reply | null {
+    if (!query.plain) return null;
+    const match = matchDomain(query.labels, this.domains);
+    if (!match) {
+      return isReverseName(query.labels) && snapshot ? this.reverse(query, snapshot) : null;
+    }
+    if (!snapshot) return reply(Rcode.SERVFAIL, EMPTY, EMPTY, EMPTY, false);
+    const domain = this.domainNames[match.index]!;
+    const name = parseConsulName(match.rest);
+    const ctx: Ctx = { query, snapshot, domain };
+    switch (name.kind) {
+      case 'apex':
+        return this.apex(ctx);
+      case 'service':
+        return this.service(ctx, name);
+      case 'node':
+        return this.node(ctx, name);
+      case 'addr':
+        return this.addr(ctx, name);
+      case 'structural':
+        // An empty non-terminal such as `service.consul`: it exists because names exist below it.
+        // NXDOMAIN here would tell RFC 8020 resolvers that nothing below exists (Consul says NXDOMAIN).
+        return name.dc !== null && !snapshot.hasDatacenter(name.dc) ? this.nxdomain(ctx) : this.nodata(ctx);
+      case 'invalid':
+        return this.nxdomain(ctx);
+    }
+  }
+
+  private apex(ctx: Ctx): Reply {
+    const { query } = ctx;
+    if (query.type === RRType.SOA || query.type === RRType.ANY) {
+      return reply(Rcode.NOERROR, [this.soa(ctx)], EMPTY, EMPTY);
+    }
+    if (query.type === RRType.NS) {
+      const servers = this.nameservers(ctx);
+      const ns = servers.map(
+        (s): RR => ({ name: query.name, type: RRType.NS, ttl: this.options.nodeTtl, target: s.target }),
+      );
+      const glue = servers.flatMap((s) => (s.address ? [addressRecord(s.target, s.address, this.options.nodeTtl)] : []));
+      return reply(Rcode.NOERROR, ns, EMPTY, glue);
+    }
+    return this.nodata(ctx);
+  }
+
+  /**
+   * Name servers of the domain, as Consul gives them: the nodes of the local `consul` service,
+   * as `NODE.node.DC.DOMAIN` with their addresses as glue; `ns.DOMAIN` (the SOA's MNAME) when the
+   * catalog has no consul service.
+   */
+  private nameservers(ctx: Ctx): { target: string; address: IpAddress | null }[] {
+    const dc = this.options.datacenter;
+    const consul = ctx.snapshot.service(dc, 'consul');
+    const seen = new Set<string>();
+    const out: { target: string; address: IpAddress | null }[] = [];
+    for (const i of consul?.instances ?? []) {
+      if (out.length === MAX_NAMESERVERS) break;
+      if (seen.has(i.node.name)) continue;
+      seen.add(i.node.name);
+      out.push({ target: `${i.node.name}.node.${i.node.datacenter}.${ctx.domain}`, address: i.node.address });
+    }
+    if (out.length === 0) out.push({ target: `ns.${ctx.domain}`, address: null });
+    return out;
+  }
+
+  private service(ctx: Ctx, name: Extract<ConsulName, { kind: 'service' }>): Reply {
+    const dc = name.dc ?? this.options.datacenter;
+    if (name.dc !== null && !ctx.snapshot.hasDatacenter(name.dc)) return this.nxdomain(ctx);
+    const view = ctx.snapshot.service(dc, name.service);
+    const list = view ? (name.tag === null ? view.instances : (view.byTag.get(name.tag) ?? [])) : [];
+    if (list.length === 0) return this.nxdomain(ctx);
+    const ttl = this.options.serviceTtl;
+    const { query } = ctx;
+
+    if (query.type === RRType.SRV) {
+      const rotated = this.srvRotation.rotate(list);
+      const answers: RR[] = [];
+      const additional: RR[] = [];
+      const targets = new Set<string>();
+      for (const i of rotated) {
+        const target = this.srvTarget(i, ctx.domain);
+        answers.push({ name: query.name, type: RRType.SRV, ttl, priority: 1, weight: i.weight, port: i.port, target });
+        if (!targets.has(target)) {
+          targets.add(target);
+          additional.push(addressRecord(target, i.address, ttl));
+        }
+      }
+      return reply(Rcode.NOERROR, answers, EMPTY, additional);
+    }
+
+    const families = familiesFor(query.type);
+    if (families === 0) return this.nodata(ctx);
+    const answers: RR[] = [];
+    const seen = new Set<string>();
+    for (const i of this.addressRotation.rotate(list)) {
+      if (!(families & familyBit(i.address)) || seen.has(i.address.text)) continue;
+      // Consul serves one A record per distinct address: instances sharing an address are one record.
+      seen.add(i.address.text);
+      answers.push(addressRecord(query.name, i.address, ttl));
+    }
+    return answers.length > 0 ? reply(Rcode.NOERROR, answers, EMPTY, EMPTY) : this.nodata(ctx);
+  }
+
+  /** SRV target: the node name when the instance uses its node's address, else its `.addr.` name. */
+  private srvTarget(i: Instance, domain: string): string {
+    return i.usesNodeAddress
+      ? `${i.node.name}.node.${i.datacenter}.${domain}`
+      : `${hexAddress(i.address)}.addr.${i.datacenter}.${domain}`;
+  }
+
+  private node(ctx: Ctx, name: Extract<ConsulName, { kind: 'node' }>): Reply {
+    if (name.dc !== null && !ctx.snapshot.hasDatacenter(name.dc)) return this.nxdomain(ctx);
+    const view = ctx.snapshot.node(name.dc ?? this.options.datacenter, name.node);
+    if (!view) return this.nxdomain(ctx);
+    const { query } = ctx;
+    // Node meta as RFC 1464 TXT records, as Consul serves them for TXT and ANY questions.
+    const txt = query.type === RRType.TXT || query.type === RRType.ANY ? metaTxt(query.name, view.meta, this.options.nodeTtl) : [];
+    const address = familiesFor(query.type) & familyBit(view.address) ? [addressRecord(query.name, view.address, this.options.nodeTtl)] : [];
+    const answers = [...address, ...txt];
+    return answers.length > 0 ? reply(Rcode.NOERROR, answers, EMPTY, EMPTY) : this.nodata(ctx);
+  }
+
+  /** `.addr.` names encode the address itself; as in Consul, the datacenter label is not checked. */
+  private addr(ctx: Ctx, name: Extract<ConsulName, { kind: 'addr' }>): Reply {
+    if (!(familiesFor(ctx.query.type) & familyBit(name.address))) return this.nodata(ctx);
+    return reply(Rcode.NOERROR, [addressRecord(ctx.query.name, name.address, this.options.nodeTtl)], EMPTY, EMPTY);
+  }
+
+  /** PTR for catalog addresses: nodes as `NODE.node.DC.DOMAIN`, service addresses as `SERVICE.service.DC.DOMAIN`. */
+  private reverse(query: Query, snapshot: Snapshot): Reply | null {
+    if (query.type !== RRType.PTR && query.type !== RRType.ANY) return null;
+    const address = parseReverseName(query.labels);
+    if (!address) return null;
+    const entries = snapshot.reverse(address);
+    if (entries.length === 0) return null;
+    const domain = this.domainNames[0]!;
+    const answers = entries.map(
+      (e): RR => ({
+        name: query.name,
+        type: RRType.PTR,
+        ttl: e.kind === 'node' ? this.options.nodeTtl : this.options.serviceTtl,
+        target: `${e.name}.${e.kind}.${e.datacenter}.${domain}`,
+      }),
+    );
+    return reply(Rcode.NOERROR, answers, EMPTY, EMPTY);
+  }
+
+  private soa(ctx: Ctx): RR {
+    const { soa } = this.options;
+    return {
+      name: ctx.domain,
+      type: RRType.SOA,
+      ttl: soa.minimum,
+      mname: `ns.${ctx.domain}`,
+      rname: `hostmaster.${ctx.domain}`,
+      serial: ctx.snapshot.serial,
+      refresh: soa.refresh,
+      retry: soa.retry,
+      expire: soa.expire,
+      minimum: soa.minimum,
+    };
+  }
+
+  private nxdomain(ctx: Ctx): Reply {
+    return reply(Rcode.NXDOMAIN, EMPTY, [this.soa(ctx)], EMPTY);
+  }
+
+  private nodata(ctx: Ctx): Reply {
+    return reply(Rcode.NOERROR, EMPTY, [this.soa(ctx)], EMPTY);
+  }
+}
+
+interface Ctx {
+  query: Query;
+  snapshot: Snapshot;
+  /** The configured domain the question came in on (primary or alt), for names we generate. */
+  domain: string;
+}
+
+function reply(rcode: number, answers: readonly RR[], authority: readonly RR[], additional: readonly RR[], authoritative = true): Reply {
+  return { rcode, authoritative, recursionAvailable: false, answers, authority, additional };
+}
+
+/** Address families a query type asks for, as a bit set of FAMILY_V4 | FAMILY_V6. */
+function familiesFor(type: number): number {
+  if (type === RRType.A) return FAMILY_V4;
+  if (type === RRType.AAAA) return FAMILY_V6;
+  if (type === RRType.ANY) return FAMILY_V4 | FAMILY_V6;
+  return 0;
+}
+
+const FAMILY_V4 = 1;
+const FAMILY_V6 = 2;
+
+function familyBit(address: IpAddress): number {
+  return address.family === 4 ? FAMILY_V4 : FAMILY_V6;
+}
+
+function addressRecord(name: string, address: IpAddress, ttl: number): RR {
+  return { name, type: address.family === 4 ? RRType.A : RRType.AAAA, ttl, address: address.bytes };
+}
+
+/** Node meta as TXT strings `key=value` (RFC 1464); keys starting `rfc1035-` give the bare value. */
+function metaTxt(name: string, meta: Readonly<Record<string, string>>, ttl: number): RR[] {
+  return Object.entries(meta).map(([k, v]) => ({
+    name,
+    type: RRType.TXT,
+    ttl,
+    strings: [k.startsWith('rfc1035-') ? v : `${k}=${v}`],
+  }));
+}

@@ -1,0 +1,190 @@
+/**
+ * The catalog file format (YAML, or JSON, which YAML reads too), validated into CatalogData.
+ *
+ * ```yaml
+ * datacenter: dc1            # optional; default: the --datacenter setting
+ * nodes:
+ *   - name: consul-1
+ *     address: 192.168.0.129 # IPv4 or IPv6
+ *     datacenter: dc2        # optional, per node
+ *     meta: {rack: r1}       # optional
+ *     services:
+ *       - name: httpbackend
+ *         id: httpbackend-1  # optional; default: the name
+ *         port: 8081
+ *         address: 10.0.0.5  # optional; default: the node address
+ *         tags: [http, v1]
+ *         weights: {passing: 10, warning: 1}   # optional; default 1/1
+ *         health: passing    # passing | warning | critical; default passing
+ * ```
+ *
+ * Every problem in the file is reported, each with its path (`nodes[0].services[1].port`), in one
+ * CatalogFileError, so a broken edit is fixed in one go.
+ */
+
+import { parse as parseYaml } from 'yaml';
+import { parseIp } from '../ip.js';
+import type { CatalogData, Health, NodeRecord, ServiceRecord } from './types.js';
+
+export class CatalogFileError extends Error {
+  readonly code = 'SVCDNS_CATALOG_INVALID';
+  constructor(
+    readonly file: string,
+    readonly problems: readonly string[],
+  ) {
+    super(`${file}: ${problems.join('; ')}`);
+    this.name = 'CatalogFileError';
+  }
+}
+
+/** A DNS label as Consul serves it: letters, digits and inner hyphens (Consul's InvalidDnsRe). */
+const LABEL = /^[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?$/;
+const HEALTH: readonly Health[] = ['passing', 'warning', 'critical'];
+
+type Obj = Record<string, unknown>;
+
+class Checker {
+  readonly problems: string[] = [];
+
+  fail(path: string, message: string): void {
+    this.problems.push(`${path}: ${message}`);
+  }
+
+  object(value: unknown, path: string, allowed: readonly string[]): Obj | null {
+    if (typeof value !== 'object' || value === null || Array.isArray(value)) {
+      this.fail(path, 'must be a mapping');
+      return null;
+    }
+    for (const k of Object.keys(value)) {
+      if (!allowed.includes(k)) this.fail(path === '' ? k : `${path}.${k}`, `unknown key (expected one of: ${allowed.join(', ')})`);
+    }
+    return value as Obj;
+  }
+
+  array(value: unknown, path: string): unknown[] {
+    if (value === undefined || value === null) return [];
+    if (!Array.isArray(value)) {
+      this.fail(path, 'must be a list');
+      return [];
+    }
+    return value;
+  }
+
+  label(value: unknown, path: string, fallback?: string): string {
+    if (value === undefined && fallback !== undefined) return fallback;
+    if (typeof value !== 'string' || !LABEL.test(value)) {
+      this.fail(path, `must be a DNS label (letters, digits, inner hyphens, at most 63) (got ${show(value)})`);
+      return fallback ?? '';
+    }
+    return value;
+  }
+
+  address(value: unknown, path: string, optional: boolean): string {
+    if (value === undefined && optional) return '';
+    if (typeof value !== 'string' || !parseIp(value)) {
+      this.fail(path, `must be an IPv4 or IPv6 address (got ${show(value)})`);
+      return '';
+    }
+    return value;
+  }
+
+  integer(value: unknown, path: string, min: number, max: number, fallback?: number): number {
+    if (value === undefined && fallback !== undefined) return fallback;
+    if (typeof value !== 'number' || !Number.isInteger(value) || value < min || value > max) {
+      this.fail(path, `must be an integer from ${min} to ${max} (got ${show(value)})`);
+      return fallback ?? min;
+    }
+    return value;
+  }
+
+  strings(value: unknown, path: string): string[] {
+    const list = this.array(value, path);
+    return list.flatMap((v, i) => {
+      if (typeof v === 'string' && v !== '') return [v];
+      this.fail(`${path}[${i}]`, `must be a non-empty string (got ${show(v)})`);
+      return [];
+    });
+  }
+
+  meta(value: unknown, path: string): Record<string, string> {
+    if (value === undefined) return {};
+    const obj = this.object(value, path, Object.keys((value as Obj | null) ?? {}));
+    const out: Record<string, string> = {};
+    for (const [k, v] of Object.entries(obj ?? {})) {
+      if (typeof v === 'string' || typeof v === 'number' || typeof v === 'boolean') out[k] = String(v);
+      else this.fail(`${path}.${k}`, 'must be a string, number or boolean');
+    }
+    return out;
+  }
+}
+
+function show(value: unknown): string {
+  return value === undefined ? 'nothing' : JSON.stringify(value);
+}
+
+/** Parses and validates a catalog file's text. `file` names the file in error messages. */
+export function parseCatalogFile(text: string, file: string, defaultDatacenter: string): CatalogData {
+  let doc: unknown;
+  try {
+    doc = parseYaml(text, { uniqueKeys: true, prettyErrors: false });
+  } catch (err) {
+    const message = err instanceof Error ? err.message.split('\n')[0]! : String(err);
+    throw new CatalogFileError(file, [`not valid YAML or JSON: ${message}`]);
+  }
+  if (doc === null || doc === undefined) throw new CatalogFileError(file, ['the file is empty']);
+
+  const c = new Checker();
+  const top = c.object(doc, '', ['datacenter', 'nodes']);
+  const fileDc = c.label(top?.datacenter, 'datacenter', defaultDatacenter);
+  const nodes: NodeRecord[] = [];
+  const services: ServiceRecord[] = [];
+  const nodeNames = new Set<string>();
+
+  c.array(top?.nodes, 'nodes').forEach((rawNode, ni) => {
+    const np = `nodes[${ni}]`;
+    const n = c.object(rawNode, np, ['name', 'address', 'datacenter', 'meta', 'services']);
+    if (!n) return;
+    const name = c.label(n.name, `${np}.name`);
+    const datacenter = c.label(n.datacenter, `${np}.datacenter`, fileDc);
+    const nodeKey = `${datacenter.toLowerCase()}/${name.toLowerCase()}`;
+    if (name !== '' && nodeNames.has(nodeKey)) c.fail(`${np}.name`, `node ${name} appears twice in datacenter ${datacenter}`);
+    nodeNames.add(nodeKey);
+    nodes.push({ datacenter, name, address: c.address(n.address, `${np}.address`, false), meta: c.meta(n.meta, `${np}.meta`) });
+
+    const ids = new Set<string>();
+    c.array(n.services, `${np}.services`).forEach((rawService, si) => {
+      const sp = `${np}.services[${si}]`;
+      const s = c.object(rawService, sp, ['name', 'id', 'port', 'address', 'tags', 'weights', 'health']);
+      if (!s) return;
+      const serviceName = c.label(s.name, `${sp}.name`);
+      let id = serviceName;
+      if (s.id !== undefined) {
+        if (typeof s.id === 'string' && s.id !== '') id = s.id;
+        else c.fail(`${sp}.id`, `must be a non-empty string (got ${show(s.id)})`);
+      }
+      if (ids.has(id)) c.fail(`${sp}.id`, `service id ${id} appears twice on node ${name}`);
+      ids.add(id);
+      const w = s.weights === undefined ? {} : c.object(s.weights, `${sp}.weights`, ['passing', 'warning']);
+      const health = s.health ?? 'passing';
+      if (!HEALTH.includes(health as Health)) c.fail(`${sp}.health`, `must be one of ${HEALTH.join(', ')} (got ${show(health)})`);
+      services.push({
+        datacenter,
+        node: name,
+        id,
+        name: serviceName,
+        address: c.address(s.address, `${sp}.address`, true),
+        port: c.integer(s.port, `${sp}.port`, 0, 65535),
+        tags: c.strings(s.tags, `${sp}.tags`),
+        // Consul: Passing must be at least 1, Warning may be 0 (instance then gets no SRV share).
+        weights: {
+          passing: c.integer(w?.passing, `${sp}.weights.passing`, 1, 65535, 1),
+          warning: c.integer(w?.warning, `${sp}.weights.warning`, 0, 65535, 1),
+        },
+        health: health as Health,
+      });
+    });
+  });
+
+  if (c.problems.length > 0) throw new CatalogFileError(file, c.problems);
+  return { nodes, services };
+}

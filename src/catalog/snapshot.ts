@@ -1,0 +1,192 @@
+/**
+ * An immutable, indexed view of the whole catalog: what every DNS answer is computed from.
+ *
+ * Contract: a Snapshot never changes after construction. A catalog change builds a new one; each
+ * service whose served instances differ from the previous snapshot gets a new generation number,
+ * and services that did not change keep theirs, so answer caches can be invalidated per service.
+ * Names are indexed lower-case (DNS is case-insensitive); the records keep the catalog's spelling.
+ */
+
+import { parseIp, type IpAddress } from '../ip.js';
+import type { CatalogData, Health } from './types.js';
+
+export interface NodeView {
+  readonly name: string;
+  readonly datacenter: string;
+  readonly address: IpAddress;
+  readonly meta: Readonly<Record<string, string>>;
+}
+
+export interface Instance {
+  readonly id: string;
+  readonly service: string;
+  readonly datacenter: string;
+  readonly node: NodeView;
+  /** The address clients should use: the service address, else the node address. */
+  readonly address: IpAddress;
+  /** True when the instance has no address of its own (SRV target is then the node name). */
+  readonly usesNodeAddress: boolean;
+  readonly port: number;
+  readonly tags: readonly string[];
+  readonly health: Health;
+  /** SRV weight for the instance's current health state. */
+  readonly weight: number;
+}
+
+export interface ServiceView {
+  readonly name: string;
+  readonly datacenter: string;
+  /** Changes whenever `instances` changes; unchanged services keep it across snapshots. */
+  readonly generation: number;
+  /** The instances DNS serves (not critical), in catalog order. */
+  readonly instances: readonly Instance[];
+  /** `instances` filtered by each tag (lower-case key). Absent tag: no instance has it. */
+  readonly byTag: ReadonlyMap<string, readonly Instance[]>;
+}
+
+/** What a reverse (PTR) lookup of an address finds. */
+export type ReverseEntry =
+  | { readonly kind: 'node'; readonly name: string; readonly datacenter: string }
+  | { readonly kind: 'service'; readonly name: string; readonly datacenter: string };
+
+export interface SnapshotOptions {
+  /** SOA serial; must grow from one snapshot to the next. */
+  serial: number;
+  /** The snapshot this one replaces, for carrying generations over. */
+  previous?: Snapshot | null;
+  /** Hands out generation numbers, unique across the store's life. */
+  nextGeneration: () => number;
+}
+
+interface ServiceEntry extends ServiceView {
+  /** Stable text of the served instances, to tell whether the service changed. */
+  readonly fingerprint: string;
+}
+
+export class Snapshot {
+  readonly serial: number;
+  readonly datacenters: ReadonlySet<string>;
+  private readonly services = new Map<string, ServiceEntry>();
+  private readonly nodes = new Map<string, NodeView>();
+  private readonly reverseIndex = new Map<string, ReverseEntry[]>();
+
+  /** Builds the indexes. `data` must be valid (sources validate at their boundary). */
+  constructor(data: CatalogData, options: SnapshotOptions) {
+    this.serial = options.serial;
+    const dcs = new Set<string>();
+
+    for (const n of data.nodes) {
+      const address = parseIp(n.address);
+      if (!address) throw new Error(`node ${n.name}: bad address ${n.address}`);
+      const view: NodeView = Object.freeze({ name: n.name, datacenter: n.datacenter, address, meta: n.meta });
+      this.nodes.set(key(n.datacenter, n.name), view);
+      dcs.add(n.datacenter.toLowerCase());
+      this.addReverse(address, { kind: 'node', name: n.name, datacenter: n.datacenter });
+    }
+
+    const grouped = new Map<string, { name: string; datacenter: string; instances: Instance[] }>();
+    for (const s of data.services) {
+      const node = this.nodes.get(key(s.datacenter, s.node));
+      if (!node) throw new Error(`service ${s.id}: unknown node ${s.node}`);
+      const own = s.address === '' ? null : parseIp(s.address);
+      if (s.address !== '' && !own) throw new Error(`service ${s.id}: bad address ${s.address}`);
+      const address = own ?? node.address;
+      const usesNodeAddress = own === null || own.text === node.address.text;
+      if (!usesNodeAddress) {
+        this.addReverse(address, { kind: 'service', name: s.name, datacenter: s.datacenter });
+      }
+      const k = key(s.datacenter, s.name);
+      let group = grouped.get(k);
+      if (!group) {
+        group = { name: s.name, datacenter: s.datacenter, instances: [] };
+        grouped.set(k, group);
+      }
+      dcs.add(s.datacenter.toLowerCase());
+      if (s.health === 'critical') continue;
+      group.instances.push(
+        Object.freeze({
+          id: s.id,
+          service: s.name,
+          datacenter: s.datacenter,
+          node,
+          address,
+          usesNodeAddress,
+          port: s.port,
+          tags: Object.freeze([...s.tags]),
+          health: s.health,
+          weight: s.health === 'warning' ? s.weights.warning : s.weights.passing,
+        }),
+      );
+    }
+
+    for (const [k, group] of grouped) {
+      const fingerprint = JSON.stringify(
+        group.instances.map((i) => [i.id, i.node.name, i.address.text, i.usesNodeAddress, i.port, i.tags, i.health, i.weight]),
+      );
+      const before = options.previous?.services.get(k);
+      const generation = before && before.fingerprint === fingerprint ? before.generation : options.nextGeneration();
+      this.services.set(
+        k,
+        Object.freeze({
+          name: group.name,
+          datacenter: group.datacenter,
+          generation,
+          instances: Object.freeze(group.instances),
+          byTag: indexTags(group.instances),
+          fingerprint,
+        }),
+      );
+    }
+    this.datacenters = dcs;
+  }
+
+  /** The service `name` in datacenter `dc` (both case-insensitive), if the catalog has it. */
+  service(dc: string, name: string): ServiceView | undefined {
+    return this.services.get(key(dc, name));
+  }
+
+  node(dc: string, name: string): NodeView | undefined {
+    return this.nodes.get(key(dc, name));
+  }
+
+  hasDatacenter(dc: string): boolean {
+    return this.datacenters.has(dc.toLowerCase());
+  }
+
+  /** Catalog names that have this address, nodes first, in catalog order. */
+  reverse(address: IpAddress): readonly ReverseEntry[] {
+    return this.reverseIndex.get(address.bytes.toString('hex')) ?? [];
+  }
+
+  /** Every service, for diagnostics and tests. */
+  allServices(): IterableIterator<ServiceView> {
+    return this.services.values();
+  }
+
+  private addReverse(address: IpAddress, entry: ReverseEntry): void {
+    const k = address.bytes.toString('hex');
+    const list = this.reverseIndex.get(k);
+    if (!list) {
+      this.reverseIndex.set(k, [entry]);
+    } else if (!list.some((e) => e.kind === entry.kind && e.name === entry.name && e.datacenter === entry.datacenter)) {
+      list.push(entry);
+    }
+  }
+}
+
+function key(dc: string, name: string): string {
+  return `${dc.toLowerCase()}\u0000${name.toLowerCase()}`;
+}
+
+function indexTags(instances: readonly Instance[]): ReadonlyMap<string, readonly Instance[]> {
+  const byTag = new Map<string, Instance[]>();
+  for (const i of instances) {
+    for (const tag of new Set(i.tags.map((t) => t.toLowerCase()))) {
+      const list = byTag.get(tag);
+      if (list) list.push(i);
+      else byTag.set(tag, [i]);
+    }
+  }
+  for (const list of byTag.values()) Object.freeze(list);
+  return byTag;
+}

@@ -1,0 +1,25 @@
+/**
+ * The seam between where catalog data comes from and the store that serves it.
+ *
+ * Contract for every source:
+ * - `start(sink)` begins feeding the sink and resolves once the first full sync has been published
+ *   (the source is then "ready"); it rejects if no catalog could be had at all, so the CLI can exit
+ *   with the reason.
+ * - After start, a failed refresh never unpublishes anything: the last good catalog keeps serving
+ *   and the source logs the failure once per change of state.
+ * - `stop()` releases every watch and timer; after it the source publishes nothing.
+ */
+
+import type { CatalogData } from './types.js';
+
+export interface CatalogSink {
+  /** Publishes a complete catalog; throws if the data is inconsistent (nothing is published then). */
+  replace(data: CatalogData): void;
+}
+
+export interface CatalogSource {
+  /** Human-readable origin for logs, e.g. the file path. Never contains secrets. */
+  readonly description: string;
+  start(sink: CatalogSink): Promise<void>;
+  stop(): Promise<void>;
+}

@@ -1,0 +1,36 @@
+/**
+ * The catalog as sources deliver it: plain records, one per node and one per service instance,
+ * across all datacenters. Sources convert their own formats (a YAML file, Consul's JSON) into these
+ * at their boundary; nothing past the store sees a source's format.
+ */
+
+export type Health = 'passing' | 'warning' | 'critical';
+
+export interface NodeRecord {
+  datacenter: string;
+  name: string;
+  /** An IPv4 or IPv6 address. */
+  address: string;
+  meta: Readonly<Record<string, string>>;
+}
+
+export interface ServiceRecord {
+  datacenter: string;
+  /** Name of the node the instance runs on; a node of that name exists in the same datacenter. */
+  node: string;
+  id: string;
+  name: string;
+  /** The instance's own address, or '' to use the node's address (as Consul's ServiceAddress). */
+  address: string;
+  port: number;
+  tags: readonly string[];
+  /** SRV weights by health state (Consul's `Weights`). */
+  weights: { passing: number; warning: number };
+  /** The aggregate of the instance's checks: critical if any check is critical. */
+  health: Health;
+}
+
+export interface CatalogData {
+  nodes: readonly NodeRecord[];
+  services: readonly ServiceRecord[];
+}

@@ -1,0 +1,103 @@
+#!/usr/bin/env node
+/**
+ * The svcdns command: parse flags, resolve the configuration, start the server, and stop cleanly on
+ * SIGINT/SIGTERM. SIGHUP reloads the catalog file. A bad flag or an unusable catalog exits non-zero
+ * with one line on stderr saying why.
+ */
+
+import { readFileSync } from 'node:fs';
+import yargs from 'yargs';
+import { hideBin } from 'yargs/helpers';
+import { ConfigError, KEYS, envName, resolveConfig, type RawConfig } from './config.js';
+import { createLogger } from './log.js';
+import { SvcdnsServer, formatAddress } from './server.js';
+
+const EXIT_USAGE = 2;
+const EXIT_FAILURE = 1;
+
+function fail(code: number, message: string): never {
+  process.stderr.write(`svcdns: error: ${message}\n`);
+  process.exit(code);
+}
+
+function version(): string {
+  const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string };
+  return pkg.version;
+}
+
+function parseFlags(argv: string[]): { flags: RawConfig; configFile: string | undefined } {
+  let parser = yargs(argv)
+    .scriptName('svcdns')
+    .usage('$0 [options]\n\nServe Consul-style DNS names from a catalog. Every option can also be set as an\nSVCDNS_<NAME> env var (e.g. SVCDNS_LISTEN) or in a --config file under the same name.')
+    .parserConfiguration({ 'camel-case-expansion': false, 'strip-aliased': true })
+    .option('config', { type: 'string', describe: `YAML or JSON file of options (env ${envName('config')})`, requiresArg: true })
+    .strict()
+    .version(version())
+    .help()
+    .wrap(Math.min(110, process.stdout.columns || 110))
+    .exitProcess(true)
+    .fail((message, err) => fail(EXIT_USAGE, message ?? err?.message ?? 'bad arguments'));
+  for (const [key, spec] of Object.entries(KEYS)) {
+    parser = parser.option(key, {
+      type: 'string',
+      array: spec.list === true,
+      requiresArg: true,
+      describe: spec.default === undefined ? spec.describe : `${spec.describe} [default: ${[spec.default].flat().join(', ')}]`,
+    });
+  }
+  const parsed = parser.parseSync();
+  const flags: RawConfig = {};
+  for (const key of Object.keys(KEYS)) {
+    const value = parsed[key] as string | string[] | undefined;
+    if (value !== undefined) flags[key] = value;
+  }
+  return { flags, configFile: parsed.config };
+}
+
+async function main(): Promise<void> {
+  const { flags, configFile } = parseFlags(hideBin(process.argv));
+  let config;
+  try {
+    config = resolveConfig({ flags, env: process.env, configFile });
+  } catch (err) {
+    if (err instanceof ConfigError) fail(EXIT_USAGE, err.message);
+    throw err;
+  }
+  const log = createLogger(config);
+  let server: SvcdnsServer;
+  try {
+    server = await SvcdnsServer.start({ config, log });
+  } catch (err) {
+    log.flush();
+    fail(EXIT_FAILURE, err instanceof Error ? err.message : String(err));
+  }
+
+  const first = server.addresses[0]!;
+  const example = [...(server.store.current()?.allServices() ?? [])].find((s) => s.name !== 'consul')?.name ?? 'web';
+  log.info(
+    { try: `dig @${first.host} -p ${first.port} ${example}.service.${config.domain} SRV` },
+    `ready: serving ${server.addresses.map(formatAddress).join(', ')}`,
+  );
+
+  process.on('SIGHUP', () => {
+    log.info('SIGHUP: reloading the catalog');
+    void (server.source as { reload?: () => Promise<unknown> }).reload?.();
+  });
+  let stopping = false;
+  const stop = (signal: string): void => {
+    if (stopping) return;
+    stopping = true;
+    log.info({ signal }, 'shutting down');
+    server.close().then(
+      () => process.exit(0),
+      (err: unknown) => {
+        log.error({ err }, 'shutdown failed');
+        process.exit(EXIT_FAILURE);
+      },
+    );
+  };
+  process.on('SIGINT', () => stop('SIGINT'));
+  process.on('SIGTERM', () => stop('SIGTERM'));
+}
+
+main().catch((err: unknown) => fail(EXIT_FAILURE, err instanceof Error ? (err.stack ?? err.message) : String(err)));

@@ -1,0 +1,214 @@
+/**
+ * One validated, frozen configuration from three places with the same keys:
+ *   defaults < config file (`--config FILE`, YAML or JSON) < `SVCDNS_*` env vars < command-line flags.
+ * Keys are the flag names (`alt-domain`); env vars upper-case them (`SVCDNS_ALT_DOMAIN`), and list
+ * values are comma-separated there (`SVCDNS_LISTEN=127.0.0.1:53,[::1]:53`).
+ * Unknown keys are rejected wherever they appear, and every problem is reported at once.
+ */
+
+import { readFileSync } from 'node:fs';
+import { isIP } from 'node:net';
+import { parse as parseYaml } from 'yaml';
+
+export interface ListenAddress {
+  host: string;
+  port: number;
+}
+
+export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
+
+export interface Config {
+  listen: readonly ListenAddress[];
+  /** Catalog file path, or null for the bundled example catalog. */
+  catalog: string | null;
+  domain: string;
+  altDomain: string | null;
+  datacenter: string;
+  serviceTtl: number;
+  nodeTtl: number;
+  /** Seconds a TCP connection may sit idle before svcdns closes it. */
+  tcpIdleTimeout: number;
+  logLevel: LogLevel;
+  logFormat: 'json' | 'pretty';
+}
+
+export class ConfigError extends Error {
+  readonly code = 'SVCDNS_CONFIG_INVALID';
+  constructor(readonly problems: readonly string[]) {
+    super(problems.join('; '));
+    this.name = 'ConfigError';
+  }
+}
+
+interface KeySpec {
+  describe: string;
+  list?: boolean;
+  default?: string | string[];
+}
+
+const LOG_LEVELS: readonly LogLevel[] = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
+
+/** Every configuration key, documented once; the CLI's flags are generated from this table. */
+export const KEYS: Readonly<Record<string, KeySpec>> = {
+  listen: {
+    describe: 'HOST:PORT to serve DNS on, UDP and TCP (repeatable; IPv6 as [::1]:8600)',
+    list: true,
+    default: ['127.0.0.1:8600'],
+  },
+  catalog: { describe: 'catalog file (YAML or JSON), reloaded when it changes; default: the bundled example' },
+  domain: { describe: 'the Consul domain to answer', default: 'consul' },
+  'alt-domain': { describe: 'a second domain answered identically' },
+  datacenter: { describe: 'the local datacenter (names without one mean this one)', default: 'dc1' },
+  'service-ttl': { describe: 'TTL of service records, seconds', default: '0' },
+  'node-ttl': { describe: 'TTL of node records, seconds', default: '0' },
+  'tcp-idle-timeout': { describe: 'close TCP connections idle this long, seconds', default: '10' },
+  'log-level': { describe: `log level: ${LOG_LEVELS.join(', ')}`, default: 'info' },
+  'log-format': { describe: 'log format: json or pretty', default: 'json' },
+};
+
+export type RawConfig = Record<string, string | string[] | undefined>;
+
+export interface ConfigInputs {
+  /** Flags as parsed by the CLI (only keys the user gave). */
+  flags: RawConfig;
+  env: NodeJS.ProcessEnv;
+  /** Path of the config file, if any. */
+  configFile?: string | undefined;
+  readFile?: (path: string) => string;
+}
+
+export function envName(key: string): string {
+  return `SVCDNS_${key.toUpperCase().replace(/-/g, '_')}`;
+}
+
+/** Merges and validates; throws ConfigError listing every problem. */
+export function resolveConfig(inputs: ConfigInputs): Config {
+  const problems: string[] = [];
+  const merged: RawConfig = {};
+  for (const [key, spec] of Object.entries(KEYS)) merged[key] = spec.default;
+
+  const configFile = inputs.configFile ?? inputs.env[envName('config')];
+  if (configFile) Object.assign(merged, readConfigFile(configFile, inputs.readFile, problems));
+  for (const key of Object.keys(KEYS)) {
+    const value = inputs.env[envName(key)];
+    if (value !== undefined && value !== '') merged[key] = KEYS[key]!.list ? splitList(value) : value;
+  }
+  for (const [key, value] of Object.entries(inputs.flags)) {
+    if (!(key in KEYS)) problems.push(`unknown option --${key}`);
+    else if (value !== undefined) merged[key] = value;
+  }
+
+  const config: Config = {
+    listen: list(merged.listen).flatMap((v) => {
+      const parsed = parseListen(v);
+      if (!parsed) problems.push(`listen: ${JSON.stringify(v)} is not HOST:PORT with an IP address (IPv6 as [::1]:8600)`);
+      return parsed ? [parsed] : [];
+    }),
+    catalog: single(merged.catalog) ?? null,
+    domain: domain(single(merged.domain), 'domain', problems) ?? 'consul',
+    altDomain: domain(single(merged['alt-domain']), 'alt-domain', problems),
+    datacenter: label(single(merged.datacenter), 'datacenter', problems),
+    serviceTtl: integer(single(merged['service-ttl']), 'service-ttl', 0, 2 ** 31 - 1, problems),
+    nodeTtl: integer(single(merged['node-ttl']), 'node-ttl', 0, 2 ** 31 - 1, problems),
+    tcpIdleTimeout: integer(single(merged['tcp-idle-timeout']), 'tcp-idle-timeout', 1, 3600, problems),
+    logLevel: choice(single(merged['log-level']), 'log-level', LOG_LEVELS, problems),
+    logFormat: choice(single(merged['log-format']), 'log-format', ['json', 'pretty'] as const, problems),
+  };
+  if (config.listen.length === 0 && !problems.some((p) => p.startsWith('listen'))) problems.push('listen: at least one address is needed');
+  if (config.altDomain !== null && config.altDomain === config.domain) problems.push('alt-domain: must differ from domain');
+  if (problems.length > 0) throw new ConfigError(problems);
+  return Object.freeze(config);
+}
+
+function readConfigFile(path: string, read: ((p: string) => string) | undefined, problems: string[]): RawConfig {
+  let doc: unknown;
+  try {
+    const text = (read ?? ((p) => readFileSync(p, 'utf8')))(path);
+    doc = parseYaml(text);
+  } catch (err) {
+    problems.push(`config file ${path}: ${err instanceof Error ? err.message.split('\n')[0] : String(err)}`);
+    return {};
+  }
+  if (doc === null || doc === undefined) return {};
+  if (typeof doc !== 'object' || Array.isArray(doc)) {
+    problems.push(`config file ${path}: must be a mapping of option names to values`);
+    return {};
+  }
+  const out: RawConfig = {};
+  for (const [key, value] of Object.entries(doc as Record<string, unknown>)) {
+    if (!(key in KEYS)) {
+      problems.push(`config file ${path}: unknown key ${JSON.stringify(key)}`);
+    } else if (Array.isArray(value) && KEYS[key]!.list) {
+      out[key] = value.map(String);
+    } else if (typeof value === 'string' || typeof value === 'number' || typeof value === 'boolean') {
+      out[key] = KEYS[key]!.list ? [String(value)] : String(value);
+    } else {
+      problems.push(`config file ${path}: ${key} must be a ${KEYS[key]!.list ? 'list or a ' : ''}single value`);
+    }
+  }
+  return out;
+}
+
+function splitList(value: string): string[] {
+  return value
+    .split(',')
+    .map((s) => s.trim())
+    .filter((s) => s !== '');
+}
+
+function list(value: string | string[] | undefined): string[] {
+  if (value === undefined) return [];
+  return (Array.isArray(value) ? value : [value]).flatMap(splitList);
+}
+
+function single(value: string | string[] | undefined): string | undefined {
+  return Array.isArray(value) ? value.at(-1) : value;
+}
+
+/** `127.0.0.1:8600`, `[::1]:8600`, `0.0.0.0:53`. Hostnames are not accepted: bind to addresses. */
+export function parseListen(text: string): ListenAddress | null {
+  const m = /^(?:\[([^\]]+)\]|([^:[\]]+)):(\d{1,5})$/.exec(text.trim());
+  if (!m) return null;
+  const host = m[1] ?? m[2]!;
+  const port = Number(m[3]);
+  const family = isIP(host);
+  if (port > 65535 || family === 0 || (m[1] !== undefined && family !== 6) || (m[2] !== undefined && family !== 4)) return null;
+  return { host, port };
+}
+
+const LABEL = /^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$/i;
+
+function label(value: string | undefined, key: string, problems: string[]): string {
+  if (value === undefined || !LABEL.test(value)) {
+    problems.push(`${key}: must be a DNS label (got ${JSON.stringify(value)})`);
+    return '';
+  }
+  return value.toLowerCase();
+}
+
+function domain(value: string | undefined, key: string, problems: string[]): string | null {
+  if (value === undefined) return null;
+  const labels = value.replace(/\.$/, '').split('.');
+  if (value === '' || !labels.every((l) => LABEL.test(l))) {
+    problems.push(`${key}: must be a domain name such as consul or cluster.local (got ${JSON.stringify(value)})`);
+    return null;
+  }
+  return labels.join('.').toLowerCase();
+}
+
+function integer(value: string | undefined, key: string, min: number, max: number, problems: string[]): number {
+  const n = Number(value);
+  if (value === undefined || !/^\d+$/.test(value.trim()) || n < min || n > max) {
+    problems.push(`${key}: must be a whole number from ${min} to ${max} (got ${JSON.stringify(value)})`);
+    return min;
+  }
+  return n;
+}
+
+function choice<T extends string>(value: string | undefined, key: string, choices: readonly T[], problems: string[]): T {
+  if (value === undefined || !choices.includes(value as T)) {
+    problems.push(`${key}: must be one of ${choices.join(', ')} (got ${JSON.stringify(value)})`);
+    return choices[0]!;
+  }
+  return value as T;
+}

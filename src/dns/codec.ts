@@ -1,0 +1,268 @@
+/**
+ * Encoding of the replies svcdns builds itself: header, the question copied byte for byte from the
+ * query, the three record sections with name compression, and the OPT record.
+ *
+ * Why not dns-packet's encoder: it never compresses names, so a 512-byte reply holds about half the
+ * records it could, and musl clients (Alpine, busybox) never retry over TCP; they keep what fits.
+ *
+ * Fitting a reply to the client's size is one function, `encodeReply`, following RFC 2181 9:
+ * 1. everything fits: send it;
+ * 2. else drop the additional section (it is optional data; TC stays clear);
+ * 3. else keep as many whole answer records as fit, drop authority, and set TC so the client knows
+ *    to retry over TCP. Because compression pointers only point backwards, cutting at a record
+ *    boundary never leaves a dangling pointer, so the message is encoded once and cut.
+ */
+
+import { ADVERTISED_UDP_SIZE, Flag, HEADER_SIZE, MAX_TCP_SIZE, RRClass, RRType } from './constants.js';
+import type { Query } from './wire.js';
+
+interface RRBase {
+  /** Owner name, dotted, no trailing dot. */
+  name: string;
+  ttl: number;
+}
+
+export type RR =
+  | (RRBase & { type: typeof RRType.A | typeof RRType.AAAA; address: Buffer })
+  | (RRBase & { type: typeof RRType.SRV; priority: number; weight: number; port: number; target: string })
+  | (RRBase & { type: typeof RRType.PTR | typeof RRType.NS | typeof RRType.CNAME; target: string })
+  | (RRBase & {
+      type: typeof RRType.SOA;
+      mname: string;
+      rname: string;
+      serial: number;
+      refresh: number;
+      retry: number;
+      expire: number;
+      minimum: number;
+    })
+  | (RRBase & { type: typeof RRType.TXT; strings: string[] });
+
+export interface Reply {
+  /** Up to 12 bits; values above 15 need an OPT record to carry the upper bits (RFC 6891 6.1.3). */
+  rcode: number;
+  authoritative: boolean;
+  recursionAvailable: boolean;
+  answers: readonly RR[];
+  authority: readonly RR[];
+  additional: readonly RR[];
+}
+
+const OPT_SIZE = 11;
+
+/** Thrown by the writer when a record would not fit the scratch buffer. */
+class Full extends Error {}
+
+/**
+ * A byte writer over a reused scratch buffer with an RFC 1035 4.1.4 compression table.
+ * Encoding is synchronous, so one scratch buffer serves every reply.
+ */
+class Writer {
+  static readonly scratch = Buffer.allocUnsafe(MAX_TCP_SIZE);
+  readonly buf = Writer.scratch;
+  off = 0;
+  private readonly names = new Map<string, number>();
+
+  ensure(n: number): void {
+    if (this.off + n > MAX_TCP_SIZE) throw new Full();
+  }
+
+  u8(v: number): void {
+    this.ensure(1);
+    this.buf[this.off++] = v;
+  }
+
+  u16(v: number): void {
+    this.ensure(2);
+    this.buf.writeUInt16BE(v, this.off);
+    this.off += 2;
+  }
+
+  u32(v: number): void {
+    this.ensure(4);
+    this.buf.writeUInt32BE(v >>> 0, this.off);
+    this.off += 4;
+  }
+
+  bytes(src: Buffer, start = 0, end = src.length): void {
+    this.ensure(end - start);
+    src.copy(this.buf, this.off, start, end);
+    this.off += end - start;
+  }
+
+  /** Makes the suffixes of an already written name available as compression targets. */
+  remember(key: string, offset: number): void {
+    if (offset < 0x4000 && !this.names.has(key)) this.names.set(key, offset);
+  }
+
+  /**
+   * Writes a dotted name. With `compress`, the longest known suffix becomes a pointer; either way
+   * the suffixes written here become targets for later names.
+   */
+  name(name: string, compress: boolean): void {
+    if (name === '' || name === '.') {
+      this.u8(0);
+      return;
+    }
+    const key = name.toLowerCase();
+    let start = 0;
+    for (;;) {
+      const suffix = start === 0 ? key : key.slice(start);
+      if (compress) {
+        const ptr = this.names.get(suffix);
+        if (ptr !== undefined) {
+          this.u16(0xc000 | ptr);
+          return;
+        }
+      }
+      this.remember(suffix, this.off);
+      const dot = name.indexOf('.', start);
+      const end = dot === -1 ? name.length : dot;
+      const len = end - start;
+      if (len === 0 || len > 63) throw new RangeError(`bad label in name ${JSON.stringify(name)}`);
+      this.ensure(1 + len);
+      this.buf[this.off] = len;
+      this.buf.write(name.slice(start, end), this.off + 1, 'latin1');
+      this.off += 1 + len;
+      if (dot === -1) break;
+      start = dot + 1;
+    }
+    this.u8(0);
+  }
+
+  rr(rr: RR): void {
+    this.name(rr.name, true);
+    this.u16(rr.type);
+    this.u16(RRClass.IN);
+    this.u32(rr.ttl);
+    const lengthAt = this.off;
+    this.u16(0);
+    switch (rr.type) {
+      case RRType.A:
+      case RRType.AAAA:
+        this.bytes(rr.address);
+        break;
+      case RRType.SRV:
+        this.u16(rr.priority);
+        this.u16(rr.weight);
+        this.u16(rr.port);
+        // RFC 2782: the target is never compressed; later names may still point into it.
+        this.name(rr.target, false);
+        break;
+      case RRType.PTR:
+      case RRType.NS:
+      case RRType.CNAME:
+        this.name(rr.target, true);
+        break;
+      case RRType.SOA:
+        this.name(rr.mname, true);
+        this.name(rr.rname, true);
+        this.u32(rr.serial);
+        this.u32(rr.refresh);
+        this.u32(rr.retry);
+        this.u32(rr.expire);
+        this.u32(rr.minimum);
+        break;
+      case RRType.TXT:
+        for (const s of rr.strings) {
+          const b = Buffer.from(s, 'utf8');
+          if (b.length > 255) throw new RangeError('TXT string longer than 255 bytes');
+          this.u8(b.length);
+          this.bytes(b);
+        }
+        break;
+    }
+    this.buf.writeUInt16BE(this.off - lengthAt - 2, lengthAt);
+  }
+}
+
+/**
+ * Encodes `reply` as the answer to `query` (read from `packet`), fitted to `maxSize` bytes
+ * (the client's UDP size, or 65535 over TCP). Returns a new buffer the caller owns.
+ */
+export function encodeReply(query: Query, packet: Buffer, reply: Reply, maxSize: number): Buffer {
+  const w = new Writer();
+  w.off = HEADER_SIZE;
+  w.bytes(packet, HEADER_SIZE, query.questionEnd);
+  if (query.plain) {
+    let suffixStart = 0;
+    for (let i = 0; i < query.labels.length; i++) {
+      w.remember(query.key.slice(suffixStart), query.labelOffsets[i]!);
+      suffixStart += query.labels[i]!.length + 1;
+    }
+  }
+
+  // Encode every record once, noting where each ends; stop at the first that does not fit at all.
+  const sections = [reply.answers, reply.authority, reply.additional];
+  const ends: number[][] = [[], [], []];
+  try {
+    for (let s = 0; s < 3; s++) {
+      for (const rr of sections[s]!) {
+        w.rr(rr);
+        ends[s]!.push(w.off);
+      }
+    }
+  } catch (err) {
+    if (!(err instanceof Full)) throw err;
+  }
+
+  const optSize = query.edns ? OPT_SIZE : 0;
+  const limit = Math.min(maxSize, MAX_TCP_SIZE) - optSize;
+  const questionEnd = query.questionEnd;
+  const [answerEnds, authorityEnds, additionalEnds] = ends as [number[], number[], number[]];
+  const answersEnd = answerEnds.at(-1) ?? questionEnd;
+  const authorityEnd = authorityEnds.at(-1) ?? answersEnd;
+  const allWritten =
+    answerEnds.length === reply.answers.length &&
+    authorityEnds.length === reply.authority.length &&
+    additionalEnds.length === reply.additional.length;
+
+  let counts: [number, number, number];
+  let end: number;
+  let truncated = false;
+  if (allWritten && (additionalEnds.at(-1) ?? authorityEnd) <= limit) {
+    counts = [answerEnds.length, authorityEnds.length, additionalEnds.length];
+    end = additionalEnds.at(-1) ?? authorityEnd;
+  } else if (
+    answerEnds.length === reply.answers.length &&
+    authorityEnds.length === reply.authority.length &&
+    authorityEnd <= limit
+  ) {
+    // Additional records are optional (RFC 2181 9): dropping them does not set TC.
+    counts = [answerEnds.length, authorityEnds.length, 0];
+    end = authorityEnd;
+  } else {
+    let kept = 0;
+    while (kept < answerEnds.length && answerEnds[kept]! <= limit) kept++;
+    counts = [kept, 0, 0];
+    end = kept === 0 ? questionEnd : answerEnds[kept - 1]!;
+    truncated = true;
+  }
+
+  const buf = w.buf;
+  w.off = end;
+  if (query.edns) {
+    w.u8(0);
+    w.u16(RRType.OPT);
+    w.u16(ADVERTISED_UDP_SIZE);
+    w.u8(reply.rcode >> 4);
+    w.u8(0); // version: svcdns speaks EDNS version 0 only
+    w.u16(query.edns.do ? 0x8000 : 0);
+    w.u16(0);
+  }
+  buf.writeUInt16BE(query.id, 0);
+  buf.writeUInt16BE(
+    Flag.QR |
+      (query.flags & (0x7800 | Flag.RD | Flag.CD)) |
+      (reply.authoritative ? Flag.AA : 0) |
+      (truncated ? Flag.TC : 0) |
+      (reply.recursionAvailable ? Flag.RA : 0) |
+      (reply.rcode & 0xf),
+    2,
+  );
+  buf.writeUInt16BE(1, 4);
+  buf.writeUInt16BE(counts[0], 6);
+  buf.writeUInt16BE(counts[1], 8);
+  buf.writeUInt16BE(counts[2] + (query.edns ? 1 : 0), 10);
+  return Buffer.from(buf.subarray(0, w.off));
+}

@@ -1,0 +1,195 @@
+/**
+ * The read of an untrusted DNS query, in two stages as miekg/dns does it: the 12-byte header first,
+ * then exactly one question and the EDNS OPT record, and nothing more.
+ *
+ * Contract (what the listener does with each outcome):
+ * - `drop`: no reply at all. Anything without a readable header, and every response (QR set), so that
+ *   svcdns can never be used to bounce or amplify traffic and two servers can never ping-pong.
+ * - `error`: a header was readable but the rest is not a query svcdns serves; reply with the rcode
+ *   (FORMERR, NOTIMP) and no question, built by `errorReply`.
+ * - `query`: one well-formed question. Names are read as latin1 so every byte maps to one char and
+ *   nothing is lost; `key` is the lower-cased name used for lookups.
+ */
+
+import { Flag, HEADER_SIZE, MAX_UDP_SIZE, MIN_UDP_SIZE, Rcode, RRType } from './constants.js';
+
+export interface Edns {
+  /** The client's advertised UDP payload size, clamped to [512, 4096]. */
+  udpSize: number;
+  version: number;
+  /** DNSSEC OK: copied into the reply's OPT (RFC 3225). */
+  do: boolean;
+}
+
+export interface Query {
+  id: number;
+  /** The raw 16-bit flags word as sent. */
+  flags: number;
+  opcode: number;
+  /** Question name as sent (latin1, labels joined by '.', no trailing dot; '' for the root). */
+  name: string;
+  /** `name` lower-cased (ASCII only, as DNS compares names). */
+  key: string;
+  /** Lower-cased labels, left to right. */
+  labels: string[];
+  /** Byte offset of each label of the question name in the packet, parallel to `labels`. */
+  labelOffsets: number[];
+  /**
+   * True when every label is free of '.' bytes, so `key` split on '.' gives back the labels.
+   * Names that are not plain can never match the catalog; they still get a correct reply.
+   */
+  plain: boolean;
+  type: number;
+  class: number;
+  /** End of the question section: bytes [12, questionEnd) are copied verbatim into replies. */
+  questionEnd: number;
+  edns: Edns | null;
+}
+
+export type ReadResult =
+  | { kind: 'query'; query: Query }
+  | { kind: 'error'; id: number; flags: number; rcode: number }
+  | { kind: 'drop'; reason: string };
+
+const MAX_NAME_LENGTH = 255;
+const MAX_LABEL_LENGTH = 63;
+
+class Malformed extends Error {}
+
+/** Reads a query packet; never throws. */
+export function readQuery(buf: Buffer): ReadResult {
+  if (buf.length < HEADER_SIZE) return { kind: 'drop', reason: 'short' };
+  const id = buf.readUInt16BE(0);
+  const flags = buf.readUInt16BE(2);
+  if (flags & Flag.QR) return { kind: 'drop', reason: 'response' };
+  const opcode = (flags >> 11) & 0xf;
+  if (opcode !== 0) return { kind: 'error', id, flags, rcode: Rcode.NOTIMP };
+  const qdcount = buf.readUInt16BE(4);
+  if (qdcount !== 1) return { kind: 'error', id, flags, rcode: Rcode.FORMERR };
+  try {
+    return { kind: 'query', query: readBody(buf, id, flags) };
+  } catch (err) {
+    if (err instanceof Malformed) return { kind: 'error', id, flags, rcode: Rcode.FORMERR };
+    throw err;
+  }
+}
+
+function readBody(buf: Buffer, id: number, flags: number): Query {
+  const labels: string[] = [];
+  const labelOffsets: number[] = [];
+  let plain = true;
+  let off = HEADER_SIZE;
+  let nameLength = 1;
+  for (;;) {
+    if (off >= buf.length) throw new Malformed('name runs past the end');
+    const len = buf[off]!;
+    if (len === 0) {
+      off += 1;
+      break;
+    }
+    // A compression pointer in the first name of a message can only point into the header, and
+    // the 0x40/0x80 label types are obsolete (RFC 6891 9): both are malformed here.
+    if (len > MAX_LABEL_LENGTH) throw new Malformed('bad label type');
+    nameLength += len + 1;
+    if (nameLength > MAX_NAME_LENGTH) throw new Malformed('name too long');
+    if (off + 1 + len > buf.length) throw new Malformed('label runs past the end');
+    const label = buf.toString('latin1', off + 1, off + 1 + len);
+    if (label.includes('.')) plain = false;
+    labelOffsets.push(off);
+    labels.push(label);
+    off += 1 + len;
+  }
+  if (off + 4 > buf.length) throw new Malformed('question runs past the end');
+  const type = buf.readUInt16BE(off);
+  const qclass = buf.readUInt16BE(off + 2);
+  off += 4;
+  const questionEnd = off;
+
+  const name = labels.join('.');
+  const lower = labels.map(asciiLower);
+  const edns = readEdns(buf, off);
+  return {
+    id,
+    flags,
+    opcode: 0,
+    name,
+    key: lower.join('.'),
+    labels: lower,
+    labelOffsets,
+    plain,
+    type,
+    class: qclass,
+    questionEnd,
+    edns,
+  };
+}
+
+/**
+ * Walks the answer, authority and additional sections looking for the OPT record. Records are
+ * skipped without decoding; any that runs past the end makes the whole query malformed, and so does
+ * a second OPT (RFC 6891 6.1.1).
+ */
+function readEdns(buf: Buffer, start: number): Edns | null {
+  const total = buf.readUInt16BE(6) + buf.readUInt16BE(8) + buf.readUInt16BE(10);
+  const firstAdditional = buf.readUInt16BE(6) + buf.readUInt16BE(8);
+  let off = start;
+  let edns: Edns | null = null;
+  for (let i = 0; i < total; i++) {
+    const nameStart = off;
+    off = skipName(buf, off);
+    if (off + 10 > buf.length) throw new Malformed('record runs past the end');
+    const type = buf.readUInt16BE(off);
+    const rdlength = buf.readUInt16BE(off + 8);
+    if (type === RRType.OPT && i >= firstAdditional) {
+      if (edns) throw new Malformed('two OPT records');
+      if (off - nameStart !== 1) throw new Malformed('OPT owner is not the root');
+      const udpSize = buf.readUInt16BE(off + 2);
+      const ttl = buf.readUInt32BE(off + 4);
+      edns = {
+        udpSize: Math.min(MAX_UDP_SIZE, Math.max(MIN_UDP_SIZE, udpSize)),
+        version: (ttl >>> 16) & 0xff,
+        do: (ttl & 0x8000) !== 0,
+      };
+    }
+    off += 10 + rdlength;
+    if (off > buf.length) throw new Malformed('rdata runs past the end');
+  }
+  return edns;
+}
+
+/** Skips a possibly compressed name without following pointers (a pointer ends a name). */
+function skipName(buf: Buffer, start: number): number {
+  let off = start;
+  for (;;) {
+    if (off >= buf.length) throw new Malformed('name runs past the end');
+    const len = buf[off]!;
+    if (len === 0) return off + 1;
+    if ((len & 0xc0) === 0xc0) {
+      if (off + 2 > buf.length) throw new Malformed('pointer runs past the end');
+      return off + 2;
+    }
+    if (len > MAX_LABEL_LENGTH) throw new Malformed('bad label type');
+    off += 1 + len;
+  }
+}
+
+/** Lower-cases A-Z only: DNS names compare case-insensitively for ASCII letters (RFC 4343). */
+export function asciiLower(s: string): string {
+  // Fast path: most names arrive lower-case already.
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    if (c >= 65 && c <= 90) return s.replace(/[A-Z]+/g, (m) => m.toLowerCase());
+  }
+  return s;
+}
+
+/**
+ * The reply to a query whose header is readable but whose body is not served (FORMERR, NOTIMP):
+ * ID, opcode and RD copied, QR set, no sections (the question may be what was wrong).
+ */
+export function errorReply(id: number, queryFlags: number, rcode: number): Buffer {
+  const out = Buffer.alloc(HEADER_SIZE);
+  out.writeUInt16BE(id, 0);
+  out.writeUInt16BE(Flag.QR | (queryFlags & (0x7800 | Flag.RD | Flag.CD)) | (rcode & 0xf), 2);
+  return out;
+}

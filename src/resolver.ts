@@ -1,0 +1,64 @@
+/**
+ * From query bytes to reply bytes: the one function both listeners call.
+ *
+ * Order of decisions (each answered here, once):
+ * 1. `readQuery`: drop what has no readable header and every response; FORMERR/NOTIMP for the rest
+ *    of what is not a single well-formed standard query.
+ * 2. EDNS version other than 0: BADVERS (RFC 6891 6.1.3). Class other than IN/ANY: REFUSED.
+ *    Zone transfers (AXFR/IXFR): REFUSED; svcdns has no zone to transfer.
+ * 3. The answerer (our domain, reverse names of catalog addresses).
+ * 4. Nobody answered: REFUSED (forwarding plugs in here, as the next link).
+ * The reply is then fitted to the client's size: its EDNS size over UDP (512 without EDNS), 65535
+ * over TCP.
+ */
+
+import type { Logger } from 'pino';
+import type { CatalogStore } from './catalog/store.js';
+import { encodeReply, type Reply } from './dns/codec.js';
+import { MAX_TCP_SIZE, MIN_UDP_SIZE, Rcode, RRClass } from './dns/constants.js';
+import { errorReply, readQuery } from './dns/wire.js';
+import type { Answerer } from './answer/answerer.js';
+
+export type Transport = 'udp' | 'tcp';
+
+/** Returns the reply bytes, or null when the packet gets no reply at all. Never throws. */
+export type DnsHandler = (packet: Buffer, transport: Transport) => Buffer | null;
+
+export interface ResolverOptions {
+  answerer: Answerer;
+  store: CatalogStore;
+  log: Logger;
+}
+
+const AXFR = 252;
+const IXFR = 251;
+
+const NO_RECORDS = Object.freeze([]);
+
+function bare(rcode: number): Reply {
+  return { rcode, authoritative: false, recursionAvailable: false, answers: NO_RECORDS, authority: NO_RECORDS, additional: NO_RECORDS };
+}
+
+export function createResolver({ answerer, store, log }: ResolverOptions): DnsHandler {
+  return (packet, transport) => {
+    try {
+      const read = readQuery(packet);
+      if (read.kind === 'drop') return null;
+      if (read.kind === 'error') return errorReply(read.id, read.flags, read.rcode);
+      const query = read.query;
+      const maxSize = transport === 'tcp' ? MAX_TCP_SIZE : (query.edns?.udpSize ?? MIN_UDP_SIZE);
+
+      let reply: Reply | null;
+      if (query.edns && query.edns.version !== 0) reply = bare(Rcode.BADVERS);
+      else if (query.class !== RRClass.IN && query.class !== RRClass.ANY) reply = bare(Rcode.REFUSED);
+      else if (query.type === AXFR || query.type === IXFR) reply = bare(Rcode.REFUSED);
+      else reply = answerer.answer(query, store.current()) ?? bare(Rcode.REFUSED);
+      return encodeReply(query, packet, reply, maxSize);
+    } catch (err) {
+      // A bug, not bad input (bad input is handled above): log it and answer SERVFAIL if we can.
+      log.error({ err }, 'query handling failed');
+      if (packet.length >= 12) return errorReply(packet.readUInt16BE(0), packet.readUInt16BE(2), Rcode.SERVFAIL);
+      return null;
+    }
+  };
+}

@@ -1,0 +1,111 @@
+/**
+ * The composition root: builds the catalog store and source, the answerer, the resolver and the
+ * listeners from a Config, and tears them down again. Tests start this in-process on port 0.
+ */
+
+import { fileURLToPath } from 'node:url';
+import type { Logger } from 'pino';
+import { Answerer } from './answer/answerer.js';
+import { FileSource } from './catalog/file-source.js';
+import type { CatalogSource } from './catalog/source.js';
+import { CatalogStore } from './catalog/store.js';
+import type { Config, ListenAddress } from './config.js';
+import { listenTcp, type TcpListener } from './listen/tcp.js';
+import { listenUdp, type UdpListener } from './listen/udp.js';
+import { createResolver, type DnsHandler } from './resolver.js';
+
+/** The example catalog shipped with svcdns, served when no catalog is configured. */
+export const EXAMPLE_CATALOG = fileURLToPath(new URL('../examples/catalog.yaml', import.meta.url));
+
+export interface ServerOptions {
+  config: Config;
+  log: Logger;
+  /** Wall clock in ms (SOA serials); injected by tests. */
+  now?: () => number;
+  /** Debounce of catalog file change events, ms. */
+  reloadDebounceMs?: number;
+}
+
+export interface BoundAddress {
+  host: string;
+  port: number;
+}
+
+export class SvcdnsServer {
+  private constructor(
+    readonly store: CatalogStore,
+    readonly source: CatalogSource,
+    readonly handler: DnsHandler,
+    readonly addresses: readonly BoundAddress[],
+    private readonly listeners: readonly (UdpListener | TcpListener)[],
+    private readonly log: Logger,
+  ) {}
+
+  /** Loads the catalog, then binds every listen address (UDP and TCP on the same port). */
+  static async start(options: ServerOptions): Promise<SvcdnsServer> {
+    const { config, log } = options;
+    const store = new CatalogStore({ now: options.now });
+    const catalogPath = config.catalog ?? EXAMPLE_CATALOG;
+    const source = new FileSource({
+      path: catalogPath,
+      defaultDatacenter: config.datacenter,
+      log,
+      debounceMs: options.reloadDebounceMs,
+    });
+    if (config.catalog === null) log.info({ file: catalogPath }, 'no catalog configured; serving the bundled example catalog');
+    await source.start(store);
+
+    const answerer = new Answerer({
+      domain: config.domain,
+      altDomain: config.altDomain,
+      datacenter: config.datacenter,
+      serviceTtl: config.serviceTtl,
+      nodeTtl: config.nodeTtl,
+      soa: { refresh: 3600, retry: 600, expire: 86400, minimum: 0 },
+    });
+    const handler = createResolver({ answerer, store, log });
+
+    const listeners: (UdpListener | TcpListener)[] = [];
+    const addresses: BoundAddress[] = [];
+    try {
+      for (const at of config.listen) {
+        const pair = await bindPair(at, handler, config, log);
+        listeners.push(pair.udp, pair.tcp);
+        addresses.push({ host: at.host, port: pair.udp.port });
+      }
+    } catch (err) {
+      await Promise.all(listeners.map((l) => l.close()));
+      await source.stop();
+      throw err;
+    }
+    for (const a of addresses) log.info({ address: formatAddress(a) }, 'listening (udp, tcp)');
+    return new SvcdnsServer(store, source, handler, addresses, listeners, log);
+  }
+
+  async close(): Promise<void> {
+    await Promise.all(this.listeners.map((l) => l.close()));
+    await this.source.stop();
+    this.log.info('stopped');
+  }
+}
+
+/**
+ * Binds UDP, then TCP on the port UDP got. With port 0 the kernel picks the UDP port, which may be
+ * taken for TCP: try again with a new port a few times.
+ */
+async function bindPair(at: ListenAddress, handler: DnsHandler, config: Config, log: Logger): Promise<{ udp: UdpListener; tcp: TcpListener }> {
+  for (let attempt = 0; ; attempt++) {
+    const udp = await listenUdp(at, handler, log);
+    try {
+      const tcp = await listenTcp({ host: at.host, port: udp.port }, handler, { idleTimeoutMs: config.tcpIdleTimeout * 1000 }, log);
+      return { udp, tcp };
+    } catch (err) {
+      await udp.close();
+      if (at.port !== 0 || attempt >= 10 || (err as NodeJS.ErrnoException).code !== 'EADDRINUSE') throw err;
+    }
+  }
+}
+
+export function formatAddress(a: BoundAddress): string {
+  return a.host.includes(':') ? `[${a.host}]:${a.port}` : `${a.host}:${a.port}`;
+}
