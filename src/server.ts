@@ -95,15 +95,27 @@ export class SvcdnsServer {
  */
 async function bindPair(at: ListenAddress, handler: DnsHandler, config: Config, log: Logger): Promise<{ udp: UdpListener; tcp: TcpListener }> {
   for (let attempt = 0; ; attempt++) {
-    const udp = await listenUdp(at, handler, log);
+    const udp = await listenUdp(at, handler, log).catch((err: unknown) => {
+      throw listenError(at, 'udp', err);
+    });
     try {
       const tcp = await listenTcp({ host: at.host, port: udp.port }, handler, { idleTimeoutMs: config.tcpIdleTimeout * 1000 }, log);
       return { udp, tcp };
     } catch (err) {
       await udp.close();
-      if (at.port !== 0 || attempt >= 10 || (err as NodeJS.ErrnoException).code !== 'EADDRINUSE') throw err;
+      if (at.port !== 0 || attempt >= 10 || (err as NodeJS.ErrnoException).code !== 'EADDRINUSE') throw listenError(at, 'tcp', err);
     }
   }
+}
+
+/** Turns a bind failure into a message that says what to do about it. */
+function listenError(at: ListenAddress, transport: 'udp' | 'tcp', err: unknown): Error {
+  const code = (err as NodeJS.ErrnoException).code;
+  const where = `cannot listen on ${formatAddress(at)} (${transport})`;
+  if (code === 'EADDRINUSE') return new Error(`${where}: address already in use`, { cause: err });
+  if (code === 'EACCES') return new Error(`${where}: permission denied (ports below 1024 need root or CAP_NET_BIND_SERVICE)`, { cause: err });
+  if (code === 'EADDRNOTAVAIL') return new Error(`${where}: no such local address`, { cause: err });
+  return new Error(`${where}: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
 }
 
 export function formatAddress(a: BoundAddress): string {

@@ -162,7 +162,7 @@ export function parseCatalogFile(text: string, file: string, defaultDatacenter: 
         if (typeof s.id === 'string' && s.id !== '') id = s.id;
         else c.fail(`${sp}.id`, `must be a non-empty string (got ${show(s.id)})`);
       }
-      if (ids.has(id)) c.fail(`${sp}.id`, `service id ${id} appears twice on node ${name}`);
+      if (ids.has(id)) c.fail(`${sp}.id`, `service id ${id} appears twice on node ${typeof n.name === 'string' ? n.name : np}`);
       ids.add(id);
       const w = s.weights === undefined ? {} : c.object(s.weights, `${sp}.weights`, ['passing', 'warning']);
       const health = s.health ?? 'passing';

@@ -1,0 +1,157 @@
+/**
+ * The catalog file: reloaded on change, a broken edit changes nothing and is reported once, and
+ * bad catalogs are described precisely.
+ */
+
+import assert from 'node:assert/strict';
+import { rename, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { once } from 'node:events';
+import { after, before, describe, test } from 'node:test';
+import { pino } from 'pino';
+import { Writable } from 'node:stream';
+import { FileSource, type ReloadOutcome } from '../src/catalog/file-source.js';
+import { CatalogFileError, parseCatalogFile } from '../src/catalog/file-format.js';
+import { CatalogStore } from '../src/catalog/store.js';
+import { CATALOG } from './support/catalog.js';
+import { dig } from './support/dig.js';
+import { startServer, type TestServer } from './support/server.js';
+
+/** Waits (bounded) for the source's next reload outcome. */
+async function nextReload(source: FileSource, timeoutMs = 5000): Promise<ReloadOutcome> {
+  const [outcome] = (await once(source, 'reload', { signal: AbortSignal.timeout(timeoutMs) })) as [ReloadOutcome];
+  return outcome;
+}
+
+async function addresses(port: number, name: string): Promise<string[]> {
+  return (await dig(port, ['+short', name])).raw.trim().split('\n').filter(Boolean).sort();
+}
+
+describe('catalog file reload', () => {
+  let s: TestServer;
+  let source: FileSource;
+  before(async () => {
+    s = await startServer({ catalog: CATALOG });
+    source = s.server.source as FileSource;
+  });
+  after(() => s.close());
+
+  test('an edit in place is served on the next query', async () => {
+    assert.deepEqual(await addresses(s.port, 'cache.service.consul'), ['10.0.1.5']);
+    const reloaded = nextReload(source);
+    await writeFile(s.catalogPath, CATALOG.replace('address: 10.0.1.5', 'address: 10.0.1.6'));
+    assert.deepEqual(await reloaded, { ok: true, changed: true });
+    assert.deepEqual(await addresses(s.port, 'cache.service.consul'), ['10.0.1.6']);
+  });
+
+  test('a file replaced by rename (as editors and ConfigMaps do) is served too', async () => {
+    const tmp = join(s.dir, 'catalog.yaml.tmp');
+    await writeFile(tmp, CATALOG.replace('address: 10.0.1.5', 'address: 10.0.1.7'));
+    const reloaded = nextReload(source);
+    await rename(tmp, s.catalogPath);
+    assert.deepEqual(await reloaded, { ok: true, changed: true });
+    assert.deepEqual(await addresses(s.port, 'cache.service.consul'), ['10.0.1.7']);
+  });
+
+  test('a broken edit keeps the last good catalog serving', async () => {
+    const serial = s.server.store.current()!.serial;
+    const reloaded = nextReload(source);
+    await writeFile(s.catalogPath, 'nodes:\n  - name: node1\n    address: not-an-ip\n');
+    const outcome = await reloaded;
+    assert.equal(outcome.ok, false);
+    assert.equal(s.server.store.current()!.serial, serial, 'nothing published');
+    assert.deepEqual(await addresses(s.port, 'cache.service.consul'), ['10.0.1.7']);
+    assert.deepEqual(await addresses(s.port, 'web.service.consul'), ['10.0.0.1', '10.0.0.2']);
+  });
+});
+
+describe('catalog file errors are logged once, naming the file and the problem', () => {
+  test('one error line per distinct broken content', async () => {
+    const lines: Record<string, unknown>[] = [];
+    const log = pino(
+      { level: 'info' },
+      new Writable({
+        write(chunk: Buffer, _enc, done) {
+          lines.push(JSON.parse(chunk.toString()) as Record<string, unknown>);
+          done();
+        },
+      }),
+    );
+    const s = await startServer({ catalog: CATALOG });
+    const path = s.catalogPath;
+    const store = new CatalogStore();
+    const source = new FileSource({ path, defaultDatacenter: 'dc1', log, watch: false });
+    try {
+      await source.start(store);
+      await writeFile(path, 'nodes: [ {name: a, address: 10.0.0.1, services: [{name: web, port: 99999}]} ]');
+      assert.equal((await source.reload()).ok, false);
+      assert.equal((await source.reload()).ok, false);
+      const errors = lines.filter((l) => l.level === 50);
+      assert.equal(errors.length, 1, 'the same problem is reported once');
+      assert.equal(errors[0]!.file, path);
+      assert.deepEqual(errors[0]!.problems, ['nodes[0].services[0].port: must be an integer from 0 to 65535 (got 99999)']);
+      assert.equal(errors[0]!.msg, 'catalog file rejected; still serving the last good catalog');
+      assert.ok(store.current()!.service('dc1', 'web'), 'last good catalog still published');
+    } finally {
+      await source.stop();
+      await s.close();
+    }
+  });
+});
+
+describe('catalog file validation', () => {
+  function problems(text: string): readonly string[] {
+    try {
+      parseCatalogFile(text, 'c.yaml', 'dc1');
+    } catch (err) {
+      assert.ok(err instanceof CatalogFileError);
+      return err.problems;
+    }
+    assert.fail('expected a CatalogFileError');
+  }
+
+  test('every problem is reported with its path', () => {
+    assert.deepEqual(
+      problems(`
+nodes:
+  - name: bad_name
+    address: 10.0.0.300
+    colour: blue
+    services:
+      - {name: web, port: -1, health: sick, tags: [ok, 7]}
+      - {name: web, port: 80}
+`),
+      [
+        'nodes[0].colour: unknown key (expected one of: name, address, datacenter, meta, services)',
+        'nodes[0].name: must be a DNS label (letters, digits, inner hyphens, at most 63) (got "bad_name")',
+        'nodes[0].address: must be an IPv4 or IPv6 address (got "10.0.0.300")',
+        'nodes[0].services[0].health: must be one of passing, warning, critical (got "sick")',
+        'nodes[0].services[0].port: must be an integer from 0 to 65535 (got -1)',
+        'nodes[0].services[0].tags[1]: must be a non-empty string (got 7)',
+        'nodes[0].services[1].id: service id web appears twice on node bad_name',
+      ],
+    );
+  });
+
+  test('YAML syntax errors, empty files and duplicate nodes', () => {
+    assert.match(problems('nodes: [')[0]!, /^not valid YAML or JSON: /);
+    assert.deepEqual(problems(''), ['the file is empty']);
+    assert.deepEqual(problems('nodes: [{name: a, address: 10.0.0.1}, {name: A, address: 10.0.0.2}]'), [
+      'nodes[1].name: node A appears twice in datacenter dc1',
+    ]);
+  });
+
+  test('JSON works as well as YAML, with defaults filled in', () => {
+    const data = parseCatalogFile(
+      JSON.stringify({ nodes: [{ name: 'n1', address: '::1', services: [{ name: 'api', port: 9 }] }] }),
+      'c.json',
+      'dc7',
+    );
+    assert.deepEqual(data, {
+      nodes: [{ datacenter: 'dc7', name: 'n1', address: '::1', meta: {} }],
+      services: [
+        { datacenter: 'dc7', node: 'n1', id: 'api', name: 'api', address: '', port: 9, tags: [], weights: { passing: 1, warning: 1 }, health: 'passing' },
+      ],
+    });
+  });
+});

@@ -1,0 +1,149 @@
+/**
+ * The svcdns command as users run it: exit codes and one-line reasons for bad input, the bundled
+ * example catalog, signals.
+ */
+
+import assert from 'node:assert/strict';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { CATALOG } from './support/catalog.js';
+import { dig } from './support/dig.js';
+import { runCli, startCli } from './support/spawn.js';
+
+/** The one line on stderr that is not a JSON log record: the reason for the exit. */
+function oneLine(stderr: string): string {
+  const lines = stderr
+    .trim()
+    .split('\n')
+    .filter((l) => !l.startsWith('{'));
+  assert.equal(lines.length, 1, `one line on stderr besides logs, got:\n${stderr}`);
+  return lines[0]!;
+}
+
+describe('bad input exits non-zero with one line', () => {
+  let dir: string;
+  before(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'svcdns-cli-'));
+  });
+  after(() => rm(dir, { recursive: true, force: true }));
+
+  const cases: { name: string; args: string[]; env?: Record<string, string>; code: number; line: RegExp }[] = [
+    { name: 'an unknown flag', args: ['--colour', 'blue'], code: 2, line: /^svcdns: error: Unknown arguments?: colour/ },
+    { name: 'a bad listen address', args: ['--listen', 'localhost:53'], code: 2, line: /^svcdns: error: listen: "localhost:53" is not HOST:PORT with an IP address/ },
+    { name: 'a port out of range', args: ['--listen', '127.0.0.1:70000'], code: 2, line: /^svcdns: error: listen: "127.0.0.1:70000"/ },
+    { name: 'a bad TTL', args: ['--service-ttl', '-5'], code: 2, line: /^svcdns: error: service-ttl: must be a whole number from 0 to 2147483647 \(got "-5"\)$/ },
+    { name: 'a bad env var', args: [], env: { SVCDNS_DOMAIN: 'bad..domain' }, code: 2, line: /^svcdns: error: domain: must be a domain name/ },
+    { name: 'several problems at once', args: ['--log-format', 'xml', '--node-ttl', 'x'], code: 2, line: /^svcdns: error: node-ttl: .*; log-format: must be one of json, pretty \(got "xml"\)$/ },
+    { name: 'a missing catalog file', args: ['--catalog', '/nonexistent/catalog.yaml'], code: 1, line: /^svcdns: error: ENOENT: no such file or directory, open '\/nonexistent\/catalog.yaml'$/ },
+  ];
+  for (const c of cases) {
+    test(c.name, async () => {
+      const r = await runCli([...c.args, '--listen', c.args.includes('--listen') ? c.args[c.args.indexOf('--listen') + 1]! : '127.0.0.1:0'], c.env);
+      assert.equal(r.code, c.code, r.stderr);
+      assert.match(oneLine(r.stderr), c.line);
+    });
+  }
+
+  test('a broken catalog file names the file and the problem', async () => {
+    const path = join(dir, 'broken.yaml');
+    await writeFile(path, 'nodes:\n  - name: a\n    address: 10.0.0.1\n    services: [{name: web, port: http}]\n');
+    const r = await runCli(['--catalog', path, '--listen', '127.0.0.1:0']);
+    assert.equal(r.code, 1);
+    assert.equal(oneLine(r.stderr), `svcdns: error: ${path}: nodes[0].services[0].port: must be an integer from 0 to 65535 (got "http")`);
+  });
+
+  test('a config file with an unknown key', async () => {
+    const path = join(dir, 'svcdns.yaml');
+    await writeFile(path, 'listen: [127.0.0.1:0]\nrecursors: [1.1.1.1]\n');
+    const r = await runCli(['--config', path]);
+    assert.equal(r.code, 2);
+    assert.equal(oneLine(r.stderr), `svcdns: error: config file ${path}: unknown key "recursors"`);
+  });
+
+  test('a port already in use', async () => {
+    const first = startCli(['--listen', '127.0.0.1:0']);
+    try {
+      const line = await first.waitForLog((l) => l.msg === 'listening (udp, tcp)');
+      const r = await runCli(['--listen', String(line.address)]);
+      assert.equal(r.code, 1);
+      assert.equal(oneLine(r.stderr), `svcdns: error: cannot listen on ${String(line.address)} (udp): address already in use`);
+    } finally {
+      await first.stop();
+    }
+  });
+
+  test('--help and --version exit 0', async () => {
+    const help = await runCli(['--help']);
+    assert.equal(help.code, 0);
+    assert.match(help.stdout, /--listen/);
+    assert.match(help.stdout, /SVCDNS_<NAME>/);
+    const version = await runCli(['--version']);
+    assert.equal(version.code, 0);
+    assert.match(version.stdout.trim(), /^\d+\.\d+\.\d+$/);
+  });
+});
+
+describe('running', () => {
+  test('with no catalog it serves the bundled example and says how to dig it', async () => {
+    const svc = startCli(['--listen', '127.0.0.1:0']);
+    try {
+      await svc.waitForLog((l) => l.msg === 'no catalog configured; serving the bundled example catalog');
+      const listening = await svc.waitForLog((l) => l.msg === 'listening (udp, tcp)');
+      const ready = await svc.waitForLog((l) => typeof l.msg === 'string' && l.msg.startsWith('ready'));
+      const port = Number(String(listening.address).split(':')[1]);
+      assert.equal(ready.try, `dig @127.0.0.1 -p ${port} httpbackend.service.consul SRV`);
+      const r = await dig(port, ['httpbackend.service.consul', 'SRV']);
+      assert.equal(r.status, 'NOERROR');
+      assert.deepEqual(r.answer.sort(), [
+        'httpbackend.service.consul. 0 IN SRV 1 1 8081 consul-2.node.dc1.consul.',
+        'httpbackend.service.consul. 0 IN SRV 1 10 8081 consul-1.node.dc1.consul.',
+      ]);
+      assert.deepEqual(r.additional.sort(), ['consul-1.node.dc1.consul. 0 IN A 192.168.0.129', 'consul-2.node.dc1.consul. 0 IN A 192.168.0.130']);
+      assert.equal(await svc.stop('SIGTERM'), 0);
+      assert.ok(svc.logs.some((l) => l.msg === 'stopped'));
+    } finally {
+      await svc.stop('SIGKILL');
+    }
+  });
+
+  test('settings from env and a config file; flags win over env, env over the file', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'svcdns-cli-'));
+    const catalog = join(dir, 'catalog.yaml');
+    await writeFile(catalog, CATALOG);
+    const config = join(dir, 'svcdns.yaml');
+    await writeFile(config, `catalog: ${catalog}\nservice-ttl: 5\nnode-ttl: 6\nalt-domain: example.internal\n`);
+    const svc = startCli(['--config', config, '--listen', '127.0.0.1:0', '--node-ttl', '8'], { SVCDNS_SERVICE_TTL: '7', SVCDNS_NODE_TTL: '9' });
+    try {
+      const listening = await svc.waitForLog((l) => l.msg === 'listening (udp, tcp)');
+      const port = Number(String(listening.address).split(':')[1]);
+      assert.deepEqual((await dig(port, ['v1.web.service.example.internal'])).answer, ['v1.web.service.example.internal. 7 IN A 10.0.0.1']);
+      assert.deepEqual((await dig(port, ['node1.node.consul'])).answer, ['node1.node.consul. 8 IN A 10.0.0.1']);
+    } finally {
+      await svc.stop();
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
+  test('SIGHUP reloads the catalog; a broken file at reload keeps serving', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'svcdns-cli-'));
+    const catalog = join(dir, 'catalog.yaml');
+    await writeFile(catalog, CATALOG);
+    const svc = startCli(['--catalog', catalog, '--listen', '127.0.0.1:0']);
+    try {
+      const listening = await svc.waitForLog((l) => l.msg === 'listening (udp, tcp)');
+      const port = Number(String(listening.address).split(':')[1]);
+      await writeFile(catalog, 'nodes: {');
+      await svc.waitForLog((l) => l.msg === 'catalog file rejected; still serving the last good catalog');
+      svc.child.kill('SIGHUP');
+      await svc.waitForLog((l) => l.msg === 'SIGHUP: reloading the catalog');
+      assert.deepEqual((await dig(port, ['+short', 'v1.web.service.consul'])).raw.trim(), '10.0.0.1');
+      assert.equal(svc.logs.filter((l) => l.level === 50).length, 1, 'the same broken content is reported once');
+      assert.ok(svc.child.exitCode === null, 'still running');
+    } finally {
+      await svc.stop();
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+});

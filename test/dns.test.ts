@@ -1,0 +1,219 @@
+/**
+ * What a `dig` user sees: a table of questions and the exact reply, section by section, from a real
+ * server on loopback serving test/support/catalog.ts. Record sets whose order rotates (round robin)
+ * are compared sorted; rotation itself is tested in rotation.test.ts.
+ */
+
+import assert from 'node:assert/strict';
+import { after, before, describe, test } from 'node:test';
+import { CATALOG } from './support/catalog.js';
+import { dig, type DigResult } from './support/dig.js';
+import { TEST_SERIAL, startServer, type TestServer } from './support/server.js';
+
+interface Case {
+  q: string;
+  type?: string;
+  /** Extra dig arguments. */
+  args?: string[];
+  status: string;
+  aa?: boolean;
+  answer?: string[];
+  authority?: string[];
+  additional?: string[];
+}
+
+const SOA = (domain = 'consul') =>
+  `${domain}. 0 IN SOA ns.${domain}. hostmaster.${domain}. ${TEST_SERIAL} 3600 600 86400 0`;
+
+const CASES: Case[] = [
+  // Services: A/AAAA, one record per healthy instance (critical left out, warning kept).
+  { q: 'web.service.consul', status: 'NOERROR', answer: ['web.service.consul. 0 IN A 10.0.0.1', 'web.service.consul. 0 IN A 10.0.0.2'] },
+  { q: 'web.service.dc1.consul', status: 'NOERROR', answer: ['web.service.dc1.consul. 0 IN A 10.0.0.1', 'web.service.dc1.consul. 0 IN A 10.0.0.2'] },
+  { q: 'web.service.dc2.consul', status: 'NOERROR', answer: ['web.service.dc2.consul. 0 IN A 10.2.0.1'] },
+  { q: 'web.service.dc2.dc.consul', status: 'NOERROR', answer: ['web.service.dc2.dc.consul. 0 IN A 10.2.0.1'] },
+  { q: 'db.service.consul', status: 'NOERROR', answer: ['db.service.consul. 0 IN A 10.0.0.1', 'db.service.consul. 0 IN A 10.0.0.2'] },
+  // The answer uses the question's spelling; matching ignores case (names and tags).
+  { q: 'WeB.SeRvIcE.CoNsUl', status: 'NOERROR', answer: ['WeB.SeRvIcE.CoNsUl. 0 IN A 10.0.0.1', 'WeB.SeRvIcE.CoNsUl. 0 IN A 10.0.0.2'] },
+  { q: 'pRIMARY.web.service.consul', status: 'NOERROR', answer: ['pRIMARY.web.service.consul. 0 IN A 10.0.0.1'] },
+  { q: 'v1.web.service.consul', status: 'NOERROR', answer: ['v1.web.service.consul. 0 IN A 10.0.0.1'] },
+  { q: 'v2.web.service.consul', status: 'NOERROR', answer: ['v2.web.service.consul. 0 IN A 10.0.0.2'] },
+  { q: 'cache.service.consul', status: 'NOERROR', answer: ['cache.service.consul. 0 IN A 10.0.1.5'] },
+  { q: 'v6only.service.consul', type: 'AAAA', status: 'NOERROR', answer: ['v6only.service.consul. 0 IN AAAA 2001:db8::6'] },
+  { q: 'dual.service.consul', type: 'ANY', status: 'NOERROR', answer: ['dual.service.consul. 0 IN A 10.0.0.4', 'dual.service.consul. 0 IN AAAA 2001:db8::6'] },
+  { q: 'web.service.consul', type: 'ANY', status: 'NOERROR', answer: ['web.service.consul. 0 IN A 10.0.0.1', 'web.service.consul. 0 IN A 10.0.0.2'] },
+
+  // NODATA: the name exists, the type does not (musl needs NOERROR for AAAA of a v4-only name).
+  { q: 'web.service.consul', type: 'AAAA', status: 'NOERROR', answer: [], authority: [SOA()] },
+  { q: 'v6only.service.consul', type: 'A', status: 'NOERROR', answer: [], authority: [SOA()] },
+  { q: 'web.service.consul', type: 'TXT', status: 'NOERROR', answer: [], authority: [SOA()] },
+  { q: 'web.service.consul', type: 'MX', status: 'NOERROR', answer: [], authority: [SOA()] },
+
+  // NXDOMAIN: unknown service, tag, datacenter, name shape; a service with only critical instances.
+  { q: 'nope.service.consul', status: 'NXDOMAIN', answer: [], authority: [SOA()] },
+  { q: 'v9.web.service.consul', status: 'NXDOMAIN', answer: [], authority: [SOA()] },
+  { q: 'down.service.consul', status: 'NXDOMAIN', answer: [], authority: [SOA()] },
+  { q: 'web.service.dc9.consul', status: 'NXDOMAIN', answer: [], authority: [SOA()] },
+  { q: 'web.service.dc1.extra.consul', status: 'NXDOMAIN', answer: [], authority: [SOA()] },
+  { q: 'foo.bar.consul', status: 'NXDOMAIN', answer: [], authority: [SOA()] },
+  { q: 'dc9.consul', status: 'NXDOMAIN', answer: [], authority: [SOA()] },
+  { q: 'web.query.consul', status: 'NXDOMAIN', answer: [], authority: [SOA()] },
+
+  // Empty non-terminals exist (names live below them): NODATA, not NXDOMAIN (RFC 8020).
+  { q: 'service.consul', status: 'NOERROR', answer: [], authority: [SOA()] },
+  { q: 'node.dc1.consul', status: 'NOERROR', answer: [], authority: [SOA()] },
+  { q: 'dc2.consul', status: 'NOERROR', answer: [], authority: [SOA()] },
+  { q: '_tcp.service.consul', type: 'SRV', status: 'NOERROR', answer: [], authority: [SOA()] },
+
+  // SRV: priority 1, weight by health state, node targets with their addresses as additional data.
+  {
+    q: 'db.service.consul',
+    type: 'SRV',
+    status: 'NOERROR',
+    answer: ['db.service.consul. 0 IN SRV 1 10 5432 node1.node.dc1.consul.', 'db.service.consul. 0 IN SRV 1 2 5432 node2.node.dc1.consul.'],
+    additional: ['node1.node.dc1.consul. 0 IN A 10.0.0.1', 'node2.node.dc1.consul. 0 IN A 10.0.0.2'],
+  },
+  {
+    q: '_db._tcp.service.consul',
+    type: 'SRV',
+    status: 'NOERROR',
+    answer: ['_db._tcp.service.consul. 0 IN SRV 1 10 5432 node1.node.dc1.consul.', '_db._tcp.service.consul. 0 IN SRV 1 2 5432 node2.node.dc1.consul.'],
+    additional: ['node1.node.dc1.consul. 0 IN A 10.0.0.1', 'node2.node.dc1.consul. 0 IN A 10.0.0.2'],
+  },
+  {
+    q: '_db._udp.service.consul',
+    type: 'SRV',
+    status: 'NOERROR',
+    answer: ['_db._udp.service.consul. 0 IN SRV 1 10 5432 node1.node.dc1.consul.', '_db._udp.service.consul. 0 IN SRV 1 2 5432 node2.node.dc1.consul.'],
+    additional: ['node1.node.dc1.consul. 0 IN A 10.0.0.1', 'node2.node.dc1.consul. 0 IN A 10.0.0.2'],
+  },
+  {
+    q: '_db._replica.service.consul',
+    type: 'SRV',
+    status: 'NOERROR',
+    answer: ['_db._replica.service.consul. 0 IN SRV 1 2 5432 node2.node.dc1.consul.'],
+    additional: ['node2.node.dc1.consul. 0 IN A 10.0.0.2'],
+  },
+  {
+    q: 'cache.service.consul',
+    type: 'SRV',
+    status: 'NOERROR',
+    answer: ['cache.service.consul. 0 IN SRV 1 1 6379 0a000105.addr.dc1.consul.'],
+    additional: ['0a000105.addr.dc1.consul. 0 IN A 10.0.1.5'],
+  },
+  {
+    q: 'web.service.dc2.consul',
+    type: 'SRV',
+    status: 'NOERROR',
+    answer: ['web.service.dc2.consul. 0 IN SRV 1 1 80 far1.node.dc2.consul.'],
+    additional: ['far1.node.dc2.consul. 0 IN A 10.2.0.1'],
+  },
+  { q: '_nope._tcp.service.consul', type: 'SRV', status: 'NXDOMAIN', answer: [], authority: [SOA()] },
+
+  // Nodes, with node meta as RFC 1464 TXT.
+  { q: 'node1.node.consul', status: 'NOERROR', answer: ['node1.node.consul. 0 IN A 10.0.0.1'] },
+  { q: 'NODE1.node.dc1.consul', status: 'NOERROR', answer: ['NODE1.node.dc1.consul. 0 IN A 10.0.0.1'] },
+  { q: 'node6.node.consul', type: 'AAAA', status: 'NOERROR', answer: ['node6.node.consul. 0 IN AAAA 2001:db8::6'] },
+  { q: 'node1.node.consul', type: 'AAAA', status: 'NOERROR', answer: [], authority: [SOA()] },
+  { q: 'node1.node.consul', type: 'TXT', status: 'NOERROR', answer: ['node1.node.consul. 0 IN TXT "rack=r1"', 'node1.node.consul. 0 IN TXT "raw value"'] },
+  { q: 'far1.node.dc2.consul', status: 'NOERROR', answer: ['far1.node.dc2.consul. 0 IN A 10.2.0.1'] },
+  { q: 'far1.node.consul', status: 'NXDOMAIN', answer: [], authority: [SOA()] },
+  { q: 'nope.node.consul', status: 'NXDOMAIN', answer: [], authority: [SOA()] },
+
+  // Addresses encoded in the name.
+  { q: '0a000105.addr.dc1.consul', status: 'NOERROR', answer: ['0a000105.addr.dc1.consul. 0 IN A 10.0.1.5'] },
+  { q: '0a000105.addr.dc1.consul', type: 'AAAA', status: 'NOERROR', answer: [], authority: [SOA()] },
+  { q: '20010db8000000000000000000000006.addr.dc1.consul', type: 'AAAA', status: 'NOERROR', answer: ['20010db8000000000000000000000006.addr.dc1.consul. 0 IN AAAA 2001:db8::6'] },
+  { q: 'zz.addr.dc1.consul', status: 'NXDOMAIN', answer: [], authority: [SOA()] },
+
+  // The domain apex: SOA, NS (the nodes of the `consul` service, with glue), NODATA otherwise.
+  { q: 'consul', type: 'SOA', status: 'NOERROR', answer: [SOA()] },
+  { q: 'consul', type: 'NS', status: 'NOERROR', answer: ['consul. 0 IN NS node1.node.dc1.consul.'], additional: ['node1.node.dc1.consul. 0 IN A 10.0.0.1'] },
+  { q: 'consul', type: 'A', status: 'NOERROR', answer: [], authority: [SOA()] },
+
+  // Reverse lookups of catalog addresses.
+  { q: '10.0.0.1', args: ['-x'], status: 'NOERROR', answer: ['1.0.0.10.in-addr.arpa. 0 IN PTR node1.node.dc1.consul.'] },
+  { q: '10.0.1.5', args: ['-x'], status: 'NOERROR', answer: ['5.1.0.10.in-addr.arpa. 0 IN PTR cache.service.dc1.consul.'] },
+  {
+    q: '2001:db8::6',
+    args: ['-x'],
+    status: 'NOERROR',
+    answer: ['6.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.8.b.d.0.1.0.0.2.ip6.arpa. 0 IN PTR node6.node.dc1.consul.'],
+  },
+
+  // Not ours: REFUSED (forwarding arrives in its own issue), not authoritative.
+  { q: 'example.com', status: 'REFUSED', aa: false, answer: [], authority: [] },
+  { q: '10.99.99.99', args: ['-x'], status: 'REFUSED', aa: false, answer: [], authority: [] },
+];
+
+function sorted(lines: readonly string[]): string[] {
+  return [...lines].sort();
+}
+
+function check(c: Case, r: DigResult): void {
+  const what = `${c.q} ${c.type ?? 'A'}`;
+  assert.equal(r.status, c.status, `${what}: status\n${r.raw}`);
+  assert.ok(r.flags.includes('qr'), `${what}: qr flag`);
+  assert.equal(r.flags.includes('aa'), c.aa ?? true, `${what}: aa flag\n${r.raw}`);
+  assert.ok(!r.flags.includes('tc'), `${what}: tc flag`);
+  assert.ok(!r.flags.includes('ra'), `${what}: ra flag (no recursion yet)`);
+  if (c.answer) assert.deepEqual(sorted(r.answer), sorted(c.answer), `${what}: answer\n${r.raw}`);
+  if (c.authority) assert.deepEqual(r.authority, c.authority, `${what}: authority\n${r.raw}`);
+  assert.deepEqual(sorted(r.additional), sorted(c.additional ?? []), `${what}: additional\n${r.raw}`);
+}
+
+describe('dig against the test catalog', () => {
+  let s: TestServer;
+  before(async () => {
+    s = await startServer({ catalog: CATALOG });
+  });
+  after(() => s.close());
+
+  for (const c of CASES) {
+    const args = [...(c.args ?? []), c.q, ...(c.args ? [] : [c.type ?? 'A'])];
+    test(`${c.q} ${c.type ?? (c.args ? 'PTR' : 'A')} -> ${c.status}`, async () => {
+      check(c, await dig(s.port, args));
+      // The same question over TCP gets the same reply.
+      check(c, await dig(s.port, ['+tcp', ...args]));
+    });
+  }
+
+  test('EDNS: the OPT record is echoed with the DO bit copied; without EDNS there is none', async () => {
+    const withEdns = await dig(s.port, ['+dnssec', 'web.service.consul']);
+    assert.match(withEdns.edns ?? '', /^version: 0, flags: do; udp: 1232$/);
+    const plain = await dig(s.port, ['+noedns', 'web.service.consul']);
+    assert.equal(plain.edns, null);
+    assert.equal(plain.answer.length, 2);
+  });
+});
+
+describe('settings that change answers', () => {
+  let s: TestServer;
+  before(async () => {
+    s = await startServer({
+      catalog: CATALOG,
+      flags: { 'alt-domain': 'cluster.local', 'service-ttl': '30', 'node-ttl': '10', datacenter: 'dc1' },
+    });
+  });
+  after(() => s.close());
+
+  test('service and node TTLs', async () => {
+    assert.deepEqual(sorted((await dig(s.port, ['web.service.consul'])).answer), ['web.service.consul. 30 IN A 10.0.0.1', 'web.service.consul. 30 IN A 10.0.0.2']);
+    assert.deepEqual((await dig(s.port, ['node1.node.consul'])).answer, ['node1.node.consul. 10 IN A 10.0.0.1']);
+  });
+
+  test('the alt domain is answered identically, with its own names in targets and SOA', async () => {
+    const srv = await dig(s.port, ['_db._primary.service.cluster.local', 'SRV']);
+    assert.equal(srv.status, 'NOERROR');
+    assert.deepEqual(srv.answer, ['_db._primary.service.cluster.local. 30 IN SRV 1 10 5432 node1.node.dc1.cluster.local.']);
+    assert.deepEqual(srv.additional, ['node1.node.dc1.cluster.local. 30 IN A 10.0.0.1']);
+    const nx = await dig(s.port, ['nope.service.cluster.local']);
+    assert.equal(nx.status, 'NXDOMAIN');
+    assert.deepEqual(nx.authority, [SOA('cluster.local')]);
+    const primary = await dig(s.port, ['nope.service.consul']);
+    assert.deepEqual(primary.authority, [SOA('consul')]);
+  });
+
+  test('names outside both domains are still refused', async () => {
+    assert.equal((await dig(s.port, ['web.service.local'])).status, 'REFUSED');
+  });
+});
