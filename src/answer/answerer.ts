@@ -59,25 +59,22 @@ export class Answerer {
     this.domains = this.domainNames.map(domainLabels);
   }
 
-  /** True when the question is for a name under one of our domains. */
-  isOurs(query: Query): boolean {
-    return query.plain && matchDomain(query.labels, this.domains) !== null;
-  }
-
   /**
    * The reply for a question about our domain or a reverse name we know, or null when the name is
    * not ours to answer (the next resolver link decides).
    */
   answer(query: Query, snapshot: Snapshot | null): Reply | null {
-    if (!query.plain) return null;
     const match = matchDomain(query.labels, this.domains);
     if (!match) {
-      return isReverseName(query.labels) && snapshot ? this.reverse(query, snapshot) : null;
+      return query.plain && isReverseName(query.labels) && snapshot ? this.reverse(query, snapshot) : null;
     }
     if (!snapshot) return reply(Rcode.SERVFAIL, EMPTY, EMPTY, EMPTY, false);
     const domain = this.domainNames[match.index]!;
-    const name = parseConsulName(match.rest);
     const ctx: Ctx = { query, snapshot, domain };
+    // A label with a '.' byte in it (`we\.b.service.consul`) names nothing in the catalog, whose
+    // names are all plain labels; it exists in our zone's namespace all the same.
+    if (!query.plain) return this.nxdomain(ctx);
+    const name = parseConsulName(match.rest);
     switch (name.kind) {
       case 'apex':
         return this.apex(ctx);

@@ -126,8 +126,8 @@ function readBody(buf: Buffer, id: number, flags: number): Query {
 
 /**
  * Walks the answer, authority and additional sections looking for the OPT record. Records are
- * skipped without decoding; any that runs past the end makes the whole query malformed, and so does
- * a second OPT (RFC 6891 6.1.1).
+ * skipped without decoding; any that runs past the end makes the whole query malformed, and so do
+ * a second OPT and an OPT outside the additional section (RFC 6891 6.1.1).
  */
 function readEdns(buf: Buffer, start: number): Edns | null {
   const total = buf.readUInt16BE(6) + buf.readUInt16BE(8) + buf.readUInt16BE(10);
@@ -140,7 +140,8 @@ function readEdns(buf: Buffer, start: number): Edns | null {
     if (off + 10 > buf.length) throw new Malformed('record runs past the end');
     const type = buf.readUInt16BE(off);
     const rdlength = buf.readUInt16BE(off + 8);
-    if (type === RRType.OPT && i >= firstAdditional) {
+    if (type === RRType.OPT) {
+      if (i < firstAdditional) throw new Malformed('OPT outside the additional section');
       if (edns) throw new Malformed('two OPT records');
       if (off - nameStart !== 1) throw new Malformed('OPT owner is not the root');
       const udpSize = buf.readUInt16BE(off + 2);
