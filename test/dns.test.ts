@@ -217,3 +217,19 @@ describe('settings that change answers', () => {
     assert.equal((await dig(s.port, ['web.service.local'])).status, 'REFUSED');
   });
 });
+
+describe('listening on IPv6 loopback', () => {
+  let s: TestServer;
+  before(async () => {
+    s = await startServer({ catalog: CATALOG, flags: { listen: ['[::1]:0'] } });
+  });
+  after(() => s.close());
+
+  test('[::1]:PORT answers over UDP and TCP', async () => {
+    assert.equal(s.host, '::1');
+    for (const transport of ['+notcp', '+tcp']) {
+      const r = await dig(s.port, [transport, 'v1.web.service.consul'], '::1');
+      assert.deepEqual(r.answer, ['v1.web.service.consul. 0 IN A 10.0.0.1'], transport);
+    }
+  });
+});
