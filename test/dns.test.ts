@@ -65,27 +65,16 @@ const CASES: Case[] = [
   { q: '_tcp.service.consul', type: 'SRV', status: 'NOERROR', answer: [], authority: [SOA()] },
 
   // SRV: priority 1, weight by health state, node targets with their addresses as additional data.
-  {
-    q: 'db.service.consul',
-    type: 'SRV',
-    status: 'NOERROR',
-    answer: ['db.service.consul. 0 IN SRV 1 10 5432 node1.node.dc1.consul.', 'db.service.consul. 0 IN SRV 1 2 5432 node2.node.dc1.consul.'],
-    additional: ['node1.node.dc1.consul. 0 IN A 10.0.0.1', 'node2.node.dc1.consul. 0 IN A 10.0.0.2'],
-  },
-  {
-    q: '_db._tcp.service.consul',
-    type: 'SRV',
-    status: 'NOERROR',
-    answer: ['_db._tcp.service.consul. 0 IN SRV 1 10 5432 node1.node.dc1.consul.', '_db._tcp.service.consul. 0 IN SRV 1 2 5432 node2.node.dc1.consul.'],
-    additional: ['node1.node.dc1.consul. 0 IN A 10.0.0.1', 'node2.node.dc1.consul. 0 IN A 10.0.0.2'],
-  },
-  {
-    q: '_db._udp.service.consul',
-    type: 'SRV',
-    status: 'NOERROR',
-    answer: ['_db._udp.service.consul. 0 IN SRV 1 10 5432 node1.node.dc1.consul.', '_db._udp.service.consul. 0 IN SRV 1 2 5432 node2.node.dc1.consul.'],
-    additional: ['node1.node.dc1.consul. 0 IN A 10.0.0.1', 'node2.node.dc1.consul. 0 IN A 10.0.0.2'],
-  },
+  // The same record set under the plain name and the RFC 2782 forms (_tcp/_udp: no tag filter).
+  ...['db.service.consul', '_db._tcp.service.consul', '_db._udp.service.consul'].map(
+    (q): Case => ({
+      q,
+      type: 'SRV',
+      status: 'NOERROR',
+      answer: [`${q}. 0 IN SRV 1 10 5432 node1.node.dc1.consul.`, `${q}. 0 IN SRV 1 2 5432 node2.node.dc1.consul.`],
+      additional: ['node1.node.dc1.consul. 0 IN A 10.0.0.1', 'node2.node.dc1.consul. 0 IN A 10.0.0.2'],
+    }),
+  ),
   {
     q: '_db._replica.service.consul',
     type: 'SRV',

@@ -138,14 +138,20 @@ function hex(b: Buffer, max = 96): string {
   return b.length > max ? `${b.subarray(0, max).toString('hex')}… (${b.length} bytes)` : `${b.toString('hex')} (${b.length} bytes)`;
 }
 
-/** A header-only error reply (FORMERR, NOTIMP) to `query`, as wire.ts's errorReply builds it. */
-function assertErrorReply(reply: Buffer | null, query: Buffer, rcode: number): void {
+/** A reply to `query` with its ID, QR set and `rcode`; returns both headers. */
+function assertReplyTo(reply: Buffer | null, query: Buffer, rcode: number): { q: Header; r: Header; reply: Buffer } {
   assert.ok(reply, `expected rcode ${rcode}, got no reply; query ${hex(query)}`);
   const q = readHeader(query);
   const r = readHeader(reply);
   assert.equal(r.id, q.id, 'reply ID is the query ID');
   assert.equal(r.qr, true, 'QR is set');
   assert.equal(r.rcode, rcode, `rcode; reply ${hex(reply)}`);
+  return { q, r, reply };
+}
+
+/** A header-only error reply (FORMERR, NOTIMP) to `query`, as wire.ts's errorReply builds it. */
+function assertErrorReply(got: Buffer | null, query: Buffer, rcode: number): void {
+  const { q, r, reply } = assertReplyTo(got, query, rcode);
   assert.equal(r.opcode, q.opcode, 'opcode is copied');
   assert.equal(r.rd, q.rd, 'RD is copied');
   assert.equal(r.aa, false, 'not authoritative');
@@ -154,13 +160,8 @@ function assertErrorReply(reply: Buffer | null, query: Buffer, rcode: number): v
 }
 
 /** A reply that echoes the query's question section byte for byte and carries `rcode`. */
-function assertQuestionReply(reply: Buffer | null, query: Buffer, rcode: number): Header {
-  assert.ok(reply, `expected rcode ${rcode}, got no reply; query ${hex(query)}`);
-  const q = readHeader(query);
-  const r = readHeader(reply);
-  assert.equal(r.id, q.id, 'reply ID is the query ID');
-  assert.equal(r.qr, true, 'QR is set');
-  assert.equal(r.rcode, rcode, `rcode; reply ${hex(reply)}`);
+function assertQuestionReply(got: Buffer | null, query: Buffer, rcode: number): Header {
+  const { r, reply } = assertReplyTo(got, query, rcode);
   assert.equal(r.counts[0], 1, 'one question');
   const end = questionEnd(query);
   assert.deepEqual(reply.subarray(12, end), query.subarray(12, end), 'question copied verbatim');
