@@ -30,8 +30,16 @@ export function listenUdp(at: ListenAddress, handler: DnsHandler, log: Logger): 
     if (err) log.debug({ err }, 'udp send failed');
   };
   socket.on('message', (packet, rinfo) => {
+    // Port 0 cannot be replied to (Node throws on it): such a source is forged. Drop it unread.
+    if (rinfo.port === 0) return;
     const reply = handler(packet, 'udp');
-    if (reply) socket.send(reply, rinfo.port, rinfo.address, onSent);
+    if (!reply) return;
+    try {
+      socket.send(reply, rinfo.port, rinfo.address, onSent);
+    } catch (err) {
+      // send() throws synchronously for addresses it cannot use; one bad peer must not stop us.
+      log.debug({ err }, 'udp send refused');
+    }
   });
   return new Promise((resolve, reject) => {
     socket.once('error', reject);
