@@ -1,8 +1,7 @@
 /**
  * TCP listener: RFC 1035 4.2.2 / RFC 7766 framing (2-byte length prefix), several queries per
- * connection answered in order, an idle timeout, and back-pressure (stop reading while the client
- * is not reading our replies). A connection never buffers more than one incomplete frame
- * (at most 65,537 bytes), so garbage can only cost a connection slot until the idle timeout.
+ * connection answered in order, an idle timeout, and back-pressure (no answering while the client
+ * is not reading our replies). Garbage can only cost a connection slot until the idle timeout.
  */
 
 import { createServer, type Server, type Socket } from 'node:net';
@@ -50,24 +49,60 @@ export function listenTcp(at: ListenAddress, handler: DnsHandler, options: TcpLi
   });
 }
 
+/**
+ * One connection. Frames are answered in order, one at a time, and only while the client keeps up:
+ * when the socket's write buffer is full, reading pauses and resumes on 'drain', so a client that
+ * never reads costs at most what the kernel buffers hold. Chunks are kept in a list and joined once
+ * per frame (no quadratic re-copying for a frame dripped in byte by byte). A partial frame must be
+ * complete within the idle timeout, so a slow drip cannot hold a connection slot forever.
+ */
 function serveConnection(socket: Socket, handler: DnsHandler, idleTimeoutMs: number, log: Logger): void {
-  let pending: Buffer = Buffer.alloc(0);
+  let chunks: Buffer[] = [];
+  let buffered = 0;
+  let frameDeadline: NodeJS.Timeout | null = null;
+
+  const clearDeadline = (): void => {
+    if (frameDeadline) clearTimeout(frameDeadline);
+    frameDeadline = null;
+  };
+
+  const answerFrames = (): void => {
+    while (!socket.destroyed && buffered >= 2) {
+      if (socket.writableNeedDrain) {
+        socket.pause();
+        return;
+      }
+      if (chunks[0]!.length < 2) chunks = [Buffer.concat(chunks, buffered)];
+      const length = chunks[0]!.readUInt16BE(0);
+      if (buffered < 2 + length) break;
+      const all = chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, buffered);
+      const message = all.subarray(2, 2 + length);
+      const rest = all.subarray(2 + length);
+      chunks = rest.length > 0 ? [rest] : [];
+      buffered = rest.length;
+      clearDeadline();
+      const reply = handler(message, 'tcp');
+      if (!reply) continue;
+      const out = Buffer.allocUnsafe(2 + reply.length);
+      out.writeUInt16BE(reply.length, 0);
+      reply.copy(out, 2);
+      socket.write(out);
+    }
+    if (buffered > 0 && !frameDeadline && !socket.destroyed) {
+      frameDeadline = setTimeout(() => socket.destroy(), idleTimeoutMs);
+    }
+  };
+
   socket.setTimeout(idleTimeoutMs, () => socket.destroy());
   socket.on('error', (err) => log.debug({ err }, 'tcp connection error'));
-  socket.on('drain', () => socket.resume());
+  socket.on('close', clearDeadline);
+  socket.on('drain', () => {
+    socket.resume();
+    answerFrames();
+  });
   socket.on('data', (chunk: Buffer) => {
-    pending = pending.length === 0 ? chunk : Buffer.concat([pending, chunk]);
-    while (pending.length >= 2) {
-      const length = pending.readUInt16BE(0);
-      if (pending.length < 2 + length) break;
-      const message = pending.subarray(2, 2 + length);
-      pending = pending.subarray(2 + length);
-      const reply = handler(message, 'tcp');
-      if (!reply || socket.destroyed) continue;
-      const frame = Buffer.allocUnsafe(2 + reply.length);
-      frame.writeUInt16BE(reply.length, 0);
-      reply.copy(frame, 2);
-      if (!socket.write(frame)) socket.pause();
-    }
+    chunks.push(chunk);
+    buffered += chunk.length;
+    answerFrames();
   });
 }
