@@ -133,6 +133,16 @@ nodes:
     );
   });
 
+  test("node meta within Consul's limits: keys up to 128 characters, values up to 512, 64 pairs", () => {
+    const meta = (m: Record<string, string>) => `nodes: [{name: a, address: 10.0.0.1, meta: ${JSON.stringify(m)}}]`;
+    assert.deepEqual(problems(meta({ ['k'.repeat(129)]: 'v', ok: 'x'.repeat(513) })), [
+      `nodes[0].meta.${'k'.repeat(129)}: keys are at most 128 characters`,
+      'nodes[0].meta.ok: values are at most 512 characters',
+    ]);
+    const many = Object.fromEntries(Array.from({ length: 65 }, (_, i) => [`k${i}`, 'v']));
+    assert.deepEqual(problems(meta(many)), ['nodes[0].meta: at most 64 pairs (got 65)']);
+  });
+
   test('YAML syntax errors, empty files and duplicate nodes', () => {
     assert.match(problems('nodes: [')[0]!, /^not valid YAML or JSON: /);
     assert.deepEqual(problems(''), ['the file is empty']);

@@ -75,3 +75,14 @@ test('EDNS: OPT echoed with the DO bit, BADVERS carried in the extended rcode', 
   assert.equal(out.readUInt16BE(2) & 0xf, 0);
   assert.equal(opt.flag_do, true);
 });
+
+test('a TXT string longer than 255 bytes is split into 255-byte character-strings of one record', () => {
+  const packet = buildQuery('n.node.consul', 'TXT');
+  const q = read(packet);
+  const long = `note=${'x'.repeat(600)}`;
+  const out = encodeReply(q, packet, reply([{ name: q.name, type: RRType.TXT, ttl: 0, strings: [long] }]), 4096);
+  const txt = dnsPacket.decode(out).answers?.[0] as dnsPacket.TxtAnswer;
+  const parts = (txt.data as Buffer[]).map((b) => b.toString());
+  assert.deepEqual(parts.map((p) => p.length), [255, 255, long.length - 510]);
+  assert.equal(parts.join(''), long);
+});

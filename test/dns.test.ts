@@ -104,6 +104,8 @@ const CASES: Case[] = [
   { q: 'node6.node.consul', type: 'AAAA', status: 'NOERROR', answer: ['node6.node.consul. 0 IN AAAA 2001:db8::6'] },
   { q: 'node1.node.consul', type: 'AAAA', status: 'NOERROR', answer: [], authority: [SOA()] },
   { q: 'node1.node.consul', type: 'TXT', status: 'NOERROR', answer: ['node1.node.consul. 0 IN TXT "rack=r1"', 'node1.node.consul. 0 IN TXT "raw value"'] },
+  // Meta longer than a 255-byte character-string continues in a second string of the same record.
+  { q: 'longmeta.node.consul', type: 'TXT', status: 'NOERROR', answer: [`longmeta.node.consul. 0 IN TXT "note=${'x'.repeat(250)}" "${'x'.repeat(50)}"`] },
   { q: 'far1.node.dc2.consul', status: 'NOERROR', answer: ['far1.node.dc2.consul. 0 IN A 10.2.0.1'] },
   { q: 'far1.node.consul', status: 'NXDOMAIN', answer: [], authority: [SOA()] },
   { q: 'nope.node.consul', status: 'NXDOMAIN', answer: [], authority: [SOA()] },

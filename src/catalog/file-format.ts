@@ -106,13 +106,21 @@ class Checker {
     });
   }
 
+  /** Node meta, within Consul's limits (64 pairs, keys up to 128 characters, values up to 512). */
   meta(value: unknown, path: string): Record<string, string> {
     if (value === undefined) return {};
     const obj = this.object(value, path, Object.keys((value as Obj | null) ?? {}));
+    const entries = Object.entries(obj ?? {});
+    if (entries.length > 64) this.fail(path, `at most 64 pairs (got ${entries.length})`);
     const out: Record<string, string> = {};
-    for (const [k, v] of Object.entries(obj ?? {})) {
-      if (typeof v === 'string' || typeof v === 'number' || typeof v === 'boolean') out[k] = String(v);
-      else this.fail(`${path}.${k}`, 'must be a string, number or boolean');
+    for (const [k, v] of entries) {
+      if (k.length > 128) this.fail(`${path}.${k}`, 'keys are at most 128 characters');
+      if (typeof v !== 'string' && typeof v !== 'number' && typeof v !== 'boolean') {
+        this.fail(`${path}.${k}`, 'must be a string, number or boolean');
+        continue;
+      }
+      out[k] = String(v);
+      if (out[k].length > 512) this.fail(`${path}.${k}`, 'values are at most 512 characters');
     }
     return out;
   }

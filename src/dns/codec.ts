@@ -164,11 +164,17 @@ class Writer {
         this.u32(rr.minimum);
         break;
       case RRType.TXT:
+        // A character-string holds at most 255 bytes; longer text continues in the next one of
+        // the same record (as miekg/dns, and so Consul, encode long node meta).
         for (const s of rr.strings) {
           const b = Buffer.from(s, 'utf8');
-          if (b.length > 255) throw new RangeError('TXT string longer than 255 bytes');
-          this.u8(b.length);
-          this.bytes(b);
+          let at = 0;
+          do {
+            const end = Math.min(at + 255, b.length);
+            this.u8(end - at);
+            this.bytes(b, at, end);
+            at = end;
+          } while (at < b.length);
         }
         break;
     }

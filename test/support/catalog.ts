@@ -33,6 +33,9 @@ nodes:
     address: 10.0.0.4
     services:
       - {name: dual, id: dual4, port: 443}
+  - name: longmeta
+    address: 10.0.0.9
+    meta: {note: ${'x'.repeat(300)}}
   - name: far1
     datacenter: dc2
     address: 10.2.0.1
