@@ -4,7 +4,8 @@
  */
 
 import assert from 'node:assert/strict';
-import { rename, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, rename, rm, symlink, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { once } from 'node:events';
 import { after, before, describe, test } from 'node:test';
@@ -51,6 +52,30 @@ describe('catalog file reload', () => {
     await rename(tmp, s.catalogPath);
     assert.deepEqual(await reloaded, { ok: true, changed: true });
     assert.deepEqual(await addresses(s.port, 'cache.service.consul'), ['10.0.1.7']);
+  });
+
+  test('a Kubernetes ConfigMap update (an atomic swap of the ..data symlink) is served too', async (t) => {
+    // The kubelet's layout: catalog.yaml -> ..data/catalog.yaml, ..data -> ..<timestamp>/;
+    // an update writes a new timestamped directory and renames a new ..data link over the old.
+    const cm = await mkdtemp(join(tmpdir(), 'svcdns-configmap-'));
+    t.after(() => rm(cm, { recursive: true, force: true }));
+    await mkdir(join(cm, '..v1'));
+    await writeFile(join(cm, '..v1', 'catalog.yaml'), CATALOG);
+    await symlink('..v1', join(cm, '..data'));
+    await symlink('..data/catalog.yaml', join(cm, 'catalog.yaml'));
+    const store = new CatalogStore();
+    const cmSource = new FileSource({ path: join(cm, 'catalog.yaml'), defaultDatacenter: 'dc1', log: pino({ level: 'silent' }), debounceMs: 10 });
+    await cmSource.start(store);
+    t.after(() => cmSource.stop());
+    assert.equal(store.current()!.service('dc1', 'cache')!.instances[0]!.address.text, '10.0.1.5');
+
+    await mkdir(join(cm, '..v2'));
+    await writeFile(join(cm, '..v2', 'catalog.yaml'), CATALOG.replace('address: 10.0.1.5', 'address: 10.0.1.8'));
+    await symlink('..v2', join(cm, '..data_tmp'));
+    const reloaded = nextReload(cmSource);
+    await rename(join(cm, '..data_tmp'), join(cm, '..data'));
+    assert.deepEqual(await reloaded, { ok: true, changed: true });
+    assert.equal(store.current()!.service('dc1', 'cache')!.instances[0]!.address.text, '10.0.1.8');
   });
 
   test('a broken edit keeps the last good catalog serving', async () => {

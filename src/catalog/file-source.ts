@@ -2,7 +2,8 @@
  * Catalog source: a YAML or JSON file, reloaded when it changes.
  *
  * The directory is watched rather than the file, so edits that replace the file (editors writing a
- * temp file and renaming it, Kubernetes ConfigMap symlink swaps) are seen as well as in-place writes.
+ * temp file and renaming it, Kubernetes ConfigMap `..data` symlink swaps) are seen as well as
+ * in-place writes.
  * Changes are debounced, and a reload whose bytes equal the last good load publishes nothing.
  * A broken edit keeps the last good catalog serving and logs one error naming the file and every
  * problem in it; the same broken content is not logged again.
@@ -11,7 +12,7 @@
 import { EventEmitter } from 'node:events';
 import { watch, type FSWatcher } from 'node:fs';
 import { readFile } from 'node:fs/promises';
-import { basename, dirname, resolve } from 'node:path';
+import { dirname, resolve } from 'node:path';
 import type { Logger } from 'pino';
 import { CatalogFileError, parseCatalogFile } from './file-format.js';
 import type { CatalogSink, CatalogSource } from './source.js';
@@ -116,12 +117,15 @@ export class FileSource extends EventEmitter<{ reload: [ReloadOutcome] }> implem
     return outcome;
   }
 
+  /**
+   * Any event in the directory triggers a (debounced) reload, not just events naming the file:
+   * a Kubernetes ConfigMap update swaps the `..data` symlink the file points through, and no event
+   * names the file itself. Reloading unchanged bytes publishes nothing, so this costs one read.
+   */
   private watch(): void {
-    const name = basename(this.path);
     const debounceMs = this.options.debounceMs ?? 50;
     try {
-      this.watcher = watch(dirname(this.path), { persistent: false }, (_event, filename) => {
-        if (filename !== null && filename !== name) return;
+      this.watcher = watch(dirname(this.path), { persistent: false }, () => {
         if (this.timer) clearTimeout(this.timer);
         this.timer = setTimeout(() => {
           this.timer = null;
