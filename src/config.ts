@@ -104,7 +104,7 @@ export function resolveConfig(inputs: ConfigInputs): Config {
       if (!parsed) problems.push(`listen: ${JSON.stringify(v)} is not HOST:PORT with an IP address (IPv6 as [::1]:8600)`);
       return parsed ? [parsed] : [];
     }),
-    catalog: single(merged.catalog) ?? null,
+    catalog: catalogPath(single(merged.catalog), problems),
     domain: domain(single(merged.domain), 'domain', problems) ?? 'consul',
     altDomain: domain(single(merged['alt-domain']), 'alt-domain', problems),
     datacenter: label(single(merged.datacenter), 'datacenter', problems),
@@ -186,6 +186,12 @@ function label(value: string | undefined, key: string, problems: string[]): stri
   return value.toLowerCase();
 }
 
+/**
+ * The longest domain for which every name svcdns builds fits in a DNS name (253 characters): the
+ * longest is a PTR target NAME.service.DC.DOMAIN, which with 63-character labels leaves 117.
+ */
+const MAX_DOMAIN_LENGTH = 253 - (63 + '.service.'.length + 63 + 1);
+
 function domain(value: string | undefined, key: string, problems: string[]): string | null {
   if (value === undefined) return null;
   const labels = value.replace(/\.$/, '').split('.');
@@ -193,7 +199,20 @@ function domain(value: string | undefined, key: string, problems: string[]): str
     problems.push(`${key}: must be a domain name such as consul or cluster.local (got ${JSON.stringify(value)})`);
     return null;
   }
-  return labels.join('.').toLowerCase();
+  const name = labels.join('.').toLowerCase();
+  if (name.length > MAX_DOMAIN_LENGTH) {
+    problems.push(
+      `${key}: at most ${MAX_DOMAIN_LENGTH} characters, so that names built from it (NAME.service.DC.${name}) fit in a DNS name (got ${name.length})`,
+    );
+    return null;
+  }
+  return name;
+}
+
+function catalogPath(value: string | undefined, problems: string[]): string | null {
+  if (value === undefined) return null;
+  if (value.trim() === '') problems.push(`catalog: must be a file path (got ${JSON.stringify(value)})`);
+  return value;
 }
 
 function integer(value: string | undefined, key: string, min: number, max: number, problems: string[]): number {

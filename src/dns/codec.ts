@@ -104,6 +104,8 @@ class Writer {
       this.u8(0);
       return;
     }
+    // A name is at most 255 bytes on the wire: its text plus the first length byte and the root.
+    if (name.length + 2 > 255) throw new RangeError(`name longer than 255 bytes: ${JSON.stringify(name)}`);
     const key = name.toLowerCase();
     let start = 0;
     for (;;) {

@@ -1,0 +1,68 @@
+/** Configuration: one set of keys from defaults, file, env and flags; every problem reported. */
+
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { ConfigError, resolveConfig, type ConfigInputs } from '../src/config.js';
+
+function problems(inputs: Partial<ConfigInputs>): readonly string[] {
+  try {
+    resolveConfig({ flags: {}, env: {}, ...inputs });
+  } catch (err) {
+    assert.ok(err instanceof ConfigError);
+    return err.problems;
+  }
+  assert.fail('expected a ConfigError');
+}
+
+test('defaults', () => {
+  assert.deepEqual(resolveConfig({ flags: {}, env: {} }), {
+    listen: [{ host: '127.0.0.1', port: 8600 }],
+    catalog: null,
+    domain: 'consul',
+    altDomain: null,
+    datacenter: 'dc1',
+    serviceTtl: 0,
+    nodeTtl: 0,
+    tcpIdleTimeout: 10,
+    logLevel: 'info',
+    logFormat: 'json',
+  });
+});
+
+test('precedence: defaults < file < env < flags; lists from env are comma-separated', () => {
+  const config = resolveConfig({
+    flags: { 'node-ttl': '3' },
+    env: { SVCDNS_NODE_TTL: '2', SVCDNS_SERVICE_TTL: '2', SVCDNS_LISTEN: '127.0.0.1:53, [::1]:53' },
+    configFile: 'svcdns.yaml',
+    readFile: () => 'node-ttl: 1\nservice-ttl: 1\ndatacenter: DC7\ndomain: Consul.\n',
+  });
+  assert.equal(config.nodeTtl, 3);
+  assert.equal(config.serviceTtl, 2);
+  assert.equal(config.datacenter, 'dc7');
+  assert.equal(config.domain, 'consul');
+  assert.deepEqual(config.listen, [
+    { host: '127.0.0.1', port: 53 },
+    { host: '::1', port: 53 },
+  ]);
+  assert.ok(Object.isFrozen(config));
+});
+
+test('the domain is short enough for every name svcdns builds from it to fit in 255 bytes', () => {
+  // The longest name built from it: a PTR target NAME.service.DC.DOMAIN with 63-character labels.
+  const room = 253 - `${'n'.repeat(63)}.service.${'d'.repeat(63)}.`.length;
+  const long = `${'a'.repeat(60)}.${'b'.repeat(room - 60)}`;
+  assert.equal(long.length, room + 1);
+  assert.deepEqual(problems({ flags: { domain: long } }), [
+    `domain: at most ${room} characters, so that names built from it (NAME.service.DC.${long}) fit in a DNS name (got ${room + 1})`,
+  ]);
+  assert.equal(resolveConfig({ flags: { domain: long.slice(1) }, env: {} }).domain, long.slice(1));
+});
+
+test('an empty catalog path is an error, not "no catalog"', () => {
+  assert.deepEqual(problems({ flags: { catalog: '' } }), ['catalog: must be a file path (got "")']);
+});
+
+test('alt-domain must differ from domain; listen needs an address', () => {
+  assert.deepEqual(problems({ flags: { 'alt-domain': 'CONSUL' } }), ['alt-domain: must differ from domain']);
+  assert.deepEqual(problems({ flags: { listen: [] } }), ['listen: at least one address is needed']);
+});
