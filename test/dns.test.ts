@@ -38,6 +38,8 @@ const CASES: Case[] = [
   { q: 'v1.web.service.consul', status: 'NOERROR', answer: ['v1.web.service.consul. 0 IN A 10.0.0.1'] },
   { q: 'v2.web.service.consul', status: 'NOERROR', answer: ['v2.web.service.consul. 0 IN A 10.0.0.2'] },
   { q: 'cache.service.consul', status: 'NOERROR', answer: ['cache.service.consul. 0 IN A 10.0.1.5'] },
+  // A tag may contain dots: everything left of the service name is the tag.
+  { q: 'canary.eu.web.service.consul', status: 'NOERROR', answer: ['canary.eu.web.service.consul. 0 IN A 10.0.0.2'] },
   { q: 'v6only.service.consul', type: 'AAAA', status: 'NOERROR', answer: ['v6only.service.consul. 0 IN AAAA 2001:db8::6'] },
   { q: 'dual.service.consul', type: 'ANY', status: 'NOERROR', answer: ['dual.service.consul. 0 IN A 10.0.0.4', 'dual.service.consul. 0 IN AAAA 2001:db8::6'] },
   { q: 'web.service.consul', type: 'ANY', status: 'NOERROR', answer: ['web.service.consul. 0 IN A 10.0.0.1', 'web.service.consul. 0 IN A 10.0.0.2'] },
@@ -63,6 +65,8 @@ const CASES: Case[] = [
   { q: 'node.dc1.consul', status: 'NOERROR', answer: [], authority: [SOA()] },
   { q: 'dc2.consul', status: 'NOERROR', answer: [], authority: [SOA()] },
   { q: '_tcp.service.consul', type: 'SRV', status: 'NOERROR', answer: [], authority: [SOA()] },
+  { q: 'eu.web.service.consul', status: 'NOERROR', answer: [], authority: [SOA()] },
+  { q: 'us.web.service.consul', status: 'NXDOMAIN', answer: [], authority: [SOA()] },
 
   // SRV: priority 1, weight by health state, node targets with their addresses as additional data.
   // The same record set under the plain name and the RFC 2782 forms (_tcp/_udp: no tag filter).

@@ -134,7 +134,9 @@ export class Answerer {
     if (name.dc !== null && !ctx.snapshot.hasDatacenter(name.dc)) return this.nxdomain(ctx);
     const view = ctx.snapshot.service(dc, name.service);
     const list = view ? (name.tag === null ? view.instances : (view.byTag.get(name.tag) ?? [])) : [];
-    if (list.length === 0) return this.nxdomain(ctx);
+    if (list.length === 0) {
+      return name.tag !== null && view?.tagParents.has(name.tag) ? this.nodata(ctx) : this.nxdomain(ctx);
+    }
     const ttl = this.options.serviceTtl;
     const { query } = ctx;
 

@@ -42,6 +42,11 @@ export interface ServiceView {
   readonly instances: readonly Instance[];
   /** `instances` filtered by each tag (lower-case key). Absent tag: no instance has it. */
   readonly byTag: ReadonlyMap<string, readonly Instance[]>;
+  /**
+   * Proper suffixes of dotted tags (`eu` for `canary.eu`): `eu.web.service.consul` holds no records
+   * but `canary.eu.web.service.consul` lies below it, so it exists (RFC 8020).
+   */
+  readonly tagParents: ReadonlySet<string>;
 }
 
 /** What a reverse (PTR) lookup of an address finds. */
@@ -123,6 +128,7 @@ export class Snapshot {
       const fingerprint = JSON.stringify(
         group.instances.map((i) => [i.id, i.node.name, i.address.text, i.usesNodeAddress, i.port, i.tags, i.health, i.weight]),
       );
+      const byTag = indexTags(group.instances);
       const before = options.previous?.services.get(k);
       const generation = before && before.fingerprint === fingerprint ? before.generation : options.nextGeneration();
       this.services.set(
@@ -132,7 +138,8 @@ export class Snapshot {
           datacenter: group.datacenter,
           generation,
           instances: Object.freeze(group.instances),
-          byTag: indexTags(group.instances),
+          byTag,
+          tagParents: tagParents(byTag.keys()),
           fingerprint,
         }),
       );
@@ -189,4 +196,12 @@ function indexTags(instances: readonly Instance[]): ReadonlyMap<string, readonly
   }
   for (const list of byTag.values()) Object.freeze(list);
   return byTag;
+}
+
+function tagParents(tags: Iterable<string>): ReadonlySet<string> {
+  const parents = new Set<string>();
+  for (const tag of tags) {
+    for (let dot = tag.indexOf('.'); dot !== -1; dot = tag.indexOf('.', dot + 1)) parents.add(tag.slice(dot + 1));
+  }
+  return parents;
 }

@@ -14,7 +14,7 @@ nodes:
   - name: node2
     address: 10.0.0.2
     services:
-      - {name: web, id: web2, port: 80, tags: [v2]}
+      - {name: web, id: web2, port: 80, tags: [v2, canary.eu]}
       - {name: db, id: db2, port: 5432, tags: [replica], weights: {passing: 10, warning: 2}, health: warning}
       - {name: cache, id: cache1, port: 6379, address: 10.0.1.5}
       - {name: rr, id: rr2, port: 2}
