@@ -28,6 +28,8 @@ export interface Config {
   nodeTtl: number;
   /** Seconds a TCP connection may sit idle before svcdns closes it. */
   tcpIdleTimeout: number;
+  /** The largest UDP reply, whatever larger size a client advertises (512..4096). */
+  maxUdpSize: number;
   logLevel: LogLevel;
   logFormat: 'json' | 'pretty';
 }
@@ -62,6 +64,7 @@ export const KEYS: Readonly<Record<string, KeySpec>> = {
   'service-ttl': { describe: 'TTL of service records, seconds', default: '0' },
   'node-ttl': { describe: 'TTL of node records, seconds', default: '0' },
   'tcp-idle-timeout': { describe: 'close TCP connections idle this long, seconds', default: '10' },
+  'max-udp-size': { describe: 'largest UDP reply in bytes, whatever a client advertises (512..4096)', default: '4096' },
   'log-level': { describe: `log level: ${LOG_LEVELS.join(', ')}`, default: 'info' },
   'log-format': { describe: 'log format: json or pretty', default: 'json' },
 };
@@ -111,6 +114,7 @@ export function resolveConfig(inputs: ConfigInputs): Config {
     serviceTtl: integer(single(merged['service-ttl']), 'service-ttl', 0, 2 ** 31 - 1, problems),
     nodeTtl: integer(single(merged['node-ttl']), 'node-ttl', 0, 2 ** 31 - 1, problems),
     tcpIdleTimeout: integer(single(merged['tcp-idle-timeout']), 'tcp-idle-timeout', 1, 3600, problems),
+    maxUdpSize: integer(single(merged['max-udp-size']), 'max-udp-size', 512, 4096, problems),
     logLevel: choice(single(merged['log-level']), 'log-level', LOG_LEVELS, problems),
     logFormat: choice(single(merged['log-format']), 'log-format', ['json', 'pretty'] as const, problems),
   };

@@ -8,8 +8,8 @@
  *    Zone transfers (AXFR/IXFR): REFUSED; svcdns has no zone to transfer.
  * 3. The answerer (our domain, reverse names of catalog addresses).
  * 4. Nobody answered: REFUSED (forwarding plugs in here, as the next link).
- * The reply is then fitted to the client's size: its EDNS size over UDP (512 without EDNS), 65535
- * over TCP.
+ * The reply is then fitted to the client's size: its EDNS size over UDP (512 without EDNS), capped
+ * by --max-udp-size, and 65535 over TCP.
  */
 
 import type { Logger } from 'pino';
@@ -28,6 +28,8 @@ export interface ResolverOptions {
   answerer: Answerer;
   store: CatalogStore;
   log: Logger;
+  /** Cap on UDP reply size below what clients advertise (--max-udp-size). */
+  maxUdpSize: number;
 }
 
 const AXFR = 252;
@@ -39,14 +41,14 @@ function bare(rcode: number): Reply {
   return { rcode, authoritative: false, recursionAvailable: false, answers: NO_RECORDS, authority: NO_RECORDS, additional: NO_RECORDS };
 }
 
-export function createResolver({ answerer, store, log }: ResolverOptions): DnsHandler {
+export function createResolver({ answerer, store, log, maxUdpSize }: ResolverOptions): DnsHandler {
   return (packet, transport) => {
     try {
       const read = readQuery(packet);
       if (read.kind === 'drop') return null;
       if (read.kind === 'error') return errorReply(read.id, read.flags, read.rcode);
       const query = read.query;
-      const maxSize = transport === 'tcp' ? MAX_TCP_SIZE : (query.edns?.udpSize ?? MIN_UDP_SIZE);
+      const maxSize = transport === 'tcp' ? MAX_TCP_SIZE : Math.min(query.edns?.udpSize ?? MIN_UDP_SIZE, maxUdpSize);
 
       let reply: Reply | null;
       if (query.edns && query.edns.version !== 0) reply = bare(Rcode.BADVERS);

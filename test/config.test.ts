@@ -24,6 +24,7 @@ test('defaults', () => {
     serviceTtl: 0,
     nodeTtl: 0,
     tcpIdleTimeout: 10,
+    maxUdpSize: 4096,
     logLevel: 'info',
     logFormat: 'json',
   });

@@ -157,3 +157,19 @@ describe('the additional section goes before TC is set', () => {
     assert.equal(decode(full).additionals?.filter((a) => a.type === 'A').length, COUNT);
   });
 });
+
+describe('--max-udp-size caps what a client may ask for', () => {
+  let s: TestServer;
+  before(async () => {
+    s = await startServer({ catalog: bigCatalog({ big: 100 }), flags: { 'max-udp-size': '1232' } });
+  });
+  after(() => s.close());
+
+  test('a client advertising 4096 gets at most 1232 bytes, TC set, every record that fits', async () => {
+    const NAME = 'big.service.consul';
+    const reply = (await udpExchange(s.port, buildQuery(NAME, 'A', { udpSize: 4096 })))!;
+    assert.ok(reply.length <= 1232, `reply is ${reply.length} bytes`);
+    assert.ok(flags(reply) & TC);
+    assert.equal(addresses(decode(reply)).length, Math.floor((1232 - HEADER - questionSize(NAME) - OPT) / A_RECORD));
+  });
+});
