@@ -38,18 +38,16 @@ function parseFlags(argv: string[]): { flags: RawConfig; configFile: string | un
     .exitProcess(true)
     .fail((message, err) => fail(EXIT_USAGE, message ?? err?.message ?? 'bad arguments'));
   for (const [key, spec] of Object.entries(KEYS)) {
-    parser = parser.option(key, {
-      type: 'string',
-      array: spec.list === true,
-      requiresArg: true,
-      describe: spec.default === undefined ? spec.describe : `${spec.describe} [default: ${[spec.default].flat().join(', ')}]`,
-    });
+    const describe = spec.default === undefined ? spec.describe : `${spec.describe} [default: ${[spec.default].flat().join(', ')}]`;
+    parser = spec.boolean
+      ? parser.option(key, { type: 'boolean', describe })
+      : parser.option(key, { type: 'string', array: spec.list === true, requiresArg: true, describe });
   }
   const parsed = parser.parseSync();
   const flags: RawConfig = {};
   for (const key of Object.keys(KEYS)) {
-    const value = parsed[key] as string | string[] | undefined;
-    if (value !== undefined) flags[key] = value;
+    const value = parsed[key] as string | string[] | boolean | undefined;
+    if (value !== undefined) flags[key] = typeof value === 'boolean' ? String(value) : value;
   }
   return { flags, configFile: parsed.config };
 }

@@ -32,6 +32,8 @@ export interface Config {
   maxUdpSize: number;
   logLevel: LogLevel;
   logFormat: 'json' | 'pretty';
+  /** Log every query at info level. */
+  queryLog: boolean;
 }
 
 export class ConfigError extends Error {
@@ -45,6 +47,8 @@ export class ConfigError extends Error {
 interface KeySpec {
   describe: string;
   list?: boolean;
+  /** A switch: a bare flag (`--query-log`, `--no-query-log`); true/false/1/0 elsewhere. */
+  boolean?: boolean;
   default?: string | string[];
 }
 
@@ -67,6 +71,7 @@ export const KEYS: Readonly<Record<string, KeySpec>> = {
   'max-udp-size': { describe: 'largest UDP reply in bytes, whatever a client advertises (512..4096)', default: '4096' },
   'log-level': { describe: `log level: ${LOG_LEVELS.join(', ')}`, default: 'info' },
   'log-format': { describe: 'log format: json or pretty', default: 'json' },
+  'query-log': { describe: 'log every query (client, name, type, rcode, size)', boolean: true, default: 'false' },
 };
 
 export type RawConfig = Record<string, string | string[] | undefined>;
@@ -117,6 +122,7 @@ export function resolveConfig(inputs: ConfigInputs): Config {
     maxUdpSize: integer(single(merged['max-udp-size']), 'max-udp-size', 512, 4096, problems),
     logLevel: choice(single(merged['log-level']), 'log-level', LOG_LEVELS, problems),
     logFormat: choice(single(merged['log-format']), 'log-format', ['json', 'pretty'] as const, problems),
+    queryLog: boolean(single(merged['query-log']), 'query-log', problems),
   };
   if (config.listen.length === 0 && !problems.some((p) => p.startsWith('listen'))) problems.push('listen: at least one address is needed');
   if (config.altDomain !== null && config.altDomain === config.domain) problems.push('alt-domain: must differ from domain');
@@ -226,6 +232,14 @@ function integer(value: string | undefined, key: string, min: number, max: numbe
     return min;
   }
   return n;
+}
+
+function boolean(value: string | undefined, key: string, problems: string[]): boolean {
+  const v = value?.trim().toLowerCase();
+  if (v === 'true' || v === '1') return true;
+  if (v === 'false' || v === '0') return false;
+  problems.push(`${key}: must be true or false (got ${JSON.stringify(value)})`);
+  return false;
 }
 
 function choice<T extends string>(value: string | undefined, key: string, choices: readonly T[], problems: string[]): T {

@@ -21,8 +21,14 @@ import type { Answerer } from './answer/answerer.js';
 
 export type Transport = 'udp' | 'tcp';
 
+/** Where a query came from, for the query log. */
+export interface Client {
+  address: string;
+  port: number;
+}
+
 /** Returns the reply bytes, or null when the packet gets no reply at all. Never throws. */
-export type DnsHandler = (packet: Buffer, transport: Transport) => Buffer | null;
+export type DnsHandler = (packet: Buffer, transport: Transport, client: Client) => Buffer | null;
 
 export interface ResolverOptions {
   answerer: Answerer;
@@ -30,6 +36,8 @@ export interface ResolverOptions {
   log: Logger;
   /** Cap on UDP reply size below what clients advertise (--max-udp-size). */
   maxUdpSize: number;
+  /** Log every answered query at info level (--query-log). */
+  queryLog: boolean;
 }
 
 const AXFR = 252;
@@ -41,8 +49,9 @@ function bare(rcode: number): Reply {
   return { rcode, authoritative: false, recursionAvailable: false, answers: NO_RECORDS, authority: NO_RECORDS, additional: NO_RECORDS };
 }
 
-export function createResolver({ answerer, store, log, maxUdpSize }: ResolverOptions): DnsHandler {
-  return (packet, transport) => {
+export function createResolver({ answerer, store, log, maxUdpSize, queryLog }: ResolverOptions): DnsHandler {
+  const queries = log.child({ component: 'query' });
+  return (packet, transport, client) => {
     try {
       const read = readQuery(packet);
       if (read.kind === 'drop') return null;
@@ -55,7 +64,15 @@ export function createResolver({ answerer, store, log, maxUdpSize }: ResolverOpt
       else if (query.class !== RRClass.IN && query.class !== RRClass.ANY) reply = bare(Rcode.REFUSED);
       else if (query.type === AXFR || query.type === IXFR) reply = bare(Rcode.REFUSED);
       else reply = answerer.answer(query, store.current()) ?? bare(Rcode.REFUSED);
-      return encodeReply(query, packet, reply, maxSize);
+      const out = encodeReply(query, packet, reply, maxSize);
+      if (queryLog) {
+        // Wire data goes under its own keys: the name is untrusted and JSON-escaped by pino.
+        queries.info(
+          { client: client.address, port: client.port, transport, name: query.name, type: query.type, rcode: reply.rcode, answers: out.readUInt16BE(6), size: out.length, tc: (out.readUInt16BE(2) & 0x0200) !== 0 },
+          'query',
+        );
+      }
+      return out;
     } catch (err) {
       // A bug, not bad input (bad input is handled above): log it and answer SERVFAIL if we can.
       log.error({ err }, 'query handling failed');

@@ -63,7 +63,7 @@ export class SvcdnsServer {
       nodeTtl: config.nodeTtl,
       soa: { refresh: 3600, retry: 600, expire: 86400, minimum: 0 },
     });
-    const handler = createResolver({ answerer, store, log, maxUdpSize: config.maxUdpSize });
+    const handler = createResolver({ answerer, store, log, maxUdpSize: config.maxUdpSize, queryLog: config.queryLog });
 
     const listeners: (UdpListener | TcpListener)[] = [];
     const addresses: BoundAddress[] = [];

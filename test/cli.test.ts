@@ -126,6 +126,37 @@ describe('running', () => {
     }
   });
 
+  test('--query-log logs each query: client, transport, name as asked, type, rcode, size', async () => {
+    const svc = startCli(['--listen', '127.0.0.1:0', '--query-log']);
+    try {
+      const listening = await svc.waitForLog((l) => l.msg === 'listening (udp, tcp)');
+      const port = Number(String(listening.address).split(':')[1]);
+      await dig(port, ['+tcp', 'Web.Service.Consul', 'AAAA']);
+      const line = await svc.waitForLog((l) => l.msg === 'query');
+      assert.equal(line.client, '127.0.0.1');
+      assert.equal(typeof line.port, 'number');
+      assert.deepEqual(
+        { transport: line.transport, name: line.name, type: line.type, rcode: line.rcode, answers: line.answers, tc: line.tc, component: line.component },
+        { transport: 'tcp', name: 'Web.Service.Consul', type: 28, rcode: 0, answers: 1, tc: false, component: 'query' },
+      );
+    } finally {
+      await svc.stop();
+    }
+  });
+
+  test('without --query-log no query is logged', async () => {
+    const svc = startCli(['--listen', '127.0.0.1:0']);
+    try {
+      const listening = await svc.waitForLog((l) => l.msg === 'listening (udp, tcp)');
+      const port = Number(String(listening.address).split(':')[1]);
+      await dig(port, ['web.service.consul']);
+      assert.equal(await svc.stop(), 0);
+      assert.equal(svc.logs.filter((l) => l.msg === 'query').length, 0);
+    } finally {
+      await svc.stop();
+    }
+  });
+
   test('SIGHUP reloads the catalog; a broken file at reload keeps serving', async () => {
     const dir = await mkdtemp(join(tmpdir(), 'svcdns-cli-'));
     const catalog = join(dir, 'catalog.yaml');

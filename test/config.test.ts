@@ -27,6 +27,7 @@ test('defaults', () => {
     maxUdpSize: 4096,
     logLevel: 'info',
     logFormat: 'json',
+    queryLog: false,
   });
 });
 
@@ -66,4 +67,10 @@ test('an empty catalog path is an error, not "no catalog"', () => {
 test('alt-domain must differ from domain; listen needs an address', () => {
   assert.deepEqual(problems({ flags: { 'alt-domain': 'CONSUL' } }), ['alt-domain: must differ from domain']);
   assert.deepEqual(problems({ flags: { listen: [] } }), ['listen: at least one address is needed']);
+});
+
+test('switches take true/false/1/0', () => {
+  assert.equal(resolveConfig({ flags: {}, env: { SVCDNS_QUERY_LOG: '1' } }).queryLog, true);
+  assert.equal(resolveConfig({ flags: { 'query-log': 'false' }, env: { SVCDNS_QUERY_LOG: 'true' } }).queryLog, false);
+  assert.deepEqual(problems({ env: { SVCDNS_QUERY_LOG: 'yes please' } }), ['query-log: must be true or false (got "yes please")']);
 });

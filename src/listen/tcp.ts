@@ -57,6 +57,7 @@ export function listenTcp(at: ListenAddress, handler: DnsHandler, options: TcpLi
  * complete within the idle timeout, so a slow drip cannot hold a connection slot forever.
  */
 function serveConnection(socket: Socket, handler: DnsHandler, idleTimeoutMs: number, log: Logger): void {
+  const client = { address: socket.remoteAddress ?? '', port: socket.remotePort ?? 0 };
   let chunks: Buffer[] = [];
   let buffered = 0;
   let frameDeadline: NodeJS.Timeout | null = null;
@@ -81,7 +82,7 @@ function serveConnection(socket: Socket, handler: DnsHandler, idleTimeoutMs: num
       chunks = rest.length > 0 ? [rest] : [];
       buffered = rest.length;
       clearDeadline();
-      const reply = handler(message, 'tcp');
+      const reply = handler(message, 'tcp', client);
       if (!reply) continue;
       const out = Buffer.allocUnsafe(2 + reply.length);
       out.writeUInt16BE(reply.length, 0);

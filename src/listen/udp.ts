@@ -32,7 +32,7 @@ export function listenUdp(at: ListenAddress, handler: DnsHandler, log: Logger): 
   socket.on('message', (packet, rinfo) => {
     // Port 0 cannot be replied to (Node throws on it): such a source is forged. Drop it unread.
     if (rinfo.port === 0) return;
-    const reply = handler(packet, 'udp');
+    const reply = handler(packet, 'udp', rinfo);
     if (!reply) return;
     try {
       socket.send(reply, rinfo.port, rinfo.address, onSent);
