@@ -10,6 +10,7 @@ import { FileSource } from './catalog/file-source.js';
 import type { CatalogSource } from './catalog/source.js';
 import { CatalogStore } from './catalog/store.js';
 import type { Config, ListenAddress } from './config.js';
+import { parseIp } from './ip.js';
 import { listenTcp, type TcpListener } from './listen/tcp.js';
 import { listenUdp, type UdpListener } from './listen/udp.js';
 import { createResolver, type DnsHandler } from './resolver.js';
@@ -62,6 +63,10 @@ export class SvcdnsServer {
       serviceTtl: config.serviceTtl,
       nodeTtl: config.nodeTtl,
       soa: { refresh: 3600, retry: 600, expire: 86400, minimum: 0 },
+      nameserverAddresses: config.listen.flatMap((l) => {
+        const ip = parseIp(l.host);
+        return ip && !ip.bytes.every((b) => b === 0) ? [ip] : [];
+      }),
     });
     const handler = createResolver({ answerer, store, log, maxUdpSize: config.maxUdpSize, queryLog: config.queryLog });
 

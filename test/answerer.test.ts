@@ -15,6 +15,7 @@ const answerer = new Answerer({
   serviceTtl: 0,
   nodeTtl: 0,
   soa: { refresh: 3600, retry: 600, expire: 86400, minimum: 0 },
+  nameserverAddresses: [],
 });
 
 function query(name: string): Query {

@@ -228,3 +228,23 @@ describe('listening on IPv6 loopback', () => {
     }
   });
 });
+
+describe('a catalog without a consul service: svcdns names itself as the name server', () => {
+  let s: TestServer;
+  before(async () => {
+    s = await startServer({ catalog: 'nodes: [{name: n1, address: 10.0.0.1, services: [{name: web, port: 80}]}]' });
+  });
+  after(() => s.close());
+
+  test('NS is ns.consul, with the listen address as glue, and ns.consul resolves to it', async () => {
+    const ns = await dig(s.port, ['consul', 'NS']);
+    assert.deepEqual(ns.answer, ['consul. 0 IN NS ns.consul.']);
+    assert.deepEqual(ns.additional, ['ns.consul. 0 IN A 127.0.0.1']);
+    const a = await dig(s.port, ['ns.consul']);
+    assert.equal(a.status, 'NOERROR');
+    assert.deepEqual(a.answer, ['ns.consul. 0 IN A 127.0.0.1']);
+    const aaaa = await dig(s.port, ['ns.consul', 'AAAA']);
+    assert.equal(aaaa.status, 'NOERROR');
+    assert.deepEqual(aaaa.answer, []);
+  });
+});

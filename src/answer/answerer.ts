@@ -40,6 +40,11 @@ export interface AnswererOptions {
   nodeTtl: number;
   /** SOA timers; `minimum` is also the negative-caching TTL (RFC 2308). */
   soa: { refresh: number; retry: number; expire: number; minimum: number };
+  /**
+   * Addresses svcdns itself answers on (specific listen addresses, not wildcards): the A/AAAA of
+   * `ns.DOMAIN`, the name server named when the catalog has no `consul` service.
+   */
+  nameserverAddresses: readonly IpAddress[];
 }
 
 const EMPTY: readonly RR[] = Object.freeze([]);
@@ -74,6 +79,7 @@ export class Answerer {
     // A label with a '.' byte in it (`we\.b.service.consul`) names nothing in the catalog, whose
     // names are all plain labels; it exists in our zone's namespace all the same.
     if (!query.plain) return this.nxdomain(ctx);
+    if (match.rest.length === 1 && match.rest[0] === 'ns' && !this.hasConsulService(snapshot)) return this.ownName(ctx);
     const name = parseConsulName(match.rest);
     switch (name.kind) {
       case 'apex':
@@ -103,7 +109,7 @@ export class Answerer {
       const ns = servers.map(
         (s): RR => ({ name: query.name, type: RRType.NS, ttl: this.options.nodeTtl, target: s.target }),
       );
-      const glue = servers.flatMap((s) => (s.address ? [addressRecord(s.target, s.address, this.options.nodeTtl)] : []));
+      const glue = servers.flatMap((s) => s.addresses.map((a) => addressRecord(s.target, a, this.options.nodeTtl)));
       return reply(Rcode.NOERROR, ns, EMPTY, glue);
     }
     return this.nodata(ctx);
@@ -111,22 +117,34 @@ export class Answerer {
 
   /**
    * Name servers of the domain, as Consul gives them: the nodes of the local `consul` service,
-   * as `NODE.node.DC.DOMAIN` with their addresses as glue; `ns.DOMAIN` (the SOA's MNAME) when the
-   * catalog has no consul service.
+   * as `NODE.node.DC.DOMAIN` with their addresses as glue; when the catalog has no consul service,
+   * svcdns itself as `ns.DOMAIN` (the SOA's MNAME) with the addresses it listens on.
    */
-  private nameservers(ctx: Ctx): { target: string; address: IpAddress | null }[] {
-    const dc = this.options.datacenter;
-    const consul = ctx.snapshot.service(dc, 'consul');
+  private nameservers(ctx: Ctx): { target: string; addresses: readonly IpAddress[] }[] {
+    const consul = ctx.snapshot.service(this.options.datacenter, 'consul');
     const seen = new Set<string>();
-    const out: { target: string; address: IpAddress | null }[] = [];
+    const out: { target: string; addresses: readonly IpAddress[] }[] = [];
     for (const i of consul?.instances ?? []) {
       if (out.length === MAX_NAMESERVERS) break;
       if (seen.has(i.node.name)) continue;
       seen.add(i.node.name);
-      out.push({ target: `${i.node.name}.node.${i.node.datacenter}.${ctx.domain}`, address: i.node.address });
+      out.push({ target: `${i.node.name}.node.${i.node.datacenter}.${ctx.domain}`, addresses: [i.node.address] });
     }
-    if (out.length === 0) out.push({ target: `ns.${ctx.domain}`, address: null });
+    if (out.length === 0) out.push({ target: `ns.${ctx.domain}`, addresses: this.options.nameserverAddresses });
     return out;
+  }
+
+  private hasConsulService(snapshot: Snapshot): boolean {
+    return (snapshot.service(this.options.datacenter, 'consul')?.instances.length ?? 0) > 0;
+  }
+
+  /** `ns.DOMAIN` when svcdns names itself as the domain's server: the addresses it listens on. */
+  private ownName(ctx: Ctx): Reply {
+    const families = familiesFor(ctx.query.type);
+    const answers = this.options.nameserverAddresses
+      .filter((a) => families & familyBit(a))
+      .map((a) => addressRecord(ctx.query.name, a, this.options.nodeTtl));
+    return answers.length > 0 ? reply(Rcode.NOERROR, answers, EMPTY, EMPTY) : this.nodata(ctx);
   }
 
   private service(ctx: Ctx, name: Extract<ConsulName, { kind: 'service' }>): Reply {
