@@ -79,7 +79,7 @@ async function main(): Promise<void> {
 
   process.on('SIGHUP', () => {
     log.info('SIGHUP: reloading the catalog');
-    void (server.source as { reload?: () => Promise<unknown> }).reload?.();
+    void server.source.reload();
   });
   let stopping = false;
   const stop = (signal: string): void => {

@@ -7,6 +7,7 @@
  *   with the reason.
  * - After start, a failed refresh never unpublishes anything: the last good catalog keeps serving
  *   and the source logs the failure once per change of state.
+ * - `reload()` re-reads at once (on SIGHUP), under the same rule.
  * - `stop()` releases every watch and timer; after it the source publishes nothing.
  */
 
@@ -21,5 +22,7 @@ export interface CatalogSource {
   /** Human-readable origin for logs, e.g. the file path. Never contains secrets. */
   readonly description: string;
   start(sink: CatalogSink): Promise<void>;
+  /** Re-reads the catalog now (SIGHUP); a failure keeps the last good catalog, as ever. */
+  reload(): Promise<unknown>;
   stop(): Promise<void>;
 }
