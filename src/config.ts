@@ -34,6 +34,21 @@ export interface Config {
   logFormat: 'json' | 'pretty';
   /** Log every query at info level. */
   queryLog: boolean;
+  /** Consul to watch, or null (then the catalog file, or the bundled example). */
+  consul: ConsulConfig | null;
+}
+
+export interface ConsulConfig {
+  /** Base URL, scheme included (http: or https:). */
+  url: URL;
+  /** ACL token given directly (flag, env); see tokenFile. Never logged. */
+  token: string | null;
+  /** File holding the ACL token (read at start). */
+  tokenFile: string | null;
+  allowStale: boolean;
+  maxStaleMs: number;
+  waitMs: number;
+  tls: { caFile: string | null; certFile: string | null; keyFile: string | null; serverName: string | null; verify: boolean };
 }
 
 export class ConfigError extends Error {
@@ -72,6 +87,32 @@ export const KEYS: Readonly<Record<string, KeySpec>> = {
   'log-level': { describe: `log level: ${LOG_LEVELS.join(', ')}`, default: 'info' },
   'log-format': { describe: 'log format: json or pretty', default: 'json' },
   'query-log': { describe: 'log every query (client, name, type, rcode, size)', boolean: true, default: 'false' },
+  consul: { describe: 'Consul HTTP address to watch, e.g. http://127.0.0.1:8500 (env CONSUL_HTTP_ADDR)' },
+  'consul-token': { describe: 'Consul ACL token (env CONSUL_HTTP_TOKEN); prefer --consul-token-file' },
+  'consul-token-file': { describe: 'file holding the Consul ACL token (env CONSUL_HTTP_TOKEN_FILE)' },
+  'consul-cacert': { describe: 'CA bundle to verify Consul over HTTPS (env CONSUL_CACERT)' },
+  'consul-client-cert': { describe: 'client certificate for Consul over HTTPS (env CONSUL_CLIENT_CERT)' },
+  'consul-client-key': { describe: 'client key for Consul over HTTPS (env CONSUL_CLIENT_KEY)' },
+  'consul-tls-server-name': { describe: "server name to verify in Consul's certificate (env CONSUL_TLS_SERVER_NAME)" },
+  'consul-ssl-verify': { describe: "verify Consul's certificate (env CONSUL_HTTP_SSL_VERIFY)", boolean: true, default: 'true' },
+  'allow-stale': { describe: 'read from any Consul server, not only the leader (as Consul DNS does)', boolean: true, default: 'true' },
+  'max-stale': { describe: 'a stale read from a server out of touch with the leader longer than this is re-read from the leader', default: '87600h' },
+  'consul-wait': { describe: 'how long each blocking query waits for a change', default: '5m' },
+};
+
+/**
+ * Consul's own environment variables, as its CLI reads them; they rank below svcdns's own
+ * SVCDNS_* variables and flags. CONSUL_HTTP_SSL=true makes a scheme-less address https.
+ */
+const CONSUL_ENV: Readonly<Record<string, string>> = {
+  CONSUL_HTTP_ADDR: 'consul',
+  CONSUL_HTTP_TOKEN: 'consul-token',
+  CONSUL_HTTP_TOKEN_FILE: 'consul-token-file',
+  CONSUL_CACERT: 'consul-cacert',
+  CONSUL_CLIENT_CERT: 'consul-client-cert',
+  CONSUL_CLIENT_KEY: 'consul-client-key',
+  CONSUL_TLS_SERVER_NAME: 'consul-tls-server-name',
+  CONSUL_HTTP_SSL_VERIFY: 'consul-ssl-verify',
 };
 
 export type RawConfig = Record<string, string | string[] | undefined>;
@@ -97,13 +138,33 @@ export function resolveConfig(inputs: ConfigInputs): Config {
 
   const configFile = inputs.configFile ?? inputs.env[envName('config')];
   if (configFile) Object.assign(merged, readConfigFile(configFile, inputs.readFile, problems));
+  const fromConsulEnv = new Set<string>();
+  for (const [variable, key] of Object.entries(CONSUL_ENV)) {
+    const value = inputs.env[variable];
+    if (value !== undefined && value !== '') {
+      merged[key] = value;
+      fromConsulEnv.add(key);
+    }
+  }
   for (const key of Object.keys(KEYS)) {
     const value = inputs.env[envName(key)];
-    if (value !== undefined && value !== '') merged[key] = KEYS[key]!.list ? splitList(value) : value;
+    if (value !== undefined && value !== '') {
+      merged[key] = KEYS[key]!.list ? splitList(value) : value;
+      fromConsulEnv.delete(key);
+    }
   }
   for (const [key, value] of Object.entries(inputs.flags)) {
     if (!(key in KEYS)) problems.push(`unknown option --${key}`);
-    else if (value !== undefined) merged[key] = value;
+    else if (value !== undefined) {
+      merged[key] = value;
+      fromConsulEnv.delete(key);
+    }
+  }
+  // An explicit catalog file beats an ambient CONSUL_HTTP_ADDR; an explicit --consul with a
+  // catalog file is a contradiction.
+  if (merged.catalog !== undefined && merged.consul !== undefined) {
+    if (fromConsulEnv.has('consul')) delete merged.consul;
+    else problems.push('catalog and consul: choose one source of the catalog');
   }
 
   const config: Config = {
@@ -123,11 +184,73 @@ export function resolveConfig(inputs: ConfigInputs): Config {
     logLevel: choice(single(merged['log-level']), 'log-level', LOG_LEVELS, problems),
     logFormat: choice(single(merged['log-format']), 'log-format', ['json', 'pretty'] as const, problems),
     queryLog: boolean(single(merged['query-log']), 'query-log', problems),
+    consul: consulConfig(merged, inputs.env, problems),
   };
   if (config.listen.length === 0 && !problems.some((p) => p.startsWith('listen'))) problems.push('listen: at least one address is needed');
   if (config.altDomain !== null && config.altDomain === config.domain) problems.push('alt-domain: must differ from domain');
   if (problems.length > 0) throw new ConfigError(problems);
   return Object.freeze(config);
+}
+
+function consulConfig(merged: RawConfig, env: NodeJS.ProcessEnv, problems: string[]): ConsulConfig | null {
+  const address = single(merged.consul);
+  if (address === undefined) return null;
+  const https = (env.CONSUL_HTTP_SSL ?? '').toLowerCase() === 'true';
+  const url = consulUrl(address, https);
+  if (!url) problems.push(`consul: ${JSON.stringify(address)} is not an http(s) address such as 127.0.0.1:8500 or https://consul:8501`);
+  const text = (key: string) => {
+    const v = single(merged[key]);
+    return v === undefined || v === '' ? null : v;
+  };
+  const token = text('consul-token');
+  const tokenFile = text('consul-token-file');
+  return {
+    url: url ?? new URL('http://127.0.0.1:8500'),
+    token,
+    tokenFile: token === null ? tokenFile : null,
+    allowStale: boolean(single(merged['allow-stale']), 'allow-stale', problems),
+    maxStaleMs: duration(single(merged['max-stale']), 'max-stale', problems),
+    waitMs: Math.min(duration(single(merged['consul-wait']), 'consul-wait', problems), 600_000),
+    tls: {
+      caFile: text('consul-cacert'),
+      certFile: text('consul-client-cert'),
+      keyFile: text('consul-client-key'),
+      serverName: text('consul-tls-server-name'),
+      verify: boolean(single(merged['consul-ssl-verify']), 'consul-ssl-verify', problems),
+    },
+  };
+}
+
+/** Consul's CLI accepts `host:port`, `http://host:port` and `https://host:port`. */
+export function consulUrl(address: string, https: boolean): URL | null {
+  const withScheme = /^[a-z][a-z0-9+.-]*:\/\//i.test(address) ? address : `${https ? 'https' : 'http'}://${address}`;
+  try {
+    const url = new URL(withScheme);
+    if ((url.protocol !== 'http:' && url.protocol !== 'https:') || url.hostname === '') return null;
+    return url;
+  } catch {
+    return null;
+  }
+}
+
+/** Go-style durations as Consul writes them: `87600h`, `5m`, `1m30s`, `500ms`, `10s`. */
+export function parseDuration(text: string): number | null {
+  const units: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 };
+  const parts = /^(?:\d+(?:\.\d+)?(?:ms|s|m|h))+$/.test(text) ? text.match(/\d+(?:\.\d+)?(?:ms|s|m|h)/g) : null;
+  if (!parts) return null;
+  return parts.reduce((sum, p) => {
+    const m = /^(\d+(?:\.\d+)?)(ms|s|m|h)$/.exec(p)!;
+    return sum + Number(m[1]) * units[m[2]!]!;
+  }, 0);
+}
+
+function duration(value: string | undefined, key: string, problems: string[]): number {
+  const ms = value === undefined ? null : parseDuration(value.trim());
+  if (ms === null) {
+    problems.push(`${key}: must be a duration such as 10s, 5m or 87600h (got ${JSON.stringify(value)})`);
+    return 0;
+  }
+  return ms;
 }
 
 function readConfigFile(path: string, read: ((p: string) => string) | undefined, problems: string[]): RawConfig {

@@ -6,6 +6,9 @@
 import { fileURLToPath } from 'node:url';
 import type { Logger } from 'pino';
 import { Answerer } from './answer/answerer.js';
+import { readFile } from 'node:fs/promises';
+import { createConsulApi } from './catalog/consul-api.js';
+import { ConsulSource } from './catalog/consul-source.js';
 import { FileSource } from './catalog/file-source.js';
 import type { CatalogSource } from './catalog/source.js';
 import { CatalogStore } from './catalog/store.js';
@@ -46,14 +49,7 @@ export class SvcdnsServer {
   static async start(options: ServerOptions): Promise<SvcdnsServer> {
     const { config, log } = options;
     const store = new CatalogStore({ now: options.now });
-    const catalogPath = config.catalog ?? EXAMPLE_CATALOG;
-    const source = new FileSource({
-      path: catalogPath,
-      defaultDatacenter: config.datacenter,
-      log,
-      debounceMs: options.reloadDebounceMs,
-    });
-    if (config.catalog === null) log.info({ file: catalogPath }, 'no catalog configured; serving the bundled example catalog');
+    const source = await createSource(options);
     await source.start(store);
 
     const answerer = new Answerer({
@@ -91,6 +87,45 @@ export class SvcdnsServer {
     await Promise.all(this.listeners.map((l) => l.close()));
     await this.source.stop();
     this.log.info('stopped');
+  }
+}
+
+/** The catalog source the config asks for: Consul, a catalog file, or the bundled example. */
+async function createSource({ config, log, reloadDebounceMs }: ServerOptions): Promise<CatalogSource> {
+  if (config.consul) {
+    const c = config.consul;
+    const api = createConsulApi({
+      url: c.url,
+      token: c.token ?? (c.tokenFile ? await readSecret(c.tokenFile, 'consul token file') : null),
+      tls: {
+        ca: c.tls.caFile ? await readSecret(c.tls.caFile, 'consul CA file') : null,
+        cert: c.tls.certFile ? await readSecret(c.tls.certFile, 'consul client certificate') : null,
+        key: c.tls.keyFile ? await readSecret(c.tls.keyFile, 'consul client key') : null,
+        serverName: c.tls.serverName,
+        verify: c.tls.verify,
+      },
+    });
+    return new ConsulSource({
+      api,
+      address: c.url.origin,
+      datacenter: config.datacenter,
+      log,
+      allowStale: c.allowStale,
+      maxStaleMs: c.maxStaleMs,
+      waitMs: c.waitMs,
+    });
+  }
+  const path = config.catalog ?? EXAMPLE_CATALOG;
+  if (config.catalog === null) log.info({ file: path }, 'no catalog configured; serving the bundled example catalog');
+  return new FileSource({ path, defaultDatacenter: config.datacenter, log, debounceMs: reloadDebounceMs });
+}
+
+/** Reads a token, key or certificate file; errors name the file, never its contents. */
+async function readSecret(path: string, what: string): Promise<string> {
+  try {
+    return (await readFile(path, 'utf8')).trim();
+  } catch (err) {
+    throw new Error(`cannot read ${what} ${path}: ${(err as NodeJS.ErrnoException).code ?? String(err)}`, { cause: err });
   }
 }
 

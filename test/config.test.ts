@@ -28,6 +28,7 @@ test('defaults', () => {
     logLevel: 'info',
     logFormat: 'json',
     queryLog: false,
+    consul: null,
   });
 });
 
@@ -73,4 +74,49 @@ test('switches take true/false/1/0', () => {
   assert.equal(resolveConfig({ flags: {}, env: { SVCDNS_QUERY_LOG: '1' } }).queryLog, true);
   assert.equal(resolveConfig({ flags: { 'query-log': 'false' }, env: { SVCDNS_QUERY_LOG: 'true' } }).queryLog, false);
   assert.deepEqual(problems({ env: { SVCDNS_QUERY_LOG: 'yes please' } }), ['query-log: must be true or false (got "yes please")']);
+});
+
+test("Consul's own env vars are honoured, below SVCDNS_* and flags", () => {
+  const c = resolveConfig({
+    flags: {},
+    env: { CONSUL_HTTP_ADDR: '10.1.2.3:8500', CONSUL_HTTP_TOKEN: 's3cret', CONSUL_HTTP_SSL_VERIFY: 'false', CONSUL_TLS_SERVER_NAME: 'consul.local' },
+  }).consul!;
+  assert.equal(c.url.href, 'http://10.1.2.3:8500/');
+  assert.equal(c.token, 's3cret');
+  assert.equal(c.tls.verify, false);
+  assert.equal(c.tls.serverName, 'consul.local');
+  assert.equal(c.allowStale, true);
+  assert.equal(c.maxStaleMs, 87600 * 3_600_000);
+  assert.equal(c.waitMs, 300_000);
+
+  const https = resolveConfig({ flags: {}, env: { CONSUL_HTTP_ADDR: 'consul:8501', CONSUL_HTTP_SSL: 'true' } }).consul!;
+  assert.equal(https.url.href, 'https://consul:8501/');
+
+  const overridden = resolveConfig({
+    flags: { 'consul-token': 'from-flag' },
+    env: { CONSUL_HTTP_ADDR: '10.1.2.3:8500', SVCDNS_CONSUL: 'http://127.0.0.1:8500', CONSUL_HTTP_TOKEN: 'from-consul-env' },
+  }).consul!;
+  assert.equal(overridden.url.href, 'http://127.0.0.1:8500/');
+  assert.equal(overridden.token, 'from-flag');
+});
+
+test('a token given directly wins over a token file; the file is read at start, not here', () => {
+  const c = resolveConfig({ flags: { consul: 'http://127.0.0.1:8500' }, env: { CONSUL_HTTP_TOKEN_FILE: '/run/secrets/consul' } }).consul!;
+  assert.equal(c.token, null);
+  assert.equal(c.tokenFile, '/run/secrets/consul');
+  const both = resolveConfig({ flags: { consul: 'http://127.0.0.1:8500', 'consul-token': 't' }, env: { CONSUL_HTTP_TOKEN_FILE: '/f' } }).consul!;
+  assert.deepEqual([both.token, both.tokenFile], ['t', null]);
+});
+
+test('a catalog file beats an ambient CONSUL_HTTP_ADDR; --catalog with --consul is an error', () => {
+  assert.equal(resolveConfig({ flags: { catalog: 'c.yaml' }, env: { CONSUL_HTTP_ADDR: '127.0.0.1:8500' } }).consul, null);
+  assert.deepEqual(problems({ flags: { catalog: 'c.yaml', consul: '127.0.0.1:8500' } }), ['catalog and consul: choose one source of the catalog']);
+});
+
+test('bad Consul settings are reported together', () => {
+  assert.deepEqual(problems({ flags: { consul: 'ftp://x', 'max-stale': 'forever', 'consul-wait': '5' } }), [
+    'consul: "ftp://x" is not an http(s) address such as 127.0.0.1:8500 or https://consul:8501',
+    'max-stale: must be a duration such as 10s, 5m or 87600h (got "forever")',
+    'consul-wait: must be a duration such as 10s, 5m or 87600h (got "5")',
+  ]);
 });

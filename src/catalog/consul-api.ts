@@ -1,0 +1,268 @@
+/**
+ * The boundary with Consul's HTTP API: every call goes through the `consul` npm client, and Consul's
+ * JSON is converted here, once, into the catalog's own records. Nothing past this file sees
+ * Consul's field names.
+ *
+ * Each read returns the query metadata blocking queries need (X-Consul-Index, X-Consul-LastContact,
+ * X-Consul-KnownLeader). Every in-flight request can be cancelled through its `signal`.
+ */
+
+import { EventEmitter } from 'node:events';
+import { Agent as HttpsAgent } from 'node:https';
+import Consul from 'consul';
+import { parseIp } from '../ip.js';
+import type { Health, NodeRecord, ServiceRecord } from './types.js';
+
+export interface ConsulConnection {
+  /** Base address, e.g. http://127.0.0.1:8500 or https://consul.service:8501. */
+  url: URL;
+  /** ACL token; sent as X-Consul-Token, never logged. */
+  token: string | null;
+  tls: {
+    /** PEM bundle of CAs to trust (CONSUL_CACERT). */
+    ca: string | null;
+    /** Client certificate and key, PEM (CONSUL_CLIENT_CERT, CONSUL_CLIENT_KEY). */
+    cert: string | null;
+    key: string | null;
+    /** Server name to verify instead of the URL's host (CONSUL_TLS_SERVER_NAME). */
+    serverName: string | null;
+    /** false: accept any certificate (CONSUL_HTTP_SSL_VERIFY=false). */
+    verify: boolean;
+  };
+}
+
+export interface ReadOptions {
+  dc?: string;
+  /** Blocking query: the index of the last result; 0n or absent answers at once. */
+  index?: bigint;
+  /** Blocking wait, ms (Consul caps it at 10 minutes). */
+  waitMs?: number;
+  /** true: any server may answer (`?stale`); false: the leader answers (default mode). */
+  stale?: boolean;
+  /** Aborts the request. */
+  signal?: AbortSignal;
+}
+
+export interface QueryMeta {
+  /** X-Consul-Index as sent (0n when absent). */
+  index: bigint;
+  /** X-Consul-LastContact, ms since the answering server last heard from the leader. */
+  lastContactMs: number;
+  knownLeader: boolean;
+}
+
+export interface Result<T> {
+  data: T;
+  meta: QueryMeta;
+}
+
+/** A failed call: `status` is the HTTP status (0 for network errors and timeouts). */
+export class ConsulApiError extends Error {
+  readonly code = 'SVCDNS_CONSUL_API';
+  constructor(
+    message: string,
+    readonly status: number,
+    options?: { cause?: unknown },
+  ) {
+    super(message, options);
+    this.name = 'ConsulApiError';
+  }
+}
+
+/** The instances of one service with the health of each (from /v1/health/service/:name). */
+export interface ServiceHealth {
+  nodes: NodeRecord[];
+  instances: ServiceRecord[];
+}
+
+/** What the Consul source needs from Consul. Tests may substitute their own. */
+export interface ConsulApi {
+  datacenters(signal?: AbortSignal): Promise<string[]>;
+  /** Service names of a datacenter (/v1/catalog/services). */
+  services(options: ReadOptions): Promise<Result<string[]>>;
+  /** Nodes of a datacenter (/v1/catalog/nodes). */
+  nodes(options: ReadOptions): Promise<Result<NodeRecord[]>>;
+  /** Instances of a service with their health (/v1/health/service/:name). */
+  health(service: string, options: ReadOptions): Promise<Result<ServiceHealth>>;
+}
+
+type Response = { statusCode: number; headers: Record<string, string | string[] | undefined> };
+
+/** A request context the client understands: returns [response, body] and cancels on 'cancel'. */
+class RequestContext extends EventEmitter {
+  readonly includeResponse = true;
+}
+
+function header(res: Response, name: string): string | undefined {
+  const v = res.headers[name];
+  return Array.isArray(v) ? v[0] : v;
+}
+
+function metaOf(res: Response): QueryMeta {
+  const raw = header(res, 'x-consul-index');
+  let index = 0n;
+  try {
+    index = raw ? BigInt(raw) : 0n;
+  } catch {
+    index = 0n;
+  }
+  return {
+    index,
+    lastContactMs: Number(header(res, 'x-consul-lastcontact') ?? 0) || 0,
+    knownLeader: header(res, 'x-consul-knownleader') === 'true',
+  };
+}
+
+/** Consul's `wait` syntax: whole milliseconds. */
+function waitParam(ms: number): string {
+  return `${Math.max(1, Math.round(ms))}ms`;
+}
+
+/** Creates the real API over the `consul` npm client. */
+export function createConsulApi(connection: ConsulConnection): ConsulApi {
+  const { url, tls } = connection;
+  const secure = url.protocol === 'https:';
+  const agent = secure
+    ? new HttpsAgent({
+        keepAlive: true,
+        ca: tls.ca ?? undefined,
+        cert: tls.cert ?? undefined,
+        key: tls.key ?? undefined,
+        servername: tls.serverName ?? undefined,
+        rejectUnauthorized: tls.verify,
+      })
+    : undefined;
+  const client = new Consul({
+    host: url.hostname.replace(/^\[|\]$/g, ''),
+    port: Number(url.port || (secure ? 443 : 80)),
+    secure,
+    ...(agent ? { agent } : {}),
+    defaults: connection.token ? { token: connection.token } : {},
+  });
+
+  /** One call: query options the client understands, the response's metadata, errors mapped. */
+  async function call<T>(fn: (opts: Record<string, unknown>) => Promise<unknown>, options: ReadOptions): Promise<Result<T>> {
+    const ctx = new RequestContext();
+    const abort = (): void => {
+      ctx.emit('cancel');
+    };
+    if (options.signal?.aborted) throw new ConsulApiError('request cancelled', 0);
+    options.signal?.addEventListener('abort', abort, { once: true });
+    const opts: Record<string, unknown> = { ctx };
+    if (options.dc) opts.dc = options.dc;
+    if (options.stale) opts.stale = true;
+    if (options.index !== undefined && options.index > 0n) {
+      opts.index = options.index.toString();
+      const waitMs = options.waitMs ?? 300_000;
+      opts.wait = waitParam(waitMs);
+      // Consul adds up to wait/16 of jitter; past that (and a margin) the server is not answering.
+      opts.timeout = waitMs + waitMs / 16 + 5_000;
+    } else {
+      opts.timeout = 30_000;
+    }
+    try {
+      const [res, data] = (await fn(opts)) as [Response, T];
+      return { data, meta: metaOf(res) };
+    } catch (err) {
+      const e = err as { message?: string; statusCode?: number; response?: Response; isAbort?: boolean };
+      const status = e.response?.statusCode ?? 0;
+      throw new ConsulApiError(e.message ?? String(err), status, { cause: err });
+    } finally {
+      options.signal?.removeEventListener('abort', abort);
+    }
+  }
+
+  return {
+    async datacenters(signal) {
+      const result = await call<string[]>((o) => client.catalog.datacenters(o), { signal });
+      return result.data;
+    },
+    async services(options) {
+      const result = await call<Record<string, string[]>>((o) => client.catalog.services(o as never), options);
+      return { data: Object.keys(result.data ?? {}), meta: result.meta };
+    },
+    async nodes(options) {
+      const result = await call<ConsulNode[]>((o) => client.catalog.nodes(o as never), options);
+      const dc = options.dc;
+      return { data: (result.data ?? []).flatMap((n) => toNode(n, dc)), meta: result.meta };
+    },
+    async health(service, options) {
+      const result = await call<ConsulHealthEntry[]>((o) => client.health.service({ ...o, service } as never), options);
+      return { data: toServiceHealth(result.data ?? [], options.dc), meta: result.meta };
+    },
+  };
+}
+
+// Consul's JSON, as documented for /v1/catalog/nodes and /v1/health/service/:service.
+
+interface ConsulNode {
+  Node: string;
+  Address: string;
+  Datacenter?: string;
+  Meta?: Record<string, string> | null;
+}
+
+interface ConsulService {
+  ID: string;
+  Service: string;
+  Tags?: string[] | null;
+  Address?: string;
+  Port?: number;
+  Weights?: { Passing?: number; Warning?: number } | null;
+}
+
+interface ConsulCheck {
+  Status: string;
+  ServiceID?: string;
+}
+
+interface ConsulHealthEntry {
+  Node: ConsulNode;
+  Service: ConsulService;
+  Checks?: ConsulCheck[] | null;
+}
+
+/**
+ * Nodes and instances whose address is not an IP address (Consul allows hostnames, which its DNS
+ * serves as CNAMEs; svcdns does not yet) are left out here, so they cannot block the catalog.
+ */
+function toNode(n: ConsulNode, dc: string | undefined): NodeRecord[] {
+  if (!n?.Node || !n.Address || !parseIp(n.Address)) return [];
+  return [{ datacenter: n.Datacenter ?? dc ?? '', name: n.Node, address: n.Address, meta: { ...(n.Meta ?? {}) } }];
+}
+
+/**
+ * The worst check decides an instance's health, node-level checks (serfHealth, maintenance)
+ * included, as Consul's DNS does: any critical check makes the instance critical.
+ */
+export function aggregateHealth(checks: readonly ConsulCheck[]): Health {
+  let health: Health = 'passing';
+  for (const c of checks) {
+    if (c.Status === 'warning') health = 'warning';
+    else if (c.Status !== 'passing') return 'critical'; // critical, or a status we do not know
+  }
+  return health;
+}
+
+function toServiceHealth(entries: readonly ConsulHealthEntry[], dc: string | undefined): ServiceHealth {
+  const nodes = new Map<string, NodeRecord>();
+  const instances: ServiceRecord[] = [];
+  for (const e of entries) {
+    const [node] = toNode(e.Node, dc);
+    if (!node || !e.Service?.Service) continue;
+    if (e.Service.Address && !parseIp(e.Service.Address)) continue;
+    nodes.set(node.name, node);
+    instances.push({
+      datacenter: node.datacenter,
+      node: node.name,
+      id: e.Service.ID || e.Service.Service,
+      name: e.Service.Service,
+      address: e.Service.Address ?? '',
+      port: e.Service.Port ?? 0,
+      tags: [...(e.Service.Tags ?? [])],
+      weights: { passing: e.Service.Weights?.Passing ?? 1, warning: e.Service.Weights?.Warning ?? 1 },
+      health: aggregateHealth(e.Checks ?? []),
+    });
+  }
+  return { nodes: [...nodes.values()], instances };
+}
