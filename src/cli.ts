@@ -74,7 +74,7 @@ async function main(): Promise<void> {
   const example = [...(server.store.current()?.allServices() ?? [])].find((s) => s.name !== 'consul')?.name ?? 'web';
   log.info(
     { try: `dig @${first.host} -p ${first.port} ${example}.service.${config.domain} SRV` },
-    `ready: serving ${server.addresses.map(formatAddress).join(', ')}`,
+    `started: serving ${server.addresses.map(formatAddress).join(', ')}`,
   );
 
   process.on('SIGHUP', () => {

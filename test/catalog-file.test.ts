@@ -18,10 +18,16 @@ import { CATALOG } from './support/catalog.js';
 import { dig } from './support/dig.js';
 import { startServer, type TestServer } from './support/server.js';
 
-/** Waits (bounded) for the source's next reload outcome. */
+/**
+ * Waits (bounded) for the source's next reload that changed something or failed. Reloads of
+ * unchanged bytes are skipped: any event in the directory (a mkdir, a symlink) triggers one.
+ */
 async function nextReload(source: FileSource, timeoutMs = 5000): Promise<ReloadOutcome> {
-  const [outcome] = (await once(source, 'reload', { signal: AbortSignal.timeout(timeoutMs) })) as [ReloadOutcome];
-  return outcome;
+  const signal = AbortSignal.timeout(timeoutMs);
+  for (;;) {
+    const [outcome] = (await once(source, 'reload', { signal })) as [ReloadOutcome];
+    if (!outcome.ok || outcome.changed) return outcome;
+  }
 }
 
 async function addresses(port: number, name: string): Promise<string[]> {

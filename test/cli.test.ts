@@ -91,7 +91,7 @@ describe('running', () => {
     try {
       await svc.waitForLog((l) => l.msg === 'no catalog configured; serving the bundled example catalog');
       const listening = await svc.waitForLog((l) => l.msg === 'listening (udp, tcp)');
-      const ready = await svc.waitForLog((l) => typeof l.msg === 'string' && l.msg.startsWith('ready'));
+      const ready = await svc.waitForLog((l) => typeof l.msg === 'string' && l.msg.startsWith('started: serving'));
       const port = Number(String(listening.address).split(':')[1]);
       assert.equal(ready.try, `dig @127.0.0.1 -p ${port} httpbackend.service.consul SRV`);
       const r = await dig(port, ['httpbackend.service.consul', 'SRV']);

@@ -151,14 +151,13 @@ export function createConsulApi(connection: ConsulConnection): ConsulApi {
     const opts: Record<string, unknown> = { ctx };
     if (options.dc) opts.dc = options.dc;
     if (options.stale) opts.stale = true;
+    const waitMs = options.waitMs ?? 300_000;
+    // Consul answers a blocking query within wait + wait/16 (its jitter); past that and a margin
+    // the server is hung. A non-blocking read gets the same bound.
+    opts.timeout = waitMs + waitMs / 16 + Math.min(5_000, waitMs / 2);
     if (options.index !== undefined && options.index > 0n) {
       opts.index = options.index.toString();
-      const waitMs = options.waitMs ?? 300_000;
       opts.wait = waitParam(waitMs);
-      // Consul adds up to wait/16 of jitter; past that (and a margin) the server is not answering.
-      opts.timeout = waitMs + waitMs / 16 + 5_000;
-    } else {
-      opts.timeout = 30_000;
     }
     try {
       const [res, data] = (await fn(opts)) as [Response, T];

@@ -47,6 +47,8 @@ export class ConsulSource implements CatalogSource {
   private readonly log: Logger;
   private readonly watches = new Map<string, BlockingWatch<unknown>>();
   private readonly failing = new Set<string>();
+  /** The failure last reported (null: healthy), so each change of state is logged once. */
+  private loggedProblem: string | null = null;
   private nodes: NodeRecord[] | null = null;
   private serviceNames: string[] | null = null;
   private readonly health = new Map<string, ServiceHealth>();
@@ -76,6 +78,7 @@ export class ConsulSource implements CatalogSource {
     if (!sink) return;
     await this.stopWatches();
     this.failing.clear();
+    this.loggedProblem = null;
     await this.start(sink);
   }
 
@@ -141,23 +144,31 @@ export class ConsulSource implements CatalogSource {
     watch.start();
   }
 
+  /**
+   * Logs when the kind of failure changes (healthy -> unreachable, unreachable -> ACL refused, ...),
+   * not per watch or per retry: an outage is one line however many watches are retrying.
+   */
   private onWatchError(key: string, err: unknown, failures: number): void {
     const status = err instanceof ConsulApiError ? err.status : 0;
     const message = err instanceof Error ? err.message : String(err);
-    const wasHealthy = this.failing.size === 0;
     this.failing.add(key);
-    if (failures === 1 && wasHealthy) {
-      const fields = { watch: key, status, error: message, serving: this.isReady ? 'last good catalog' : 'SERVFAIL until the first sync' };
-      if (status === 403) this.log.error(fields, 'consul refused the ACL token; check --consul-token');
-      else this.log.warn(fields, 'consul watch failing; retrying with backoff');
-    } else {
+    const problem = status === 0 ? 'unreachable' : `${status} ${message}`;
+    if (problem === this.loggedProblem) {
       this.log.debug({ watch: key, status, error: message, failures }, 'consul watch still failing');
+      return;
     }
+    this.loggedProblem = problem;
+    const fields = { watch: key, status, error: message, serving: this.isReady ? 'last good catalog' : 'SERVFAIL until the first sync' };
+    if (status === 403) this.log.error(fields, 'consul refused the ACL token; check --consul-token');
+    else this.log.warn(fields, 'consul watch failing; retrying with backoff');
   }
 
   private onWatchRecover(key: string): void {
     this.failing.delete(key);
-    if (this.failing.size === 0) this.log.info({ watch: key }, 'consul watches recovered');
+    if (this.failing.size === 0 && this.loggedProblem !== null) {
+      this.loggedProblem = null;
+      this.log.info({ watch: key }, 'consul watches recovered');
+    }
   }
 
   private schedulePublish(): void {

@@ -2,9 +2,10 @@
  * The seam between where catalog data comes from and the store that serves it.
  *
  * Contract for every source:
- * - `start(sink)` begins feeding the sink and resolves once the first full sync has been published
- *   (the source is then "ready"); it rejects if no catalog could be had at all, so the CLI can exit
- *   with the reason.
+ * - `start(sink)` begins feeding the sink. It rejects if the source cannot run at all, so the CLI
+ *   can exit with the reason. A source whose data is local (the file) resolves after its first
+ *   publish; one that may be unreachable at start (Consul) resolves at once and publishes when its
+ *   first full sync is done: until then the store is empty and DNS says SERVFAIL.
  * - After start, a failed refresh never unpublishes anything: the last good catalog keeps serving
  *   and the source logs the failure once per change of state.
  * - `reload()` re-reads at once (on SIGHUP), under the same rule.

@@ -20,8 +20,10 @@ export interface TestServer {
 }
 
 export interface StartOptions {
-  /** Catalog file text (YAML/JSON); omitted: the bundled example catalog. */
+  /** Catalog file text (YAML/JSON); omitted: the bundled example catalog (or Consul, by flags). */
   catalog?: string;
+  /** Collects the server's log records here (JSON objects), instead of discarding them. */
+  logs?: Record<string, unknown>[];
   /** Extra config keys, as flags would give them. */
   flags?: RawConfig;
   now?: () => number;
@@ -40,7 +42,10 @@ export async function startServer(options: StartOptions = {}): Promise<TestServe
     flags.catalog = catalogPath;
   }
   const config = resolveConfig({ flags, env: {} });
-  const log = pino({ level: process.env.TEST_LOG_LEVEL ?? 'silent' });
+  const logs = options.logs;
+  const log = logs
+    ? pino({ level: 'debug' }, { write: (line: string) => void logs.push(JSON.parse(line) as Record<string, unknown>) })
+    : pino({ level: process.env.TEST_LOG_LEVEL ?? 'silent' });
   const server = await SvcdnsServer.start({ config, log, now: options.now ?? (() => TEST_NOW_MS), reloadDebounceMs: 10 });
   const address = server.addresses[0]!;
   return {

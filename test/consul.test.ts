@@ -1,0 +1,261 @@
+/**
+ * svcdns watching Consul (the simulator in test/support/consul-sim.ts), seen through DNS:
+ * changes in Consul reach answers; failures in Consul never take answers away.
+ */
+
+import assert from 'node:assert/strict';
+import { after, afterEach, before, beforeEach, describe, test } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { ConsulSim } from './support/consul-sim.js';
+import { dig, type DigResult } from './support/dig.js';
+import { startServer, type TestServer } from './support/server.js';
+
+/**
+ * Retries `check` until it passes or `timeoutMs` runs out (then throws its last failure).
+ * Assertions inside must carry a message: a failing `assert.ok(x)` without one makes Node parse
+ * the test's source to describe `x`, which on tsx-compiled files takes seconds per call.
+ */
+async function eventually(check: () => void | Promise<void>, timeoutMs = 3000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    try {
+      await check();
+      return;
+    } catch (err) {
+      if (Date.now() > deadline) throw err;
+      await sleep(20);
+    }
+  }
+}
+
+/** Asserts a log record with this message was written (an explicit assertion message: see eventually). */
+function assertLogged(logs: readonly Record<string, unknown>[], msg: string): void {
+  assert.ok(logs.some((l) => l.msg === msg), `no log record "${msg}"`);
+}
+
+function sorted(lines: readonly string[]): string[] {
+  return [...lines].sort();
+}
+
+async function answers(port: number, name: string, type = 'A'): Promise<DigResult> {
+  return dig(port, [name, type]);
+}
+
+/** A small datacenter: two nodes, web on both, db on one. */
+function seed(sim: ConsulSim): void {
+  sim.registerNode('dc1', { Node: 'n1', Address: '10.0.0.1', Meta: { rack: 'r1' } });
+  sim.registerNode('dc1', { Node: 'n2', Address: '10.0.0.2' });
+  sim.registerService('dc1', 'n1', { ID: 'web1', Service: 'web', Tags: ['v1'], Port: 80 });
+  sim.registerService('dc1', 'n2', { ID: 'web2', Service: 'web', Tags: ['v2'], Port: 80, Weights: { Passing: 10, Warning: 3 } });
+  sim.registerService('dc1', 'n1', { ID: 'db1', Service: 'db', Port: 5432 });
+  sim.setCheck('dc1', 'n1', { CheckID: 'serfHealth', Status: 'passing' });
+  sim.setCheck('dc1', 'n2', { CheckID: 'serfHealth', Status: 'passing' });
+}
+
+const FLAGS = { 'consul-wait': '2s' };
+
+describe('answers follow Consul', () => {
+  let sim: ConsulSim;
+  let s: TestServer;
+  before(async () => {
+    sim = new ConsulSim();
+    await sim.start();
+    seed(sim);
+    s = await startServer({ flags: { ...FLAGS, consul: sim.url } });
+  });
+  after(async () => {
+    await s.close();
+    await sim.stop();
+  });
+
+  test('services, tags and nodes are served once synced', async () => {
+    await eventually(async () => {
+      assert.deepEqual(sorted((await answers(s.port, 'web.service.consul')).answer), ['web.service.consul. 0 IN A 10.0.0.1', 'web.service.consul. 0 IN A 10.0.0.2']);
+    });
+    assert.deepEqual((await answers(s.port, 'v2.web.service.consul')).answer, ['v2.web.service.consul. 0 IN A 10.0.0.2']);
+    assert.deepEqual((await answers(s.port, 'n1.node.consul')).answer, ['n1.node.consul. 0 IN A 10.0.0.1']);
+    assert.deepEqual((await answers(s.port, 'n1.node.consul', 'TXT')).answer, ['n1.node.consul. 0 IN TXT "rack=r1"']);
+    assert.deepEqual((await dig(s.port, ['-x', '10.0.0.2'])).answer, ['2.0.0.10.in-addr.arpa. 0 IN PTR n2.node.dc1.consul.']);
+  });
+
+  test('a registration appears', async () => {
+    sim.registerNode('dc1', { Node: 'n3', Address: '10.0.0.3' });
+    sim.registerService('dc1', 'n3', { ID: 'api1', Service: 'api', Port: 9000 });
+    await eventually(async () => {
+      assert.deepEqual((await answers(s.port, 'api.service.consul', 'SRV')).answer, ['api.service.consul. 0 IN SRV 1 1 9000 n3.node.dc1.consul.']);
+    });
+  });
+
+  test('a critical check removes the instance; warning keeps it with its warning weight', async () => {
+    sim.setCheck('dc1', 'n1', { CheckID: 'web-http', ServiceID: 'web1', Status: 'critical' });
+    await eventually(async () => {
+      assert.deepEqual((await answers(s.port, 'web.service.consul')).answer, ['web.service.consul. 0 IN A 10.0.0.2']);
+    });
+    sim.setCheck('dc1', 'n2', { CheckID: 'web-http2', ServiceID: 'web2', Status: 'warning' });
+    await eventually(async () => {
+      assert.deepEqual((await answers(s.port, 'web.service.consul', 'SRV')).answer, ['web.service.consul. 0 IN SRV 1 3 80 n2.node.dc1.consul.']);
+    });
+    sim.setCheck('dc1', 'n1', { CheckID: 'web-http', ServiceID: 'web1', Status: 'passing' });
+    sim.setCheck('dc1', 'n2', { CheckID: 'web-http2', ServiceID: 'web2', Status: 'passing' });
+    await eventually(async () => {
+      assert.deepEqual(sorted((await answers(s.port, 'web.service.consul', 'SRV')).answer), [
+        'web.service.consul. 0 IN SRV 1 1 80 n1.node.dc1.consul.',
+        'web.service.consul. 0 IN SRV 1 10 80 n2.node.dc1.consul.',
+      ]);
+    });
+  });
+
+  test('a failing node-level check (serfHealth) removes every instance on the node', async () => {
+    sim.setCheck('dc1', 'n1', { CheckID: 'serfHealth', Status: 'critical' });
+    await eventually(async () => {
+      assert.equal((await answers(s.port, 'db.service.consul')).status, 'NXDOMAIN');
+      assert.deepEqual((await answers(s.port, 'web.service.consul')).answer, ['web.service.consul. 0 IN A 10.0.0.2']);
+    });
+    sim.setCheck('dc1', 'n1', { CheckID: 'serfHealth', Status: 'passing' });
+    await eventually(async () => {
+      assert.deepEqual((await answers(s.port, 'db.service.consul')).answer, ['db.service.consul. 0 IN A 10.0.0.1']);
+    });
+  });
+
+  test('tag and weight changes', async () => {
+    sim.registerService('dc1', 'n1', { ID: 'web1', Service: 'web', Tags: ['v1', 'canary'], Port: 80, Weights: { Passing: 7, Warning: 1 } });
+    await eventually(async () => {
+      assert.deepEqual((await answers(s.port, '_web._canary.service.consul', 'SRV')).answer, ['_web._canary.service.consul. 0 IN SRV 1 7 80 n1.node.dc1.consul.']);
+    });
+  });
+
+  test('a deregistration becomes NXDOMAIN', async () => {
+    sim.deregisterService('dc1', 'n3', 'api1');
+    await eventually(async () => {
+      const r = await answers(s.port, 'api.service.consul');
+      assert.equal(r.status, 'NXDOMAIN');
+      assert.equal(r.authority.length, 1);
+    });
+  });
+
+  test('reads are stale (any server answers), as Consul DNS does by default', () => {
+    const reads = sim.requests.filter((r) => r.method === 'GET' && r.path.startsWith('/v1/'));
+    assert.ok(reads.length > 0, 'some reads were made');
+    for (const r of reads) assert.ok('stale' in r.query, `${r.path} without ?stale`);
+  });
+});
+
+describe('before the first sync', () => {
+  let sim: ConsulSim;
+  let s: TestServer;
+  beforeEach(async () => {
+    sim = new ConsulSim();
+    await sim.start();
+    seed(sim);
+  });
+  afterEach(async () => {
+    await s?.close();
+    await sim.stop();
+  });
+
+  test('names in the domain get SERVFAIL (never NXDOMAIN) until Consul answers, then real answers', async () => {
+    await sim.fault('hang');
+    const logs: Record<string, unknown>[] = [];
+    s = await startServer({ flags: { ...FLAGS, consul: sim.url }, logs });
+    const early = await answers(s.port, 'web.service.consul');
+    assert.equal(early.status, 'SERVFAIL');
+    assert.equal((await answers(s.port, 'nope.service.consul')).status, 'SERVFAIL');
+    await sim.fault('none');
+    await eventually(async () => assert.equal((await answers(s.port, 'web.service.consul')).answer.length, 2));
+    assertLogged(logs, 'consul catalog synced; ready');
+  });
+
+  test('an unknown ACL token: one error naming the problem, SERVFAIL, and no token in any log', async () => {
+    await sim.stop();
+    sim = new ConsulSim({ aclTokens: ['good-token'] });
+    await sim.start();
+    seed(sim);
+    const logs: Record<string, unknown>[] = [];
+    s = await startServer({ flags: { ...FLAGS, consul: sim.url, 'consul-token': 'bad-token' }, logs });
+    await eventually(() => assertLogged(logs, 'consul refused the ACL token; check --consul-token'));
+    const error = logs.find((l) => l.level === 50)!;
+    assert.equal(error.status, 403);
+    assert.equal(error.error, 'ACL not found');
+    assert.equal((await answers(s.port, 'web.service.consul')).status, 'SERVFAIL');
+    await sleep(300); // retries happen meanwhile; none of them logs again
+    assert.equal(logs.filter((l) => (l.level as number) >= 40).length, 1);
+    assert.ok(!JSON.stringify(logs).includes('bad-token'), 'the token never appears in logs');
+    assert.ok(sim.requests.every((r) => r.token === 'bad-token'), 'every request carries the token');
+  });
+});
+
+describe('when Consul fails, the last good catalog keeps serving', () => {
+  let sim: ConsulSim;
+  let s: TestServer;
+  const logs: Record<string, unknown>[] = [];
+  before(async () => {
+    sim = new ConsulSim({ aclTokens: ['good-token'] });
+    await sim.start();
+    seed(sim);
+    s = await startServer({ flags: { ...FLAGS, consul: sim.url, 'consul-token': 'good-token' }, logs });
+    await eventually(async () => assert.equal((await answers(s.port, 'web.service.consul')).answer.length, 2));
+  });
+  after(async () => {
+    await s.close();
+    await sim.stop();
+  });
+
+  const webServed = async () => assert.deepEqual(sorted((await answers(s.port, 'web.service.consul')).answer), ['web.service.consul. 0 IN A 10.0.0.1', 'web.service.consul. 0 IN A 10.0.0.2']);
+
+  test('Consul refusing connections: answers unchanged, failure logged once, recovery logged, catalog refreshed', async () => {
+    logs.length = 0;
+    await sim.fault('refuse');
+    await eventually(() => assertLogged(logs, 'consul watch failing; retrying with backoff'));
+    await webServed();
+    await sleep(500);
+    await webServed();
+    assert.equal(logs.filter((l) => l.msg === 'consul watch failing; retrying with backoff').length, 1, 'logged once, not per retry');
+    sim.registerService('dc1', 'n2', { ID: 'db2', Service: 'db', Port: 5432 });
+    await sim.fault('none');
+    await eventually(() => assertLogged(logs, 'consul watches recovered'), 40_000);
+    await eventually(async () => assert.equal((await answers(s.port, 'db.service.consul')).answer.length, 2), 5000);
+  });
+
+  test('Consul answering 500s: answers unchanged', async () => {
+    await sim.fault('error500');
+    await sleep(300);
+    await webServed();
+    await sim.fault('none');
+  });
+
+  test('a revoked token: one error log, the last catalog keeps serving', async () => {
+    logs.length = 0;
+    sim.setAclTokens(['rotated-token']);
+    // Blocked queries already running finish normally; the next request meets the revoked token.
+    sim.registerService('dc1', 'n2', { ID: 'cache1', Service: 'cache', Port: 6379 });
+    await eventually(() => assertLogged(logs, 'consul refused the ACL token; check --consul-token'), 10_000);
+    await webServed();
+    sim.setAclTokens(['good-token']);
+  });
+
+  test('Consul restarted with a lower index: the catalog converges', async () => {
+    await sim.restart({ indexBase: 1 });
+    sim.deregisterService('dc1', 'n1', 'web1');
+    await eventually(async () => assert.deepEqual((await answers(s.port, 'web.service.consul')).answer, ['web.service.consul. 0 IN A 10.0.0.2']), 40_000);
+    sim.registerService('dc1', 'n1', { ID: 'web1', Service: 'web', Tags: ['v1'], Port: 80 });
+    await eventually(webServed, 5000);
+  });
+});
+
+describe('--max-stale', () => {
+  test('a stale answer from a server out of touch with the leader is re-read from the leader', async (t) => {
+    const sim = new ConsulSim();
+    await sim.start();
+    seed(sim);
+    sim.lastContactMs = 5000;
+    const s = await startServer({ flags: { ...FLAGS, consul: sim.url, 'max-stale': '1s' } });
+    t.after(async () => {
+      await s.close();
+      await sim.stop();
+    });
+    await eventually(async () => assert.equal((await answers(s.port, 'web.service.consul')).answer.length, 2));
+    const paths = (stale: boolean) => sim.requests.filter((r) => r.path === '/v1/health/service/web' && 'stale' in r.query === stale);
+    assert.ok(paths(true).length >= 1, 'tried stale first');
+    assert.ok(paths(false).length >= 1, 're-read from the leader');
+  });
+});
