@@ -34,6 +34,8 @@ export interface Config {
   logFormat: 'json' | 'pretty';
   /** Log every query at info level. */
   queryLog: boolean;
+  /** Serve only passing instances: warning ones are left out too. */
+  onlyPassing: boolean;
   /** Consul to watch, or null (then the catalog file, or the bundled example). */
   consul: ConsulConfig | null;
 }
@@ -87,6 +89,7 @@ export const KEYS: Readonly<Record<string, KeySpec>> = {
   'log-level': { describe: `log level: ${LOG_LEVELS.join(', ')}`, default: 'info' },
   'log-format': { describe: 'log format: json or pretty', default: 'json' },
   'query-log': { describe: 'log every query (client, name, type, rcode, size)', boolean: true, default: 'false' },
+  'only-passing': { describe: 'serve only passing instances (leave out warning ones too)', boolean: true, default: 'false' },
   consul: { describe: 'Consul HTTP address to watch, e.g. http://127.0.0.1:8500 (env CONSUL_HTTP_ADDR)' },
   'consul-token': { describe: 'Consul ACL token (env CONSUL_HTTP_TOKEN); prefer --consul-token-file' },
   'consul-token-file': { describe: 'file holding the Consul ACL token (env CONSUL_HTTP_TOKEN_FILE)' },
@@ -184,6 +187,7 @@ export function resolveConfig(inputs: ConfigInputs): Config {
     logLevel: choice(single(merged['log-level']), 'log-level', LOG_LEVELS, problems),
     logFormat: choice(single(merged['log-format']), 'log-format', ['json', 'pretty'] as const, problems),
     queryLog: boolean(single(merged['query-log']), 'query-log', problems),
+    onlyPassing: boolean(single(merged['only-passing']), 'only-passing', problems),
     consul: consulConfig(merged, inputs.env, problems),
   };
   if (config.listen.length === 0 && !problems.some((p) => p.startsWith('listen'))) problems.push('listen: at least one address is needed');

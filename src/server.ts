@@ -48,7 +48,7 @@ export class SvcdnsServer {
   /** Loads the catalog, then binds every listen address (UDP and TCP on the same port). */
   static async start(options: ServerOptions): Promise<SvcdnsServer> {
     const { config, log } = options;
-    const store = new CatalogStore({ now: options.now });
+    const store = new CatalogStore({ now: options.now, onlyPassing: config.onlyPassing });
     const source = await createSource(options);
     await source.start(store);
 

@@ -28,6 +28,7 @@ test('defaults', () => {
     logLevel: 'info',
     logFormat: 'json',
     queryLog: false,
+    onlyPassing: false,
     consul: null,
   });
 });

@@ -259,3 +259,20 @@ describe('--max-stale', () => {
     assert.ok(paths(false).length >= 1, 're-read from the leader');
   });
 });
+
+describe('--only-passing', () => {
+  test('warning instances are left out too', async (t) => {
+    const sim = new ConsulSim();
+    await sim.start();
+    seed(sim);
+    sim.setCheck('dc1', 'n2', { CheckID: 'web-http2', ServiceID: 'web2', Status: 'warning' });
+    const s = await startServer({ flags: { ...FLAGS, consul: sim.url, 'only-passing': 'true' } });
+    t.after(async () => {
+      await s.close();
+      await sim.stop();
+    });
+    await eventually(async () => assert.deepEqual((await answers(s.port, 'web.service.consul')).answer, ['web.service.consul. 0 IN A 10.0.0.1']));
+    sim.setCheck('dc1', 'n1', { CheckID: 'web-http', ServiceID: 'web1', Status: 'warning' });
+    await eventually(async () => assert.equal((await answers(s.port, 'web.service.consul')).status, 'NXDOMAIN'));
+  });
+});

@@ -38,7 +38,7 @@ export interface ServiceView {
   readonly datacenter: string;
   /** Changes whenever `instances` changes; unchanged services keep it across snapshots. */
   readonly generation: number;
-  /** The instances DNS serves (not critical), in catalog order. */
+  /** The instances DNS serves (not critical; with onlyPassing, not warning either), in catalog order. */
   readonly instances: readonly Instance[];
   /** `instances` filtered by each tag (lower-case key). Absent tag: no instance has it. */
   readonly byTag: ReadonlyMap<string, readonly Instance[]>;
@@ -61,6 +61,8 @@ export interface SnapshotOptions {
   previous?: Snapshot | null;
   /** Hands out generation numbers, unique across the store's life. */
   nextGeneration: () => number;
+  /** Serve only passing instances (leave out warning too), as Consul's `only_passing`. */
+  onlyPassing?: boolean;
 }
 
 interface ServiceEntry extends ServiceView {
@@ -107,7 +109,7 @@ export class Snapshot {
         grouped.set(k, group);
       }
       dcs.add(s.datacenter.toLowerCase());
-      if (s.health === 'critical') continue;
+      if (s.health === 'critical' || (options.onlyPassing && s.health === 'warning')) continue;
       group.instances.push(
         Object.freeze({
           id: s.id,

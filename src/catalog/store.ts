@@ -13,16 +13,20 @@ import type { CatalogData } from './types.js';
 export interface CatalogStoreOptions {
   /** Wall clock in ms, injected for tests; the SOA serial derives from it. */
   now?: () => number;
+  /** Serve only passing instances (--only-passing). */
+  onlyPassing?: boolean;
 }
 
 export class CatalogStore extends EventEmitter<{ change: [Snapshot] }> {
   private snapshot: Snapshot | null = null;
   private generation = 0;
   private readonly now: () => number;
+  private readonly onlyPassing: boolean;
 
   constructor(options: CatalogStoreOptions = {}) {
     super();
     this.now = options.now ?? Date.now;
+    this.onlyPassing = options.onlyPassing ?? false;
   }
 
   current(): Snapshot | null {
@@ -34,7 +38,7 @@ export class CatalogStore extends EventEmitter<{ change: [Snapshot] }> {
     const previous = this.snapshot;
     // SOA serial: seconds since the epoch as Consul uses, but never going backwards or repeating.
     const serial = Math.max(Math.floor(this.now() / 1000), (previous?.serial ?? 0) + 1) >>> 0;
-    const next = new Snapshot(data, { serial, previous, nextGeneration: () => ++this.generation });
+    const next = new Snapshot(data, { serial, previous, nextGeneration: () => ++this.generation, onlyPassing: this.onlyPassing });
     this.snapshot = next;
     this.emit('change', next);
     return next;
