@@ -50,6 +50,14 @@ export interface ConsulConfig {
   allowStale: boolean;
   maxStaleMs: number;
   waitMs: number;
+  /** Which services get a health watch: all, only those queried, or decided by the catalog's size. */
+  watch: 'auto' | 'all' | 'on-demand';
+  /** With `auto`: watch all services unless the local datacenter has more than this many. */
+  watchAllLimit: number;
+  /** An on-demand watch is dropped after this long without queries, ms. */
+  watchIdleMs: number;
+  /** How long a question waits for a service being fetched before SERVFAIL, ms. */
+  fetchTimeoutMs: number;
   tls: { caFile: string | null; certFile: string | null; keyFile: string | null; serverName: string | null; verify: boolean };
 }
 
@@ -101,6 +109,10 @@ export const KEYS: Readonly<Record<string, KeySpec>> = {
   'allow-stale': { describe: 'read from any Consul server, not only the leader (as Consul DNS does)', boolean: true, default: 'true' },
   'max-stale': { describe: 'a stale read from a server out of touch with the leader longer than this is re-read from the leader', default: '87600h' },
   'consul-wait': { describe: 'how long each blocking query waits for a change', default: '5m' },
+  watch: { describe: 'which services to watch: all, on-demand (from their first query), or auto', default: 'auto' },
+  'watch-all-limit': { describe: 'with --watch auto: watch every service up to this many, else on demand', default: '500' },
+  'watch-idle': { describe: 'drop an on-demand watch after this long without queries', default: '10m' },
+  'fetch-timeout': { describe: 'how long a question waits for a service being fetched before SERVFAIL', default: '2s' },
 };
 
 /**
@@ -215,6 +227,10 @@ function consulConfig(merged: RawConfig, env: NodeJS.ProcessEnv, problems: strin
     allowStale: boolean(single(merged['allow-stale']), 'allow-stale', problems),
     maxStaleMs: duration(single(merged['max-stale']), 'max-stale', problems),
     waitMs: Math.min(duration(single(merged['consul-wait']), 'consul-wait', problems), 600_000),
+    watch: choice(single(merged.watch), 'watch', ['auto', 'all', 'on-demand'] as const, problems),
+    watchAllLimit: integer(single(merged['watch-all-limit']), 'watch-all-limit', 0, 1_000_000, problems),
+    watchIdleMs: duration(single(merged['watch-idle']), 'watch-idle', problems),
+    fetchTimeoutMs: duration(single(merged['fetch-timeout']), 'fetch-timeout', problems),
     tls: {
       caFile: text('consul-cacert'),
       certFile: text('consul-client-cert'),

@@ -6,18 +6,22 @@
  *    of what is not a single well-formed standard query.
  * 2. EDNS version other than 0: BADVERS (RFC 6891 6.1.3). Class other than IN/ANY: REFUSED.
  *    Zone transfers (AXFR/IXFR): REFUSED; svcdns has no zone to transfer.
- * 3. The answerer (our domain, reverse names of catalog addresses).
+ * 3. The answerer (our domain, reverse names of catalog addresses). When the answer needs data the
+ *    snapshot does not hold yet (a service watched on demand, another datacenter), the source is
+ *    asked for it and the question answered again once it arrives; past --fetch-timeout, SERVFAIL.
+ *    Only that path is asynchronous: everything the snapshot holds is answered synchronously.
  * 4. Nobody answered: REFUSED (forwarding plugs in here, as the next link).
  * The reply is then fitted to the client's size: its EDNS size over UDP (512 without EDNS), capped
  * by --max-udp-size, and 65535 over TCP.
  */
 
 import type { Logger } from 'pino';
+import { isPending, type Answerer, type Pending } from './answer/answerer.js';
+import type { CatalogSource } from './catalog/source.js';
 import type { CatalogStore } from './catalog/store.js';
 import { encodeReply, type Reply } from './dns/codec.js';
 import { MAX_TCP_SIZE, MIN_UDP_SIZE, Rcode, RRClass } from './dns/constants.js';
-import { errorReply, readQuery } from './dns/wire.js';
-import type { Answerer } from './answer/answerer.js';
+import { errorReply, readQuery, type Query } from './dns/wire.js';
 
 export type Transport = 'udp' | 'tcp';
 
@@ -27,17 +31,24 @@ export interface Client {
   port: number;
 }
 
-/** Returns the reply bytes, or null when the packet gets no reply at all. Never throws. */
-export type DnsHandler = (packet: Buffer, transport: Transport, client: Client) => Buffer | null;
+/**
+ * Returns the reply bytes, or null when the packet gets no reply at all; a promise only when the
+ * answer waits for data being fetched. Never throws, and the promise never rejects.
+ */
+export type DnsHandler = (packet: Buffer, transport: Transport, client: Client) => Buffer | null | Promise<Buffer | null>;
 
 export interface ResolverOptions {
   answerer: Answerer;
   store: CatalogStore;
+  /** Asked for data the snapshot does not hold yet (sources that load on demand). */
+  source: Pick<CatalogSource, 'want'>;
   log: Logger;
   /** Cap on UDP reply size below what clients advertise (--max-udp-size). */
   maxUdpSize: number;
   /** Log every answered query at info level (--query-log). */
   queryLog: boolean;
+  /** How long a question waits for data being fetched before SERVFAIL (--fetch-timeout), ms. */
+  fetchTimeoutMs: number;
 }
 
 const AXFR = 252;
@@ -49,30 +60,63 @@ function bare(rcode: number): Reply {
   return { rcode, authoritative: false, recursionAvailable: false, answers: NO_RECORDS, authority: NO_RECORDS, additional: NO_RECORDS };
 }
 
-export function createResolver({ answerer, store, log, maxUdpSize, queryLog }: ResolverOptions): DnsHandler {
+export function createResolver({ answerer, store, source, log, maxUdpSize, queryLog, fetchTimeoutMs }: ResolverOptions): DnsHandler {
   const queries = log.child({ component: 'query' });
+
+  function finish(query: Query, packet: Buffer, reply: Reply, transport: Transport, client: Client): Buffer {
+    const maxSize = transport === 'tcp' ? MAX_TCP_SIZE : Math.min(query.edns?.udpSize ?? MIN_UDP_SIZE, maxUdpSize);
+    const out = encodeReply(query, packet, reply, maxSize);
+    if (queryLog) {
+      // Wire data goes under its own keys: the name is untrusted and JSON-escaped by pino.
+      queries.info(
+        { client: client.address, port: client.port, transport, name: query.name, type: query.type, rcode: reply.rcode, answers: out.readUInt16BE(6), size: out.length, tc: (out.readUInt16BE(2) & 0x0200) !== 0 },
+        'query',
+      );
+    }
+    return out;
+  }
+
+  /** Waits (bounded) for the pending data, then answers from the snapshot that holds it. */
+  async function afterFetch(query: Query, packet: Buffer, pending: Pending, transport: Transport, client: Client): Promise<Buffer | null> {
+    try {
+      const { datacenter, service } = pending.pending;
+      const fetched = source.want ? source.want(datacenter, service) : Promise.reject(new Error('source cannot fetch'));
+      let timer: NodeJS.Timeout | undefined;
+      const timeout = new Promise<never>((_, reject) => {
+        timer = setTimeout(() => reject(new Error('fetch timed out')), fetchTimeoutMs);
+      });
+      try {
+        await Promise.race([fetched, timeout]);
+      } finally {
+        clearTimeout(timer);
+      }
+      const again = answerer.answer(query, store.current());
+      return finish(query, packet, again === null || isPending(again) ? bare(Rcode.SERVFAIL) : again, transport, client);
+    } catch (err) {
+      log.debug({ err, pending: pending.pending }, 'answer waited for data that did not arrive');
+      try {
+        return finish(query, packet, bare(Rcode.SERVFAIL), transport, client);
+      } catch (e) {
+        log.error({ err: e }, 'query handling failed');
+        return null;
+      }
+    }
+  }
+
   return (packet, transport, client) => {
     try {
       const read = readQuery(packet);
       if (read.kind === 'drop') return null;
       if (read.kind === 'error') return errorReply(read.id, read.flags, read.rcode);
       const query = read.query;
-      const maxSize = transport === 'tcp' ? MAX_TCP_SIZE : Math.min(query.edns?.udpSize ?? MIN_UDP_SIZE, maxUdpSize);
 
-      let reply: Reply | null;
+      let reply: Reply | Pending | null;
       if (query.edns && query.edns.version !== 0) reply = bare(Rcode.BADVERS);
       else if (query.class !== RRClass.IN && query.class !== RRClass.ANY) reply = bare(Rcode.REFUSED);
       else if (query.type === AXFR || query.type === IXFR) reply = bare(Rcode.REFUSED);
       else reply = answerer.answer(query, store.current()) ?? bare(Rcode.REFUSED);
-      const out = encodeReply(query, packet, reply, maxSize);
-      if (queryLog) {
-        // Wire data goes under its own keys: the name is untrusted and JSON-escaped by pino.
-        queries.info(
-          { client: client.address, port: client.port, transport, name: query.name, type: query.type, rcode: reply.rcode, answers: out.readUInt16BE(6), size: out.length, tc: (out.readUInt16BE(2) & 0x0200) !== 0 },
-          'query',
-        );
-      }
-      return out;
+      if (isPending(reply)) return afterFetch(query, packet, reply, transport, client);
+      return finish(query, packet, reply, transport, client);
     } catch (err) {
       // A bug, not bad input (bad input is handled above): log it and answer SERVFAIL if we can.
       log.error({ err }, 'query handling failed');

@@ -59,12 +59,21 @@ export class SvcdnsServer {
       serviceTtl: config.serviceTtl,
       nodeTtl: config.nodeTtl,
       soa: { refresh: 3600, retry: 600, expire: 86400, minimum: 0 },
+      onServiceUsed: source.touch?.bind(source),
       nameserverAddresses: config.listen.flatMap((l) => {
         const ip = parseIp(l.host);
         return ip && !ip.bytes.every((b) => b === 0) ? [ip] : [];
       }),
     });
-    const handler = createResolver({ answerer, store, log, maxUdpSize: config.maxUdpSize, queryLog: config.queryLog });
+    const handler = createResolver({
+      answerer,
+      store,
+      source,
+      log,
+      maxUdpSize: config.maxUdpSize,
+      queryLog: config.queryLog,
+      fetchTimeoutMs: config.consul?.fetchTimeoutMs ?? 2000,
+    });
 
     const listeners: (UdpListener | TcpListener)[] = [];
     const addresses: BoundAddress[] = [];
@@ -113,6 +122,9 @@ async function createSource({ config, log, reloadDebounceMs }: ServerOptions): P
       allowStale: c.allowStale,
       maxStaleMs: c.maxStaleMs,
       waitMs: c.waitMs,
+      watch: c.watch,
+      watchAllLimit: c.watchAllLimit,
+      watchIdleMs: c.watchIdleMs,
     });
   }
   const path = config.catalog ?? EXAMPLE_CATALOG;

@@ -2,7 +2,8 @@
 
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { Answerer } from '../src/answer/answerer.js';
+import { Answerer, isPending } from '../src/answer/answerer.js';
+import type { Reply } from '../src/dns/codec.js';
 import { CatalogStore } from '../src/catalog/store.js';
 import { Rcode } from '../src/dns/constants.js';
 import { readQuery, type Query } from '../src/dns/wire.js';
@@ -18,6 +19,11 @@ const answerer = new Answerer({
   nameserverAddresses: [],
 });
 
+function asReply(r: ReturnType<Answerer['answer']>): Reply | null {
+  assert.ok(!isPending(r), 'a full catalog never leaves an answer pending');
+  return r;
+}
+
 function query(name: string): Query {
   const r = readQuery(buildQuery(name, 'A'));
   assert.equal(r.kind, 'query');
@@ -27,7 +33,7 @@ function query(name: string): Query {
 test('before the first sync: SERVFAIL for our names (never NXDOMAIN), not ours for others', () => {
   const store = new CatalogStore();
   assert.equal(store.current(), null);
-  const reply = answerer.answer(query('web.service.consul'), store.current());
+  const reply = asReply(answerer.answer(query('web.service.consul'), store.current()));
   assert.equal(reply?.rcode, Rcode.SERVFAIL);
   assert.equal(reply?.answers.length, 0);
   assert.equal(answerer.answer(query('example.com'), store.current()), null);
@@ -39,7 +45,7 @@ test('after the first sync the same name is answered from the snapshot', () => {
     nodes: [{ datacenter: 'dc1', name: 'n1', address: '10.0.0.1', meta: {} }],
     services: [{ datacenter: 'dc1', node: 'n1', id: 'web', name: 'web', address: '', port: 80, tags: [], weights: { passing: 1, warning: 1 }, health: 'passing' }],
   });
-  const reply = answerer.answer(query('web.service.consul'), store.current());
+  const reply = asReply(answerer.answer(query('web.service.consul'), store.current()));
   assert.equal(reply?.rcode, Rcode.NOERROR);
   assert.equal(reply?.answers.length, 1);
 });

@@ -134,7 +134,8 @@ describe('answers follow Consul', () => {
   });
 
   test('reads are stale (any server answers), as Consul DNS does by default', () => {
-    const reads = sim.requests.filter((r) => r.method === 'GET' && r.path.startsWith('/v1/'));
+    // catalog/datacenters has no consistency mode; every other read asks for a stale answer.
+    const reads = sim.requests.filter((r) => r.method === 'GET' && r.path.startsWith('/v1/') && r.path !== '/v1/catalog/datacenters');
     assert.ok(reads.length > 0, 'some reads were made');
     for (const r of reads) assert.ok('stale' in r.query, `${r.path} without ?stale`);
   });
@@ -274,5 +275,116 @@ describe('--only-passing', () => {
     await eventually(async () => assert.deepEqual((await answers(s.port, 'web.service.consul')).answer, ['web.service.consul. 0 IN A 10.0.0.1']));
     sim.setCheck('dc1', 'n1', { CheckID: 'web-http', ServiceID: 'web1', Status: 'warning' });
     await eventually(async () => assert.equal((await answers(s.port, 'web.service.consul')).status, 'NXDOMAIN'));
+  });
+});
+
+describe('--watch on-demand', () => {
+  let sim: ConsulSim;
+  let s: TestServer;
+  const logs: Record<string, unknown>[] = [];
+  const healthReads = (service: string) => sim.requests.filter((r) => r.path === `/v1/health/service/${service}`).length;
+  before(async () => {
+    sim = new ConsulSim();
+    await sim.start();
+    seed(sim);
+    s = await startServer({ flags: { ...FLAGS, consul: sim.url, watch: 'on-demand', 'watch-idle': '400ms', 'fetch-timeout': '800ms' }, logs });
+    await eventually(() => assertLogged(logs, 'consul catalog synced; ready'));
+  });
+  after(async () => {
+    await s.close();
+    await sim.stop();
+  });
+
+  test('no service is fetched until it is asked for; the first question waits for the fetch', async () => {
+    assert.equal(healthReads('web') + healthReads('db'), 0, 'nothing fetched at start');
+    const r = await answers(s.port, 'web.service.consul');
+    assert.deepEqual(sorted(r.answer), ['web.service.consul. 0 IN A 10.0.0.1', 'web.service.consul. 0 IN A 10.0.0.2']);
+    assert.ok(healthReads('web') >= 1, 'web fetched');
+    assert.equal(healthReads('db'), 0, 'db still not fetched');
+  });
+
+  test('a service that does not exist is NXDOMAIN at once, without a fetch', async () => {
+    const r = await answers(s.port, 'nope.service.consul');
+    assert.equal(r.status, 'NXDOMAIN');
+    assert.equal(healthReads('nope'), 0);
+  });
+
+  test('changes to a watched service still arrive', async () => {
+    sim.setCheck('dc1', 'n1', { CheckID: 'web-http', ServiceID: 'web1', Status: 'critical' });
+    await eventually(async () => assert.deepEqual((await answers(s.port, 'web.service.consul')).answer, ['web.service.consul. 0 IN A 10.0.0.2']));
+    sim.removeCheck('dc1', 'n1', 'web-http');
+  });
+
+  test('a watch unused for --watch-idle is dropped, and the next question fetches again', async () => {
+    const before = healthReads('web');
+    await eventually(() => assertLogged(logs, 'idle on-demand watch dropped'), 3000);
+    const r = await answers(s.port, 'web.service.consul');
+    assert.equal(r.answer.length, 2);
+    assert.ok(healthReads('web') > before, 'fetched again');
+  });
+
+  test('a fetch that does not finish within --fetch-timeout is SERVFAIL, never NXDOMAIN', async () => {
+    await sim.fault('hang');
+    const started = Date.now();
+    const r = await answers(s.port, 'db.service.consul');
+    assert.equal(r.status, 'SERVFAIL');
+    assert.ok(Date.now() - started < 2500, `answered after ${Date.now() - started} ms`);
+    await sim.fault('none');
+    await eventually(async () => assert.deepEqual((await answers(s.port, 'db.service.consul')).answer, ['db.service.consul. 0 IN A 10.0.0.1']), 10_000);
+  });
+});
+
+describe('--watch auto', () => {
+  test('watches everything up to --watch-all-limit services, on demand beyond', async (t) => {
+    const sim = new ConsulSim();
+    await sim.start();
+    seed(sim); // two services: web, db
+    const logs: Record<string, unknown>[] = [];
+    const s = await startServer({ flags: { ...FLAGS, consul: sim.url, 'watch-all-limit': '1' }, logs });
+    t.after(async () => {
+      await s.close();
+      await sim.stop();
+    });
+    await eventually(() => assertLogged(logs, 'consul watch mode chosen'));
+    const chosen = logs.find((l) => l.msg === 'consul watch mode chosen')!;
+    assert.deepEqual([chosen.mode, chosen.services, chosen.limit], ['on-demand', 2, 1]);
+    assert.equal((await answers(s.port, 'db.service.consul')).answer.length, 1);
+  });
+});
+
+describe('other datacenters', () => {
+  let sim: ConsulSim;
+  let s: TestServer;
+  before(async () => {
+    sim = new ConsulSim({ datacenters: ['dc1', 'dc2'] });
+    await sim.start();
+    seed(sim);
+    sim.registerNode('dc2', { Node: 'far1', Address: '10.2.0.1' });
+    sim.registerService('dc2', 'far1', { ID: 'web-far', Service: 'web', Port: 80 });
+    s = await startServer({ flags: { ...FLAGS, consul: sim.url } });
+    await eventually(async () => assert.equal((await answers(s.port, 'web.service.consul')).answer.length, 2));
+  });
+  after(async () => {
+    await s.close();
+    await sim.stop();
+  });
+
+  test('a service in another datacenter is fetched with ?dc on its first question', async () => {
+    assert.deepEqual((await answers(s.port, 'web.service.dc2.consul')).answer, ['web.service.dc2.consul. 0 IN A 10.2.0.1']);
+    assert.ok(sim.requests.some((r) => r.path === '/v1/health/service/web' && r.query.dc === 'dc2'), 'asked Consul with dc=dc2');
+    assert.deepEqual((await answers(s.port, 'web.service.dc2.consul', 'SRV')).additional, ['far1.node.dc2.consul. 0 IN A 10.2.0.1']);
+  });
+
+  test('nodes of another datacenter, and changes there', async () => {
+    assert.deepEqual((await answers(s.port, 'far1.node.dc2.consul')).answer, ['far1.node.dc2.consul. 0 IN A 10.2.0.1']);
+    sim.registerNode('dc2', { Node: 'far2', Address: '10.2.0.2' });
+    sim.registerService('dc2', 'far2', { ID: 'web-far2', Service: 'web', Port: 80 });
+    await eventually(async () => assert.equal((await answers(s.port, 'web.service.dc2.consul')).answer.length, 2));
+  });
+
+  test('an unknown datacenter, or a service a known one lacks, is NXDOMAIN', async () => {
+    assert.equal((await answers(s.port, 'web.service.dc9.consul')).status, 'NXDOMAIN');
+    assert.equal((await answers(s.port, 'nope.service.dc2.consul')).status, 'NXDOMAIN');
+    assert.equal((await answers(s.port, 'nope.node.dc2.consul')).status, 'NXDOMAIN');
   });
 });

@@ -45,6 +45,21 @@ export interface AnswererOptions {
    * `ns.DOMAIN`, the name server named when the catalog has no `consul` service.
    */
   nameserverAddresses: readonly IpAddress[];
+  /** Told of every service answered from the snapshot (keeps on-demand watches alive). */
+  onServiceUsed?: (datacenter: string, service: string) => void;
+}
+
+/**
+ * The answer depends on data the snapshot does not hold yet: a service (or, with `service` null,
+ * the node list) of `datacenter` must be fetched first. The resolver asks the source for it and
+ * answers again.
+ */
+export interface Pending {
+  pending: { datacenter: string; service: string | null };
+}
+
+export function isPending(result: Reply | Pending | null): result is Pending {
+  return result !== null && 'pending' in result;
 }
 
 const EMPTY: readonly RR[] = Object.freeze([]);
@@ -68,7 +83,7 @@ export class Answerer {
    * The reply for a question about our domain or a reverse name we know, or null when the name is
    * not ours to answer (the next resolver link decides).
    */
-  answer(query: Query, snapshot: Snapshot | null): Reply | null {
+  answer(query: Query, snapshot: Snapshot | null): Reply | Pending | null {
     const match = matchDomain(query.labels, this.domains);
     if (!match) {
       return query.plain && isReverseName(query.labels) && snapshot ? this.reverse(query, snapshot) : null;
@@ -147,10 +162,12 @@ export class Answerer {
     return answers.length > 0 ? reply(Rcode.NOERROR, answers, EMPTY, EMPTY) : this.nodata(ctx);
   }
 
-  private service(ctx: Ctx, name: Extract<ConsulName, { kind: 'service' }>): Reply {
+  private service(ctx: Ctx, name: Extract<ConsulName, { kind: 'service' }>): Reply | Pending {
     const dc = name.dc ?? this.options.datacenter;
     if (name.dc !== null && !ctx.snapshot.hasDatacenter(name.dc)) return this.nxdomain(ctx);
     const view = ctx.snapshot.service(dc, name.service);
+    if (!view && ctx.snapshot.servicePending(dc, name.service)) return { pending: { datacenter: dc, service: name.service } };
+    if (view) this.options.onServiceUsed?.(view.datacenter, view.name);
     const list = view ? (name.tag === null ? view.instances : (view.byTag.get(name.tag) ?? [])) : [];
     if (list.length === 0) {
       return name.tag !== null && view?.tagParents.has(name.tag) ? this.nodata(ctx) : this.nxdomain(ctx);
@@ -194,9 +211,11 @@ export class Answerer {
       : `${hexAddress(i.address)}.addr.${i.datacenter}.${domain}`;
   }
 
-  private node(ctx: Ctx, name: Extract<ConsulName, { kind: 'node' }>): Reply {
+  private node(ctx: Ctx, name: Extract<ConsulName, { kind: 'node' }>): Reply | Pending {
     if (name.dc !== null && !ctx.snapshot.hasDatacenter(name.dc)) return this.nxdomain(ctx);
-    const view = ctx.snapshot.node(name.dc ?? this.options.datacenter, name.node);
+    const dc = name.dc ?? this.options.datacenter;
+    const view = ctx.snapshot.node(dc, name.node);
+    if (!view && ctx.snapshot.nodesPending(dc)) return { pending: { datacenter: dc, service: null } };
     if (!view) return this.nxdomain(ctx);
     const { query } = ctx;
     // Node meta as RFC 1464 TXT records, as Consul serves them for TXT and ANY questions.

@@ -1,18 +1,26 @@
 /**
- * Catalog source: a Consul datacenter, kept fresh with blocking-query watches.
+ * Catalog source: Consul, kept fresh with blocking-query watches.
  *
- * Watches (each a BlockingWatch): the node list, the service list, and one health watch per
- * service (`--watch all`). The service list starts and stops health watches as services come and
- * go. Every result lands in this source's copy of the catalog, and changes that arrive together are
- * published as one snapshot (coalesced over one event-loop turn).
+ * Per datacenter it watches the node list and the service list (one long-poll each), and the
+ * health of services (one long-poll per service):
+ * - `--watch all`: every service of the local datacenter, from start;
+ * - `--watch on-demand`: a service from its first query (`want`), dropped after `--watch-idle`
+ *   without queries; the service list still says which services exist, so a name that is not in
+ *   it is NXDOMAIN at once and one that is gets fetched, never NXDOMAIN;
+ * - `--watch auto` (default): `all` up to `--watch-all-limit` services, else on demand.
+ * Other datacenters are always on demand: their node and service lists and the services asked for
+ * are watched from the first query naming them, and dropped when idle. The list of datacenters
+ * (/v1/catalog/datacenters, not blockable) is re-read every few minutes; an unknown one is NXDOMAIN.
  *
- * Readiness: nothing is published until the first full sync (node list, service list, and the
- * first health result of every listed service), so DNS says SERVFAIL rather than NXDOMAIN for a
- * service not fetched yet. `ready` resolves then.
+ * Every result lands in this source's copy of the catalog; changes arriving together are published
+ * as one snapshot (coalesced over one event-loop turn). What exists but is not loaded is published
+ * too (CatalogData.partial), so the answerer knows to wait rather than say NXDOMAIN.
  *
- * Failures: a watch that fails keeps its last good data; the snapshot keeps serving. The source
- * logs once when Consul starts failing and once when every watch has recovered, not per retry.
- * An ACL refusal (403) is logged as an error, since retrying will not fix it.
+ * Readiness: nothing is published until the datacenter list, the local node and service lists and
+ * (with `all`) every local service's health have arrived; until then DNS says SERVFAIL.
+ *
+ * Failures: a watch that fails keeps its last good data and the snapshot keeps serving. Each change
+ * in the kind of failure is logged once (not per watch or retry), and recovery once.
  */
 
 import type { Logger } from 'pino';
@@ -34,7 +42,34 @@ export interface ConsulSourceOptions {
   maxStaleMs: number;
   /** Blocking wait per call, ms. */
   waitMs: number;
+  watch?: 'auto' | 'all' | 'on-demand';
+  watchAllLimit?: number;
+  /** On-demand watches unused this long are dropped, ms. */
+  watchIdleMs?: number;
+  /** How often the list of datacenters is re-read, ms. */
+  datacentersRefreshMs?: number;
   random?: () => number;
+  now?: () => number;
+}
+
+interface DcState {
+  readonly name: string;
+  readonly local: boolean;
+  /** null until the node list has arrived. */
+  nodes: NodeRecord[] | null;
+  /** null until the service list has arrived. */
+  serviceNames: Set<string> | null;
+  /** Services whose instances are loaded. */
+  readonly health: Map<string, ServiceHealth>;
+  /** On-demand services: when each was last used. */
+  readonly lastUsed: Map<string, number>;
+  /** When a name in this datacenter was last asked for (remote datacenters are dropped when idle). */
+  lastUsedDc: number;
+}
+
+interface Waiter {
+  done: () => boolean;
+  resolve: () => void;
 }
 
 export class ConsulSource implements CatalogSource {
@@ -45,82 +80,205 @@ export class ConsulSource implements CatalogSource {
   private isReady = false;
   private sink: CatalogSink | null = null;
   private readonly log: Logger;
+  private readonly now: () => number;
   private readonly watches = new Map<string, BlockingWatch<unknown>>();
   private readonly failing = new Set<string>();
   /** The failure last reported (null: healthy), so each change of state is logged once. */
   private loggedProblem: string | null = null;
-  private nodes: NodeRecord[] | null = null;
-  private serviceNames: string[] | null = null;
-  private readonly health = new Map<string, ServiceHealth>();
+  private readonly dcs = new Map<string, DcState>();
+  private datacenters: string[] | null = null;
+  /** Whether every local service is watched; decided when the local service list first arrives. */
+  private watchAllLocal: boolean | null = null;
+  private waiters: Waiter[] = [];
   private publishScheduled = false;
+  private timers: NodeJS.Timeout[] = [];
+  private running = false;
 
   constructor(private readonly options: ConsulSourceOptions) {
     this.description = `consul ${options.address}`;
     this.log = options.log.child({ component: 'consul', consul: options.address });
+    this.now = options.now ?? Date.now;
     this.ready = new Promise((resolve) => (this.markReady = resolve));
   }
 
   /** Starts the watches and returns at once; the first sync is `ready`. Consul may be down. */
   start(sink: CatalogSink): Promise<void> {
     this.sink = sink;
-    const dc = this.options.datacenter;
-    this.watch<NodeRecord[]>(`nodes/${dc}`, (o) => this.options.api.nodes(o), (nodes) => {
-      this.nodes = nodes;
-    });
-    this.watch<string[]>(`services/${dc}`, (o) => this.options.api.services(o), (names) => this.onServiceList(names));
-    this.log.info({ datacenter: dc, stale: this.options.allowStale }, 'watching consul');
+    this.running = true;
+    this.openDc(this.options.datacenter.toLowerCase());
+    void this.refreshDatacenters();
+    const idle = this.options.watchIdleMs ?? 600_000;
+    const sweep = setInterval(() => this.sweep(), Math.max(50, Math.min(idle / 4, 60_000)));
+    sweep.unref();
+    this.timers.push(sweep);
+    this.log.info({ datacenter: this.options.datacenter, stale: this.options.allowStale, watch: this.options.watch ?? 'auto' }, 'watching consul');
     return Promise.resolve();
   }
 
-  /** Re-reads everything now: restarts every watch from index 0. */
+  /** Re-reads everything now: every watch starts again from index 0. */
   async reload(): Promise<void> {
     const sink = this.sink;
     if (!sink) return;
-    await this.stopWatches();
+    await this.halt();
     this.failing.clear();
     this.loggedProblem = null;
+    this.watchAllLocal = null;
+    this.dcs.clear();
     await this.start(sink);
   }
 
   async stop(): Promise<void> {
     this.sink = null;
-    await this.stopWatches();
+    await this.halt();
+    for (const w of this.waiters) w.resolve();
+    this.waiters = [];
   }
 
-  private async stopWatches(): Promise<void> {
+  private async halt(): Promise<void> {
+    this.running = false;
+    for (const t of this.timers) clearTimeout(t);
+    this.timers = [];
     const all = [...this.watches.values()];
     this.watches.clear();
     await Promise.all(all.map((w) => w.stop()));
   }
 
-  private onServiceList(names: string[]): void {
-    this.serviceNames = names;
-    const dc = this.options.datacenter;
-    const wanted = new Set(names);
-    for (const [key, watch] of this.watches) {
-      const name = key.startsWith(`health/${dc}/`) ? key.slice(`health/${dc}/`.length) : null;
-      if (name !== null && !wanted.has(name)) {
-        this.watches.delete(key);
-        this.failing.delete(key);
-        this.health.delete(name);
-        void watch.stop();
+  want(datacenter: string, service: string | null): Promise<void> {
+    if (!this.running) return Promise.reject(new Error('consul source stopped'));
+    const dc = datacenter.toLowerCase();
+    const state = this.dcs.get(dc) ?? this.openDc(dc);
+    state.lastUsedDc = this.now();
+    if (service !== null) {
+      state.lastUsed.set(service, this.now());
+      this.watchHealth(state, service);
+    }
+    const done = (): boolean =>
+      service === null ? state.nodes !== null : state.serviceNames !== null && (!state.serviceNames.has(service) || state.health.has(service));
+    return new Promise((resolve) => {
+      this.waiters.push({ done, resolve });
+      this.schedulePublish();
+    });
+  }
+
+  touch(datacenter: string, service: string): void {
+    const state = this.dcs.get(datacenter.toLowerCase());
+    if (!state) return;
+    state.lastUsedDc = this.now();
+    if (state.lastUsed.has(service)) state.lastUsed.set(service, this.now());
+  }
+
+  private openDc(dc: string): DcState {
+    const state: DcState = {
+      name: dc,
+      local: dc === this.options.datacenter.toLowerCase(),
+      nodes: null,
+      serviceNames: null,
+      health: new Map(),
+      lastUsed: new Map(),
+      lastUsedDc: this.now(),
+    };
+    this.dcs.set(dc, state);
+    this.watch<NodeRecord[]>(`nodes/${dc}`, dc, (o) => this.options.api.nodes(o), (nodes) => {
+      state.nodes = nodes;
+    });
+    this.watch<string[]>(`services/${dc}`, dc, (o) => this.options.api.services(o), (names) => this.onServiceList(state, names));
+    return state;
+  }
+
+  private onServiceList(state: DcState, names: string[]): void {
+    state.serviceNames = new Set(names);
+    if (state.local && this.watchAllLocal === null) {
+      const mode = this.options.watch ?? 'auto';
+      const limit = this.options.watchAllLimit ?? 500;
+      this.watchAllLocal = mode === 'all' || (mode === 'auto' && names.length <= limit);
+      this.log.info({ services: names.length, limit, mode: this.watchAllLocal ? 'all' : 'on-demand' }, 'consul watch mode chosen');
+    }
+    for (const name of [...state.health.keys(), ...state.lastUsed.keys()]) {
+      if (!state.serviceNames.has(name)) this.dropService(state, name);
+    }
+    if (state.local && this.watchAllLocal) for (const name of names) this.watchHealth(state, name);
+  }
+
+  private watchHealth(state: DcState, service: string): void {
+    const key = `health/${state.name}/${service}`;
+    if (this.watches.has(key)) return;
+    // A service the (known) list does not have does not exist: nothing to watch.
+    if (state.serviceNames !== null && !state.serviceNames.has(service)) return;
+    this.watch<ServiceHealth>(key, state.name, (o) => this.options.api.health(service, o), (h) => {
+      state.health.set(service, h);
+    });
+  }
+
+  private dropService(state: DcState, service: string): void {
+    const key = `health/${state.name}/${service}`;
+    const watch = this.watches.get(key);
+    this.watches.delete(key);
+    this.failing.delete(key);
+    state.health.delete(service);
+    state.lastUsed.delete(service);
+    if (watch) void watch.stop();
+  }
+
+  /** Drops on-demand watches unused for --watch-idle, and remote datacenters nobody asks about. */
+  private sweep(): void {
+    const idle = this.options.watchIdleMs ?? 600_000;
+    const cutoff = this.now() - idle;
+    let changed = false;
+    for (const state of [...this.dcs.values()]) {
+      for (const [service, used] of state.lastUsed) {
+        if (used >= cutoff || (state.local && this.watchAllLocal)) continue;
+        this.dropService(state, service);
+        this.log.debug({ datacenter: state.name, service }, 'idle on-demand watch dropped');
+        changed = true;
+      }
+      if (!state.local && state.lastUsed.size === 0 && state.lastUsedDc < cutoff) {
+        for (const key of [`nodes/${state.name}`, `services/${state.name}`]) {
+          const watch = this.watches.get(key);
+          this.watches.delete(key);
+          this.failing.delete(key);
+          if (watch) void watch.stop();
+        }
+        this.dcs.delete(state.name);
+        this.log.debug({ datacenter: state.name }, 'idle datacenter dropped');
+        changed = true;
       }
     }
-    for (const name of names) {
-      const key = `health/${dc}/${name}`;
-      if (this.watches.has(key)) continue;
-      this.watch<ServiceHealth>(key, (o) => this.options.api.health(name, o), (h) => {
-        this.health.set(name, h);
-      });
+    if (changed) this.schedulePublish();
+  }
+
+  /** Reads the list of datacenters now and every few minutes (it cannot be watched). */
+  private async refreshDatacenters(failures = 0): Promise<void> {
+    if (!this.running) return;
+    let delay = this.options.datacentersRefreshMs ?? 300_000;
+    try {
+      const list = await this.options.api.datacenters();
+      if (!this.running) return;
+      if (failures > 0) this.onWatchRecover('datacenters');
+      this.datacenters = list.map((d) => d.toLowerCase());
+      failures = 0;
+      this.schedulePublish();
+    } catch (err) {
+      if (!this.running) return;
+      failures++;
+      this.onWatchError('datacenters', err, failures);
+      delay = (this.options.random ?? Math.random)() * Math.min(30_000, 250 * 2 ** (failures - 1));
     }
+    const timer = setTimeout(() => void this.refreshDatacenters(failures), delay);
+    timer.unref();
+    this.timers.push(timer);
   }
 
   /**
    * Starts a blocking watch whose results go through `apply` and then trigger a publish. Stale
    * reads that are too stale (X-Consul-LastContact above --max-stale) are read again consistently.
    */
-  private watch<T>(key: string, read: (o: { dc: string; index: bigint; waitMs: number; stale: boolean; signal: AbortSignal }) => Promise<Result<T>>, apply: (data: T) => void): void {
-    const { allowStale, maxStaleMs, waitMs, datacenter: dc } = this.options;
+  private watch<T>(
+    key: string,
+    dc: string,
+    read: (o: { dc: string; index: bigint; waitMs: number; stale: boolean; signal: AbortSignal }) => Promise<Result<T>>,
+    apply: (data: T) => void,
+  ): void {
+    const { allowStale, maxStaleMs, waitMs } = this.options;
     const watch = new BlockingWatch<T>({
       waitMs,
       random: this.options.random,
@@ -133,11 +291,13 @@ export class ConsulSource implements CatalogSource {
         return { data: result.data, index: result.meta.index };
       },
       onData: (data) => {
-        if (!this.watches.has(key)) return;
+        if (this.watches.get(key) !== watch) return;
         apply(data);
         this.schedulePublish();
       },
-      onError: (err, failures) => this.onWatchError(key, err, failures),
+      onError: (err, failures) => {
+        if (this.watches.get(key) === watch) this.onWatchError(key, err, failures);
+      },
       onRecover: () => this.onWatchRecover(key),
     });
     this.watches.set(key, watch);
@@ -180,33 +340,56 @@ export class ConsulSource implements CatalogSource {
     });
   }
 
-  /** Publishes the catalog once every part has arrived at least once. */
+  private synced(): boolean {
+    const local = this.dcs.get(this.options.datacenter.toLowerCase());
+    if (!local || this.datacenters === null || local.nodes === null || local.serviceNames === null) return false;
+    return !this.watchAllLocal || [...local.serviceNames].every((n) => local.health.has(n));
+  }
+
+  /** Publishes what is loaded (once synced), then wakes the questions waiting for it. */
   private publish(): void {
     const sink = this.sink;
-    if (!sink || this.nodes === null || this.serviceNames === null) return;
-    if (!this.serviceNames.every((n) => this.health.has(n))) return;
+    if (!sink || (!this.isReady && !this.synced())) return;
 
     const nodes = new Map<string, NodeRecord>();
-    for (const n of this.nodes) nodes.set(n.name, n);
     const services: ServiceRecord[] = [];
-    for (const name of this.serviceNames) {
-      const h = this.health.get(name)!;
-      // A node can appear in a health result before the node watch has seen it.
-      for (const n of h.nodes) if (!nodes.has(n.name)) nodes.set(n.name, n);
-      services.push(...h.instances);
+    const pending: { datacenter: string; name: string }[] = [];
+    for (const state of this.dcs.values()) {
+      for (const n of state.nodes ?? []) nodes.set(`${state.name}/${n.name}`, n);
+      for (const h of state.health.values()) {
+        // A node can appear in a health result before the node watch has seen it.
+        for (const n of h.nodes) if (!nodes.has(`${state.name}/${n.name}`)) nodes.set(`${state.name}/${n.name}`, n);
+        services.push(...h.instances);
+      }
+      for (const name of state.serviceNames ?? []) if (!state.health.has(name)) pending.push({ datacenter: state.name, name });
     }
-    const data = { nodes: [...nodes.values()], services };
+    const dcs = [...this.dcs.values()];
+    const data = {
+      nodes: [...nodes.values()],
+      services,
+      partial: {
+        datacenters: [...new Set([...(this.datacenters ?? []), ...this.dcs.keys()])],
+        serviceListsKnown: dcs.filter((s) => s.serviceNames !== null).map((s) => s.name),
+        nodeListsKnown: dcs.filter((s) => s.nodes !== null).map((s) => s.name),
+        pending,
+      },
+    };
     try {
       sink.replace(data);
     } catch (err) {
-      // Entries the catalog cannot serve (e.g. a hostname as address) are reported, not fatal.
       this.log.warn({ err }, 'consul catalog not published');
       return;
     }
     if (!this.isReady) {
       this.isReady = true;
-      this.log.info({ nodes: data.nodes.length, instances: services.length, services: this.serviceNames.length }, 'consul catalog synced; ready');
+      this.log.info({ nodes: data.nodes.length, instances: services.length, pending: pending.length }, 'consul catalog synced; ready');
       this.markReady();
+    }
+    const waiting = this.waiters;
+    this.waiters = [];
+    for (const w of waiting) {
+      if (w.done()) w.resolve();
+      else this.waiters.push(w);
     }
   }
 }

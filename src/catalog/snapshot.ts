@@ -76,6 +76,12 @@ export class Snapshot {
   private readonly services = new Map<string, ServiceEntry>();
   private readonly nodes = new Map<string, NodeView>();
   private readonly reverseIndex = new Map<string, ReverseEntry[]>();
+  /** null: everything is loaded. Otherwise what exists but is not loaded (see CatalogData.partial). */
+  private readonly partial: {
+    serviceListsKnown: ReadonlySet<string>;
+    nodeListsKnown: ReadonlySet<string>;
+    pending: ReadonlySet<string>;
+  } | null = null;
 
   /** Builds the indexes. `data` must be valid (sources validate at their boundary). */
   constructor(data: CatalogData, options: SnapshotOptions) {
@@ -146,7 +152,30 @@ export class Snapshot {
         }),
       );
     }
+    if (data.partial) {
+      const lower = (list: readonly string[]) => new Set(list.map((d) => d.toLowerCase()));
+      for (const d of data.partial.datacenters) dcs.add(d.toLowerCase());
+      this.partial = {
+        serviceListsKnown: lower(data.partial.serviceListsKnown),
+        nodeListsKnown: lower(data.partial.nodeListsKnown),
+        pending: new Set(data.partial.pending.map((p) => key(p.datacenter, p.name))),
+      };
+    }
     this.datacenters = dcs;
+  }
+
+  /**
+   * Whether the service's instances must be fetched before it can be answered: it exists but is
+   * not loaded, or its datacenter's service list is not known yet. Always false for a full catalog.
+   */
+  servicePending(dc: string, name: string): boolean {
+    if (!this.partial || this.services.has(key(dc, name))) return false;
+    return !this.partial.serviceListsKnown.has(dc.toLowerCase()) || this.partial.pending.has(key(dc, name));
+  }
+
+  /** Whether the datacenter's node list must be fetched before a node name can be answered. */
+  nodesPending(dc: string): boolean {
+    return this.partial !== null && !this.partial.nodeListsKnown.has(dc.toLowerCase());
   }
 
   /** The service `name` in datacenter `dc` (both case-insensitive), if the catalog has it. */

@@ -25,5 +25,13 @@ export interface CatalogSource {
   start(sink: CatalogSink): Promise<void>;
   /** Re-reads the catalog now (SIGHUP); a failure keeps the last good catalog, as ever. */
   reload(): Promise<unknown>;
+  /**
+   * Sources that load on demand: fetch (and from then on watch) `service` of `datacenter`, or with
+   * `service` null its node list; resolves once a snapshot holding it (or knowing it does not
+   * exist) is published. Callers bound the wait themselves.
+   */
+  want?(datacenter: string, service: string | null): Promise<void>;
+  /** Sources that load on demand: a loaded service was just used (keeps its watch alive). */
+  touch?(datacenter: string, service: string): void;
   stop(): Promise<void>;
 }

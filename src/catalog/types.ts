@@ -33,4 +33,20 @@ export interface ServiceRecord {
 export interface CatalogData {
   nodes: readonly NodeRecord[];
   services: readonly ServiceRecord[];
+  /**
+   * Sources that load lazily (Consul on demand) say what they know exists without having loaded
+   * it. Absent: everything is loaded (a catalog file).
+   */
+  partial?: PartialCatalog;
+}
+
+export interface PartialCatalog {
+  /** Every datacenter that exists (an unlisted one is NXDOMAIN). */
+  datacenters: readonly string[];
+  /** Datacenters whose service list is known: a service absent from it does not exist. */
+  serviceListsKnown: readonly string[];
+  /** Datacenters whose node list is loaded. */
+  nodeListsKnown: readonly string[];
+  /** Services that exist but whose instances are not loaded yet. */
+  pending: readonly { datacenter: string; name: string }[];
 }

@@ -61,14 +61,23 @@ function serveConnection(socket: Socket, handler: DnsHandler, idleTimeoutMs: num
   let chunks: Buffer[] = [];
   let buffered = 0;
   let frameDeadline: NodeJS.Timeout | null = null;
+  /** An answer is being waited for: later frames wait too, so replies keep the queries' order. */
+  let waiting = false;
 
   const clearDeadline = (): void => {
     if (frameDeadline) clearTimeout(frameDeadline);
     frameDeadline = null;
   };
 
+  const write = (reply: Buffer): void => {
+    const out = Buffer.allocUnsafe(2 + reply.length);
+    out.writeUInt16BE(reply.length, 0);
+    reply.copy(out, 2);
+    socket.write(out);
+  };
+
   const answerFrames = (): void => {
-    while (!socket.destroyed && buffered >= 2) {
+    while (!socket.destroyed && !waiting && buffered >= 2) {
       if (socket.writableNeedDrain) {
         socket.pause();
         return;
@@ -83,11 +92,19 @@ function serveConnection(socket: Socket, handler: DnsHandler, idleTimeoutMs: num
       buffered = rest.length;
       clearDeadline();
       const reply = handler(message, 'tcp', client);
-      if (!reply) continue;
-      const out = Buffer.allocUnsafe(2 + reply.length);
-      out.writeUInt16BE(reply.length, 0);
-      reply.copy(out, 2);
-      socket.write(out);
+      if (reply === null) continue;
+      if (!(reply instanceof Promise)) {
+        write(reply);
+        continue;
+      }
+      waiting = true;
+      void reply.then((r) => {
+        waiting = false;
+        if (socket.destroyed) return;
+        if (r) write(r);
+        answerFrames();
+      });
+      return;
     }
     if (buffered > 0 && !frameDeadline && !socket.destroyed) {
       frameDeadline = setTimeout(() => socket.destroy(), idleTimeoutMs);

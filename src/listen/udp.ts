@@ -33,14 +33,18 @@ export function listenUdp(at: ListenAddress, handler: DnsHandler, log: Logger): 
     // Port 0 cannot be replied to (Node throws on it): such a source is forged. Drop it unread.
     if (rinfo.port === 0) return;
     const reply = handler(packet, 'udp', rinfo);
-    if (!reply) return;
+    if (reply === null) return;
+    if (reply instanceof Promise) void reply.then((r) => r && send(r, rinfo.port, rinfo.address));
+    else send(reply, rinfo.port, rinfo.address);
+  });
+  const send = (reply: Buffer, port: number, address: string): void => {
     try {
-      socket.send(reply, rinfo.port, rinfo.address, onSent);
+      socket.send(reply, port, address, onSent);
     } catch (err) {
       // send() throws synchronously for addresses it cannot use; one bad peer must not stop us.
       log.debug({ err }, 'udp send refused');
     }
-  });
+  };
   return new Promise((resolve, reject) => {
     socket.once('error', reject);
     socket.bind({ address: at.host, port: at.port, exclusive: true }, () => {
