@@ -40,7 +40,7 @@ function startSvcdns(consulUrl: string, extra: string[]): Promise<Svcdns> {
   let resolveReady!: (ms: number) => void;
   const port = new Promise<number>((r) => (resolvePort = r));
   const ready = new Promise<number>((r) => (resolveReady = r));
-  child.stderr!.on('data', (d: Buffer) => {
+  child.stderr.on('data', (d: Buffer) => {
     buffer += d.toString();
     let nl: number;
     while ((nl = buffer.indexOf('\n')) !== -1) {
