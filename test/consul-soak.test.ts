@@ -190,9 +190,10 @@ interface EverService {
 }
 
 const SEED_SERVICES = ['web', 'api', 'db', 'cache', 'auth', 'search', 'billing', 'mail', 'queue', 'metrics', 'logs', 'cdn', 'media', 'chat', 'jobs'];
-const TAG_POOL = ['v1', 'v2', 'v3', 'canary', 'blue', 'green', 'primary', 'secondary', 'eu', 'us', 'beta', 'edge'];
+/** Tags match case-insensitively in DNS, so `Canary` and `canary` name the same instances. */
+const TAG_POOL = ['v1', 'v2', 'v3', 'canary', 'Canary', 'blue', 'green', 'primary', 'secondary', 'eu', 'us', 'beta', 'edge'];
 
-type EventKind = 'register' | 'deregister' | 'service-check' | 'node-check' | 'tags' | 'deregister-node' | 'revive-node' | 'new-service';
+type EventKind = 'register' | 'deregister' | 'service-check' | 'node-check' | 'tags' | 'move-node' | 'deregister-node' | 'revive-node' | 'new-service';
 
 class Churn {
   readonly nodes = new Map<string, NodeM>();
@@ -237,6 +238,7 @@ class Churn {
       ['service-check', this.instances.size > 0 ? 22 : 0],
       ['node-check', 12],
       ['tags', this.instances.size > 0 ? 14 : 0],
+      ['move-node', 3],
       ['deregister-node', this.nodes.size > 8 ? 4 : 0],
       ['revive-node', this.deadNodes.length > 0 && this.nodes.size < 40 ? 3 : 0],
       ['new-service', room ? 6 : 0],
@@ -281,6 +283,16 @@ class Churn {
         what = `tags of ${inst.id} [${inst.tags.join(',')}] weights ${JSON.stringify(inst.weights)}`;
         break;
       }
+      case 'move-node': {
+        // The same node re-registered at a new address: every instance on it moves too.
+        const node = this.rng.pick([...this.nodes.values()]);
+        const from = node.address;
+        node.address = this.nextNodeAddress();
+        this.sim.registerNode(DC, { Node: node.name, Address: node.address });
+        this.nodeAddresses.get(node.name)!.add(node.address);
+        what = `node ${node.name} moved from ${from} to ${node.address}`;
+        break;
+      }
       case 'deregister-node': {
         const node = this.rng.pick([...this.nodes.values()]);
         this.sim.deregisterNode(DC, node.name);
@@ -313,8 +325,8 @@ class Churn {
 
   /** A new node (or a dead one back) with a fresh address and a passing serfHealth check. */
   private addNode(name?: string): NodeM {
-    const seq = this.nodeSeq++;
-    const node: NodeM = { name: name ?? `n${seq + 1}`, address: `10.20.${Math.floor(seq / 250)}.${(seq % 250) + 1}`, serf: 'passing' };
+    const address = this.nextNodeAddress();
+    const node: NodeM = { name: name ?? `n${this.nodeSeq}`, address, serf: 'passing' };
     this.sim.registerNode(DC, { Node: node.name, Address: node.address });
     this.sim.setCheck(DC, node.name, { CheckID: 'serfHealth', Status: 'passing' });
     this.nodes.set(node.name, node);
@@ -322,6 +334,12 @@ class Churn {
     addrs.add(node.address);
     this.nodeAddresses.set(node.name, addrs);
     return node;
+  }
+
+  /** 10.20.0.1, 10.20.0.2, ...: never reused, so an address names one node's registration. */
+  private nextNodeAddress(): string {
+    const seq = this.nodeSeq++;
+    return `10.20.${Math.floor(seq / 250)}.${(seq % 250) + 1}`;
   }
 
   private randomWeights(): InstanceM['weights'] {
@@ -334,7 +352,8 @@ class Churn {
     const ownAddress = r < 0.1 ? this.nextOwnAddress() : r < 0.15 ? node.address : '';
     const inst: InstanceM = {
       node: node.name,
-      id: `${lc(service)}-${++this.instanceSeq}`,
+      // Often the service name itself, as agents register them (unique per node, not across nodes).
+      id: this.rng.chance(0.3) && !this.instances.has(`${node.name}/${lc(service)}`) ? lc(service) : `${lc(service)}-${++this.instanceSeq}`,
       service,
       tags: this.rng.subset(TAG_POOL, 3),
       port: 1024 + this.rng.int(60_000),
@@ -444,7 +463,7 @@ function viewOf(qs: readonly Question[], servedOf: (service: string) => Served[]
       view.set(q.key, address === undefined ? 'NXDOMAIN' : `NOERROR ${address}`);
     } else {
       const tag = q.tag ?? null;
-      const served = servedOf(q.service!).filter((s) => tag === null || s.tags.includes(tag));
+      const served = servedOf(q.service!).filter((s) => tag === null || s.tags.includes(lc(tag)));
       view.set(q.key, canonical(q.type, served));
     }
   }

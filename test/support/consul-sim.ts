@@ -60,6 +60,7 @@
 
 import { createHash } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { createServer as createHttpsServer } from 'node:https';
 import type { AddressInfo, Socket } from 'node:net';
 import { gzipSync } from 'node:zlib';
 
@@ -74,6 +75,11 @@ export interface SimOptions {
   maxWaitMs?: number;
   /** How long a leader-bound request waits for a leader before "No cluster leader" (Consul: 7 s). Default 0. */
   rpcHoldTimeoutMs?: number;
+  /**
+   * Serve HTTPS with this key and certificate (PEM), like Consul's HTTPS port; with `ca`, require
+   * client certificates signed by it (Consul's `verify_incoming`).
+   */
+  tls?: { key: string; cert: string; ca?: string };
 }
 
 export type CheckStatus = 'passing' | 'warning' | 'critical';
@@ -717,6 +723,7 @@ export class ConsulSim {
   private readonly defaultWaitMs: number;
   private readonly maxWaitMs: number;
   private readonly rpcHoldTimeoutMs: number;
+  private readonly tls: { key: string; cert: string; ca?: string } | null;
 
   private server: Server | null = null;
   private readonly sockets = new Set<Socket>();
@@ -737,6 +744,7 @@ export class ConsulSim {
     this.defaultWaitMs = options.defaultWaitMs ?? 5 * 60_000;
     this.maxWaitMs = options.maxWaitMs ?? 10 * 60_000;
     this.rpcHoldTimeoutMs = options.rpcHoldTimeoutMs ?? 0;
+    this.tls = options.tls ?? null;
   }
 
   get port(): number {
@@ -753,7 +761,7 @@ export class ConsulSim {
   }
 
   get url(): string {
-    return `http://127.0.0.1:${this.boundPort}`;
+    return `${this.tls ? 'https' : 'http'}://127.0.0.1:${this.boundPort}`;
   }
 
   /** Binds 127.0.0.1 (port 0 = random; omitted = the previous port, if any). Restartable after stop(). */
@@ -932,7 +940,12 @@ export class ConsulSim {
   // --- internals: server lifecycle ---------------------------------------------------------
 
   private async listen(): Promise<void> {
-    const server = createServer((req, res) => this.onRequest(req, res));
+    const handler = (req: IncomingMessage, res: ServerResponse): void => this.onRequest(req, res);
+    const tls = this.tls;
+    const server: Server = tls
+      ? createHttpsServer({ key: tls.key, cert: tls.cert, ...(tls.ca ? { ca: tls.ca, requestCert: true, rejectUnauthorized: true } : {}) }, handler)
+      : createServer(handler);
+    // TLS servers report sockets on 'secureConnection'; plain 'connection' covers both for stop().
     server.on('connection', (socket: Socket) => {
       this.sockets.add(socket);
       socket.on('close', () => this.sockets.delete(socket));
