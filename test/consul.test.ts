@@ -388,3 +388,45 @@ describe('other datacenters', () => {
     assert.equal((await answers(s.port, 'nope.node.dc2.consul')).status, 'NXDOMAIN');
   });
 });
+
+describe('service names as Consul spells them', () => {
+  for (const watch of ['all', 'on-demand']) {
+    test(`a service registered as "Web-API" answers web-api.service.consul in any case (--watch ${watch})`, async (t) => {
+      const sim = new ConsulSim();
+      await sim.start();
+      sim.registerNode('dc1', { Node: 'n1', Address: '10.0.0.1' });
+      sim.registerService('dc1', 'n1', { ID: 'w1', Service: 'Web-API', Port: 80, Tags: ['Blue'] });
+      const logs: Record<string, unknown>[] = [];
+      const s = await startServer({ flags: { ...FLAGS, consul: sim.url, watch }, logs });
+      t.after(async () => {
+        await s.close();
+        await sim.stop();
+      });
+      await eventually(() => assertLogged(logs, 'consul catalog synced; ready'));
+      for (const name of ['web-api.service.consul', 'WEB-API.service.consul', 'blue.Web-Api.service.consul']) {
+        assert.deepEqual((await answers(s.port, name)).answer, [`${name}. 0 IN A 10.0.0.1`], name);
+      }
+    });
+  }
+});
+
+describe('a first fetch slower than --watch-idle', () => {
+  test('is not dropped while a question waits for it', async (t) => {
+    const sim = new ConsulSim();
+    await sim.start();
+    seed(sim);
+    const logs: Record<string, unknown>[] = [];
+    const s = await startServer({ flags: { ...FLAGS, consul: sim.url, watch: 'on-demand', 'watch-idle': '500ms', 'fetch-timeout': '2s' }, logs });
+    t.after(async () => {
+      await s.close();
+      await sim.stop();
+    });
+    await eventually(() => assertLogged(logs, 'consul catalog synced; ready'));
+    await sim.fault('hang');
+    const lift = setTimeout(() => void sim.fault('none'), 750);
+    t.after(() => clearTimeout(lift));
+    const r = await answers(s.port, 'db.service.consul');
+    assert.equal(r.status, 'NOERROR', `the fetch finished after 750 ms, inside the 2 s fetch timeout\n${r.raw}`);
+    assert.deepEqual(r.answer, ['db.service.consul. 0 IN A 10.0.0.1']);
+  });
+});

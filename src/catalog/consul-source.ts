@@ -57,11 +57,15 @@ interface DcState {
   readonly local: boolean;
   /** null until the node list has arrived. */
   nodes: NodeRecord[] | null;
-  /** null until the service list has arrived. */
-  serviceNames: Set<string> | null;
+  /**
+   * null until the service list has arrived. Keyed by the lower-cased name (DNS and Consul's catalog
+   * match names case-insensitively), valued with Consul's own spelling, used in API calls.
+   * `health` and `lastUsed` use the same lower-cased keys.
+   */
+  serviceNames: Map<string, string> | null;
   /** Services whose instances are loaded. */
   readonly health: Map<string, ServiceHealth>;
-  /** On-demand services: when each was last used. */
+  /** On-demand services: when each was last used (first asked for, while not loaded yet). */
   readonly lastUsed: Map<string, number>;
   /** When a name in this datacenter was last asked for (remote datacenters are dropped when idle). */
   lastUsedDc: number;
@@ -148,12 +152,13 @@ export class ConsulSource implements CatalogSource {
     const dc = datacenter.toLowerCase();
     const state = this.dcs.get(dc) ?? this.openDc(dc);
     state.lastUsedDc = this.now();
-    if (service !== null) {
-      state.lastUsed.set(service, this.now());
-      this.watchHealth(state, service);
+    const key = service?.toLowerCase() ?? null;
+    if (key !== null) {
+      state.lastUsed.set(key, this.now());
+      this.watchHealth(state, key);
     }
     const done = (): boolean =>
-      service === null ? state.nodes !== null : state.serviceNames !== null && (!state.serviceNames.has(service) || state.health.has(service));
+      key === null ? state.nodes !== null : state.serviceNames !== null && (!state.serviceNames.has(key) || state.health.has(key));
     return new Promise((resolve) => {
       this.waiters.push({ done, resolve });
       this.schedulePublish();
@@ -164,7 +169,8 @@ export class ConsulSource implements CatalogSource {
     const state = this.dcs.get(datacenter.toLowerCase());
     if (!state) return;
     state.lastUsedDc = this.now();
-    if (state.lastUsed.has(service)) state.lastUsed.set(service, this.now());
+    const key = service.toLowerCase();
+    if (state.lastUsed.has(key)) state.lastUsed.set(key, this.now());
   }
 
   private openDc(dc: string): DcState {
@@ -186,36 +192,40 @@ export class ConsulSource implements CatalogSource {
   }
 
   private onServiceList(state: DcState, names: string[]): void {
-    state.serviceNames = new Set(names);
+    state.serviceNames = new Map(names.map((n) => [n.toLowerCase(), n]));
     if (state.local && this.watchAllLocal === null) {
       const mode = this.options.watch ?? 'auto';
       const limit = this.options.watchAllLimit ?? 500;
       this.watchAllLocal = mode === 'all' || (mode === 'auto' && names.length <= limit);
       this.log.info({ services: names.length, limit, mode: this.watchAllLocal ? 'all' : 'on-demand' }, 'consul watch mode chosen');
     }
-    for (const name of [...state.health.keys(), ...state.lastUsed.keys()]) {
-      if (!state.serviceNames.has(name)) this.dropService(state, name);
+    for (const key of [...state.health.keys(), ...state.lastUsed.keys()]) {
+      if (!state.serviceNames.has(key)) this.dropService(state, key);
     }
-    if (state.local && this.watchAllLocal) for (const name of names) this.watchHealth(state, name);
+    if (state.local && this.watchAllLocal) for (const key of state.serviceNames.keys()) this.watchHealth(state, key);
   }
 
-  private watchHealth(state: DcState, service: string): void {
-    const key = `health/${state.name}/${service}`;
-    if (this.watches.has(key)) return;
-    // A service the (known) list does not have does not exist: nothing to watch.
-    if (state.serviceNames !== null && !state.serviceNames.has(service)) return;
-    this.watch<ServiceHealth>(key, state.name, (o) => this.options.api.health(service, o), (h) => {
-      state.health.set(service, h);
+  /** Starts the health watch of a service, by its lower-cased name. */
+  private watchHealth(state: DcState, key: string): void {
+    const watchKey = `health/${state.name}/${key}`;
+    if (this.watches.has(watchKey)) return;
+    // A service the (known) list does not have does not exist: nothing to watch. An unknown list
+    // (another datacenter, first question) is fetched with the name as asked: Consul matches it
+    // case-insensitively.
+    const name = state.serviceNames === null ? key : state.serviceNames.get(key);
+    if (name === undefined) return;
+    this.watch<ServiceHealth>(watchKey, state.name, (o) => this.options.api.health(name, o), (h) => {
+      state.health.set(key, h);
     });
   }
 
-  private dropService(state: DcState, service: string): void {
-    const key = `health/${state.name}/${service}`;
-    const watch = this.watches.get(key);
-    this.watches.delete(key);
-    this.failing.delete(key);
-    state.health.delete(service);
-    state.lastUsed.delete(service);
+  private dropService(state: DcState, key: string): void {
+    const watchKey = `health/${state.name}/${key}`;
+    const watch = this.watches.get(watchKey);
+    this.watches.delete(watchKey);
+    this.failing.delete(watchKey);
+    state.health.delete(key);
+    state.lastUsed.delete(key);
     if (watch) void watch.stop();
   }
 
@@ -227,6 +237,8 @@ export class ConsulSource implements CatalogSource {
     for (const state of [...this.dcs.values()]) {
       for (const [service, used] of state.lastUsed) {
         if (used >= cutoff || (state.local && this.watchAllLocal)) continue;
+        // A first fetch still under way (a question may be waiting for it) gets twice as long.
+        if (!state.health.has(service) && used >= cutoff - idle) continue;
         this.dropService(state, service);
         this.log.debug({ datacenter: state.name, service }, 'idle on-demand watch dropped');
         changed = true;
@@ -343,7 +355,7 @@ export class ConsulSource implements CatalogSource {
   private synced(): boolean {
     const local = this.dcs.get(this.options.datacenter.toLowerCase());
     if (!local || this.datacenters === null || local.nodes === null || local.serviceNames === null) return false;
-    return !this.watchAllLocal || [...local.serviceNames].every((n) => local.health.has(n));
+    return !this.watchAllLocal || [...local.serviceNames.keys()].every((k) => local.health.has(k));
   }
 
   /** Publishes what is loaded (once synced), then wakes the questions waiting for it. */
@@ -361,7 +373,7 @@ export class ConsulSource implements CatalogSource {
         for (const n of h.nodes) if (!nodes.has(`${state.name}/${n.name}`)) nodes.set(`${state.name}/${n.name}`, n);
         services.push(...h.instances);
       }
-      for (const name of state.serviceNames ?? []) if (!state.health.has(name)) pending.push({ datacenter: state.name, name });
+      for (const [key, name] of state.serviceNames ?? []) if (!state.health.has(key)) pending.push({ datacenter: state.name, name });
     }
     const dcs = [...this.dcs.values()];
     const data = {
