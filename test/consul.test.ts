@@ -6,6 +6,9 @@
 import assert from 'node:assert/strict';
 import { after, afterEach, before, beforeEach, describe, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { ConsulSim } from './support/consul-sim.js';
 import { dig, type DigResult } from './support/dig.js';
 import { startServer, type TestServer } from './support/server.js';
@@ -215,6 +218,14 @@ describe('when Consul fails, the last good catalog keeps serving', () => {
     await sim.fault('none');
     await eventually(() => assertLogged(logs, 'consul watches recovered'), 40_000);
     await eventually(async () => assert.equal((await answers(s.port, 'db.service.consul')).answer.length, 2), 5000);
+  });
+
+  test('Consul hanging (requests never answered): answers unchanged', async () => {
+    await sim.fault('hang');
+    await sleep(300);
+    await webServed();
+    await sim.fault('none');
+    await webServed();
   });
 
   test('Consul answering 500s: answers unchanged', async () => {
@@ -428,5 +439,28 @@ describe('a first fetch slower than --watch-idle', () => {
     const r = await answers(s.port, 'db.service.consul');
     assert.equal(r.status, 'NOERROR', `the fetch finished after 750 ms, inside the 2 s fetch timeout\n${r.raw}`);
     assert.deepEqual(r.answer, ['db.service.consul. 0 IN A 10.0.0.1']);
+  });
+});
+
+describe('--consul-token-file (CONSUL_HTTP_TOKEN_FILE)', () => {
+  test('the token is read from the file, trimmed, and sent; an unreadable file stops start-up naming the file', async (t) => {
+    const sim = new ConsulSim({ aclTokens: ['file-token'] });
+    await sim.start();
+    seed(sim);
+    const dir = await mkdtemp(join(tmpdir(), 'svcdns-token-'));
+    const tokenFile = join(dir, 'token');
+    await writeFile(tokenFile, 'file-token\n');
+    const s = await startServer({ flags: { ...FLAGS, consul: sim.url, 'consul-token-file': tokenFile } });
+    t.after(async () => {
+      await s.close();
+      await sim.stop();
+      await rm(dir, { recursive: true, force: true });
+    });
+    await eventually(async () => assert.equal((await answers(s.port, 'web.service.consul')).answer.length, 2));
+    assert.ok(sim.requests.every((r) => r.token === 'file-token'), 'every request carries the token from the file');
+    await assert.rejects(
+      startServer({ flags: { ...FLAGS, consul: sim.url, 'consul-token-file': join(dir, 'missing') } }),
+      { message: `cannot read consul token file ${join(dir, 'missing')}: ENOENT` },
+    );
   });
 });

@@ -46,7 +46,13 @@ export async function startServer(options: StartOptions = {}): Promise<TestServe
   const log = logs
     ? pino({ level: 'debug' }, { write: (line: string) => void logs.push(JSON.parse(line) as Record<string, unknown>) })
     : pino({ level: process.env.TEST_LOG_LEVEL ?? 'silent' });
-  const server = await SvcdnsServer.start({ config, log, now: options.now ?? (() => TEST_NOW_MS), reloadDebounceMs: 10 });
+  let server: SvcdnsServer;
+  try {
+    server = await SvcdnsServer.start({ config, log, now: options.now ?? (() => TEST_NOW_MS), reloadDebounceMs: 10 });
+  } catch (err) {
+    await rm(dir, { recursive: true, force: true });
+    throw err;
+  }
   const address = server.addresses[0]!;
   return {
     server,
