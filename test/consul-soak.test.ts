@@ -19,6 +19,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { Answer, DecodedPacket } from 'dns-packet';
 import { ConsulSim, type CheckStatus } from './support/consul-sim.js';
 import { buildQuery, decode, frame, tcpExchange, udpExchange } from './support/client.js';
+import { eventually } from './support/eventually.js';
 import { startServer, type TestServer } from './support/server.js';
 
 // ---------------------------------------------------------------------------------------------
@@ -106,23 +107,6 @@ class Rng {
   }
 }
 
-/**
- * Retries `check` until it passes or `timeoutMs` runs out (then throws its last failure). Every
- * assertion inside carries a message (a bare failing assert.ok makes Node parse this file's
- * compiled source to describe it, which takes seconds per call).
- */
-async function eventually(check: () => void | Promise<void>, timeoutMs: number): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    try {
-      await check();
-      return;
-    } catch (err) {
-      if (Date.now() > deadline) throw err;
-      await sleep(50);
-    }
-  }
-}
 
 async function mapLimit<T, R>(items: readonly T[], limit: number, fn: (item: T) => Promise<R>): Promise<R[]> {
   const out = new Array<R>(items.length);
@@ -779,7 +763,7 @@ async function soak(t: TestContext, mode: Mode): Promise<void> {
   const logs: Record<string, unknown>[] = [];
   s = await startServer({ flags: { consul: sim.url, 'consul-wait': '2s', ...mode.flags }, logs });
   const port = s.port;
-  await eventually(() => assert.ok(logs.some((l) => l.msg === 'consul catalog synced; ready'), `${tag} svcdns never synced with Consul`), 10_000);
+  await eventually(() => assert.ok(logs.some((l) => l.msg === 'consul catalog synced; ready'), `${tag} svcdns never synced with Consul`), 10_000, 50);
 
   // Before the churn: the seeded catalog is served exactly.
   const compare = async (phase: string): Promise<{ ms: number; attempts: number }> => {
@@ -799,7 +783,7 @@ async function soak(t: TestContext, mode: Mode): Promise<void> {
         `${tag} ${phase}: after ${churn.events} events, ${diff.length} of ${qs.length} DNS answers differ from Consul's:\n  ${diff.slice(0, 25).join('\n  ')}\n` +
           `last events:\n  ${churn.recent.join('\n  ')}`,
       );
-    }, CONVERGE_MS);
+    }, CONVERGE_MS, 50);
     return { ms: Date.now() - started, attempts };
   };
   await compare('before the churn');

@@ -11,25 +11,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ConsulSim } from './support/consul-sim.js';
 import { dig, type DigResult } from './support/dig.js';
+import { eventually } from './support/eventually.js';
 import { startServer, type TestServer } from './support/server.js';
 
-/**
- * Retries `check` until it passes or `timeoutMs` runs out (then throws its last failure).
- * Assertions inside must carry a message: a failing `assert.ok(x)` without one makes Node parse
- * the test's source to describe `x`, which on tsx-compiled files takes seconds per call.
- */
-async function eventually(check: () => void | Promise<void>, timeoutMs = 3000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    try {
-      await check();
-      return;
-    } catch (err) {
-      if (Date.now() > deadline) throw err;
-      await sleep(20);
-    }
-  }
-}
 
 /** Asserts a log record with this message was written (an explicit assertion message: see eventually). */
 function assertLogged(logs: readonly Record<string, unknown>[], msg: string): void {
