@@ -364,6 +364,15 @@ describe('other datacenters', () => {
     await sim.stop();
   });
 
+  test('made-up names in another datacenter start no watches: only its service list is read', async () => {
+    // First in this suite: dc2 has not been asked about yet, so its service list is not known.
+    const names = Array.from({ length: 30 }, (_, i) => `made-up-${i}.service.dc2.consul`);
+    const results = await Promise.all(names.map((n) => answers(s.port, n)));
+    assert.deepEqual([...new Set(results.map((r) => r.status))], ['NXDOMAIN']);
+    const madeUp = sim.requests.filter((r) => r.path.startsWith('/v1/health/service/made-up-'));
+    assert.equal(madeUp.length, 0, `health reads for made-up names: ${madeUp.map((r) => r.path).join(', ')}`);
+  });
+
   test('a service in another datacenter is fetched with ?dc on its first question', async () => {
     assert.deepEqual((await answers(s.port, 'web.service.dc2.consul')).answer, ['web.service.dc2.consul. 0 IN A 10.2.0.1']);
     assert.ok(sim.requests.some((r) => r.path === '/v1/health/service/web' && r.query.dc === 'dc2'), 'asked Consul with dc=dc2');

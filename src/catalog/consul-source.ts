@@ -71,7 +71,9 @@ interface DcState {
   lastUsedDc: number;
 }
 
-interface Waiter {
+/** Questions waiting for one thing to load share one Wait, so waits are bounded by the catalog. */
+interface Wait {
+  promise: Promise<void>;
   done: () => boolean;
   resolve: () => void;
 }
@@ -93,7 +95,8 @@ export class ConsulSource implements CatalogSource {
   private datacenters: string[] | null = null;
   /** Whether every local service is watched; decided when the local service list first arrives. */
   private watchAllLocal: boolean | null = null;
-  private waiters: Waiter[] = [];
+  /** Keyed `list/DC/`, `nodes/DC/`, `health/DC/service`: at most one per real catalog entry. */
+  private readonly waits = new Map<string, Wait>();
   private publishScheduled = false;
   private timers: NodeJS.Timeout[] = [];
   private running = false;
@@ -134,8 +137,8 @@ export class ConsulSource implements CatalogSource {
   async stop(): Promise<void> {
     this.sink = null;
     await this.halt();
-    for (const w of this.waiters) w.resolve();
-    this.waiters = [];
+    for (const w of this.waits.values()) w.resolve();
+    this.waits.clear();
   }
 
   private async halt(): Promise<void> {
@@ -147,22 +150,46 @@ export class ConsulSource implements CatalogSource {
     await Promise.all(all.map((w) => w.stop()));
   }
 
-  want(datacenter: string, service: string | null): Promise<void> {
-    if (!this.running) return Promise.reject(new Error('consul source stopped'));
+  /**
+   * Loads what a question needs: the datacenter's node list (`service` null), or its service list
+   * and then, if the service is in it, the service. A health watch starts only for a service the
+   * list confirms, so made-up names cost nothing but the list.
+   */
+  async want(datacenter: string, service: string | null): Promise<void> {
+    if (!this.running) throw new Error('consul source stopped');
     const dc = datacenter.toLowerCase();
     const state = this.dcs.get(dc) ?? this.openDc(dc);
     state.lastUsedDc = this.now();
-    const key = service?.toLowerCase() ?? null;
-    if (key !== null) {
-      state.lastUsed.set(key, this.now());
-      this.watchHealth(state, key);
+    if (service === null) return this.waitFor(`nodes/${dc}/`, () => state.nodes !== null);
+    await this.waitFor(`list/${dc}/`, () => state.serviceNames !== null);
+    const key = service.toLowerCase();
+    if (!this.running || !state.serviceNames?.has(key)) return;
+    state.lastUsed.set(key, this.now());
+    this.watchHealth(state, key);
+    return this.waitFor(`health/${dc}/${key}`, () => state.health.has(key) || !state.serviceNames?.has(key));
+  }
+
+  /** Ends the waits whose key starts with `prefix` (what they wait for was dropped): they re-ask. */
+  private endWaits(prefix: string): void {
+    for (const [key, w] of this.waits) {
+      if (!key.startsWith(prefix)) continue;
+      this.waits.delete(key);
+      w.resolve();
     }
-    const done = (): boolean =>
-      key === null ? state.nodes !== null : state.serviceNames !== null && (!state.serviceNames.has(key) || state.health.has(key));
-    return new Promise((resolve) => {
-      this.waiters.push({ done, resolve });
+  }
+
+  /** Resolves when `done()` holds after a publish; one shared wait per key. */
+  private waitFor(key: string, done: () => boolean): Promise<void> {
+    if (this.isReady && done()) return Promise.resolve();
+    let wait = this.waits.get(key);
+    if (!wait) {
+      let resolve!: () => void;
+      const promise = new Promise<void>((r) => (resolve = r));
+      wait = { promise, done, resolve };
+      this.waits.set(key, wait);
       this.schedulePublish();
-    });
+    }
+    return wait.promise;
   }
 
   touch(datacenter: string, service: string): void {
@@ -203,16 +230,16 @@ export class ConsulSource implements CatalogSource {
       if (!state.serviceNames.has(key)) this.dropService(state, key);
     }
     if (state.local && this.watchAllLocal) for (const key of state.serviceNames.keys()) this.watchHealth(state, key);
+    // Services asked for before the list arrived: watch those that exist.
+    for (const key of state.lastUsed.keys()) this.watchHealth(state, key);
   }
 
   /** Starts the health watch of a service, by its lower-cased name. */
   private watchHealth(state: DcState, key: string): void {
     const watchKey = `health/${state.name}/${key}`;
     if (this.watches.has(watchKey)) return;
-    // A service the (known) list does not have does not exist: nothing to watch. An unknown list
-    // (another datacenter, first question) is fetched with the name as asked: Consul matches it
-    // case-insensitively.
-    const name = state.serviceNames === null ? key : state.serviceNames.get(key);
+    // Only services the datacenter's service list has: a name it lacks does not exist.
+    const name = state.serviceNames?.get(key);
     if (name === undefined) return;
     this.watch<ServiceHealth>(watchKey, state.name, (o) => this.options.api.health(name, o), (h) => {
       state.health.set(key, h);
@@ -226,6 +253,9 @@ export class ConsulSource implements CatalogSource {
     this.failing.delete(watchKey);
     state.health.delete(key);
     state.lastUsed.delete(key);
+    const wait = this.waits.get(`health/${state.name}/${key}`);
+    this.waits.delete(`health/${state.name}/${key}`);
+    wait?.resolve();
     if (watch) void watch.stop();
   }
 
@@ -251,6 +281,7 @@ export class ConsulSource implements CatalogSource {
           if (watch) void watch.stop();
         }
         this.dcs.delete(state.name);
+        for (const kind of ['list', 'nodes', 'health']) this.endWaits(`${kind}/${state.name}/`);
         this.log.debug({ datacenter: state.name }, 'idle datacenter dropped');
         changed = true;
       }
@@ -397,11 +428,10 @@ export class ConsulSource implements CatalogSource {
       this.log.info({ nodes: data.nodes.length, instances: services.length, pending: pending.length }, 'consul catalog synced; ready');
       this.markReady();
     }
-    const waiting = this.waiters;
-    this.waiters = [];
-    for (const w of waiting) {
-      if (w.done()) w.resolve();
-      else this.waiters.push(w);
+    for (const [key, w] of this.waits) {
+      if (!w.done()) continue;
+      this.waits.delete(key);
+      w.resolve();
     }
   }
 }
