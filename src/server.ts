@@ -116,6 +116,7 @@ async function createSource({ config, log, reloadDebounceMs }: ServerOptions): P
     });
     return new ConsulSource({
       api,
+      hasToken: c.token !== null || c.tokenFile !== null,
       address: c.url.origin,
       datacenter: config.datacenter,
       log,

@@ -457,3 +457,25 @@ describe('--consul-token-file (CONSUL_HTTP_TOKEN_FILE)', () => {
     );
   });
 });
+
+describe('Consul with a default-deny ACL policy and no token', () => {
+  test('warns once that only what the anonymous token may read is served', async (t) => {
+    const sim = new ConsulSim({ aclTokens: ['secret'] });
+    await sim.start();
+    seed(sim);
+    const logs: Record<string, unknown>[] = [];
+    const s = await startServer({ flags: { ...FLAGS, consul: sim.url }, logs });
+    t.after(async () => {
+      await s.close();
+      await sim.stop();
+    });
+    await eventually(() => assertLogged(logs, 'consul catalog synced; ready'));
+    const warning = 'consul denies by default and svcdns has no ACL token: only what the anonymous token may read is served; set --consul-token';
+    assertLogged(logs, warning);
+    // Consul filters what the anonymous token may not read: an empty catalog, hence NXDOMAIN.
+    assert.equal((await answers(s.port, 'web.service.consul')).status, 'NXDOMAIN');
+    sim.registerService('dc1', 'n1', { ID: 'db2', Service: 'db', Port: 5433 });
+    await sleep(200);
+    assert.equal(logs.filter((l) => l.msg === warning).length, 1, 'said once');
+  });
+});

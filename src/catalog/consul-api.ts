@@ -49,6 +49,8 @@ export interface QueryMeta {
   /** X-Consul-LastContact, ms since the answering server last heard from the leader. */
   lastContactMs: number;
   knownLeader: boolean;
+  /** X-Consul-Default-Acl-Policy: 'deny' means a request without a token sees only what anonymous may. */
+  defaultAclPolicy: string | null;
 }
 
 export interface Result<T> {
@@ -110,6 +112,7 @@ function metaOf(res: Response): QueryMeta {
     index,
     lastContactMs: Number(header(res, 'x-consul-lastcontact') ?? 0) || 0,
     knownLeader: header(res, 'x-consul-knownleader') === 'true',
+    defaultAclPolicy: header(res, 'x-consul-default-acl-policy') ?? null,
   };
 }
 

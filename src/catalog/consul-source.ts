@@ -42,6 +42,8 @@ export interface ConsulSourceOptions {
   maxStaleMs: number;
   /** Blocking wait per call, ms. */
   waitMs: number;
+  /** Whether an ACL token is sent (to explain an empty catalog under a default-deny policy). */
+  hasToken?: boolean;
   watch?: 'auto' | 'all' | 'on-demand';
   watchAllLimit?: number;
   /** On-demand watches unused this long are dropped, ms. */
@@ -100,6 +102,7 @@ export class ConsulSource implements CatalogSource {
   private publishScheduled = false;
   private timers: NodeJS.Timeout[] = [];
   private running = false;
+  private warnedAnonymous = false;
 
   constructor(private readonly options: ConsulSourceOptions) {
     this.description = `consul ${options.address}`;
@@ -163,7 +166,8 @@ export class ConsulSource implements CatalogSource {
     if (service === null) return this.waitFor(`nodes/${dc}/`, () => state.nodes !== null);
     await this.waitFor(`list/${dc}/`, () => state.serviceNames !== null);
     const key = service.toLowerCase();
-    if (!this.running || !state.serviceNames?.has(key)) return;
+    // Not in the list: it does not exist (the wait covers a publish still to come with that list).
+    if (!state.serviceNames?.has(key)) return this.waitFor(`list/${dc}/`, () => state.serviceNames !== null);
     state.lastUsed.set(key, this.now());
     this.watchHealth(state, key);
     return this.waitFor(`health/${dc}/${key}`, () => state.health.has(key) || !state.serviceNames?.has(key));
@@ -178,9 +182,13 @@ export class ConsulSource implements CatalogSource {
     }
   }
 
-  /** Resolves when `done()` holds after a publish; one shared wait per key. */
+  /**
+   * Resolves when `done()` holds in a published snapshot; one shared wait per key. A change not
+   * published yet (a publish is scheduled) waits for that publish, so the question is answered
+   * again from a snapshot that has it.
+   */
   private waitFor(key: string, done: () => boolean): Promise<void> {
-    if (this.isReady && done()) return Promise.resolve();
+    if (this.isReady && done() && !this.publishScheduled) return Promise.resolve();
     let wait = this.waits.get(key);
     if (!wait) {
       let resolve!: () => void;
@@ -253,9 +261,8 @@ export class ConsulSource implements CatalogSource {
     this.failing.delete(watchKey);
     state.health.delete(key);
     state.lastUsed.delete(key);
-    const wait = this.waits.get(`health/${state.name}/${key}`);
-    this.waits.delete(`health/${state.name}/${key}`);
-    wait?.resolve();
+    // A wait on this service ends at the next publish if the service left the list; if it was
+    // only idle, a later want() restarts the watch and the same wait ends when it loads.
     if (watch) void watch.stop();
   }
 
@@ -330,6 +337,12 @@ export class ConsulSource implements CatalogSource {
         if (allowStale && tooStale(result.meta, maxStaleMs)) {
           this.log.debug({ watch: key, lastContactMs: result.meta.lastContactMs }, 'stale answer too old; reading from the leader');
           result = await read({ dc, index: 0n, waitMs, stale: false, signal });
+        }
+        if (result.meta.defaultAclPolicy === 'deny' && !this.options.hasToken && !this.warnedAnonymous) {
+          // Consul does not refuse a request without a token: it filters it down to what the
+          // anonymous token may read, often nothing. Say so, or an empty catalog is a mystery.
+          this.warnedAnonymous = true;
+          this.log.warn('consul denies by default and svcdns has no ACL token: only what the anonymous token may read is served; set --consul-token');
         }
         return { data: result.data, index: result.meta.index };
       },
