@@ -3,10 +3,10 @@
  * listeners from a Config, and tears them down again. Tests start this in-process on port 0.
  */
 
+import { readFile } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
 import type { Logger } from 'pino';
 import { Answerer } from './answer/answerer.js';
-import { readFile } from 'node:fs/promises';
 import { createConsulApi } from './catalog/consul-api.js';
 import { ConsulSource } from './catalog/consul-source.js';
 import { FileSource } from './catalog/file-source.js';

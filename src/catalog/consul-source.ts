@@ -254,16 +254,20 @@ export class ConsulSource implements CatalogSource {
     });
   }
 
+  /** Stops and forgets the watch under `key`, if any (its failures no longer count). */
+  private stopWatch(key: string): void {
+    const watch = this.watches.get(key);
+    this.watches.delete(key);
+    this.failing.delete(key);
+    if (watch) void watch.stop();
+  }
+
   private dropService(state: DcState, key: string): void {
-    const watchKey = `health/${state.name}/${key}`;
-    const watch = this.watches.get(watchKey);
-    this.watches.delete(watchKey);
-    this.failing.delete(watchKey);
+    this.stopWatch(`health/${state.name}/${key}`);
     state.health.delete(key);
     state.lastUsed.delete(key);
     // A wait on this service ends at the next publish if the service left the list; if it was
     // only idle, a later want() restarts the watch and the same wait ends when it loads.
-    if (watch) void watch.stop();
   }
 
   /** Drops on-demand watches unused for --watch-idle, and remote datacenters nobody asks about. */
@@ -281,12 +285,8 @@ export class ConsulSource implements CatalogSource {
         changed = true;
       }
       if (!state.local && state.lastUsed.size === 0 && state.lastUsedDc < cutoff) {
-        for (const key of [`nodes/${state.name}`, `services/${state.name}`]) {
-          const watch = this.watches.get(key);
-          this.watches.delete(key);
-          this.failing.delete(key);
-          if (watch) void watch.stop();
-        }
+        this.stopWatch(`nodes/${state.name}`);
+        this.stopWatch(`services/${state.name}`);
         this.dcs.delete(state.name);
         for (const kind of ['list', 'nodes', 'health']) this.endWaits(`${kind}/${state.name}/`);
         this.log.debug({ datacenter: state.name }, 'idle datacenter dropped');
