@@ -48,7 +48,61 @@ export interface Reply {
   additional: readonly RR[];
 }
 
-const OPT_SIZE = 11;
+export const OPT_SIZE = 11;
+
+/**
+ * Our OPT record at `off` (RFC 6891 6.1.2): root owner, the size svcdns advertises, the upper bits of
+ * the rcode, version 0 (the only one svcdns speaks), the client's DO bit, no options. Returns the end.
+ */
+export function writeOpt(buf: Buffer, off: number, extendedRcode: number, dnssecOk: boolean): number {
+  buf[off] = 0;
+  buf.writeUInt16BE(RRType.OPT, off + 1);
+  buf.writeUInt16BE(ADVERTISED_UDP_SIZE, off + 3);
+  buf[off + 5] = extendedRcode & 0xff;
+  buf[off + 6] = 0;
+  buf.writeUInt16BE(dnssecOk ? 0x8000 : 0, off + 7);
+  buf.writeUInt16BE(0, off + 9);
+  return off + OPT_SIZE;
+}
+
+/** Where the records of an encoded message end, for `fitMessage`. */
+export interface Layout {
+  questionEnd: number;
+  /** End offset of each answer record. */
+  answerEnds: readonly number[];
+  /** End of the authority section (the last answer's end, or the question's, when it is empty). */
+  authorityEnd: number;
+  authority: number;
+  /** End of the additional section: the whole message. */
+  end: number;
+  additional: number;
+  /** Every answer and authority record is present. */
+  throughAuthority: boolean;
+  /** Every record is present (nothing was cut before fitting). */
+  whole: boolean;
+}
+
+export interface Cut {
+  end: number;
+  answer: number;
+  authority: number;
+  additional: number;
+  truncated: boolean;
+}
+
+/**
+ * The RFC 2181 9 cut of a message to `limit` bytes: all of it if it fits; else without the additional
+ * section (optional data: TC stays clear); else as many whole answers as fit, no authority, and TC.
+ */
+export function fitMessage(m: Layout, limit: number): Cut {
+  if (m.whole && m.end <= limit) return { end: m.end, answer: m.answerEnds.length, authority: m.authority, additional: m.additional, truncated: false };
+  if (m.throughAuthority && m.authorityEnd <= limit) {
+    return { end: m.authorityEnd, answer: m.answerEnds.length, authority: m.authority, additional: 0, truncated: false };
+  }
+  let kept = 0;
+  while (kept < m.answerEnds.length && m.answerEnds[kept]! <= limit) kept++;
+  return { end: kept === 0 ? m.questionEnd : m.answerEnds[kept - 1]!, answer: kept, authority: 0, additional: 0, truncated: true };
+}
 
 /** Thrown by the writer when a record would not fit the scratch buffer. */
 class Full extends Error {}
@@ -215,48 +269,31 @@ export function encodeReply(query: Query, packet: Buffer, reply: Reply, maxSize:
   }
 
   const optSize = query.edns ? OPT_SIZE : 0;
-  const limit = Math.min(maxSize, MAX_TCP_SIZE) - optSize;
-  const questionEnd = query.questionEnd;
   const [answerEnds, authorityEnds, additionalEnds] = ends as [number[], number[], number[]];
-  const answersEnd = answerEnds.at(-1) ?? questionEnd;
-  const authorityEnd = authorityEnds.at(-1) ?? answersEnd;
-  const allWritten =
-    answerEnds.length === reply.answers.length &&
-    authorityEnds.length === reply.authority.length &&
-    additionalEnds.length === reply.additional.length;
-
-  let counts: [number, number, number];
-  let end: number;
-  let truncated = false;
-  if (allWritten && (additionalEnds.at(-1) ?? authorityEnd) <= limit) {
-    counts = [answerEnds.length, authorityEnds.length, additionalEnds.length];
-    end = additionalEnds.at(-1) ?? authorityEnd;
-  } else if (
-    answerEnds.length === reply.answers.length &&
-    authorityEnds.length === reply.authority.length &&
-    authorityEnd <= limit
-  ) {
-    // Additional records are optional (RFC 2181 9): dropping them does not set TC.
-    counts = [answerEnds.length, authorityEnds.length, 0];
-    end = authorityEnd;
-  } else {
-    let kept = 0;
-    while (kept < answerEnds.length && answerEnds[kept]! <= limit) kept++;
-    counts = [kept, 0, 0];
-    end = kept === 0 ? questionEnd : answerEnds[kept - 1]!;
-    truncated = true;
-  }
+  const authorityEnd = authorityEnds.at(-1) ?? answerEnds.at(-1) ?? query.questionEnd;
+  const throughAuthority = answerEnds.length === reply.answers.length && authorityEnds.length === reply.authority.length;
+  const cut = fitMessage(
+    {
+      questionEnd: query.questionEnd,
+      answerEnds,
+      authorityEnd,
+      authority: authorityEnds.length,
+      end: additionalEnds.at(-1) ?? authorityEnd,
+      additional: additionalEnds.length,
+      throughAuthority,
+      whole: throughAuthority && additionalEnds.length === reply.additional.length,
+    },
+    Math.min(maxSize, MAX_TCP_SIZE) - optSize,
+  );
+  const counts = [cut.answer, cut.authority, cut.additional];
+  const end = cut.end;
+  const truncated = cut.truncated;
 
   const buf = w.buf;
   w.off = end;
   if (query.edns) {
-    w.u8(0);
-    w.u16(RRType.OPT);
-    w.u16(ADVERTISED_UDP_SIZE);
-    w.u8(reply.rcode >> 4);
-    w.u8(0); // version: svcdns speaks EDNS version 0 only
-    w.u16(query.edns.do ? 0x8000 : 0);
-    w.u16(0);
+    w.ensure(OPT_SIZE);
+    w.off = writeOpt(buf, w.off, reply.rcode >> 4, query.edns.do);
   }
   buf.writeUInt16BE(query.id, 0);
   buf.writeUInt16BE(
@@ -269,8 +306,8 @@ export function encodeReply(query: Query, packet: Buffer, reply: Reply, maxSize:
     2,
   );
   buf.writeUInt16BE(1, 4);
-  buf.writeUInt16BE(counts[0], 6);
-  buf.writeUInt16BE(counts[1], 8);
-  buf.writeUInt16BE(counts[2] + (query.edns ? 1 : 0), 10);
+  buf.writeUInt16BE(counts[0]!, 6);
+  buf.writeUInt16BE(counts[1]!, 8);
+  buf.writeUInt16BE(counts[2]! + (query.edns ? 1 : 0), 10);
   return Buffer.from(buf.subarray(0, w.off));
 }
