@@ -8,9 +8,9 @@
 import { readFileSync } from 'node:fs';
 import yargs from 'yargs';
 import { hideBin } from 'yargs/helpers';
-import { ConfigError, KEYS, envName, resolveConfig, type RawConfig } from './config.js';
+import { ConfigError, KEYS, envName, formatHostPort, resolveConfig, type RawConfig } from './config.js';
 import { createLogger } from './log.js';
-import { SvcdnsServer, formatAddress } from './server.js';
+import { SvcdnsServer } from './server.js';
 
 const EXIT_USAGE = 2;
 const EXIT_FAILURE = 1;
@@ -74,7 +74,7 @@ async function main(): Promise<void> {
   const example = [...(server.store.current()?.allServices() ?? [])].find((s) => s.name !== 'consul')?.name ?? 'web';
   log.info(
     { try: `dig @${first.host} -p ${first.port} ${example}.service.${config.domain} SRV` },
-    `started: serving ${server.addresses.map(formatAddress).join(', ')}`,
+    `started: serving ${server.addresses.map(formatHostPort).join(', ')}`,
   );
 
   process.on('SIGHUP', () => {

@@ -10,10 +10,8 @@ import { readFileSync } from 'node:fs';
 import { isIP } from 'node:net';
 import { parse as parseYaml } from 'yaml';
 
-export interface ListenAddress {
-  host: string;
-  port: number;
-}
+/** An address to listen on: an IP address and a port. */
+export type ListenAddress = HostPort;
 
 export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
 
@@ -38,6 +36,38 @@ export interface Config {
   onlyPassing: boolean;
   /** Consul to watch, or null (then the catalog file, or the bundled example). */
   consul: ConsulConfig | null;
+  /** Where names outside the Consul domain go. */
+  forward: ForwardConfig;
+}
+
+/** An upstream resolver (or a listen address): an IP address, possibly with an IPv6 zone, and a port. */
+export interface HostPort {
+  host: string;
+  port: number;
+}
+
+/** An address range in CIDR form, e.g. 10.0.0.0/8 or fc00::/7. */
+export interface Cidr {
+  address: string;
+  prefix: number;
+  family: 'ipv4' | 'ipv6';
+}
+
+export interface ForwardConfig {
+  /** Upstreams given with --upstream; null means: the nameservers of `resolvConf`. */
+  upstreams: readonly HostPort[] | null;
+  resolvConf: string;
+  policy: 'sequential' | 'random' | 'round-robin';
+  /** Per-try timeout, ms. */
+  timeoutMs: number;
+  /** Most distinct questions waiting on upstreams at once. */
+  maxInflight: number;
+  /** Entries in the cache of forwarded answers; 0 turns the cache off. */
+  cacheSize: number;
+  /** No forwarded answer is cached, or served with a TTL, longer than this, seconds. */
+  cacheMaxTtl: number;
+  /** Clients that may have names forwarded; the Consul domain is answered for everyone. */
+  allowRecursion: readonly Cidr[];
 }
 
 export interface ConsulConfig {
@@ -77,6 +107,9 @@ interface KeySpec {
   default?: string | string[];
 }
 
+/** Loopback and the private ranges: RFC 1918, RFC 4193 (ULA), RFC 6598 (carrier-grade NAT). */
+const DEFAULT_ALLOW_RECURSION = ['127.0.0.0/8', '::1/128', '10.0.0.0/8', '172.16.0.0/12', '192.168.0.0/16', '100.64.0.0/10', 'fc00::/7'];
+
 const LOG_LEVELS: readonly LogLevel[] = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
 
 /** Every configuration key, documented once; the CLI's flags are generated from this table. */
@@ -113,6 +146,18 @@ export const KEYS: Readonly<Record<string, KeySpec>> = {
   'watch-all-limit': { describe: 'with --watch auto: watch every service up to this many, else on demand', default: '500' },
   'watch-idle': { describe: 'drop an on-demand watch after this long without queries', default: '10m' },
   'fetch-timeout': { describe: 'how long a question waits for a service being fetched before SERVFAIL', default: '2s' },
+  upstream: { describe: 'resolver to forward other names to, IP[:PORT] (repeatable; IPv6 as [::1]:53); default: the nameservers of --resolv-conf', list: true },
+  'resolv-conf': { describe: 'file whose nameserver lines are the upstreams when no --upstream is given', default: '/etc/resolv.conf' },
+  'upstream-policy': { describe: 'order in which upstreams are tried: sequential, random or round-robin', default: 'sequential' },
+  'upstream-timeout': { describe: 'how long one try of one upstream may take before the next is tried', default: '2s' },
+  'upstream-max-inflight': { describe: 'most questions waiting on upstreams at once; more get SERVFAIL at once (a flood of unique names cannot exhaust sockets)', default: '1000' },
+  'cache-size': { describe: 'forwarded answers kept in the cache (0: no cache)', default: '10000' },
+  'cache-max-ttl': { describe: 'longest time a forwarded answer is cached, seconds (also caps the TTLs served)', default: '3600' },
+  'allow-recursion': {
+    describe: 'clients (CIDR, repeatable) whose other names are forwarded; others get REFUSED (the Consul domain is open to all)',
+    list: true,
+    default: [...DEFAULT_ALLOW_RECURSION],
+  },
 };
 
 /**
@@ -201,6 +246,7 @@ export function resolveConfig(inputs: ConfigInputs): Config {
     queryLog: boolean(single(merged['query-log']), 'query-log', problems),
     onlyPassing: boolean(single(merged['only-passing']), 'only-passing', problems),
     consul: consulConfig(merged, inputs.env, problems),
+    forward: forwardConfig(merged, problems),
   };
   if (config.listen.length === 0 && !problems.some((p) => p.startsWith('listen'))) problems.push('listen: at least one address is needed');
   if (config.altDomain !== null && config.altDomain === config.domain) problems.push('alt-domain: must differ from domain');
@@ -239,6 +285,70 @@ function consulConfig(merged: RawConfig, env: NodeJS.ProcessEnv, problems: strin
       verify: boolean(single(merged['consul-ssl-verify']), 'consul-ssl-verify', problems),
     },
   };
+}
+
+function forwardConfig(merged: RawConfig, problems: string[]): ForwardConfig {
+  const upstreams = merged.upstream === undefined ? null : list(merged.upstream);
+  const resolvConf = single(merged['resolv-conf']) ?? '';
+  if (resolvConf.trim() === '') problems.push('resolv-conf: must be a file path (got "")');
+  return {
+    upstreams:
+      upstreams?.flatMap((v) => {
+        const parsed = parseHostPort(v, 53);
+        if (!parsed) problems.push(`upstream: ${JSON.stringify(v)} is not IP[:PORT] (IPv6 as [::1]:53; hostnames cannot be used, resolving them would need DNS)`);
+        return parsed ? [parsed] : [];
+      }) ?? null,
+    resolvConf,
+    policy: choice(single(merged['upstream-policy']), 'upstream-policy', ['sequential', 'random', 'round-robin'] as const, problems),
+    timeoutMs: positive(duration(single(merged['upstream-timeout']), 'upstream-timeout', problems), 'upstream-timeout', problems),
+    maxInflight: integer(single(merged['upstream-max-inflight']), 'upstream-max-inflight', 1, 1_000_000, problems),
+    cacheSize: integer(single(merged['cache-size']), 'cache-size', 0, 10_000_000, problems),
+    cacheMaxTtl: integer(single(merged['cache-max-ttl']), 'cache-max-ttl', 0, 2 ** 31 - 1, problems),
+    allowRecursion: list(merged['allow-recursion']).flatMap((v) => {
+      const parsed = parseCidr(v);
+      if (!parsed) problems.push(`allow-recursion: ${JSON.stringify(v)} is not an address range such as 10.0.0.0/8 or fc00::/7`);
+      return parsed ? [parsed] : [];
+    }),
+  };
+}
+
+function positive(ms: number, key: string, problems: string[]): number {
+  if (ms === 0 && !problems.some((p) => p.startsWith(`${key}:`))) problems.push(`${key}: must be more than 0`);
+  return ms;
+}
+
+/**
+ * `192.0.2.1`, `192.0.2.1:5353`, `[2001:db8::1]:53`, `2001:db8::1`, `fe80::1%eth0` (a zone, as
+ * resolv.conf may give it). Hostnames are not accepted.
+ */
+export function parseHostPort(text: string, defaultPort: number): HostPort | null {
+  const t = text.trim();
+  const m = /^(?:\[([^\]]+)\]|([^:[\]]+))(?::(\d{1,5}))?$/.exec(t);
+  const host = m ? (m[1] ?? m[2]!) : t;
+  const port = m?.[3] !== undefined ? Number(m[3]) : defaultPort;
+  const family = isIP(host.replace(/%[\w.-]+$/, ''));
+  if (family === 0 || port === 0 || port > 65535) return null;
+  if (m && m[2] !== undefined && family !== 4) return null;
+  if (m && m[1] !== undefined && family !== 6) return null;
+  if (!m && family !== 6) return null;
+  return { host, port };
+}
+
+/** `192.0.2.1:53`, `[2001:db8::1]:53`: the form logs and messages use. */
+export function formatHostPort(a: HostPort): string {
+  return a.host.includes(':') ? `[${a.host}]:${a.port}` : `${a.host}:${a.port}`;
+}
+
+/** `10.0.0.0/8`, `fc00::/7`; a bare address is a range of one. */
+export function parseCidr(text: string): Cidr | null {
+  const m = /^([^/]+)(?:\/(\d{1,3}))?$/.exec(text.trim());
+  if (!m) return null;
+  const family = isIP(m[1]!);
+  if (family === 0) return null;
+  const max = family === 4 ? 32 : 128;
+  const prefix = m[2] === undefined ? max : Number(m[2]);
+  if (prefix > max) return null;
+  return { address: m[1]!, prefix, family: family === 4 ? 'ipv4' : 'ipv6' };
 }
 
 /** Consul's CLI accepts `host:port`, `http://host:port` and `https://host:port`. */

@@ -10,9 +10,10 @@
  *    snapshot does not hold yet (a service watched on demand, another datacenter), the source is
  *    asked for it and the question answered again once it arrives; past --fetch-timeout, SERVFAIL.
  *    Only that path is asynchronous: everything the snapshot holds is answered synchronously.
- * 4. Nobody answered: REFUSED (forwarding plugs in here, as the next link).
- * The reply is then fitted to the client's size: its EDNS size over UDP (512 without EDNS), capped
- * by --max-udp-size, and 65535 over TCP.
+ * 4. Nobody answered: the forwarder, for clients allowed recursion (--allow-recursion) when there
+ *    are upstreams; SERVFAIL when every upstream failed. Everyone else: REFUSED.
+ * Every reply is fitted to the client's size: its EDNS size over UDP (512 without EDNS), capped by
+ * --max-udp-size, and 65535 over TCP. RA is set exactly for the clients whose names are forwarded.
  */
 
 import type { Logger } from 'pino';
@@ -20,8 +21,9 @@ import { isPending, type Answerer, type Pending } from './answer/answerer.js';
 import type { CatalogSource } from './catalog/source.js';
 import type { CatalogStore } from './catalog/store.js';
 import { encodeReply, type Reply } from './dns/codec.js';
-import { MAX_TCP_SIZE, MIN_UDP_SIZE, Rcode, RRClass } from './dns/constants.js';
+import { Flag, MAX_TCP_SIZE, MIN_UDP_SIZE, Rcode, RRClass } from './dns/constants.js';
 import { errorReply, readQuery, type Query } from './dns/wire.js';
+import type { Forwarder } from './forward/forwarder.js';
 
 export type Transport = 'udp' | 'tcp';
 
@@ -49,6 +51,10 @@ export interface ResolverOptions {
   queryLog: boolean;
   /** How long a question waits for data being fetched before SERVFAIL (--fetch-timeout), ms. */
   fetchTimeoutMs: number;
+  /** Where other names go; null when there are no upstreams (then REFUSED). */
+  forwarder: Pick<Forwarder, 'forward'> | null;
+  /** Whether a client address may have names forwarded. */
+  recursionAllowed: (address: string) => boolean;
 }
 
 const AXFR = 252;
@@ -60,20 +66,50 @@ function bare(rcode: number): Reply {
   return { rcode, authoritative: false, recursionAvailable: false, answers: NO_RECORDS, authority: NO_RECORDS, additional: NO_RECORDS };
 }
 
-export function createResolver({ answerer, store, source, log, maxUdpSize, queryLog, fetchTimeoutMs }: ResolverOptions): DnsHandler {
+export function createResolver(options: ResolverOptions): DnsHandler {
+  const { answerer, store, source, log, maxUdpSize, queryLog, fetchTimeoutMs, forwarder, recursionAllowed } = options;
   const queries = log.child({ component: 'query' });
 
+  const maxSize = (query: Query, transport: Transport): number =>
+    transport === 'tcp' ? MAX_TCP_SIZE : Math.min(query.edns?.udpSize ?? MIN_UDP_SIZE, maxUdpSize);
+
+  /** Recursion is available to this client: there is somewhere to forward to, and it may. */
+  const recursive = (client: Client): boolean => forwarder !== null && recursionAllowed(client.address);
+
+  function logQuery(query: Query, out: Buffer, rcode: number, transport: Transport, client: Client, forwarded: boolean): void {
+    // Wire data goes under its own keys: the name is untrusted and JSON-escaped by pino.
+    queries.info(
+      {
+        client: client.address,
+        port: client.port,
+        transport,
+        name: query.name,
+        type: query.type,
+        rcode,
+        answers: out.readUInt16BE(6),
+        size: out.length,
+        tc: (out.readUInt16BE(2) & Flag.TC) !== 0,
+        ...(forwarded && { forwarded }),
+      },
+      'query',
+    );
+  }
+
   function finish(query: Query, packet: Buffer, reply: Reply, transport: Transport, client: Client): Buffer {
-    const maxSize = transport === 'tcp' ? MAX_TCP_SIZE : Math.min(query.edns?.udpSize ?? MIN_UDP_SIZE, maxUdpSize);
-    const out = encodeReply(query, packet, reply, maxSize);
-    if (queryLog) {
-      // Wire data goes under its own keys: the name is untrusted and JSON-escaped by pino.
-      queries.info(
-        { client: client.address, port: client.port, transport, name: query.name, type: query.type, rcode: reply.rcode, answers: out.readUInt16BE(6), size: out.length, tc: (out.readUInt16BE(2) & 0x0200) !== 0 },
-        'query',
-      );
-    }
+    const ra = recursive(client);
+    const out = encodeReply(query, packet, ra === reply.recursionAvailable ? reply : { ...reply, recursionAvailable: ra }, maxSize(query, transport));
+    if (queryLog) logQuery(query, out, reply.rcode, transport, client, false);
     return out;
+  }
+
+  function forwarded(query: Query, packet: Buffer, transport: Transport, client: Client): Buffer | Promise<Buffer | null> {
+    const done = (out: Buffer | null): Buffer => {
+      if (out === null) return finish(query, packet, bare(Rcode.SERVFAIL), transport, client);
+      if (queryLog) logQuery(query, out, out.readUInt16BE(2) & 0xf, transport, client, true);
+      return out;
+    };
+    const out = forwarder!.forward(query, packet, transport, maxSize(query, transport));
+    return out instanceof Promise ? out.then(done) : done(out);
   }
 
   /** Waits (bounded) for the pending data, then answers from the snapshot that holds it. */
@@ -114,7 +150,13 @@ export function createResolver({ answerer, store, source, log, maxUdpSize, query
       if (query.edns && query.edns.version !== 0) reply = bare(Rcode.BADVERS);
       else if (query.class !== RRClass.IN && query.class !== RRClass.ANY) reply = bare(Rcode.REFUSED);
       else if (query.type === AXFR || query.type === IXFR) reply = bare(Rcode.REFUSED);
-      else reply = answerer.answer(query, store.current()) ?? bare(Rcode.REFUSED);
+      else {
+        reply = answerer.answer(query, store.current());
+        if (reply === null) {
+          if (recursive(client)) return forwarded(query, packet, transport, client);
+          reply = bare(Rcode.REFUSED);
+        }
+      }
       if (isPending(reply)) return afterFetch(query, packet, reply, transport, client);
       return finish(query, packet, reply, transport, client);
     } catch (err) {

@@ -12,7 +12,10 @@ import { ConsulSource } from './catalog/consul-source.js';
 import { FileSource } from './catalog/file-source.js';
 import type { CatalogSource } from './catalog/source.js';
 import { CatalogStore } from './catalog/store.js';
-import type { Config, ListenAddress } from './config.js';
+import { formatHostPort, type Config, type ListenAddress } from './config.js';
+import { recursionAcl } from './forward/allow.js';
+import { Forwarder } from './forward/forwarder.js';
+import { chooseUpstreams } from './forward/resolv-conf.js';
 import { parseIp } from './ip.js';
 import { listenTcp, type TcpListener } from './listen/tcp.js';
 import { listenUdp, type UdpListener } from './listen/udp.js';
@@ -28,6 +31,8 @@ export interface ServerOptions {
   now?: () => number;
   /** Debounce of catalog file change events, ms. */
   reloadDebounceMs?: number;
+  /** How often an unhealthy upstream is probed, ms (tests shorten it). */
+  upstreamProbeIntervalMs?: number;
 }
 
 export interface BoundAddress {
@@ -39,6 +44,7 @@ export class SvcdnsServer {
   private constructor(
     readonly store: CatalogStore,
     readonly source: CatalogSource,
+    readonly forwarder: Forwarder | null,
     readonly handler: DnsHandler,
     readonly addresses: readonly BoundAddress[],
     private readonly listeners: readonly (UdpListener | TcpListener)[],
@@ -48,6 +54,7 @@ export class SvcdnsServer {
   /** Loads the catalog, then binds every listen address (UDP and TCP on the same port). */
   static async start(options: ServerOptions): Promise<SvcdnsServer> {
     const { config, log } = options;
+    const forwarder = await createForwarder(options);
     const store = new CatalogStore({ now: options.now, onlyPassing: config.onlyPassing });
     const source = await createSource(options);
     await source.start(store);
@@ -66,6 +73,8 @@ export class SvcdnsServer {
       }),
     });
     const handler = createResolver({
+      forwarder,
+      recursionAllowed: recursionAcl(config.forward.allowRecursion),
       answerer,
       store,
       source,
@@ -85,15 +94,17 @@ export class SvcdnsServer {
       }
     } catch (err) {
       await Promise.all(listeners.map((l) => l.close()));
+      forwarder?.close();
       await source.stop();
       throw err;
     }
-    for (const a of addresses) log.info({ address: formatAddress(a) }, 'listening (udp, tcp)');
-    return new SvcdnsServer(store, source, handler, addresses, listeners, log);
+    for (const a of addresses) log.info({ address: formatHostPort(a) }, 'listening (udp, tcp)');
+    return new SvcdnsServer(store, source, forwarder, handler, addresses, listeners, log);
   }
 
   async close(): Promise<void> {
     await Promise.all(this.listeners.map((l) => l.close()));
+    this.forwarder?.close();
     await this.source.stop();
     this.log.info('stopped');
   }
@@ -133,6 +144,31 @@ async function createSource({ config, log, reloadDebounceMs }: ServerOptions): P
   return new FileSource({ path, defaultDatacenter: config.datacenter, log, debounceMs: reloadDebounceMs });
 }
 
+/** The forwarder for names outside the Consul domain, or null when there is no upstream. */
+async function createForwarder({ config, log, now, upstreamProbeIntervalMs }: ServerOptions): Promise<Forwarder | null> {
+  const f = config.forward;
+  const choice = await chooseUpstreams(f.upstreams, f.resolvConf, config.listen, (path) => readFile(path, 'utf8'));
+  if (choice.leftOut.length > 0) log.info({ from: choice.from, leftOut: choice.leftOut }, 'nameservers left out of the upstreams');
+  if (choice.none !== undefined) {
+    // Warn when forwarding was meant to happen but cannot: the file is unreadable or names only svcdns.
+    const level = choice.unusable ? 'warn' : 'info';
+    log[level](`no upstream resolvers (${choice.none}): names outside the Consul domain get REFUSED; give --upstream IP[:PORT] to forward them`);
+    return null;
+  }
+  log.info({ upstreams: choice.upstreams.map(formatHostPort), from: choice.from, policy: f.policy }, 'forwarding other names');
+  return new Forwarder({
+    upstreams: choice.upstreams,
+    policy: f.policy,
+    timeoutMs: f.timeoutMs,
+    maxInflight: f.maxInflight,
+    cacheSize: f.cacheSize,
+    cacheMaxTtl: f.cacheMaxTtl,
+    log,
+    ...(now && { now }),
+    ...(upstreamProbeIntervalMs !== undefined && { probeIntervalMs: upstreamProbeIntervalMs }),
+  });
+}
+
 /** Reads a token, key or certificate file; errors name the file, never its contents. */
 async function readSecret(path: string, what: string): Promise<string> {
   try {
@@ -164,13 +200,10 @@ async function bindPair(at: ListenAddress, handler: DnsHandler, config: Config, 
 /** Turns a bind failure into a message that says what to do about it. */
 function listenError(at: ListenAddress, transport: 'udp' | 'tcp', err: unknown): Error {
   const code = (err as NodeJS.ErrnoException).code;
-  const where = `cannot listen on ${formatAddress(at)} (${transport})`;
+  const where = `cannot listen on ${formatHostPort(at)} (${transport})`;
   if (code === 'EADDRINUSE') return new Error(`${where}: address already in use`, { cause: err });
   if (code === 'EACCES') return new Error(`${where}: permission denied (ports below 1024 need root or CAP_NET_BIND_SERVICE)`, { cause: err });
   if (code === 'EADDRNOTAVAIL') return new Error(`${where}: no such local address`, { cause: err });
   return new Error(`${where}: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
 }
 
-export function formatAddress(a: BoundAddress): string {
-  return a.host.includes(':') ? `[${a.host}]:${a.port}` : `${a.host}:${a.port}`;
-}

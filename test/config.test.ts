@@ -30,7 +30,85 @@ test('defaults', () => {
     queryLog: false,
     onlyPassing: false,
     consul: null,
+    forward: {
+      upstreams: null,
+      resolvConf: '/etc/resolv.conf',
+      policy: 'sequential',
+      timeoutMs: 2000,
+      maxInflight: 1000,
+      cacheSize: 10000,
+      cacheMaxTtl: 3600,
+      allowRecursion: [
+        { address: '127.0.0.0', prefix: 8, family: 'ipv4' },
+        { address: '::1', prefix: 128, family: 'ipv6' },
+        { address: '10.0.0.0', prefix: 8, family: 'ipv4' },
+        { address: '172.16.0.0', prefix: 12, family: 'ipv4' },
+        { address: '192.168.0.0', prefix: 16, family: 'ipv4' },
+        { address: '100.64.0.0', prefix: 10, family: 'ipv4' },
+        { address: 'fc00::', prefix: 7, family: 'ipv6' },
+      ],
+    },
   });
+});
+
+test('forwarding keys: upstreams as IP[:PORT] (IPv6 bare, bracketed, or with a zone), CIDR lists', () => {
+  const config = resolveConfig({
+    flags: {
+      upstream: ['192.0.2.1', '192.0.2.2:5353', '[2001:db8::1]:5300', '2001:db8::2', 'fe80::1%eth0'],
+      'allow-recursion': ['10.1.0.0/16', '2001:db8::/32', '192.0.2.7'],
+      'upstream-policy': 'round-robin',
+      'upstream-timeout': '500ms',
+      'cache-size': '0',
+      'cache-max-ttl': '60',
+    },
+    env: { SVCDNS_RESOLV_CONF: '/tmp/resolv.conf' },
+  }).forward;
+  assert.deepEqual(config.upstreams, [
+    { host: '192.0.2.1', port: 53 },
+    { host: '192.0.2.2', port: 5353 },
+    { host: '2001:db8::1', port: 5300 },
+    { host: '2001:db8::2', port: 53 },
+    { host: 'fe80::1%eth0', port: 53 },
+  ]);
+  assert.deepEqual(config.allowRecursion, [
+    { address: '10.1.0.0', prefix: 16, family: 'ipv4' },
+    { address: '2001:db8::', prefix: 32, family: 'ipv6' },
+    { address: '192.0.2.7', prefix: 32, family: 'ipv4' },
+  ]);
+  assert.equal(config.resolvConf, '/tmp/resolv.conf');
+  assert.equal(config.policy, 'round-robin');
+  assert.equal(config.timeoutMs, 500);
+  assert.equal(config.cacheSize, 0);
+  assert.equal(config.cacheMaxTtl, 60);
+  assert.deepEqual(resolveConfig({ flags: {}, env: { SVCDNS_UPSTREAM: '192.0.2.1, 192.0.2.2:54' } }).forward.upstreams, [
+    { host: '192.0.2.1', port: 53 },
+    { host: '192.0.2.2', port: 54 },
+  ]);
+});
+
+test('bad forwarding keys are each named', () => {
+  assert.deepEqual(
+    problems({
+      flags: {
+        upstream: ['dns.google', '192.0.2.1:0', '[192.0.2.1]:53', '2001:db8::1:53:99999'],
+        'allow-recursion': ['10.0.0.0/33', 'everyone'],
+        'upstream-policy': 'fastest',
+        'upstream-timeout': '0s',
+        'cache-size': '-1',
+      },
+    }),
+    [
+      'upstream: "dns.google" is not IP[:PORT] (IPv6 as [::1]:53; hostnames cannot be used, resolving them would need DNS)',
+      'upstream: "192.0.2.1:0" is not IP[:PORT] (IPv6 as [::1]:53; hostnames cannot be used, resolving them would need DNS)',
+      'upstream: "[192.0.2.1]:53" is not IP[:PORT] (IPv6 as [::1]:53; hostnames cannot be used, resolving them would need DNS)',
+      'upstream: "2001:db8::1:53:99999" is not IP[:PORT] (IPv6 as [::1]:53; hostnames cannot be used, resolving them would need DNS)',
+      'upstream-policy: must be one of sequential, random, round-robin (got "fastest")',
+      'upstream-timeout: must be more than 0',
+      'cache-size: must be a whole number from 0 to 10000000 (got "-1")',
+      'allow-recursion: "10.0.0.0/33" is not an address range such as 10.0.0.0/8 or fc00::/7',
+      'allow-recursion: "everyone" is not an address range such as 10.0.0.0/8 or fc00::/7',
+    ],
+  );
 });
 
 test('precedence: defaults < file < env < flags; lists from env are comma-separated', () => {

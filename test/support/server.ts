@@ -27,6 +27,7 @@ export interface StartOptions {
   /** Extra config keys, as flags would give them. */
   flags?: RawConfig;
   now?: () => number;
+  upstreamProbeIntervalMs?: number;
 }
 
 /** Fixed clock for tests: SOA serials become predictable (2024-01-01T00:00:00Z). */
@@ -36,7 +37,8 @@ export const TEST_SERIAL = TEST_NOW_MS / 1000;
 export async function startServer(options: StartOptions = {}): Promise<TestServer> {
   const dir = await mkdtemp(join(tmpdir(), 'svcdns-test-'));
   const catalogPath = join(dir, 'catalog.yaml');
-  const flags: RawConfig = { listen: ['127.0.0.1:0'], ...options.flags };
+  // No test forwards to the machine's real resolvers: upstreams only where a test gives them.
+  const flags: RawConfig = { listen: ['127.0.0.1:0'], 'resolv-conf': '/dev/null', ...options.flags };
   if (options.catalog !== undefined) {
     await writeFile(catalogPath, options.catalog);
     flags.catalog = catalogPath;
@@ -48,7 +50,7 @@ export async function startServer(options: StartOptions = {}): Promise<TestServe
     : pino({ level: process.env.TEST_LOG_LEVEL ?? 'silent' });
   let server: SvcdnsServer;
   try {
-    server = await SvcdnsServer.start({ config, log, now: options.now ?? (() => TEST_NOW_MS), reloadDebounceMs: 10 });
+    server = await SvcdnsServer.start({ config, log, now: options.now ?? (() => TEST_NOW_MS), reloadDebounceMs: 10, upstreamProbeIntervalMs: options.upstreamProbeIntervalMs });
   } catch (err) {
     await rm(dir, { recursive: true, force: true });
     throw err;

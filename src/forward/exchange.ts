@@ -1,0 +1,101 @@
+/**
+ * One question to one upstream, over UDP or TCP, bounded by a timeout. Never rejects.
+ *
+ * UDP uses a new socket per question, so every question leaves from a fresh kernel-chosen random
+ * port, and the socket is connected to the upstream: the kernel then drops datagrams from any other
+ * address and port, and reports ICMP port-unreachable as ECONNREFUSED (a dead upstream is known at
+ * once instead of at the timeout). A datagram that is not the answer to our question (wrong ID or
+ * question) is ignored and the wait goes on: it may be forged, and the real answer may still come.
+ */
+
+import { createSocket } from 'node:dgram';
+import { isIP, Socket as TcpSocket } from 'node:net';
+import type { HostPort } from '../config.js';
+import { checkUpstreamReply, type UpstreamMessage } from './message.js';
+
+export type Outcome =
+  | { kind: 'reply'; message: UpstreamMessage }
+  /** `fallback`: a truncated answer this upstream did give, for when no upstream gives a whole one. */
+  | { kind: 'failed'; reason: string; fallback?: UpstreamMessage };
+
+function bareHost(host: string): string {
+  return host.replace(/%[\w.-]+$/, '');
+}
+
+function familyOf(host: string): 4 | 6 {
+  return isIP(bareHost(host)) === 6 ? 6 : 4;
+}
+
+function errorReason(err: unknown): string {
+  const e = err as NodeJS.ErrnoException;
+  return e.code ?? e.message ?? String(err);
+}
+
+/**
+ * The one way an exchange ends: the first outcome (or the timeout) wins, and the timer and the
+ * socket go with it. `settled()` tells callbacks that arrive later to do nothing.
+ */
+function settleOnce(resolve: (o: Outcome) => void, timeoutMs: number, release: () => void): { finish: (o: Outcome) => void; settled: () => boolean } {
+  let done = false;
+  const finish = (outcome: Outcome): void => {
+    if (done) return;
+    done = true;
+    clearTimeout(timer);
+    release();
+    resolve(outcome);
+  };
+  const timer = setTimeout(() => finish({ kind: 'failed', reason: 'timeout' }), timeoutMs);
+  return { finish, settled: () => done };
+}
+
+export function exchangeUdp(upstream: HostPort, query: Buffer, timeoutMs: number, maxTtl: number): Promise<Outcome> {
+  return new Promise((resolve) => {
+    const family = familyOf(upstream.host);
+    const socket = createSocket({ type: family === 6 ? 'udp6' : 'udp4', lookup: (address, _o, cb) => cb(null, address, family) });
+    const { finish, settled } = settleOnce(resolve, timeoutMs, () => socket.close());
+    socket.on('error', (err) => finish({ kind: 'failed', reason: errorReason(err) }));
+    socket.on('message', (packet, from) => {
+      if (from.port !== upstream.port || bareHost(from.address) !== bareHost(upstream.host)) return;
+      const check = checkUpstreamReply(packet, query, maxTtl);
+      if (check.kind === 'ok') finish({ kind: 'reply', message: check.message });
+      else if (check.kind === 'malformed') finish({ kind: 'failed', reason: `malformed reply (${check.reason})` });
+    });
+    try {
+      socket.connect(upstream.port, upstream.host, () => {
+        if (settled()) return;
+        socket.send(query, (err) => err && finish({ kind: 'failed', reason: errorReason(err) }));
+      });
+    } catch (err) {
+      finish({ kind: 'failed', reason: errorReason(err) });
+    }
+  });
+}
+
+/** Over TCP the connection is ours alone: anything but our answer ends the exchange as a failure. */
+export function exchangeTcp(upstream: HostPort, query: Buffer, timeoutMs: number, maxTtl: number): Promise<Outcome> {
+  return new Promise((resolve) => {
+    const socket = new TcpSocket();
+    const { finish } = settleOnce(resolve, timeoutMs, () => socket.destroy());
+    const chunks: Buffer[] = [];
+    let received = 0;
+    socket.on('error', (err) => finish({ kind: 'failed', reason: errorReason(err) }));
+    socket.on('close', () => finish({ kind: 'failed', reason: 'connection closed before the answer' }));
+    socket.on('data', (chunk: Buffer) => {
+      chunks.push(chunk);
+      received += chunk.length;
+      if (received < 2) return;
+      const all = chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks);
+      chunks.length = 0;
+      chunks.push(all);
+      const length = all.readUInt16BE(0);
+      if (received < 2 + length) return;
+      const check = checkUpstreamReply(all.subarray(2, 2 + length), query, maxTtl);
+      if (check.kind === 'ok') finish({ kind: 'reply', message: check.message });
+      else finish({ kind: 'failed', reason: `${check.kind} reply over TCP (${check.reason})` });
+    });
+    const frame = Buffer.allocUnsafe(2 + query.length);
+    frame.writeUInt16BE(query.length, 0);
+    query.copy(frame, 2);
+    socket.connect({ host: upstream.host, port: upstream.port, noDelay: true }, () => socket.write(frame));
+  });
+}

@@ -1,0 +1,115 @@
+/**
+ * The upstream resolvers, their health, and the order in which one question tries them.
+ *
+ * Health: an upstream that fails `FAILURES_TO_UNHEALTHY` questions in a row (timeout, network error,
+ * malformed reply; any well-formed reply, REFUSED included, shows it is up) is unhealthy: it is tried only after every healthy one, and probed with
+ * a `. NS` question every `probeIntervalMs` until it answers; one good answer, probe or real, makes
+ * it healthy again. Each change of state is logged once.
+ */
+
+import type { Logger } from 'pino';
+import { formatHostPort, type HostPort } from '../config.js';
+
+export type UpstreamPolicy = 'sequential' | 'random' | 'round-robin';
+
+export const FAILURES_TO_UNHEALTHY = 3;
+
+export interface Upstream {
+  readonly address: HostPort;
+  /** `192.0.2.1:53`, `[2001:db8::1]:53`, for logs. */
+  readonly label: string;
+  failures: number;
+  healthy: boolean;
+}
+
+export interface UpstreamSetOptions {
+  policy: UpstreamPolicy;
+  log: Logger;
+  /** Asks one upstream a question that any working resolver answers; true when it did. */
+  probe: (upstream: Upstream) => Promise<boolean>;
+  probeIntervalMs: number;
+  random?: () => number;
+}
+
+export class UpstreamSet {
+  readonly all: readonly Upstream[];
+  private next = 0;
+  private probeTimer: NodeJS.Timeout | undefined;
+  private probing = false;
+  private closed = false;
+
+  constructor(
+    addresses: readonly HostPort[],
+    private readonly options: UpstreamSetOptions,
+  ) {
+    this.all = addresses.map((address) => ({ address, label: formatHostPort(address), failures: 0, healthy: true }));
+  }
+
+  /** The order one question tries the upstreams: healthy ones by the policy, then the unhealthy. */
+  order(): Upstream[] {
+    const list = [...this.all];
+    if (this.options.policy === 'round-robin' && list.length > 1) {
+      const start = this.next++ % list.length;
+      list.push(...list.splice(0, start));
+    } else if (this.options.policy === 'random') {
+      const random = this.options.random ?? Math.random;
+      for (let i = list.length - 1; i > 0; i--) {
+        const j = Math.floor(random() * (i + 1));
+        [list[i], list[j]] = [list[j]!, list[i]!];
+      }
+    }
+    return [...list.filter((u) => u.healthy), ...list.filter((u) => !u.healthy)];
+  }
+
+  succeeded(upstream: Upstream): void {
+    upstream.failures = 0;
+    if (!upstream.healthy) {
+      upstream.healthy = true;
+      this.options.log.info({ upstream: upstream.label }, 'upstream is answering again');
+    }
+  }
+
+  failed(upstream: Upstream, reason: string): void {
+    upstream.failures++;
+    this.options.log.debug({ upstream: upstream.label, reason }, 'upstream try failed');
+    if (upstream.healthy && upstream.failures >= FAILURES_TO_UNHEALTHY) {
+      upstream.healthy = false;
+      this.options.log.warn(
+        { upstream: upstream.label, reason, failures: upstream.failures },
+        'upstream marked unhealthy: tried last until it answers a probe',
+      );
+      this.scheduleProbe();
+    }
+  }
+
+  close(): void {
+    this.closed = true;
+    clearTimeout(this.probeTimer);
+  }
+
+  private scheduleProbe(): void {
+    if (this.closed || this.probeTimer !== undefined) return;
+    this.probeTimer = setTimeout(() => {
+      this.probeTimer = undefined;
+      void this.probeUnhealthy();
+    }, this.options.probeIntervalMs);
+    this.probeTimer.unref();
+  }
+
+  private async probeUnhealthy(): Promise<void> {
+    if (this.probing || this.closed) return;
+    this.probing = true;
+    try {
+      await Promise.all(
+        this.all
+          .filter((u) => !u.healthy)
+          .map(async (u) => {
+            if (await this.options.probe(u)) this.succeeded(u);
+          }),
+      );
+    } finally {
+      this.probing = false;
+    }
+    if (this.all.some((u) => !u.healthy)) this.scheduleProbe();
+  }
+}
