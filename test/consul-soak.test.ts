@@ -20,6 +20,7 @@ import type { Answer, DecodedPacket } from 'dns-packet';
 import { ConsulSim, type CheckStatus } from './support/consul-sim.js';
 import { buildQuery, decode, frame, tcpExchange, udpExchange } from './support/client.js';
 import { eventually } from './support/eventually.js';
+import { mulberry32 } from './support/random.js';
 import { startServer, type TestServer } from './support/server.js';
 
 // ---------------------------------------------------------------------------------------------
@@ -58,17 +59,6 @@ function soakSeed(): number {
   return (Date.now() ^ (process.pid << 12)) >>> 0;
 }
 
-/** mulberry32: a tiny, fast, well-distributed 32-bit PRNG. */
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 class Rng {
   private readonly next: () => number;

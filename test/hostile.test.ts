@@ -20,6 +20,7 @@ import { test, type TestContext } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { OptAnswer } from 'dns-packet';
 import { buildQuery, decode, frame, tcpExchange, udpExchange, zoneLines } from './support/client.js';
+import { Rng } from './support/random.js';
 import { startServer, type TestServer } from './support/server.js';
 
 // ---------------------------------------------------------------------------------------------
@@ -695,38 +696,6 @@ void test('TCP: idle connections are closed by the server (tcp-idle-timeout 1 s)
 
 const SEED = Number(process.env.SVCDNS_FUZZ_SEED ?? 0x5eed_d0c5) >>> 0;
 
-/** mulberry32: a tiny seeded PRNG, so every fuzz run can be replayed from its seed. */
-class Rng {
-  private state: number;
-
-  constructor(seed: number) {
-    this.state = seed >>> 0;
-  }
-
-  /** Uniform in [0, 1). */
-  next(): number {
-    this.state = (this.state + 0x6d2b79f5) >>> 0;
-    let t = this.state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  }
-
-  /** Integer in [0, n). */
-  int(n: number): number {
-    return Math.floor(this.next() * n);
-  }
-
-  pick<T>(items: readonly T[]): T {
-    return items[this.int(items.length)]!;
-  }
-
-  bytes(n: number): Buffer {
-    const b = Buffer.alloc(n);
-    for (let i = 0; i < n; i++) b[i] = this.int(256);
-    return b;
-  }
-}
 
 const FUZZ_SEEDS: readonly Buffer[] = [
   buildQuery('web.service.consul', 'A'),
