@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 /**
  * The svcdns command: parse flags, resolve the configuration, start the server, and stop cleanly on
- * SIGINT/SIGTERM. SIGHUP reloads the catalog file. A bad flag or an unusable catalog exits non-zero
+ * SIGINT/SIGTERM. SIGHUP reloads the catalog file (and resolv.conf). A bad flag or an unusable catalog exits non-zero
  * with one line on stderr saying why.
  */
 
@@ -78,8 +78,8 @@ async function main(): Promise<void> {
   );
 
   process.on('SIGHUP', () => {
-    log.info('SIGHUP: reloading the catalog');
-    void server.source.reload();
+    log.info('SIGHUP: reloading the catalog (and resolv.conf, when the upstreams come from it)');
+    void server.reload();
   });
   let stopping = false;
   const stop = (signal: string): void => {

@@ -51,8 +51,8 @@ export interface ResolverOptions {
   queryLog: boolean;
   /** How long a question waits for data being fetched before SERVFAIL (--fetch-timeout), ms. */
   fetchTimeoutMs: number;
-  /** Where other names go; null when there are no upstreams (then REFUSED). */
-  forwarder: Pick<Forwarder, 'forward'> | null;
+  /** Where other names go; while it has no upstreams (or is null), they are REFUSED. */
+  forwarder: Pick<Forwarder, 'forward' | 'available'> | null;
   /** Whether a client address may have names forwarded. */
   recursionAllowed: (address: string) => boolean;
 }
@@ -74,7 +74,7 @@ export function createResolver(options: ResolverOptions): DnsHandler {
     transport === 'tcp' ? MAX_TCP_SIZE : Math.min(query.edns?.udpSize ?? MIN_UDP_SIZE, maxUdpSize);
 
   /** Recursion is available to this client: there is somewhere to forward to, and it may. */
-  const recursive = (client: Client): boolean => forwarder !== null && recursionAllowed(client.address);
+  const recursive = (client: Client): boolean => forwarder !== null && forwarder.available && recursionAllowed(client.address);
 
   function logQuery(query: Query, out: Buffer, rcode: number, transport: Transport, client: Client, forwarded: boolean): void {
     // Wire data goes under its own keys: the name is untrusted and JSON-escaped by pino.

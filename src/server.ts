@@ -15,7 +15,7 @@ import { CatalogStore } from './catalog/store.js';
 import { formatHostPort, type Config, type ListenAddress } from './config.js';
 import { recursionAcl } from './forward/allow.js';
 import { Forwarder } from './forward/forwarder.js';
-import { chooseUpstreams } from './forward/resolv-conf.js';
+import { UpstreamSource } from './forward/upstream-source.js';
 import { parseIp } from './ip.js';
 import { listenTcp, type TcpListener } from './listen/tcp.js';
 import { listenUdp, type UdpListener } from './listen/udp.js';
@@ -44,7 +44,8 @@ export class SvcdnsServer {
   private constructor(
     readonly store: CatalogStore,
     readonly source: CatalogSource,
-    readonly forwarder: Forwarder | null,
+    readonly forwarder: Forwarder,
+    private readonly upstreamSource: UpstreamSource,
     readonly handler: DnsHandler,
     readonly addresses: readonly BoundAddress[],
     private readonly listeners: readonly (UdpListener | TcpListener)[],
@@ -54,7 +55,7 @@ export class SvcdnsServer {
   /** Loads the catalog, then binds every listen address (UDP and TCP on the same port). */
   static async start(options: ServerOptions): Promise<SvcdnsServer> {
     const { config, log } = options;
-    const forwarder = await createForwarder(options);
+    const { forwarder, upstreamSource } = await createForwarder(options);
     const store = new CatalogStore({ now: options.now, onlyPassing: config.onlyPassing });
     const source = await createSource(options);
     await source.start(store);
@@ -94,17 +95,24 @@ export class SvcdnsServer {
       }
     } catch (err) {
       await Promise.all(listeners.map((l) => l.close()));
-      forwarder?.close();
+      upstreamSource.close();
+      forwarder.close();
       await source.stop();
       throw err;
     }
     for (const a of addresses) log.info({ address: formatHostPort(a) }, 'listening (udp, tcp)');
-    return new SvcdnsServer(store, source, forwarder, handler, addresses, listeners, log);
+    return new SvcdnsServer(store, source, forwarder, upstreamSource, handler, addresses, listeners, log);
+  }
+
+  /** Re-reads what comes from files now (SIGHUP): the catalog, and resolv.conf when upstreams come from it. */
+  async reload(): Promise<void> {
+    await Promise.all([this.source.reload(), this.upstreamSource.reload()]);
   }
 
   async close(): Promise<void> {
     await Promise.all(this.listeners.map((l) => l.close()));
-    this.forwarder?.close();
+    this.upstreamSource.close();
+    this.forwarder.close();
     await this.source.stop();
     this.log.info('stopped');
   }
@@ -144,20 +152,20 @@ async function createSource({ config, log, reloadDebounceMs }: ServerOptions): P
   return new FileSource({ path, defaultDatacenter: config.datacenter, log, debounceMs: reloadDebounceMs });
 }
 
-/** The forwarder for names outside the Consul domain, or null when there is no upstream. */
-async function createForwarder({ config, log, now, upstreamProbeIntervalMs }: ServerOptions): Promise<Forwarder | null> {
+/** The forwarder for names outside the Consul domain, and the source of its upstreams. */
+async function createForwarder(options: ServerOptions): Promise<{ forwarder: Forwarder; upstreamSource: UpstreamSource }> {
+  const { config, log, now, upstreamProbeIntervalMs, reloadDebounceMs } = options;
   const f = config.forward;
-  const choice = await chooseUpstreams(f.upstreams, f.resolvConf, config.listen, (path) => readFile(path, 'utf8'));
-  if (choice.leftOut.length > 0) log.info({ from: choice.from, leftOut: choice.leftOut }, 'nameservers left out of the upstreams');
-  if (choice.none !== undefined) {
-    // Warn when forwarding was meant to happen but cannot: the file is unreadable or names only svcdns.
-    const level = choice.unusable ? 'warn' : 'info';
-    log[level](`no upstream resolvers (${choice.none}): names outside the Consul domain get REFUSED; give --upstream IP[:PORT] to forward them`);
-    return null;
-  }
-  log.info({ upstreams: choice.upstreams.map(formatHostPort), from: choice.from, policy: f.policy }, 'forwarding other names');
-  return new Forwarder({
-    upstreams: choice.upstreams,
+  const upstreamSource = new UpstreamSource({
+    given: f.upstreams,
+    resolvConf: f.resolvConf,
+    listen: config.listen,
+    log,
+    read: (path) => readFile(path, 'utf8'),
+    ...(reloadDebounceMs !== undefined && { debounceMs: reloadDebounceMs }),
+  });
+  const forwarder = new Forwarder({
+    upstreams: await upstreamSource.start(),
     policy: f.policy,
     timeoutMs: f.timeoutMs,
     maxInflight: f.maxInflight,
@@ -167,6 +175,8 @@ async function createForwarder({ config, log, now, upstreamProbeIntervalMs }: Se
     ...(now && { now }),
     ...(upstreamProbeIntervalMs !== undefined && { probeIntervalMs: upstreamProbeIntervalMs }),
   });
+  upstreamSource.onChange = (upstreams) => forwarder.setUpstreams(upstreams);
+  return { forwarder, upstreamSource };
 }
 
 /** Reads a token, key or certificate file; errors name the file, never its contents. */

@@ -95,9 +95,11 @@ test('bad forwarding keys are each named', () => {
         'upstream-policy': 'fastest',
         'upstream-timeout': '0s',
         'cache-size': '-1',
+        'resolv-conf': '',
       },
     }),
     [
+      'resolv-conf: must be a file path (got "")',
       'upstream: "dns.google" is not IP[:PORT] (IPv6 as [::1]:53; hostnames cannot be used, resolving them would need DNS)',
       'upstream: "192.0.2.1:0" is not IP[:PORT] (IPv6 as [::1]:53; hostnames cannot be used, resolving them would need DNS)',
       'upstream: "[192.0.2.1]:53" is not IP[:PORT] (IPv6 as [::1]:53; hostnames cannot be used, resolving them would need DNS)',

@@ -4,6 +4,9 @@
  */
 
 import assert from 'node:assert/strict';
+import { mkdtemp, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { test } from 'node:test';
 import * as dnsPacket from 'dns-packet';
 import { pino } from 'pino';
@@ -13,8 +16,10 @@ import { recursionAcl } from '../src/forward/allow.js';
 import { TtlLru } from '../src/forward/cache.js';
 import { buildUpstreamQuery, checkUpstreamReply, renderReply, type UpstreamMessage } from '../src/forward/message.js';
 import { chooseUpstreams, isSelf, parseResolvConf } from '../src/forward/resolv-conf.js';
+import { UpstreamSource } from '../src/forward/upstream-source.js';
 import { UpstreamSet } from '../src/forward/upstreams.js';
 import { buildQuery, decode, zoneLines } from './support/client.js';
+import { eventually } from './support/eventually.js';
 
 test('resolv.conf: nameserver lines in order, comments and other keywords ignored, non-addresses skipped', () => {
   const text = [
@@ -255,4 +260,53 @@ test('recursion ACL: CIDRs of both families, IPv4-mapped clients checked as IPv4
   assert.equal(allowed('2001:db8::1'), false);
   assert.equal(allowed('127.0.0.1'), true);
   assert.equal(allowed('127.0.0.2'), false);
+});
+
+test('resolv.conf is re-read when it is replaced; a version with no usable nameserver keeps the last good list', async (t) => {
+  const dir = await mkdtemp(join(tmpdir(), 'svcdns-resolv-'));
+  t.after(() => rm(dir, { recursive: true, force: true }));
+  const path = join(dir, 'resolv.conf');
+  /** Writes as DHCP clients and resolved do: a temp file renamed over the old one. */
+  const replace = async (text: string) => {
+    await writeFile(`${path}.tmp`, text);
+    await rename(`${path}.tmp`, path);
+  };
+  await replace('nameserver 192.0.2.1\n');
+  const logs: Record<string, unknown>[] = [];
+  const log = pino({ level: 'debug' }, { write: (line: string) => void logs.push(JSON.parse(line) as Record<string, unknown>) });
+  const source = new UpstreamSource({ given: null, resolvConf: path, listen: [{ host: '127.0.0.1', port: 53 }], log, read: (p) => readFile(p, 'utf8'), debounceMs: 10 });
+  t.after(() => source.close());
+  const changes: string[][] = [];
+  source.onChange = (list) => changes.push(list.map((u) => u.host));
+  assert.deepEqual(await source.start(), [{ host: '192.0.2.1', port: 53 }]);
+
+  await replace('# by dhclient\nnameserver 192.0.2.2\nnameserver 127.0.0.1\n');
+  await eventually(() => assert.deepEqual(changes, [['192.0.2.2']], 'the new list, svcdns itself left out'));
+  await replace('# half-written\n');
+  await eventually(() => assert.ok(logs.some((l) => l.msg === `${path} has no nameserver lines: keeping the last upstreams`), 'kept, and said so'));
+  await source.reload();
+  assert.equal(logs.filter((l) => String(l.msg).endsWith('keeping the last upstreams')).length, 1, 'said once');
+  await replace('nameserver 192.0.2.2\n');
+  await source.reload();
+  assert.deepEqual(changes, [['192.0.2.2']], 'the same list again is no change');
+  await replace('nameserver 192.0.2.3\n');
+  await eventually(() => assert.deepEqual(changes, [['192.0.2.2'], ['192.0.2.3']], 'changed again'));
+});
+
+test('--upstream lists are fixed: reload reads nothing', async () => {
+  let reads = 0;
+  const source = new UpstreamSource({
+    given: [{ host: '192.0.2.9', port: 53 }],
+    resolvConf: '/nonexistent',
+    listen: [],
+    log: pino({ level: 'silent' }),
+    read: () => {
+      reads++;
+      return Promise.resolve('');
+    },
+  });
+  assert.deepEqual(await source.start(), [{ host: '192.0.2.9', port: 53 }]);
+  await source.reload();
+  source.close();
+  assert.equal(reads, 0);
 });

@@ -7,6 +7,9 @@
 
 import assert from 'node:assert/strict';
 import { Resolver } from 'node:dns/promises';
+import { mkdtemp, rename, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { test, type TestContext } from 'node:test';
 import type * as dnsPacket from 'dns-packet';
 import { buildQuery, decode, tcpExchange, frame, udpExchange, zoneLines } from './support/client.js';
@@ -396,6 +399,25 @@ test('--query-log marks forwarded answers', async (t) => {
     ['nope.example.test', 3, 0, true],
     ['web.service.consul', 0, 3, false],
   ]);
+});
+
+test('upstreams from resolv.conf follow the file: REFUSED without RA, then forwarded with RA once it names one', async (t) => {
+  const dir = await mkdtemp(join(tmpdir(), 'svcdns-resolv-'));
+  t.after(() => rm(dir, { recursive: true, force: true }));
+  const path = join(dir, 'resolv.conf');
+  await writeFile(path, 'search example.test\n');
+  const logs: Record<string, unknown>[] = [];
+  const s = await startServer({ flags: { 'resolv-conf': path }, logs });
+  t.after(() => s.close());
+  const before = await dig(s.port, ['www.example.test', 'A']);
+  assert.deepEqual([before.status, before.flags], ['REFUSED', ['qr', 'rd']]);
+  // 127.0.0.153:53: on loopback, and nothing listens there, so the try fails at once (ICMP).
+  await writeFile(`${path}.new`, 'nameserver 127.0.0.153\n');
+  await rename(`${path}.new`, path);
+  await eventually(() => assert.ok(logs.some((l) => l.msg === 'upstreams changed'), 'the change is logged'));
+  const after = await dig(s.port, ['www.example.test', 'A']);
+  assert.deepEqual([after.status, after.flags], ['SERVFAIL', ['qr', 'rd', 'ra']], 'forwarded now (and the upstream is down)');
+  assert.deepEqual((await dig(s.port, ['web.service.consul', 'A'])).flags, ['qr', 'aa', 'rd', 'ra']);
 });
 
 test('without upstreams other names are REFUSED and RA is never set', async (t) => {

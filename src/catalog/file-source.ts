@@ -1,19 +1,19 @@
 /**
  * Catalog source: a YAML or JSON file, reloaded when it changes.
  *
- * The directory is watched rather than the file, so edits that replace the file (editors writing a
- * temp file and renaming it, Kubernetes ConfigMap `..data` symlink swaps) are seen as well as
- * in-place writes.
+ * The directory is watched rather than the file (src/watch-file.ts), so edits that replace the file
+ * (editors writing a temp file and renaming it, Kubernetes ConfigMap `..data` symlink swaps) are
+ * seen as well as in-place writes.
  * Changes are debounced, and a reload whose bytes equal the last good load publishes nothing.
  * A broken edit keeps the last good catalog serving and logs one error naming the file and every
  * problem in it; the same broken content is not logged again.
  */
 
 import { EventEmitter } from 'node:events';
-import { watch, type FSWatcher } from 'node:fs';
 import { readFile } from 'node:fs/promises';
-import { dirname, resolve } from 'node:path';
+import { resolve } from 'node:path';
 import type { Logger } from 'pino';
+import { watchFile, type FileWatch } from '../watch-file.js';
 import { CatalogFileError, parseCatalogFile } from './file-format.js';
 import type { CatalogSink, CatalogSource } from './source.js';
 
@@ -35,8 +35,7 @@ export class FileSource extends EventEmitter<{ reload: [ReloadOutcome] }> implem
   private readonly path: string;
   private readonly log: Logger;
   private sink: CatalogSink | null = null;
-  private watcher: FSWatcher | null = null;
-  private timer: NodeJS.Timeout | null = null;
+  private watcher: FileWatch | null = null;
   private lastGoodText: string | null = null;
   private lastErrorMessage: string | null = null;
   private reloading: Promise<ReloadOutcome> | null = null;
@@ -60,8 +59,6 @@ export class FileSource extends EventEmitter<{ reload: [ReloadOutcome] }> implem
     this.sink = null;
     this.watcher?.close();
     this.watcher = null;
-    if (this.timer) clearTimeout(this.timer);
-    this.timer = null;
     await this.reloading;
   }
 
@@ -123,20 +120,9 @@ export class FileSource extends EventEmitter<{ reload: [ReloadOutcome] }> implem
    * names the file itself. Reloading unchanged bytes publishes nothing, so this costs one read.
    */
   private watch(): void {
-    const debounceMs = this.options.debounceMs ?? 50;
-    try {
-      this.watcher = watch(dirname(this.path), { persistent: false }, () => {
-        if (this.timer) clearTimeout(this.timer);
-        this.timer = setTimeout(() => {
-          this.timer = null;
-          void this.reload();
-        }, debounceMs);
-      });
-      this.watcher.on('error', (err) => {
-        this.log.warn({ file: this.path, err }, 'catalog file watch failed; reload with SIGHUP');
-      });
-    } catch (err) {
-      this.log.warn({ file: this.path, err }, 'catalog file cannot be watched; reload with SIGHUP');
-    }
+    this.watcher = watchFile(this.path, () => void this.reload(), {
+      debounceMs: this.options.debounceMs ?? 50,
+      onError: (err) => this.log.warn({ file: this.path, err }, 'catalog file cannot be watched; reload with SIGHUP'),
+    });
   }
 }

@@ -41,7 +41,7 @@ export interface ForwarderOptions {
 }
 
 export class Forwarder {
-  readonly upstreams: UpstreamSet;
+  private upstreams: UpstreamSet;
   private readonly cache: TtlLru<UpstreamMessage>;
   private readonly inflight = new Map<string, Promise<UpstreamMessage | null>>();
   private readonly now: () => number;
@@ -51,10 +51,25 @@ export class Forwarder {
     this.now = options.now ?? Date.now;
     this.log = options.log.child({ component: 'forward' });
     this.cache = new TtlLru(options.cacheSize, this.now);
-    this.upstreams = new UpstreamSet(options.upstreams, {
-      policy: options.policy,
+    this.upstreams = this.upstreamSet(options.upstreams);
+  }
+
+  /** There is somewhere to forward to. */
+  get available(): boolean {
+    return this.upstreams.all.length > 0;
+  }
+
+  /** A new list (resolv.conf changed): questions under way finish with the old one. */
+  setUpstreams(addresses: readonly HostPort[]): void {
+    this.upstreams.close();
+    this.upstreams = this.upstreamSet(addresses);
+  }
+
+  private upstreamSet(addresses: readonly HostPort[]): UpstreamSet {
+    return new UpstreamSet(addresses, {
+      policy: this.options.policy,
       log: this.log,
-      probeIntervalMs: options.probeIntervalMs ?? 5000,
+      probeIntervalMs: this.options.probeIntervalMs ?? 5000,
       probe: (u) => this.probe(u),
     });
   }
@@ -115,22 +130,23 @@ export class Forwarder {
   /** Tries the upstreams in order; the first NOERROR or NXDOMAIN wins. */
   private async resolve(query: Query, packet: Buffer, transport: Transport): Promise<UpstreamMessage | null> {
     let fallback: UpstreamMessage | null = null;
-    for (const upstream of this.upstreams.order()) {
+    const upstreams = this.upstreams;
+    for (const upstream of upstreams.order()) {
       const outcome = await this.ask(upstream, query, packet, transport);
       if (outcome.kind === 'failed') {
-        this.upstreams.failed(upstream, outcome.reason);
+        upstreams.failed(upstream, outcome.reason);
         fallback ??= outcome.fallback ?? null;
         continue;
       }
       const { rcode } = outcome.message;
       if (rcode === Rcode.NOERROR || rcode === Rcode.NXDOMAIN) {
-        this.upstreams.succeeded(upstream);
+        upstreams.succeeded(upstream);
         return outcome.message;
       }
       // SERVFAIL, REFUSED and the like come from a live upstream that will not answer this name
       // (split DNS: dnsmasq or an authoritative server refuses names it does not serve), so they
       // fail over for this question only and say nothing against the upstream's health.
-      this.upstreams.succeeded(upstream);
+      upstreams.succeeded(upstream);
       this.log.debug({ upstream: upstream.label, rcode, name: query.name, type: query.type }, 'upstream could not answer; trying the next');
     }
     // No whole answer anywhere: a truncated one (TC set) still gives the client every record it holds.

@@ -1,0 +1,81 @@
+/**
+ * Where the forwarder's upstreams come from, kept current: --upstream as given, or the nameservers
+ * of a resolv.conf file, re-read when the file changes (DHCP clients, NetworkManager and
+ * systemd-resolved rewrite it) and on SIGHUP. A re-read that finds no usable nameserver (the file
+ * half-written, unreadable, or naming only svcdns) keeps the last good upstreams and says so once.
+ */
+
+import type { Logger } from 'pino';
+import { formatHostPort, type HostPort, type ListenAddress } from '../config.js';
+import { watchFile, type FileWatch } from '../watch-file.js';
+import { chooseUpstreams } from './resolv-conf.js';
+
+export interface UpstreamSourceOptions {
+  /** --upstream, or null for the resolv.conf file. */
+  given: readonly HostPort[] | null;
+  resolvConf: string;
+  listen: readonly ListenAddress[];
+  log: Logger;
+  read: (path: string) => Promise<string>;
+  /** Watch the resolv.conf file (default true). */
+  watch?: boolean;
+  debounceMs?: number;
+}
+
+export class UpstreamSource {
+  /** Called with the new list when it changes after start. */
+  onChange: (upstreams: readonly HostPort[]) => void = () => {};
+  private current: HostPort[] = [];
+  private lastProblem: string | null = null;
+  private watcher: FileWatch | null = null;
+  private closed = false;
+
+  constructor(private readonly options: UpstreamSourceOptions) {}
+
+  /** The first list (possibly empty: then other names are REFUSED); throws when --upstream would loop. */
+  async start(): Promise<readonly HostPort[]> {
+    const { given, resolvConf, listen, log, read } = this.options;
+    const choice = await chooseUpstreams(given, resolvConf, listen, read);
+    if (choice.leftOut.length > 0) log.info({ from: choice.from, leftOut: choice.leftOut }, 'nameservers left out of the upstreams');
+    if (choice.none !== undefined) {
+      // Warn when forwarding was meant to happen but cannot: the file is unreadable or names only svcdns.
+      log[choice.unusable ? 'warn' : 'info'](
+        `no upstream resolvers (${choice.none}): names outside the Consul domain get REFUSED; give --upstream IP[:PORT] to forward them`,
+      );
+    } else log.info({ upstreams: choice.upstreams.map(formatHostPort), from: choice.from }, 'forwarding other names');
+    this.current = choice.upstreams;
+    if (given === null && this.options.watch !== false) {
+      this.watcher = watchFile(resolvConf, () => void this.reload(), {
+        debounceMs: this.options.debounceMs ?? 100,
+        onError: (err) => log.warn({ file: resolvConf, err }, 'resolv.conf cannot be watched; re-read it with SIGHUP'),
+      });
+    }
+    return this.current;
+  }
+
+  /** Re-reads the resolv.conf file (nothing to do for --upstream). */
+  async reload(): Promise<void> {
+    const { given, resolvConf, listen, log, read } = this.options;
+    if (given !== null || this.closed) return;
+    const choice = await chooseUpstreams(null, resolvConf, listen, read);
+    if (this.closed) return;
+    if (choice.none !== undefined) {
+      if (this.current.length > 0 && this.lastProblem !== choice.none) {
+        log.warn({ upstreams: this.current.map(formatHostPort) }, `${choice.none}: keeping the last upstreams`);
+      }
+      this.lastProblem = choice.none;
+      return;
+    }
+    this.lastProblem = null;
+    const next = choice.upstreams;
+    if (next.length === this.current.length && next.every((u, i) => formatHostPort(u) === formatHostPort(this.current[i]!))) return;
+    this.current = next;
+    log.info({ upstreams: next.map(formatHostPort), from: resolvConf, leftOut: choice.leftOut }, 'upstreams changed');
+    this.onChange(next);
+  }
+
+  close(): void {
+    this.closed = true;
+    this.watcher?.close();
+  }
+}
