@@ -1,7 +1,7 @@
 /**
  * TCP listener: RFC 1035 4.2.2 / RFC 7766 framing (2-byte length prefix), several queries per
- * connection answered in order, an idle timeout, and back-pressure (no answering while the client
- * is not reading our replies). Garbage can only cost a connection slot until the idle timeout.
+ * connection answered concurrently and replied to in order, an idle timeout, and back-pressure (no
+ * reading while the client is not reading our replies, or while too many answers are outstanding). Garbage can only cost a connection slot until the idle timeout.
  */
 
 import { createServer, type Server, type Socket } from 'node:net';
@@ -49,20 +49,27 @@ export function listenTcp(at: ListenAddress, handler: DnsHandler, options: TcpLi
   });
 }
 
+/** Queries of one connection waiting on upstreams or fetches at once; reading pauses beyond it. */
+export const MAX_PENDING_PER_CONNECTION = 32;
+
 /**
- * One connection. Frames are answered in order, one at a time, and only while the client keeps up:
- * when the socket's write buffer is full, reading pauses and resumes on 'drain', so a client that
- * never reads costs at most what the kernel buffers hold. Chunks are kept in a list and joined once
- * per frame (no quadratic re-copying for a frame dripped in byte by byte). A partial frame must be
- * complete within the idle timeout, so a slow drip cannot hold a connection slot forever.
+ * One connection. Frames are answered as they arrive, concurrently (RFC 7766 6.2.1.1: one slow
+ * forwarded question does not hold up the next), and replies are written in the queries' order.
+ * Reading pauses while the client does not read (the socket's write buffer is full, resumed on
+ * 'drain') and while `MAX_PENDING_PER_CONNECTION` answers are outstanding, so neither a client that
+ * never reads nor one that floods questions can make svcdns buffer without bound. Chunks are kept
+ * in a list and joined once per frame (no quadratic re-copying for a frame dripped in byte by
+ * byte). A partial frame must be complete within the idle timeout, so a slow drip cannot hold a
+ * connection slot forever; a connection with answers outstanding is not idle.
  */
 function serveConnection(socket: Socket, handler: DnsHandler, idleTimeoutMs: number, log: Logger): void {
   const client = { address: socket.remoteAddress ?? '', port: socket.remotePort ?? 0 };
   let chunks: Buffer[] = [];
   let buffered = 0;
   let frameDeadline: NodeJS.Timeout | null = null;
-  /** An answer is being waited for: later frames wait too, so replies keep the queries' order. */
-  let waiting = false;
+  /** Replies in the queries' order; a slot is filled when its answer is ready. */
+  const slots: { ready: boolean; reply: Buffer | null }[] = [];
+  let pending = 0;
 
   const clearDeadline = (): void => {
     if (frameDeadline) clearTimeout(frameDeadline);
@@ -76,9 +83,19 @@ function serveConnection(socket: Socket, handler: DnsHandler, idleTimeoutMs: num
     socket.write(out);
   };
 
+  /** Writes every reply at the head of the order that is ready. */
+  const flush = (): void => {
+    while (slots.length > 0 && slots[0]!.ready) {
+      const { reply } = slots.shift()!;
+      if (reply && !socket.destroyed) write(reply);
+    }
+  };
+
+  const mayRead = (): boolean => !socket.writableNeedDrain && pending < MAX_PENDING_PER_CONNECTION;
+
   const answerFrames = (): void => {
-    while (!socket.destroyed && !waiting && buffered >= 2) {
-      if (socket.writableNeedDrain) {
+    while (!socket.destroyed && buffered >= 2) {
+      if (!mayRead()) {
         socket.pause();
         return;
       }
@@ -92,30 +109,37 @@ function serveConnection(socket: Socket, handler: DnsHandler, idleTimeoutMs: num
       buffered = rest.length;
       clearDeadline();
       const reply = handler(message, 'tcp', client);
-      if (reply === null) continue;
       if (!(reply instanceof Promise)) {
-        write(reply);
+        if (slots.length === 0) {
+          if (reply) write(reply);
+        } else slots.push({ ready: true, reply });
         continue;
       }
-      waiting = true;
+      const slot = { ready: false, reply: null as Buffer | null };
+      slots.push(slot);
+      pending++;
       void reply.then((r) => {
-        waiting = false;
+        slot.ready = true;
+        slot.reply = r;
+        pending--;
         if (socket.destroyed) return;
-        if (r) write(r);
+        flush();
+        if (socket.isPaused() && mayRead()) socket.resume();
         answerFrames();
       });
-      return;
     }
     if (buffered > 0 && !frameDeadline && !socket.destroyed) {
       frameDeadline = setTimeout(() => socket.destroy(), idleTimeoutMs);
     }
   };
 
-  socket.setTimeout(idleTimeoutMs, () => socket.destroy());
+  socket.setTimeout(idleTimeoutMs, () => {
+    if (pending === 0) socket.destroy();
+  });
   socket.on('error', (err) => log.debug({ err }, 'tcp connection error'));
   socket.on('close', clearDeadline);
   socket.on('drain', () => {
-    socket.resume();
+    if (mayRead()) socket.resume();
     answerFrames();
   });
   socket.on('data', (chunk: Buffer) => {
