@@ -76,7 +76,7 @@ interface Contender {
 }
 
 function ttlLru(capacity: number): Cache {
-  const lru = new TtlLru<UpstreamMessage>(capacity);
+  const lru = new TtlLru<UpstreamMessage>(capacity, 2 ** 40, (m) => m.bytes.length + 200);
   return {
     get: (key) => lru.get(key)?.value,
     set: (key, value, ttlSeconds) => lru.set(key, value, ttlSeconds * 1000),
@@ -181,6 +181,7 @@ function makeMessage(): UpstreamMessage {
     ttlOffsets: [47, 63],
     cacheTtl: TTL_SECONDS,
     negative: false,
+    referral: false,
   };
 }
 
@@ -372,7 +373,7 @@ function nodeCacheNotes(): string[] {
   const zero = new NodeCache({ useClones: false });
   zero.set('ttl-0', makeMessage(), 0);
   zero.set('no-ttl', makeMessage());
-  const lru = new TtlLru<UpstreamMessage>(CAPACITY);
+  const lru = new TtlLru<UpstreamMessage>(CAPACITY, 2 ** 40, (m) => m.bytes.length + 200);
   lru.set('ttl-0', makeMessage(), 0);
   notes.push(
     `stdTTL (default 0) and ttl 0: node-cache getTtl() after set(k, v, 0) = ${zero.getTtl('ttl-0')}, after set(k, v) = ${zero.getTtl('no-ttl')} ` +

@@ -64,6 +64,8 @@ export interface ForwardConfig {
   maxInflight: number;
   /** Entries in the cache of forwarded answers; 0 turns the cache off. */
   cacheSize: number;
+  /** Bytes of cached forwarded answers at most. */
+  cacheMaxBytes: number;
   /** No forwarded answer is cached, or served with a TTL, longer than this, seconds. */
   cacheMaxTtl: number;
   /** Clients that may have names forwarded; the Consul domain is answered for everyone. */
@@ -152,6 +154,7 @@ export const KEYS: Readonly<Record<string, KeySpec>> = {
   'upstream-timeout': { describe: 'how long one try of one upstream may take before the next is tried', default: '2s' },
   'upstream-max-inflight': { describe: 'most questions waiting on upstreams at once; more get SERVFAIL at once (a flood of unique names cannot exhaust sockets)', default: '1000' },
   'cache-size': { describe: 'forwarded answers kept in the cache (0: no cache)', default: '10000' },
+  'cache-max-bytes': { describe: 'bytes of forwarded answers kept in the cache at most', default: '67108864' },
   'cache-max-ttl': { describe: 'longest time a forwarded answer is cached, seconds (also caps the TTLs served)', default: '3600' },
   'allow-recursion': {
     describe: 'clients (CIDR, repeatable) whose other names are forwarded; others get REFUSED (the Consul domain is open to all)',
@@ -303,6 +306,7 @@ function forwardConfig(merged: RawConfig, problems: string[]): ForwardConfig {
     timeoutMs: positive(duration(single(merged['upstream-timeout']), 'upstream-timeout', problems), 'upstream-timeout', problems),
     maxInflight: integer(single(merged['upstream-max-inflight']), 'upstream-max-inflight', 1, 1_000_000, problems),
     cacheSize: integer(single(merged['cache-size']), 'cache-size', 0, 10_000_000, problems),
+    cacheMaxBytes: integer(single(merged['cache-max-bytes']), 'cache-max-bytes', 0, 2 ** 40, problems),
     cacheMaxTtl: integer(single(merged['cache-max-ttl']), 'cache-max-ttl', 0, 2 ** 31 - 1, problems),
     allowRecursion: list(merged['allow-recursion']).flatMap((v) => {
       const parsed = parseCidr(v);

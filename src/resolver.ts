@@ -102,14 +102,19 @@ export function createResolver(options: ResolverOptions): DnsHandler {
     return out;
   }
 
-  function forwarded(query: Query, packet: Buffer, transport: Transport, client: Client): Buffer | Promise<Buffer | null> {
-    const done = (out: Buffer | null): Buffer => {
+  function forwarded(query: Query, packet: Buffer, transport: Transport, client: Client): Buffer | null | Promise<Buffer | null> {
+    const done = (out: Buffer | null | 'drop'): Buffer | null => {
+      if (out === 'drop') return null;
       if (out === null) return finish(query, packet, bare(Rcode.SERVFAIL), transport, client);
       if (queryLog) logQuery(query, out, out.readUInt16BE(2) & 0xf, transport, client, true);
       return out;
     };
     const out = forwarder!.forward(query, packet, transport, maxSize(query, transport));
-    return out instanceof Promise ? out.then(done) : done(out);
+    if (!(out instanceof Promise)) return done(out);
+    return out.then(done).catch((err: unknown) => {
+      log.error({ err }, 'query handling failed');
+      return errorReply(query.id, query.flags, Rcode.SERVFAIL);
+    });
   }
 
   /** Waits (bounded) for the pending data, then answers from the snapshot that holds it. */

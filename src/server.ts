@@ -170,6 +170,7 @@ async function createForwarder(options: ServerOptions): Promise<{ forwarder: For
     timeoutMs: f.timeoutMs,
     maxInflight: f.maxInflight,
     cacheSize: f.cacheSize,
+    cacheMaxBytes: f.cacheMaxBytes,
     cacheMaxTtl: f.cacheMaxTtl,
     log,
     ...(now && { now }),

@@ -37,6 +37,7 @@ test('defaults', () => {
       timeoutMs: 2000,
       maxInflight: 1000,
       cacheSize: 10000,
+      cacheMaxBytes: 67108864,
       cacheMaxTtl: 3600,
       allowRecursion: [
         { address: '127.0.0.0', prefix: 8, family: 'ipv4' },

@@ -887,7 +887,10 @@ function checkBase(c: FuzzCase, message: UpstreamMessage, problems: Problems): v
   if (JSON.stringify(message.counts) !== JSON.stringify(counts)) problems.add('accepted', `counts ${JSON.stringify(message.counts)}, expected ${JSON.stringify(counts)}`, c);
   const negative = rcode === RCODE.NXDOMAIN || (rcode === RCODE.NOERROR && spec.answers.length === 0);
   const soas = spec.authority.filter((r) => r.type === T.SOA).map((r) => Math.min(capTtl(r.ttl, maxTtl), (r.data as { minimum: number }).minimum, maxTtl));
-  const cacheTtl = negative ? (soas.length ? Math.min(...soas) : 0) : spec.answers.length ? Math.min(...spec.answers.map((r) => capTtl(r.ttl, maxTtl))) : 0;
+  // Every record in the answer bounds how long it is cached: answers' TTLs, and the SOA's negative TTL.
+  const minAnswer = Math.min(Infinity, ...spec.answers.map((r) => capTtl(r.ttl, maxTtl)));
+  const soaMin = soas.length ? Math.min(...soas) : null;
+  const cacheTtl = negative ? Math.min(soaMin ?? 0, minAnswer) : spec.answers.length ? Math.min(minAnswer, soaMin ?? Infinity) : 0;
   if (message.cacheTtl !== cacheTtl) problems.add('accepted', `cacheTtl ${message.cacheTtl}, expected ${cacheTtl}`, c);
   if (message.negative !== negative) problems.add('accepted', `negative ${message.negative}, expected ${negative}`, c);
   if (rcode !== RCODE.NOERROR && rcode !== RCODE.NXDOMAIN) return;

@@ -39,9 +39,12 @@ test('resolv.conf: nameserver lines in order, comments and other keywords ignore
       { host: '10.0.0.2', port: 53 },
       { host: '2001:db8::53', port: 53 },
       { host: 'fe80::1%eth0', port: 53 },
-      { host: '192.0.2.53', port: 53 },
     ],
-    skipped: ['dns.example'],
+    skipped: ['dns.example (not an IP address)', '192.0.2.53 (beyond the 3 nameservers libc uses)'],
+  });
+  assert.deepEqual(parseResolvConf('nameserver 10.0.0.1\nnameserver 10.0.0.2\nnameserver 10.0.0.3\nnameserver 10.0.0.4\n'), {
+    nameservers: ['10.0.0.1', '10.0.0.2', '10.0.0.3'].map((host) => ({ host, port: 53 })),
+    skipped: ['10.0.0.4 (beyond the 3 nameservers libc uses)'],
   });
 });
 
@@ -56,6 +59,8 @@ test('loop detection: an upstream that is svcdns itself', () => {
   assert.equal(isSelf({ host: '0:0:0:0:0:0:0:1', port: 53 }, [{ host: '::1', port: 53 }], local), true, 'IPv6 spelled out');
   assert.equal(isSelf({ host: 'fe80::abcd%eth0', port: 53 }, [{ host: '::', port: 53 }], local), true, 'zone ignored');
   assert.equal(isSelf({ host: '127.0.0.1', port: 53 }, [{ host: '::', port: 53 }], local), false, 'an IPv6 wildcard does not cover IPv4');
+  assert.equal(isSelf({ host: '0.0.0.0', port: 53 }, [{ host: '127.0.0.1', port: 53 }], local), true, '0.0.0.0 as a nameserver is this host');
+  assert.equal(isSelf({ host: '::', port: 53 }, [{ host: '::1', port: 53 }], local), true, ':: as a nameserver is this host');
 });
 
 test('choosing upstreams: --upstream wins; resolv.conf minus svcdns itself; every case says why when none', async () => {
@@ -211,7 +216,7 @@ test('rendered replies: additional dropped first, then whole answers with TC; TT
 
 test('the cache: bounded, least recently used evicted, expired entries never returned', () => {
   let now = 0;
-  const cache = new TtlLru<string>(2, () => now);
+  const cache = new TtlLru<string>(2, 1e9, () => 1, () => now);
   cache.set('a', 'A', 1000);
   cache.set('b', 'B', 1000);
   assert.equal(cache.get('a')?.value, 'A');
@@ -225,9 +230,18 @@ test('the cache: bounded, least recently used evicted, expired entries never ret
   assert.equal(cache.size, 1);
   cache.set('d', 'D', 0);
   assert.equal(cache.get('d'), undefined, 'a TTL of 0 is not stored');
-  const off = new TtlLru<string>(0);
+  const off = new TtlLru<string>(0, 1e9, () => 1);
   off.set('a', 'A', 1000);
   assert.equal(off.size, 0);
+  // Bounded by bytes too: entries of 400 bytes in 1,000 leave room for two.
+  const bytes = new TtlLru<string>(100, 1000, () => 400);
+  for (const k of ['a', 'b', 'c']) bytes.set(k, k, 1000);
+  assert.equal(bytes.size, 2);
+  assert.equal(bytes.get('a'), undefined, 'the least recently used went first');
+  bytes.set('huge', 'x'.repeat(10), 1000);
+  const tooBig = new TtlLru<string>(100, 1000, (v) => v.length * 1000);
+  tooBig.set('huge', 'xx', 1000);
+  assert.equal(tooBig.size, 0, 'an entry bigger than the whole cache is not stored');
 });
 
 test('upstream order: sequential, round-robin, random; unhealthy ones last', () => {

@@ -11,7 +11,7 @@ import { mkdtemp, rename, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test, type TestContext } from 'node:test';
-import type * as dnsPacket from 'dns-packet';
+import * as dnsPacket from 'dns-packet';
 import { buildQuery, decode, tcpExchange, frame, udpExchange, zoneLines } from './support/client.js';
 import { dig } from './support/dig.js';
 import { eventually } from './support/eventually.js';
@@ -233,6 +233,89 @@ test('an answer truncated over UDP is fetched again over TCP, and fitted to each
   assert.equal(tcp.transport, 'TCP');
   assert.equal(tcp.answer.length, 120);
   assert.equal(upstreams[0]!.received.length, 2);
+});
+
+test('a UDP answer cut mid-record with TC is fetched again over TCP', async (t) => {
+  const { server, upstreams } = await setup(t);
+  upstreams[0]!.behaviour = 'cut-mid-record';
+  const r = await dig(server.port, ['big.example.test', 'A', '+bufsize=4096', '+ignore']);
+  assert.equal(r.answer.length, 120);
+  assert.deepEqual(upstreams[0]!.received.map((q) => q.transport), ['udp', 'tcp']);
+});
+
+test('a slow upstream is not given up when the next is asked: the first answer from either wins', async (t) => {
+  const { server, upstreams } = await setup(t, { count: 2, flags: { 'upstream-timeout': '300ms' } });
+  const [slow, silent] = upstreams as [TestUpstream, TestUpstream];
+  slow.delayMs = 450;
+  silent.behaviour = 'silent';
+  const r = await dig(server.port, ['www.example.test', 'AAAA']);
+  assert.deepEqual(r.answer, ['www.example.test. 100 IN AAAA 2001:db8::10'], 'the slow one answered after its 300 ms');
+  assert.equal(silent.received.length, 1, 'the next one was asked at 300 ms');
+});
+
+test('a referral (the upstream does not recurse) is a failure: the next upstream is asked', async (t) => {
+  const { server, upstreams } = await setup(t, { count: 2 });
+  upstreams[0]!.behaviour = 'referral';
+  assert.deepEqual((await dig(server.port, ['www.example.test', 'AAAA'])).answer, ['www.example.test. 100 IN AAAA 2001:db8::10']);
+  assert.equal(upstreams[1]!.received.length, 1);
+});
+
+test('upstream queries ask for AD (RFC 6840), whatever the client asked', async (t) => {
+  const { server, upstreams } = await setup(t);
+  await dig(server.port, ['www.example.test', 'A', '+noadflag']);
+  assert.ok(upstreams[0]!.received[0]!.flags & 0x0020, 'AD set upstream');
+});
+
+test('a name with a dot inside a label does not share the cache entry of the dotted name', async (t) => {
+  const { server, upstreams } = await setup(t);
+  // One label "www.example" and one "test": two labels, not three, and the same length on the wire.
+  const name = Buffer.from([11, ...Buffer.from('www.example'), 4, ...Buffer.from('test'), 0]);
+  const header = Buffer.from([0x12, 0x34, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0]);
+  const tail = Buffer.from([0, 1, 0, 1]);
+  // The upstream says that name does not exist (its question bytes echoed, as servers do).
+  upstreams[0]!.override = (q) => {
+    if (q[12] !== 11) return undefined;
+    const reply = dnsPacket.encode({
+      type: 'response',
+      flags: dnsPacket.RECURSION_DESIRED | dnsPacket.RECURSION_AVAILABLE | 3,
+      questions: [{ name: 'www.example.test', type: 'A', class: 'IN' }],
+      authorities: [{ name: 'test', type: 'SOA', ttl: 300, data: { mname: 'ns.test', rname: 'h.test', serial: 1, refresh: 1, retry: 1, expire: 1, minimum: 300 } }],
+    });
+    q.copy(reply, 12, 12, 12 + name.length + 4);
+    return reply;
+  };
+  const odd = await udpExchange(server.port, Buffer.concat([header, name, tail]));
+  assert.ok(odd, 'a reply');
+  assert.equal(decode(odd).flags! & 0xf, 3, 'NXDOMAIN for the two-label name');
+  const real = await dig(server.port, ['www.example.test', 'A']);
+  assert.deepEqual(real.answer, ['www.example.test. 100 IN A 192.0.2.10', 'www.example.test. 100 IN A 192.0.2.11'], 'not the cached NXDOMAIN');
+  assert.equal(upstreams[0]!.received.length, 2);
+});
+
+test('an upstream that cannot even be connected to (a link-local address without its zone) is SERVFAIL, and svcdns lives on', async (t) => {
+  const server = await startServer({ flags: { upstream: ['[fe80::1]:53'] } });
+  t.after(() => server.close());
+  assert.equal((await dig(server.port, ['www.example.test', 'A'])).status, 'SERVFAIL');
+  assert.equal((await dig(server.port, ['web.service.consul', 'A'])).status, 'NOERROR');
+});
+
+test('TCP: pipelined questions are forwarded at the same time, and a client waiting on them is not idle', async (t) => {
+  const { server, upstreams } = await setup(t, { flags: { 'tcp-idle-timeout': '1' } });
+  upstreams[0]!.delayMs = 1200;
+  const started = performance.now();
+  const names = ['p1', 'p2', 'p3', 'p4'];
+  const { replies } = await tcpExchange(server.port, frame(...names.map((n, i) => buildQuery(`${n}.example.test`, 'A', { id: i + 1 }))), 4, 6000);
+  const took = performance.now() - started;
+  assert.deepEqual(replies.map((b) => decode(b).id), [1, 2, 3, 4], 'all four, in order');
+  assert.ok(took < 3000, `about one upstream delay, not four: ${took.toFixed(0)} ms`);
+});
+
+test('more than 100 clients waiting on one question: the rest are dropped (they retry into the cache)', async (t) => {
+  const { server, upstreams } = await setup(t);
+  upstreams[0]!.delayMs = 400;
+  const replies = await Promise.all(Array.from({ length: 130 }, (_, i) => udpExchange(server.port, buildQuery('www.example.test', 'A', { id: i }), 1500)));
+  assert.equal(replies.filter((r) => r !== null).length, 100);
+  assert.equal(upstreams[0]!.received.length, 1);
 });
 
 test('a question that arrives over TCP goes upstream over TCP', async (t) => {

@@ -26,12 +26,21 @@ export interface CacheEntry<V> {
 export class TtlLru<V> {
   private readonly lru: LRUCache<string, CacheEntry<V>> | null;
 
+  /**
+   * At most `maxEntries` entries and `maxBytes` by `sizeOf` (a forwarded answer may be 64 KB: the
+   * count alone would let 10,000 of them take 650 MB).
+   */
   constructor(
     readonly maxEntries: number,
+    maxBytes: number,
+    sizeOf: (value: V) => number,
     private readonly now: () => number = Date.now,
   ) {
-    // Expiry is checked here, against our clock; lru-cache only keeps the order and the bound.
-    this.lru = maxEntries > 0 ? new LRUCache<string, CacheEntry<V>>({ max: maxEntries }) : null;
+    // Expiry is checked here, against our clock; lru-cache only keeps the order and the bounds.
+    this.lru =
+      maxEntries > 0 && maxBytes > 0
+        ? new LRUCache<string, CacheEntry<V>>({ max: maxEntries, maxSize: maxBytes, sizeCalculation: (e) => Math.max(1, sizeOf(e.value)) })
+        : null;
   }
 
   get size(): number {
@@ -53,6 +62,7 @@ export class TtlLru<V> {
   set(key: string, value: V, ttlMs: number): void {
     if (ttlMs <= 0 || this.lru === null) return;
     const storedAt = this.now();
+    // An entry bigger than the whole cache is not stored (lru-cache refuses it).
     this.lru.set(key, { value, storedAt, expiresAt: storedAt + ttlMs });
   }
 

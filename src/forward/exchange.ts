@@ -18,12 +18,8 @@ export type Outcome =
   /** `fallback`: a truncated answer this upstream did give, for when no upstream gives a whole one. */
   | { kind: 'failed'; reason: string; fallback?: UpstreamMessage };
 
-function bareHost(host: string): string {
-  return host.replace(/%[\w.-]+$/, '');
-}
-
 function familyOf(host: string): 4 | 6 {
-  return isIP(bareHost(host)) === 6 ? 6 : 4;
+  return isIP(host.replace(/%[\w.-]+$/, '')) === 6 ? 6 : 4;
 }
 
 function errorReason(err: unknown): string {
@@ -32,50 +28,75 @@ function errorReason(err: unknown): string {
 }
 
 /**
- * The one way an exchange ends: the first outcome (or the timeout) wins, and the timer and the
- * socket go with it. `settled()` tells callbacks that arrive later to do nothing.
+ * The one way an exchange ends: the first outcome (or the timeout, or the abort) wins, and the
+ * timer and the socket go with it. `settled()` tells callbacks that arrive later to do nothing.
  */
-function settleOnce(resolve: (o: Outcome) => void, timeoutMs: number, release: () => void): { finish: (o: Outcome) => void; settled: () => boolean } {
+function settleOnce(
+  resolve: (o: Outcome) => void,
+  timeoutMs: number,
+  signal: AbortSignal | undefined,
+  release: () => void,
+): { finish: (o: Outcome) => void; settled: () => boolean } {
   let done = false;
+  const onAbort = (): void => finish({ kind: 'failed', reason: 'aborted' });
   const finish = (outcome: Outcome): void => {
     if (done) return;
     done = true;
     clearTimeout(timer);
+    signal?.removeEventListener('abort', onAbort);
     release();
     resolve(outcome);
   };
   const timer = setTimeout(() => finish({ kind: 'failed', reason: 'timeout' }), timeoutMs);
+  if (signal?.aborted) queueMicrotask(onAbort);
+  else signal?.addEventListener('abort', onAbort, { once: true });
   return { finish, settled: () => done };
 }
 
-export function exchangeUdp(upstream: HostPort, query: Buffer, timeoutMs: number, maxTtl: number): Promise<Outcome> {
+export interface ExchangeOptions {
+  timeoutMs: number;
+  /** Record TTLs above this are lowered to it. */
+  maxTtl: number;
+  /** Ends the exchange early ("aborted"), e.g. when another upstream has answered. */
+  signal?: AbortSignal;
+}
+
+export function exchangeUdp(upstream: HostPort, query: Buffer, { timeoutMs, maxTtl, signal }: ExchangeOptions): Promise<Outcome> {
   return new Promise((resolve) => {
     const family = familyOf(upstream.host);
     const socket = createSocket({ type: family === 6 ? 'udp6' : 'udp4', lookup: (address, _o, cb) => cb(null, address, family) });
-    const { finish, settled } = settleOnce(resolve, timeoutMs, () => socket.close());
-    socket.on('error', (err) => finish({ kind: 'failed', reason: errorReason(err) }));
-    socket.on('message', (packet, from) => {
-      if (from.port !== upstream.port || bareHost(from.address) !== bareHost(upstream.host)) return;
+    const { finish, settled } = settleOnce(resolve, timeoutMs, signal, () => socket.close());
+    const failed = (err: unknown): void => finish({ kind: 'failed', reason: errorReason(err) });
+    socket.on('error', failed);
+    // The socket is connected: the kernel delivers only datagrams from the upstream's address and port.
+    socket.on('message', (packet) => {
       const check = checkUpstreamReply(packet, query, maxTtl);
       if (check.kind === 'ok') finish({ kind: 'reply', message: check.message });
       else if (check.kind === 'malformed') finish({ kind: 'failed', reason: `malformed reply (${check.reason})` });
     });
     try {
-      socket.connect(upstream.port, upstream.host, () => {
+      // With a callback, a failed connect (no route, a link-local address without its zone) is
+      // reported there, not as 'error'.
+      socket.connect(upstream.port, upstream.host, (err?: Error) => {
         if (settled()) return;
-        socket.send(query, (err) => err && finish({ kind: 'failed', reason: errorReason(err) }));
+        if (err) return failed(err);
+        try {
+          socket.send(query, (e) => e && failed(e));
+        } catch (e) {
+          failed(e);
+        }
       });
     } catch (err) {
-      finish({ kind: 'failed', reason: errorReason(err) });
+      failed(err);
     }
   });
 }
 
 /** Over TCP the connection is ours alone: anything but our answer ends the exchange as a failure. */
-export function exchangeTcp(upstream: HostPort, query: Buffer, timeoutMs: number, maxTtl: number): Promise<Outcome> {
+export function exchangeTcp(upstream: HostPort, query: Buffer, { timeoutMs, maxTtl, signal }: ExchangeOptions): Promise<Outcome> {
   return new Promise((resolve) => {
     const socket = new TcpSocket();
-    const { finish } = settleOnce(resolve, timeoutMs, () => socket.destroy());
+    const { finish } = settleOnce(resolve, timeoutMs, signal, () => socket.destroy());
     const chunks: Buffer[] = [];
     let received = 0;
     socket.on('error', (err) => finish({ kind: 'failed', reason: errorReason(err) }));
@@ -96,6 +117,10 @@ export function exchangeTcp(upstream: HostPort, query: Buffer, timeoutMs: number
     const frame = Buffer.allocUnsafe(2 + query.length);
     frame.writeUInt16BE(query.length, 0);
     query.copy(frame, 2);
-    socket.connect({ host: upstream.host, port: upstream.port, noDelay: true }, () => socket.write(frame));
+    try {
+      socket.connect({ host: upstream.host, port: upstream.port, noDelay: true }, () => socket.write(frame));
+    } catch (err) {
+      finish({ kind: 'failed', reason: errorReason(err) });
+    }
   });
 }

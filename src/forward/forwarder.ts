@@ -2,12 +2,14 @@
  * Forwarding: names svcdns does not own go to the upstream resolvers, and their answers are cached.
  *
  * For one question: a live cache entry is answered at once, its TTLs counted down. Otherwise the
- * question joins the identical one already in flight, or goes upstream: each upstream in the
- * policy's order gets one try of at most `timeoutMs` (UDP, TCP when the answer is truncated or the
- * client asked over TCP, once more without EDNS if the upstream says FORMERR to it). A try fails
- * over to the next upstream on timeout, network error, a malformed reply, SERVFAIL or REFUSED; when
- * every upstream has failed the client gets SERVFAIL, at most `timeoutMs` x upstreams after asking,
- * or, if one gave a truncated answer whose TCP retry failed, that answer with TC.
+ * question joins the identical one already in flight, or goes upstream. Upstreams are tried in the
+ * policy's order, one more every `timeoutMs` (or at once when one fails), and a try is not given up
+ * when the next starts: the first good answer from any of them wins and the others are cancelled,
+ * so an upstream that is merely slow still answers (as dnsmasq does). A try is UDP, then TCP when
+ * the answer is truncated or the client asked over TCP, once more without EDNS if the upstream says
+ * FORMERR to it. A try fails on a network error, a malformed reply, a referral (the upstream does
+ * not recurse), SERVFAIL or REFUSED. Everything ends by `timeoutMs` x upstreams: SERVFAIL, or, if
+ * one gave a truncated answer whose TCP retry failed, that answer with TC (to UDP clients).
  *
  * Cached: NOERROR with answers, for their smallest TTL; NXDOMAIN and NODATA for the SOA's
  * min(TTL, MINIMUM) (RFC 2308 5), and not at all without an SOA. Both capped by `cacheMaxTtl`.
@@ -16,8 +18,8 @@
 import { randomBytes } from 'node:crypto';
 import type { Logger } from 'pino';
 import type { HostPort } from '../config.js';
-import { HEADER_SIZE, Rcode, RRType, Flag } from '../dns/constants.js';
-import type { Query } from '../dns/wire.js';
+import { Flag, HEADER_SIZE, Rcode, RRType } from '../dns/constants.js';
+import { asciiLower, type Query } from '../dns/wire.js';
 import type { Transport } from '../resolver.js';
 import { TtlLru } from './cache.js';
 import { exchangeTcp, exchangeUdp, type Outcome } from './exchange.js';
@@ -27,11 +29,13 @@ import { UpstreamSet, type Upstream, type UpstreamPolicy } from './upstreams.js'
 export interface ForwarderOptions {
   upstreams: readonly HostPort[];
   policy: UpstreamPolicy;
-  /** One try of one upstream, ms. */
+  /** How long one upstream has before the next is asked too, ms. */
   timeoutMs: number;
   /** Most distinct questions waiting on upstreams at once; beyond, SERVFAIL at once. */
   maxInflight: number;
   cacheSize: number;
+  /** Bytes of cached replies at most. */
+  cacheMaxBytes: number;
   /** Seconds. */
   cacheMaxTtl: number;
   log: Logger;
@@ -40,17 +44,26 @@ export interface ForwarderOptions {
   probeIntervalMs?: number;
 }
 
+/** Clients waiting on one question in flight at most; more are dropped (they retry, and hit the cache). */
+export const MAX_WAITERS_PER_QUESTION = 100;
+
+interface Flight {
+  result: Promise<UpstreamMessage | null>;
+  waiters: number;
+}
+
 export class Forwarder {
   private upstreams: UpstreamSet;
   private readonly cache: TtlLru<UpstreamMessage>;
-  private readonly inflight = new Map<string, Promise<UpstreamMessage | null>>();
+  private readonly inflight = new Map<string, Flight>();
   private readonly now: () => number;
   private readonly log: Logger;
+  private lastOverloadLog = -Infinity;
 
   constructor(private readonly options: ForwarderOptions) {
     this.now = options.now ?? Date.now;
     this.log = options.log.child({ component: 'forward' });
-    this.cache = new TtlLru(options.cacheSize, this.now);
+    this.cache = new TtlLru(options.cacheSize, options.cacheMaxBytes, (m) => m.bytes.length + 200, this.now);
     this.upstreams = this.upstreamSet(options.upstreams);
   }
 
@@ -65,57 +78,34 @@ export class Forwarder {
     this.upstreams = this.upstreamSet(addresses);
   }
 
-  private upstreamSet(addresses: readonly HostPort[]): UpstreamSet {
-    return new UpstreamSet(addresses, {
-      policy: this.options.policy,
-      log: this.log,
-      probeIntervalMs: this.options.probeIntervalMs ?? 5000,
-      probe: (u) => this.probe(u),
-    });
-  }
-
   /**
    * The reply for a forwarded question: bytes at once from the cache, else a promise of them; null
-   * when every upstream failed (the caller answers SERVFAIL). The promise never rejects.
+   * when every upstream failed (the caller answers SERVFAIL) and for a client dropped because too
+   * many wait on the same question (`'drop'`). The promise never rejects.
    */
-  forward(query: Query, packet: Buffer, transport: Transport, maxSize: number): Buffer | Promise<Buffer | null> {
-    const key = cacheKey(query);
+  forward(query: Query, packet: Buffer, transport: Transport, maxSize: number): Buffer | Promise<Buffer | null | 'drop'> {
+    const key = cacheKey(query, packet);
     const hit = this.cache.get(key);
     if (hit) return renderReply(hit.value, query, packet, Math.floor((this.now() - hit.storedAt) / 1000), maxSize);
     let flight = this.inflight.get(key);
-    if (!flight) {
+    if (flight === undefined) {
       if (this.inflight.size >= this.options.maxInflight) {
-        this.overloaded();
+        this.overloaded('too many questions waiting on upstreams (--upstream-max-inflight): answering SERVFAIL to new ones');
         return Promise.resolve(null);
       }
-      const started = this.resolve(query, packet, transport)
-        .then((message) => {
-          if (message && !message.truncated && (message.rcode === Rcode.NOERROR || message.rcode === Rcode.NXDOMAIN)) {
-            this.cache.set(key, message, message.cacheTtl * 1000);
-          }
-          return message;
-        })
-        .catch((err: unknown) => {
-          this.log.error({ err }, 'forwarding failed');
-          return null;
-        })
-        .finally(() => {
-          if (this.inflight.get(key) === started) this.inflight.delete(key);
-        });
-      flight = started;
+      flight = { result: this.fetch(key, query, packet, transport), waiters: 0 };
       this.inflight.set(key, flight);
+    } else if (flight.waiters >= MAX_WAITERS_PER_QUESTION) {
+      this.overloaded(`more than ${MAX_WAITERS_PER_QUESTION} clients waiting on one question: dropping the rest until it is answered`);
+      return Promise.resolve('drop');
     }
-    return flight.then((message) => (message ? renderReply(message, query, packet, 0, maxSize) : null));
-  }
-
-  private lastOverloadLog = -Infinity;
-
-  /** Logged at most every 10 s: a flood must not flood the log too. */
-  private overloaded(): void {
-    const now = performance.now();
-    if (now - this.lastOverloadLog < 10_000) return;
-    this.lastOverloadLog = now;
-    this.log.warn({ inflight: this.inflight.size }, 'too many questions waiting on upstreams (--upstream-max-inflight): answering SERVFAIL to new ones');
+    flight.waiters++;
+    return flight.result.then((message) => {
+      if (message === null) return null;
+      // TC means "retry over TCP"; over TCP it means nothing. A TCP client gets SERVFAIL instead.
+      if (message.truncated && transport === 'tcp') return null;
+      return renderReply(message, query, packet, 0, maxSize);
+    });
   }
 
   get cacheSize(): number {
@@ -127,72 +117,138 @@ export class Forwarder {
     this.cache.clear();
   }
 
-  /** Tries the upstreams in order; the first NOERROR or NXDOMAIN wins. */
-  private async resolve(query: Query, packet: Buffer, transport: Transport): Promise<UpstreamMessage | null> {
-    let fallback: UpstreamMessage | null = null;
-    const upstreams = this.upstreams;
-    for (const upstream of upstreams.order()) {
-      const outcome = await this.ask(upstream, query, packet, transport);
-      if (outcome.kind === 'failed') {
-        upstreams.failed(upstream, outcome.reason);
-        fallback ??= outcome.fallback ?? null;
-        continue;
-      }
-      const { rcode } = outcome.message;
-      if (rcode === Rcode.NOERROR || rcode === Rcode.NXDOMAIN) {
-        upstreams.succeeded(upstream);
-        return outcome.message;
-      }
-      // SERVFAIL, REFUSED and the like come from a live upstream that will not answer this name
-      // (split DNS: dnsmasq or an authoritative server refuses names it does not serve), so they
-      // fail over for this question only and say nothing against the upstream's health.
-      upstreams.succeeded(upstream);
-      this.log.debug({ upstream: upstream.label, rcode, name: query.name, type: query.type }, 'upstream could not answer; trying the next');
-    }
-    // No whole answer anywhere: a truncated one (TC set) still gives the client every record it holds.
-    return fallback;
+  private upstreamSet(addresses: readonly HostPort[]): UpstreamSet {
+    return new UpstreamSet(addresses, {
+      policy: this.options.policy,
+      log: this.log,
+      probeIntervalMs: this.options.probeIntervalMs ?? 5000,
+      probe: (u) => this.probe(u),
+    });
   }
 
-  /** One try of one upstream, within one timeout: UDP, then TCP if truncated, then without EDNS on FORMERR. */
-  private async ask(upstream: Upstream, query: Query, packet: Buffer, transport: Transport): Promise<Outcome> {
-    const deadline = performance.now() + this.options.timeoutMs;
+  /** Logged at most every 10 s: a flood must not flood the log too. */
+  private overloaded(message: string): void {
+    const now = performance.now();
+    if (now - this.lastOverloadLog < 10_000) return;
+    this.lastOverloadLog = now;
+    this.log.warn({ inflight: this.inflight.size }, message);
+  }
+
+  /** One upstream round for a question, cached when it may be; never rejects. */
+  private async fetch(key: string, query: Query, packet: Buffer, transport: Transport): Promise<UpstreamMessage | null> {
+    try {
+      const message = await this.resolve(query, packet, transport);
+      if (message && !message.truncated && (message.rcode === Rcode.NOERROR || message.rcode === Rcode.NXDOMAIN)) {
+        this.cache.set(key, message, message.cacheTtl * 1000);
+      }
+      return message;
+    } catch (err) {
+      this.log.error({ err }, 'forwarding failed');
+      return null;
+    } finally {
+      this.inflight.delete(key);
+    }
+  }
+
+  /** Races the upstreams (see the header); the first NOERROR or NXDOMAIN wins. */
+  private resolve(query: Query, packet: Buffer, transport: Transport): Promise<UpstreamMessage | null> {
+    const upstreams = this.upstreams;
+    const order = upstreams.order();
+    const { timeoutMs } = this.options;
+    const deadline = performance.now() + timeoutMs * order.length;
+    const abort = new AbortController();
+    return new Promise((resolve) => {
+      let next = 0;
+      let running = 0;
+      let done = false;
+      let fallback: UpstreamMessage | null = null;
+      let timer: NodeJS.Timeout | undefined;
+      const finish = (message: UpstreamMessage | null): void => {
+        if (done) return;
+        done = true;
+        clearTimeout(timer);
+        abort.abort();
+        resolve(message);
+      };
+      const launch = (): void => {
+        clearTimeout(timer);
+        if (done) return;
+        if (next >= order.length) {
+          if (running === 0) finish(fallback);
+          return;
+        }
+        const upstream = order[next++]!;
+        const started = performance.now();
+        running++;
+        void this.ask(upstream, query, packet, transport, deadline, abort.signal).then((outcome) => {
+          running--;
+          if (outcome.kind === 'failed') {
+            // Cancelled because another answered: a failure only if it had already had its time.
+            if (outcome.reason !== 'aborted') upstreams.failed(upstream, outcome.reason);
+            else if (performance.now() - started >= timeoutMs) upstreams.failed(upstream, 'timeout');
+            fallback ??= outcome.fallback ?? null;
+          } else {
+            const { rcode } = outcome.message;
+            upstreams.succeeded(upstream);
+            if (rcode === Rcode.NOERROR || rcode === Rcode.NXDOMAIN) return finish(outcome.message);
+            // SERVFAIL, REFUSED and the like come from a live upstream that will not answer this
+            // name (split DNS: dnsmasq or an authoritative server refuses names it does not serve),
+            // so they fail over for this question only and say nothing against its health.
+            this.log.debug({ upstream: upstream.label, rcode, name: query.name, type: query.type }, 'upstream could not answer; trying the next');
+          }
+          launch();
+        });
+        if (next < order.length) timer = setTimeout(launch, timeoutMs);
+      };
+      if (order.length === 0) finish(null);
+      else launch();
+    });
+  }
+
+  /** One upstream, until `deadline`: UDP, then TCP if truncated, then without EDNS on FORMERR. */
+  private async ask(upstream: Upstream, query: Query, packet: Buffer, transport: Transport, deadline: number, signal: AbortSignal): Promise<Outcome> {
     let tcp = transport === 'tcp';
     let edns = true;
     let truncated: UpstreamMessage | undefined;
     const failed = (reason: string): Outcome =>
-      truncated ? { kind: 'failed', reason: `TCP retry of a truncated answer failed: ${reason}`, fallback: truncated } : { kind: 'failed', reason };
+      truncated && reason !== 'aborted' ? { kind: 'failed', reason: `TCP retry of a truncated answer failed: ${reason}`, fallback: truncated } : { kind: 'failed', reason };
     for (;;) {
-      const remaining = Math.ceil(deadline - performance.now());
-      if (remaining <= 0) return failed('timeout');
+      const timeoutMs = Math.ceil(deadline - performance.now());
+      if (timeoutMs <= 0) return failed('timeout');
       const sent = buildUpstreamQuery(query, packet, randomId(), edns);
       const exchange = tcp ? exchangeTcp : exchangeUdp;
-      const outcome = await exchange(upstream.address, sent, remaining, this.options.cacheMaxTtl);
-      if (outcome.kind === 'reply') {
-        if (outcome.message.truncated && !tcp) {
-          truncated = outcome.message;
-          tcp = true;
-          continue;
-        }
-        if (outcome.message.rcode === Rcode.FORMERR && edns) {
-          edns = false;
-          continue;
-        }
-        return outcome;
+      const outcome = await exchange(upstream.address, sent, { timeoutMs, maxTtl: this.options.cacheMaxTtl, signal });
+      if (outcome.kind === 'failed') return failed(outcome.reason);
+      const message = outcome.message;
+      if (message.truncated && !tcp) {
+        truncated = message;
+        tcp = true;
+        continue;
       }
-      return failed(outcome.reason);
+      if (message.rcode === Rcode.FORMERR && edns) {
+        edns = false;
+        continue;
+      }
+      if (message.referral) return failed('a referral: the upstream does not recurse');
+      return outcome;
     }
   }
 
   private async probe(upstream: Upstream): Promise<boolean> {
-    const outcome = await exchangeUdp(upstream.address, probeQuery(randomId()), this.options.timeoutMs, 0);
+    const outcome = await exchangeUdp(upstream.address, probeQuery(randomId()), { timeoutMs: this.options.timeoutMs, maxTtl: 0 });
     // Any well-formed answer, even REFUSED (a split-DNS server refuses `.`), shows it is up.
     return outcome.kind === 'reply';
   }
 }
 
-/** One cache entry per name (case aside), type, class, and DNSSEC wishes (DO, CD). */
-function cacheKey(query: Query): string {
-  return `${query.key}|${query.type}|${query.class}|${query.edns?.do ? 1 : 0}${query.flags & Flag.CD ? 1 : 0}`;
+/**
+ * One cache entry per question: the name as it is on the wire with ASCII lower-cased (a label may
+ * hold a '.' byte, so the dotted text would let `a\.b.c` share `a.b.c`'s entry), type, class, and
+ * the DNSSEC wishes (DO, CD).
+ */
+function cacheKey(query: Query, packet: Buffer): string {
+  const name = asciiLower(packet.toString('latin1', HEADER_SIZE, query.questionEnd - 4));
+  return `${name}|${query.type}|${query.class}|${query.edns?.do ? 1 : 0}${query.flags & Flag.CD ? 1 : 0}`;
 }
 
 /** `. IN NS`, RD set: any working resolver answers it. */

@@ -27,14 +27,16 @@ function lowerAscii(out: Buffer, start: number, end: number): void {
 }
 
 /**
- * The query sent upstream for a client's question: a fresh ID, RD set, CD copied, the question
+ * The query sent upstream for a client's question: a fresh ID, RD and AD set, CD copied, the name
  * lower-cased, and an OPT record (our size, the client's DO bit) unless `edns` is false.
  */
 export function buildUpstreamQuery(query: Query, packet: Buffer, id: number, edns = true): Buffer {
   const questionLength = query.questionEnd - HEADER_SIZE;
   const out = Buffer.alloc(HEADER_SIZE + questionLength + (edns ? OPT_SIZE : 0));
   out.writeUInt16BE(id, 0);
-  out.writeUInt16BE(Flag.RD | (query.flags & Flag.CD), 2);
+  // AD asks a validating upstream to say whether the data is authenticated (RFC 6840 5.7); each
+  // client then gets AD only if it asked (renderReply), so the cached answer serves everyone.
+  out.writeUInt16BE(Flag.RD | Flag.AD | (query.flags & Flag.CD), 2);
   out.writeUInt16BE(1, 4);
   out.writeUInt16BE(edns ? 1 : 0, 10);
   packet.copy(out, HEADER_SIZE, HEADER_SIZE, query.questionEnd);
@@ -65,6 +67,8 @@ export interface UpstreamMessage {
   cacheTtl: number;
   /** True for NXDOMAIN and NODATA. */
   negative: boolean;
+  /** No answer, no SOA, NS records and RA clear: a referral from a server that does not recurse. */
+  referral: boolean;
 }
 
 export type ReplyCheck = { kind: 'mismatch'; reason: string } | { kind: 'malformed'; reason: string } | { kind: 'ok'; message: UpstreamMessage };
@@ -122,6 +126,7 @@ function failureOnly(reply: Buffer, sent: Buffer, questionEnd: number, flags: nu
     ttlOffsets: [],
     cacheTtl: 0,
     negative: false,
+    referral: false,
   };
 }
 
@@ -146,22 +151,27 @@ function walk(reply: Buffer, flags: number, questionEnd: number, maxTtl: number)
   const soaTtlOffsets: number[] = [];
   let answerCount = an;
   let authorityCount = ns;
+  let nsRecords = 0;
   for (let i = 0; i < an + ns + ar; i++) {
-    if (off >= bytes.length && truncated) {
-      // A truncated reply may stop anywhere; keep the whole records it has.
+    let ownerEnd: number;
+    try {
+      ownerEnd = checkName(bytes, off);
+      if (ownerEnd + 10 > bytes.length) throw new Malformed('record runs past the end');
+      if (ownerEnd + 10 + bytes.readUInt16BE(ownerEnd + 8) > bytes.length) throw new Malformed('rdata runs past the end');
+    } catch (err) {
+      // A truncated reply may stop anywhere, even inside a record (RFC 2181 9): keep the whole
+      // records before that point (the caller retries over TCP anyway).
+      if (!(err instanceof Malformed) || !truncated) throw err;
       if (i < an) {
         answerCount = i;
         authorityCount = 0;
       } else if (i < an + ns) authorityCount = i - an;
       break;
     }
-    const ownerEnd = checkName(bytes, off);
-    if (ownerEnd + 10 > bytes.length) throw new Malformed('record runs past the end');
     const type = bytes.readUInt16BE(ownerEnd);
     const ttlAt = ownerEnd + 4;
     const rdStart = ownerEnd + 10;
     const rdEnd = rdStart + bytes.readUInt16BE(ownerEnd + 8);
-    if (rdEnd > bytes.length) throw new Malformed('rdata runs past the end');
     if (i >= an + ns && (type === RRType.OPT || type === TSIG)) {
       // svcdns adds its own OPT per client; a TSIG is not ours to pass on. Records after either go too.
       if (type === RRType.OPT) extendedRcode = bytes[ttlAt]!;
@@ -178,6 +188,7 @@ function walk(reply: Buffer, flags: number, questionEnd: number, maxTtl: number)
       answerEnds.push(rdEnd);
       if (ttl < minAnswerTtl) minAnswerTtl = ttl;
     } else if (i < an + ns) {
+      if (type === RRType.NS) nsRecords++;
       if (type === RRType.SOA && rdEnd - rdStart >= 22) {
         const negativeTtl = Math.min(ttl, bytes.readUInt32BE(rdEnd - 4), maxTtl);
         soaTtl = soaTtl === null ? negativeTtl : Math.min(soaTtl, negativeTtl);
@@ -203,8 +214,11 @@ function walk(reply: Buffer, flags: number, questionEnd: number, maxTtl: number)
     authorityEnd,
     counts: { answer: answerCount, authority: authorityCount, additional },
     ttlOffsets,
-    cacheTtl: negative ? (soaTtl ?? 0) : answerCount > 0 ? minAnswerTtl : 0,
+    // Every record the answer holds must still be live while it is cached: a CNAME before an
+    // NXDOMAIN, or an SOA after a CNAME that leads to no data, bounds it too.
+    cacheTtl: negative ? Math.min(soaTtl ?? 0, minAnswerTtl) : answerCount > 0 ? Math.min(minAnswerTtl, soaTtl ?? MAX_TTL) : 0,
     negative,
+    referral: rcode === Rcode.NOERROR && answerCount === 0 && soaTtl === null && nsRecords > 0 && (flags & Flag.RA) === 0,
   };
 }
 

@@ -13,6 +13,9 @@ import { parseIp } from '../ip.js';
  * and its arguments, `#` and `;` start comments, unknown keywords are ignored, and a nameserver
  * that is not an IP address is skipped (libc skips it too). resolv.conf has no port syntax: 53.
  */
+/** glibc and musl use the first 3 nameservers (MAXNS) and ignore the rest. */
+export const MAXNS = 3;
+
 export function parseResolvConf(text: string): { nameservers: HostPort[]; skipped: string[] } {
   const nameservers: HostPort[] = [];
   const skipped: string[] = [];
@@ -22,7 +25,11 @@ export function parseResolvConf(text: string): { nameservers: HostPort[]; skippe
     if (keyword !== 'nameserver' || value === undefined) continue;
     const host = value.replace(/%[\w.-]+$/, '');
     if (isIP(host) === 0) {
-      skipped.push(value);
+      skipped.push(`${value} (not an IP address)`);
+      continue;
+    }
+    if (nameservers.length === MAXNS) {
+      skipped.push(`${value} (beyond the ${MAXNS} nameservers libc uses)`);
       continue;
     }
     nameservers.push(parseHostPort(value, 53) ?? { host: value, port: 53 });
@@ -35,7 +42,9 @@ export function parseResolvConf(text: string): { nameservers: HostPort[]; skippe
  * or svcdns listens on a wildcard address that covers it (any local address of that family).
  */
 export function isSelf(upstream: HostPort, listen: readonly ListenAddress[], localAddresses: readonly string[] = localInterfaceAddresses()): boolean {
-  const host = normalize(upstream.host);
+  // Sending to the unspecified address reaches this host (libc reads `nameserver 0.0.0.0` so).
+  const given = normalize(upstream.host);
+  const host = given === '0.0.0.0' ? '127.0.0.1' : given === '::' ? '::1' : given;
   return listen.some((l) => {
     if (l.port !== upstream.port) return false;
     const at = normalize(l.host);
@@ -97,7 +106,7 @@ export async function chooseUpstreams(
   const { nameservers, skipped } = parseResolvConf(text);
   const upstreams = nameservers.filter((u) => !isSelf(u, listen));
   const leftOut = [
-    ...skipped.map((s) => `${s} (not an IP address)`),
+    ...skipped,
     ...nameservers.filter((u) => isSelf(u, listen)).map((u) => `${formatHostPort(u)} (svcdns itself: a loop)`),
   ];
   const none =

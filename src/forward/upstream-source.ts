@@ -45,7 +45,8 @@ export class UpstreamSource {
     } else log.info({ upstreams: choice.upstreams.map(formatHostPort), from: choice.from }, 'forwarding other names');
     this.current = choice.upstreams;
     if (given === null && this.options.watch !== false) {
-      this.watcher = watchFile(resolvConf, () => void this.reload(), {
+      const reload = (): void => void this.reload().catch((err: unknown) => log.error({ err, file: resolvConf }, 're-reading resolv.conf failed'));
+      this.watcher = watchFile(resolvConf, reload, {
         debounceMs: this.options.debounceMs ?? 100,
         onError: (err) => log.warn({ file: resolvConf, err }, 'resolv.conf cannot be watched; re-read it with SIGHUP'),
       });

@@ -27,7 +27,11 @@ export type Behaviour =
   /** Sends a forged reply first (wrong ID, the answer `FORGED_ADDRESS`), then the real one. */
   | 'wrong-id-first'
   /** Sends a forged reply from another port first (right ID, `FORGED_ADDRESS`), then the real one. */
-  | 'other-port-first';
+  | 'other-port-first'
+  /** Over UDP, a reply too big for the client is cut at byte 512, mid-record, with TC (RFC 2181 allows it). */
+  | 'cut-mid-record'
+  /** A referral, as a server that does not recurse gives: no answer, NS records, RA clear. */
+  | 'referral';
 
 export const FORGED_ADDRESS = '203.0.113.66';
 
@@ -55,6 +59,8 @@ export interface TestUpstream {
   records: dnsPacket.Answer[];
   /** The SOA of the zone, sent with NXDOMAIN and NODATA; null: none. */
   soa: dnsPacket.Answer | null;
+  /** Answers a raw UDP query itself when it returns bytes (the ID is patched in); undefined: as usual. */
+  override: ((query: Buffer) => Buffer | undefined) | null;
   close(): Promise<void>;
 }
 
@@ -115,6 +121,7 @@ function serve(udp: Socket, tcp: Server, host: string, port: number, options: Up
     behaviour: 'answer',
     delayMs: 0,
     authenticData: false,
+    override: null,
     records: options.records,
     soa: options.soa === undefined ? soaRecord('test', 300, 30) : options.soa,
     async close() {
@@ -153,6 +160,13 @@ function serve(udp: Socket, tcp: Server, host: string, port: number, options: Up
       case 'formerr-edns':
         if (opt) return { ...base, flags: flags(1) };
         break;
+      case 'referral':
+        return {
+          ...base,
+          flags: dnsPacket.RECURSION_DESIRED,
+          authorities: [{ name: 'test', type: 'NS', ttl: 300, data: 'ns.test' }],
+          additionals: [{ name: 'ns.test', type: 'A', ttl: 300, data: '192.0.2.53' }],
+        };
       default:
         break;
     }
@@ -178,6 +192,14 @@ function serve(udp: Socket, tcp: Server, host: string, port: number, options: Up
   }
 
   udp.on('message', (packet, rinfo) => {
+    const own = upstream.override?.(packet);
+    if (own) {
+      const out = Buffer.from(own);
+      packet.copy(out, 0, 0, 2);
+      upstream.received.push({ name: '(override)', type: '', transport: 'udp', id: packet.readUInt16BE(0), flags: packet.readUInt16BE(2), edns: false, dnssecOk: false });
+      udp.send(out, rinfo.port, rinfo.address);
+      return;
+    }
     let query: dnsPacket.DecodedPacket;
     try {
       query = dnsPacket.decode(packet);
@@ -189,7 +211,10 @@ function serve(udp: Socket, tcp: Server, host: string, port: number, options: Up
     const opt = query.additionals?.find((a) => a.type === 'OPT');
     const limit = opt ? Math.max(512, opt.udpPayloadSize ?? 512) : 512;
     let bytes = dnsPacket.encode(reply);
-    if (bytes.length > limit) {
+    if (bytes.length > limit && upstream.behaviour === 'cut-mid-record') {
+      bytes = Buffer.from(bytes.subarray(0, 512));
+      bytes.writeUInt16BE(bytes.readUInt16BE(2) | dnsPacket.TRUNCATED_RESPONSE, 2);
+    } else if (bytes.length > limit) {
       bytes = dnsPacket.encode({ ...reply, flags: (reply.flags ?? 0) | dnsPacket.TRUNCATED_RESPONSE, answers: [], authorities: [], additionals: [] });
     }
     const forged = (id: number) =>
