@@ -524,4 +524,8 @@ test('IPv6 all the way: a client on ::1, an upstream on [::1]', async (t) => {
     'www.example.test. 100 IN A 192.0.2.11',
   ]);
   assert.deepEqual(upstream.received.map((q) => q.transport), ['udp', 'tcp']);
+  // The same upstream written the long way round still matches its replies.
+  const longhand = await startServer({ flags: { listen: ['[::1]:0'], upstream: [`[0:0:0:0:0:0:0:1]:${upstream.port}`] } });
+  t.after(() => longhand.close());
+  assert.deepEqual((await dig(longhand.port, ['www.example.test', 'AAAA'], '::1')).answer, ['www.example.test. 100 IN AAAA 2001:db8::10']);
 });
