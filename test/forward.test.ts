@@ -7,8 +7,10 @@
 
 import assert from 'node:assert/strict';
 import { Resolver } from 'node:dns/promises';
+import { once } from 'node:events';
 import { mkdtemp, rename, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
+import { connect } from 'node:net';
 import { join } from 'node:path';
 import { test, type TestContext } from 'node:test';
 import * as dnsPacket from 'dns-packet';
@@ -528,4 +530,38 @@ test('IPv6 all the way: a client on ::1, an upstream on [::1]', async (t) => {
   const longhand = await startServer({ flags: { listen: ['[::1]:0'], upstream: [`[0:0:0:0:0:0:0:1]:${upstream.port}`] } });
   t.after(() => longhand.close());
   assert.deepEqual((await dig(longhand.port, ['www.example.test', 'AAAA'], '::1')).answer, ['www.example.test. 100 IN AAAA 2001:db8::10']);
+});
+
+test('TCP: replies behind a slow forwarded answer keep their order; after a long wait the idle timeout still closes', async (t) => {
+  const { server, upstreams } = await setup(t, { flags: { 'tcp-idle-timeout': '1', 'upstream-timeout': '1500ms' } });
+  upstreams[0]!.behaviour = 'silent';
+  // One slow question, then 40 answered at once (class CH: REFUSED), more than the 32 held per connection.
+  const queries = [buildQuery('slow.example.test', 'A', { id: 1000 }), ...Array.from({ length: 40 }, (_, i) => buildQuery('version.bind', 'TXT', { id: i, class: 'CH' }))];
+  const started = performance.now();
+  const { replies, closed } = await tcpExchange(server.port, frame(...queries), 42, 8000);
+  const took = performance.now() - started;
+  assert.deepEqual(
+    replies.map((b) => decode(b).id),
+    [1000, ...Array.from({ length: 40 }, (_, i) => i)],
+    'in order',
+  );
+  assert.equal(decode(replies[0]!).flags! & 0xf, 2, 'SERVFAIL for the silent upstream');
+  assert.equal(closed, true, 'closed for idleness after the answers');
+  assert.ok(took < 5000, `closed about a second after the last reply: ${took.toFixed(0)} ms`);
+});
+
+test('TCP: a client that sends its questions and half-closes still gets every reply', async (t) => {
+  const { server, upstreams } = await setup(t);
+  upstreams[0]!.delayMs = 200;
+  const socket = connect(server.port, '127.0.0.1');
+  t.after(() => socket.destroy());
+  const chunks: Buffer[] = [];
+  socket.on('data', (d: Buffer) => chunks.push(d));
+  await once(socket, 'connect');
+  socket.end(frame(buildQuery('www.example.test', 'A', { id: 1 }), buildQuery('web.service.consul', 'A', { id: 2 })));
+  await once(socket, 'close');
+  const all = Buffer.concat(chunks);
+  const ids: number[] = [];
+  for (let off = 0; off + 2 <= all.length; off += 2 + all.readUInt16BE(off)) ids.push(decode(all.subarray(off + 2, off + 2 + all.readUInt16BE(off))).id!);
+  assert.deepEqual(ids, [1, 2]);
 });

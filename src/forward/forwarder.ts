@@ -16,6 +16,7 @@
  */
 
 import { randomBytes } from 'node:crypto';
+import { setMaxListeners } from 'node:events';
 import type { Logger } from 'pino';
 import type { HostPort } from '../config.js';
 import { Flag, HEADER_SIZE, Rcode, RRType } from '../dns/constants.js';
@@ -97,7 +98,8 @@ export class Forwarder {
       this.inflight.set(key, flight);
     } else if (flight.waiters >= MAX_WAITERS_PER_QUESTION) {
       this.overloaded(`more than ${MAX_WAITERS_PER_QUESTION} clients waiting on one question: dropping the rest until it is answered`);
-      return Promise.resolve('drop');
+      // UDP clients retry (into the cache); a TCP client would just wait, so it gets SERVFAIL.
+      return Promise.resolve(transport === 'udp' ? 'drop' : null);
     }
     flight.waiters++;
     return flight.result.then((message) => {
@@ -157,6 +159,8 @@ export class Forwarder {
     const { timeoutMs } = this.options;
     const deadline = performance.now() + timeoutMs * order.length;
     const abort = new AbortController();
+    // One listener per running exchange: many upstreams are not a leak.
+    setMaxListeners(Math.max(10, order.length * 2), abort.signal);
     return new Promise((resolve) => {
       let next = 0;
       let running = 0;

@@ -24,7 +24,8 @@ export interface TcpListener {
 
 export function listenTcp(at: ListenAddress, handler: DnsHandler, options: TcpListenerOptions, log: Logger): Promise<TcpListener> {
   const sockets = new Set<Socket>();
-  const server = createServer({ noDelay: true }, (socket) => {
+  // Half-open: a client may send its queries and close its side; it still gets every reply.
+  const server = createServer({ noDelay: true, allowHalfOpen: true }, (socket) => {
     sockets.add(socket);
     socket.on('close', () => sockets.delete(socket));
     serveConnection(socket, handler, options.idleTimeoutMs, log);
@@ -70,6 +71,8 @@ function serveConnection(socket: Socket, handler: DnsHandler, idleTimeoutMs: num
   /** Replies in the queries' order; a slot is filled when its answer is ready. */
   const slots: { ready: boolean; reply: Buffer | null }[] = [];
   let pending = 0;
+  /** The client has closed its side: close ours once every reply is written. */
+  let ended = false;
 
   const clearDeadline = (): void => {
     if (frameDeadline) clearTimeout(frameDeadline);
@@ -89,13 +92,30 @@ function serveConnection(socket: Socket, handler: DnsHandler, idleTimeoutMs: num
       const { reply } = slots.shift()!;
       if (reply && !socket.destroyed) write(reply);
     }
+    maybeEnd();
   };
 
-  const mayRead = (): boolean => !socket.writableNeedDrain && pending < MAX_PENDING_PER_CONNECTION;
+  /** After the client's end: close once no reply is owed and no whole frame is left to answer. */
+  const maybeEnd = (): void => {
+    if (!ended || slots.length > 0 || socket.destroyed) return;
+    if (buffered >= 2) {
+      const head = chunks[0]!.length >= 2 ? chunks[0]! : Buffer.concat(chunks, buffered);
+      if (buffered >= 2 + head.readUInt16BE(0)) return;
+    }
+    socket.end();
+  };
+
+  /**
+   * Replies not yet written, ready or not, count against the bound: ready ones wait behind a slow
+   * one at the head, and would otherwise pile up while the socket keeps reading.
+   */
+  const mayRead = (): boolean => !socket.writableNeedDrain && slots.length < MAX_PENDING_PER_CONNECTION;
 
   const answerFrames = (): void => {
     while (!socket.destroyed && buffered >= 2) {
       if (!mayRead()) {
+        // Not reading is our doing, not the client's: no partial-frame deadline meanwhile.
+        clearDeadline();
         socket.pause();
         return;
       }
@@ -128,13 +148,22 @@ function serveConnection(socket: Socket, handler: DnsHandler, idleTimeoutMs: num
         answerFrames();
       });
     }
-    if (buffered > 0 && !frameDeadline && !socket.destroyed) {
+    if (buffered > 0 && !frameDeadline && !socket.destroyed && !ended) {
       frameDeadline = setTimeout(() => socket.destroy(), idleTimeoutMs);
     }
+    maybeEnd();
   };
 
-  socket.setTimeout(idleTimeoutMs, () => {
+  // Idle means nothing sent and no answer outstanding; a connection waiting on answers gets another round.
+  socket.on('timeout', () => {
     if (pending === 0) socket.destroy();
+    else socket.setTimeout(idleTimeoutMs);
+  });
+  socket.setTimeout(idleTimeoutMs);
+  socket.on('end', () => {
+    ended = true;
+    clearDeadline();
+    answerFrames();
   });
   socket.on('error', (err) => log.debug({ err }, 'tcp connection error'));
   socket.on('close', clearDeadline);
