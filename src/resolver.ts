@@ -1,7 +1,10 @@
 /**
  * From query bytes to reply bytes: the one function both listeners call.
  *
- * Order of decisions (each answered here, once):
+ * 0. The reply cache (src/reply-cache.ts): a plain query whose reply is stored is answered by a
+ *    patched copy, before anything below. Every reply below that answers a question (our answers,
+ *    forwarded answers from the forward cache) is stored there for the next time.
+ * Order of decisions on the full path (each answered here, once):
  * 1. `readQuery`: drop what has no readable header and every response; FORMERR/NOTIMP for the rest
  *    of what is not a single well-formed standard query.
  * 2. EDNS version other than 0: BADVERS (RFC 6891 6.1.3). Class other than IN/ANY: REFUSED.
@@ -24,6 +27,8 @@ import { encodeReply, type Reply } from './dns/codec.js';
 import { Flag, MAX_TCP_SIZE, MIN_UDP_SIZE, Rcode, RRClass } from './dns/constants.js';
 import { errorReply, readQuery, type Query } from './dns/wire.js';
 import type { Forwarder } from './forward/forwarder.js';
+import type { ReplyCache } from './reply-cache.js';
+import type { Snapshot } from './catalog/snapshot.js';
 
 export type Transport = 'udp' | 'tcp';
 
@@ -52,7 +57,12 @@ export interface ResolverOptions {
   /** How long a question waits for data being fetched before SERVFAIL (--fetch-timeout), ms. */
   fetchTimeoutMs: number;
   /** Where other names go; while it has no upstreams (or is null), they are REFUSED. */
-  forwarder: Pick<Forwarder, 'forward' | 'available'> | null;
+  forwarder: Pick<Forwarder, 'forward' | 'cached' | 'available'> | null;
+  /**
+   * Pre-encoded replies (the hot path), consulted before anything else and filled with what the
+   * full path answers. Not used while every query is logged (--query-log).
+   */
+  replyCache?: ReplyCache | null;
   /** Whether a client address may have names forwarded. */
   recursionAllowed: (address: string) => boolean;
 }
@@ -69,12 +79,26 @@ function bare(rcode: number): Reply {
 export function createResolver(options: ResolverOptions): DnsHandler {
   const { answerer, store, source, log, maxUdpSize, queryLog, fetchTimeoutMs, forwarder, recursionAllowed } = options;
   const queries = log.child({ component: 'query' });
+  const hot = options.replyCache?.enabled && !queryLog ? options.replyCache : null;
+
+  /** The recursion ACL per client address, remembered: checking it is far dearer than a map lookup. */
+  const allowedByAddress = new Map<string, boolean>();
+  const allowed = (address: string): boolean => {
+    let yes = allowedByAddress.get(address);
+    if (yes === undefined) {
+      if (allowedByAddress.size >= 4096) allowedByAddress.clear();
+      yes = recursionAllowed(address);
+      allowedByAddress.set(address, yes);
+    }
+    return yes;
+  };
+  const recursiveAddress = (address: string): boolean => forwarder !== null && forwarder.available && allowed(address);
 
   const maxSize = (query: Query, transport: Transport): number =>
     transport === 'tcp' ? MAX_TCP_SIZE : Math.min(query.edns?.udpSize ?? MIN_UDP_SIZE, maxUdpSize);
 
   /** Recursion is available to this client: there is somewhere to forward to, and it may. */
-  const recursive = (client: Client): boolean => forwarder !== null && forwarder.available && recursionAllowed(client.address);
+  const recursive = (client: Client): boolean => recursiveAddress(client.address);
 
   function logQuery(query: Query, out: Buffer, rcode: number, transport: Transport, client: Client, forwarded: boolean): void {
     // Wire data goes under its own keys: the name is untrusted and JSON-escaped by pino.
@@ -102,14 +126,22 @@ export function createResolver(options: ResolverOptions): DnsHandler {
     return out;
   }
 
-  function forwarded(query: Query, packet: Buffer, transport: Transport, client: Client): Buffer | null | Promise<Buffer | null> {
+  function forwarded(query: Query, packet: Buffer, transport: Transport, client: Client, snapshot: Snapshot | null): Buffer | null | Promise<Buffer | null> {
     const done = (out: Buffer | null | 'drop'): Buffer | null => {
       if (out === 'drop') return null;
       if (out === null) return finish(query, packet, bare(Rcode.SERVFAIL), transport, client);
       if (queryLog) logQuery(query, out, out.readUInt16BE(2) & 0xf, transport, client, true);
       return out;
     };
-    const out = forwarder!.forward(query, packet, transport, maxSize(query, transport));
+    const size = maxSize(query, transport);
+    if (hot) {
+      const cached = forwarder!.cached(query, packet, size);
+      if (cached) {
+        hot.storeForwarded(packet, transport === 'tcp', cached.reply, snapshot, cached.validUntil);
+        return cached.reply;
+      }
+    }
+    const out = forwarder!.forward(query, packet, transport, size);
     if (!(out instanceof Promise)) return done(out);
     return out.then(done).catch((err: unknown) => {
       log.error({ err }, 'query handling failed');
@@ -145,25 +177,31 @@ export function createResolver(options: ResolverOptions): DnsHandler {
   }
 
   return (packet, transport, client) => {
+    if (hot) {
+      const out = hot.lookup(packet, transport === 'tcp', client.address, store.current(), recursiveAddress);
+      if (out !== null) return out;
+    }
     try {
       const read = readQuery(packet);
       if (read.kind === 'drop') return null;
       if (read.kind === 'error') return errorReply(read.id, read.flags, read.rcode);
       const query = read.query;
 
-      let reply: Reply | Pending | null;
-      if (query.edns && query.edns.version !== 0) reply = bare(Rcode.BADVERS);
-      else if (query.class !== RRClass.IN && query.class !== RRClass.ANY) reply = bare(Rcode.REFUSED);
-      else if (query.type === AXFR || query.type === IXFR) reply = bare(Rcode.REFUSED);
-      else {
-        reply = answerer.answer(query, store.current());
-        if (reply === null) {
-          if (recursive(client)) return forwarded(query, packet, transport, client);
-          reply = bare(Rcode.REFUSED);
-        }
+      if (query.edns && query.edns.version !== 0) return finish(query, packet, bare(Rcode.BADVERS), transport, client);
+      if (query.class !== RRClass.IN && query.class !== RRClass.ANY) return finish(query, packet, bare(Rcode.REFUSED), transport, client);
+      if (query.type === AXFR || query.type === IXFR) return finish(query, packet, bare(Rcode.REFUSED), transport, client);
+
+      const snapshot = store.current();
+      // A cached question whose next rotation is not encoded yet asks for exactly that one.
+      const answer = answerer.answer(query, snapshot, hot?.missTurn);
+      if (answer === null) {
+        if (recursive(client)) return forwarded(query, packet, transport, client, snapshot);
+        return finish(query, packet, bare(Rcode.REFUSED), transport, client);
       }
-      if (isPending(reply)) return afterFetch(query, packet, reply, transport, client);
-      return finish(query, packet, reply, transport, client);
+      if (isPending(answer)) return afterFetch(query, packet, answer, transport, client);
+      const out = finish(query, packet, answer, transport, client);
+      if (hot && snapshot) hot.storeAnswer(packet, transport === 'tcp', answer, out, snapshot);
+      return out;
     } catch (err) {
       // A bug, not bad input (bad input is handled above): log it and answer SERVFAIL if we can.
       log.error({ err }, 'query handling failed');

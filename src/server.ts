@@ -19,6 +19,7 @@ import { UpstreamSource } from './forward/upstream-source.js';
 import { parseIp } from './ip.js';
 import { listenTcp, type TcpListener } from './listen/tcp.js';
 import { listenUdp, type UdpListener } from './listen/udp.js';
+import { ReplyCache } from './reply-cache.js';
 import { createResolver, type DnsHandler } from './resolver.js';
 
 /** The example catalog shipped with svcdns, served when no catalog is configured. */
@@ -45,6 +46,7 @@ export class SvcdnsServer {
     readonly store: CatalogStore,
     readonly source: CatalogSource,
     readonly forwarder: Forwarder,
+    readonly replyCache: ReplyCache,
     private readonly upstreamSource: UpstreamSource,
     readonly handler: DnsHandler,
     readonly addresses: readonly BoundAddress[],
@@ -73,8 +75,16 @@ export class SvcdnsServer {
         return ip && !ip.bytes.every((b) => b === 0) ? [ip] : [];
       }),
     });
+    const replyCache = new ReplyCache({
+      maxEntries: config.answerCacheSize,
+      maxBytes: config.answerCacheMaxBytes,
+      maxUdpSize: config.maxUdpSize,
+      now: options.now ?? Date.now,
+      ...(source.touch && { onServiceUsed: source.touch.bind(source) }),
+    });
     const handler = createResolver({
       forwarder,
+      replyCache,
       recursionAllowed: recursionAcl(config.forward.allowRecursion),
       answerer,
       store,
@@ -95,13 +105,14 @@ export class SvcdnsServer {
       }
     } catch (err) {
       await Promise.all(listeners.map((l) => l.close()));
+      replyCache.close();
       upstreamSource.close();
       forwarder.close();
       await source.stop();
       throw err;
     }
     for (const a of addresses) log.info({ address: formatHostPort(a) }, 'listening (udp, tcp)');
-    return new SvcdnsServer(store, source, forwarder, upstreamSource, handler, addresses, listeners, log);
+    return new SvcdnsServer(store, source, forwarder, replyCache, upstreamSource, handler, addresses, listeners, log);
   }
 
   /** Re-reads what comes from files now (SIGHUP): the catalog, and resolv.conf when upstreams come from it. */
@@ -111,6 +122,7 @@ export class SvcdnsServer {
 
   async close(): Promise<void> {
     await Promise.all(this.listeners.map((l) => l.close()));
+    this.replyCache.close();
     this.upstreamSource.close();
     this.forwarder.close();
     await this.source.stop();

@@ -25,6 +25,8 @@ test('defaults', () => {
     nodeTtl: 0,
     tcpIdleTimeout: 10,
     maxUdpSize: 4096,
+    answerCacheSize: 10000,
+    answerCacheMaxBytes: 33554432,
     logLevel: 'info',
     logFormat: 'json',
     queryLog: false,

@@ -83,7 +83,7 @@ export class Answerer {
    * The reply for a question about our domain or a reverse name we know, or null when the name is
    * not ours to answer (the next resolver link decides).
    */
-  answer(query: Query, snapshot: Snapshot | null): Reply | Pending | null {
+  answer(query: Query, snapshot: Snapshot | null, turn?: number): Reply | Pending | null {
     const match = matchDomain(query.labels, this.domains);
     if (!match) {
       return query.plain && isReverseName(query.labels) && snapshot ? this.reverse(query, snapshot) : null;
@@ -100,7 +100,7 @@ export class Answerer {
       case 'apex':
         return this.apex(ctx);
       case 'service':
-        return this.service(ctx, name);
+        return this.service(ctx, name, turn);
       case 'node':
         return this.node(ctx, name);
       case 'addr':
@@ -162,7 +162,8 @@ export class Answerer {
     return answers.length > 0 ? reply(Rcode.NOERROR, answers, EMPTY, EMPTY) : this.nodata(ctx);
   }
 
-  private service(ctx: Ctx, name: Extract<ConsulName, { kind: 'service' }>): Reply | Pending {
+  /** `turn`: which rotation of the instances to answer with (the reply cache asks); default, the next. */
+  private service(ctx: Ctx, name: Extract<ConsulName, { kind: 'service' }>, turn: number | undefined): Reply | Pending {
     const dc = name.dc ?? this.options.datacenter;
     if (name.dc !== null && !ctx.snapshot.hasDatacenter(name.dc)) return this.nxdomain(ctx);
     const view = ctx.snapshot.service(dc, name.service);
@@ -174,13 +175,18 @@ export class Answerer {
     }
     const ttl = this.options.serviceTtl;
     const { query } = ctx;
+    const cacheable = (r: Reply, rotation: number): Reply => ({
+      ...r,
+      rotation: { turn: rotation, count: list.length },
+      dependsOn: { datacenter: view!.datacenter, service: view!.name, generation: view!.generation },
+    });
 
     if (query.type === RRType.SRV) {
-      const rotated = this.srvRotation.rotate(list);
+      const rotated = this.srvRotation.rotate(list, turn);
       const answers: RR[] = [];
       const additional: RR[] = [];
       const targets = new Set<string>();
-      for (const i of rotated) {
+      for (const i of rotated.items) {
         const target = this.srvTarget(i, ctx.domain);
         answers.push({ name: query.name, type: RRType.SRV, ttl, priority: 1, weight: i.weight, port: i.port, target });
         if (!targets.has(target)) {
@@ -188,20 +194,21 @@ export class Answerer {
           additional.push(addressRecord(target, i.address, ttl));
         }
       }
-      return reply(Rcode.NOERROR, answers, EMPTY, additional);
+      return cacheable(reply(Rcode.NOERROR, answers, EMPTY, additional), rotated.turn);
     }
 
     const families = familiesFor(query.type);
     if (families === 0) return this.nodata(ctx);
     const answers: RR[] = [];
     const seen = new Set<string>();
-    for (const i of this.addressRotation.rotate(list)) {
+    const rotated = this.addressRotation.rotate(list, turn);
+    for (const i of rotated.items) {
       if (!(families & familyBit(i.address)) || seen.has(i.address.text)) continue;
       // Consul serves one A record per distinct address: instances sharing an address are one record.
       seen.add(i.address.text);
       answers.push(addressRecord(query.name, i.address, ttl));
     }
-    return answers.length > 0 ? reply(Rcode.NOERROR, answers, EMPTY, EMPTY) : this.nodata(ctx);
+    return answers.length > 0 ? cacheable(reply(Rcode.NOERROR, answers, EMPTY, EMPTY), rotated.turn) : this.nodata(ctx);
   }
 
   /** SRV target: the node name when the instance uses its node's address, else its `.addr.` name. */

@@ -80,14 +80,32 @@ export class Forwarder {
   }
 
   /**
+   * The cached reply for a forwarded question, TTLs counted down, and until when (ms on this
+   * forwarder's clock) those TTLs stay right: the next whole second of the entry's age, or its expiry.
+   */
+  cached(query: Query, packet: Buffer, maxSize: number): { reply: Buffer; validUntil: number } | null {
+    return this.fromCache(cacheKey(query, packet), query, packet, maxSize);
+  }
+
+  private fromCache(key: string, query: Query, packet: Buffer, maxSize: number): { reply: Buffer; validUntil: number } | null {
+    const hit = this.cache.get(key);
+    if (!hit) return null;
+    const elapsed = Math.floor((this.now() - hit.storedAt) / 1000);
+    return {
+      reply: renderReply(hit.value, query, packet, elapsed, maxSize),
+      validUntil: Math.min(hit.storedAt + (elapsed + 1) * 1000, hit.expiresAt),
+    };
+  }
+
+  /**
    * The reply for a forwarded question: bytes at once from the cache, else a promise of them; null
    * when every upstream failed (the caller answers SERVFAIL) and for a client dropped because too
    * many wait on the same question (`'drop'`). The promise never rejects.
    */
   forward(query: Query, packet: Buffer, transport: Transport, maxSize: number): Buffer | Promise<Buffer | null | 'drop'> {
     const key = cacheKey(query, packet);
-    const hit = this.cache.get(key);
-    if (hit) return renderReply(hit.value, query, packet, Math.floor((this.now() - hit.storedAt) / 1000), maxSize);
+    const hit = this.fromCache(key, query, packet, maxSize);
+    if (hit) return hit.reply;
     let flight = this.inflight.get(key);
     if (flight === undefined) {
       if (this.inflight.size >= this.options.maxInflight) {

@@ -1,0 +1,304 @@
+/**
+ * The hot path: replies already encoded, served by copying them and patching a few bytes.
+ *
+ * A query the `QuestionReader` can read (a plain one: see dns/question-key.ts) is looked up by its
+ * key; on a hit the stored reply is copied and gets the query's ID, RD and CD bits, RA for this
+ * client, and the question as the client spelled it (the stored reply's names point into the
+ * question, so they follow). No decoding, no encoding, no promise, no log line: one allocation,
+ * the copy. Everything else, and every miss, takes the full path, whose reply is then stored here.
+ *
+ * What a stored reply stays right for:
+ * - an answer listing one service's instances: while that service keeps its generation in the
+ *   catalog, across snapshots (a change anywhere else does not touch it);
+ * - every other answer about our domain (NXDOMAIN and NODATA carry the SOA, whose serial changes
+ *   with each snapshot): the snapshot it came from;
+ * - a forwarded answer: the snapshot it came from (a catalog change can make a name ours) and,
+ *   since its TTLs count down, until the forward cache's next whole second for it (`validUntil`);
+ *   the full path then renders it again, TTLs one second lower, and it is stored again.
+ * Round robin: an entry holds the record set's rotations, encoded as the full path produces them
+ * (turn k = the instance list started at k), and serves them in turn. A turn not encoded yet is a
+ * miss that asks the full path for exactly that turn (`missTurn`), so the order stays 0, 1, 2, ...
+ * An entry keeps at most MAX_ENTRY_BYTES of rotations; past that, missing turns are encoded for
+ * each query and not kept.
+ *
+ * Bounds: `maxEntries` keys and `maxBytes` of replies. Eviction is CLOCK (second chance): a hit
+ * marks the entry, eviction walks from the oldest, passing over marked entries once. A hit costs
+ * one boolean write, and a flood of names asked once cannot push out the names asked all the time.
+ */
+
+import { Flag, HEADER_SIZE } from './dns/constants.js';
+import type { Reply } from './dns/codec.js';
+import { foldedQuestion, QuestionReader, sameQuestion } from './dns/question-key.js';
+import type { Snapshot } from './catalog/snapshot.js';
+
+/** One entry's rotations take at most this much; a large record set's other turns are not kept. */
+export const MAX_ENTRY_BYTES = 256 * 1024;
+/** What an entry costs besides its replies (objects, the key, the map slot), for the byte bound. */
+const ENTRY_OVERHEAD = 300;
+const PATCHED_FLAGS = Flag.RD | Flag.CD | Flag.RA;
+
+type Dependency = NonNullable<Reply['dependsOn']>;
+
+export interface ReplyCacheOptions {
+  /** Keys kept at most (--answer-cache-size); 0 turns the cache off. */
+  maxEntries: number;
+  /** Bytes of replies kept at most. */
+  maxBytes: number;
+  /** --max-udp-size: part of every UDP key. */
+  maxUdpSize: number;
+  /** Clock for forwarded entries, ms (the forward cache's clock). */
+  now: () => number;
+  /**
+   * Told (every `touchIntervalMs`) of the services whose answers were served from here: keeps the
+   * on-demand watches of services asked only through the cache alive.
+   */
+  onServiceUsed?: (datacenter: string, service: string) => void;
+  touchIntervalMs?: number;
+}
+
+interface Entry {
+  readonly hash: number;
+  /** The question bytes, name folded to lower case. */
+  readonly question: Buffer;
+  readonly variant: number;
+  /** By rotation turn; one slot when the answer does not rotate. */
+  readonly replies: (Buffer | undefined)[];
+  /** The turn the next hit serves. */
+  next: number;
+  bytes: number;
+  /** The snapshot this entry is known to be right for. */
+  snapshot: Snapshot;
+  readonly dependsOn: Dependency | null;
+  readonly forwarded: boolean;
+  /** Forwarded: ms on the `now` clock after which the stored copy's TTLs are a second too high. */
+  readonly validUntil: number;
+  /** CLOCK's mark: hit since eviction last passed. */
+  recent: boolean;
+  /** Hit since the last report to `onServiceUsed`. */
+  used: boolean;
+}
+
+export interface ReplyCacheStats {
+  entries: number;
+  bytes: number;
+  hits: number;
+  misses: number;
+}
+
+export class ReplyCache {
+  private readonly entries = new Map<number, Entry>();
+  private readonly reader: QuestionReader;
+  private bytes = 0;
+  private hits = 0;
+  private misses = 0;
+  private readonly touchTimer: NodeJS.Timeout | null = null;
+  /**
+   * After a `lookup` that found the entry but not the rotation due: that turn, for the full path to
+   * answer with (`Answerer.answer(..., turn)`); otherwise undefined.
+   */
+  missTurn: number | undefined;
+
+  constructor(private readonly options: ReplyCacheOptions) {
+    this.reader = new QuestionReader(options.maxUdpSize);
+    if (options.onServiceUsed && options.maxEntries > 0) {
+      this.touchTimer = setInterval(() => this.reportUsed(), options.touchIntervalMs ?? 10_000);
+      this.touchTimer.unref();
+    }
+  }
+
+  get enabled(): boolean {
+    return this.options.maxEntries > 0;
+  }
+
+  /**
+   * The reply for `packet` from the cache, or null (a miss: take the full path, then store its
+   * reply). `current`: the catalog now. `recursive`: whether the client gets RA, i.e. may have names
+   * forwarded and there is somewhere to forward to.
+   */
+  lookup(packet: Buffer, tcp: boolean, client: string, current: Snapshot | null, recursive: (address: string) => boolean): Buffer | null {
+    this.missTurn = undefined;
+    const r = this.reader;
+    if (!r.read(packet, tcp)) return null;
+    const entry = this.entries.get(r.hash);
+    if (entry === undefined || entry.variant !== r.variant || !sameQuestion(packet, entry.question, r.questionEnd)) {
+      this.misses++;
+      return null;
+    }
+    if (entry.snapshot !== current && !this.stillRight(entry, current)) {
+      this.remove(entry);
+      this.misses++;
+      return null;
+    }
+    let ra: boolean;
+    if (entry.forwarded) {
+      if (this.options.now() >= entry.validUntil) {
+        this.remove(entry);
+        this.misses++;
+        return null;
+      }
+      // Not allowed (or no upstream any more): the full path says REFUSED.
+      if (!recursive(client)) return null;
+      ra = true;
+    } else {
+      ra = recursive(client);
+    }
+    const turn = entry.next;
+    const stored = entry.replies[turn];
+    if (stored === undefined) {
+      this.missTurn = turn;
+      this.misses++;
+      return null;
+    }
+    entry.next = turn + 1 === entry.replies.length ? 0 : turn + 1;
+    entry.recent = true;
+    entry.used = true;
+    this.hits++;
+
+    const out = Buffer.allocUnsafe(stored.length);
+    stored.copy(out, 0);
+    out[0] = packet[0]!;
+    out[1] = packet[1]!;
+    const flags = (stored[2]! << 8) | stored[3]!;
+    const asked = (packet[2]! << 8) | packet[3]!;
+    const patched = (flags & ~PATCHED_FLAGS) | (asked & (Flag.RD | Flag.CD)) | (ra ? Flag.RA : 0);
+    out[2] = patched >> 8;
+    out[3] = patched & 0xff;
+    packet.copy(out, HEADER_SIZE, HEADER_SIZE, r.questionEnd);
+    return out;
+  }
+
+  /**
+   * Keeps the full path's reply to `packet`, an answer about our domain from `snapshot`. Only
+   * authoritative NOERROR and NXDOMAIN answers are kept (SERVFAIL and REFUSED are not answers).
+   */
+  storeAnswer(packet: Buffer, tcp: boolean, reply: Reply, out: Buffer, snapshot: Snapshot): void {
+    if (!this.enabled || !reply.authoritative || (reply.rcode !== 0 && reply.rcode !== 3)) return;
+    const rotation = reply.rotation ?? { turn: 0, count: 1 };
+    this.put(packet, tcp, out, snapshot, rotation.turn, rotation.count, reply.dependsOn ?? null, false, Infinity);
+  }
+
+  /** Keeps a forwarded reply rendered for `packet`, right until `validUntil` on the `now` clock. */
+  storeForwarded(packet: Buffer, tcp: boolean, out: Buffer, snapshot: Snapshot | null, validUntil: number): void {
+    if (!this.enabled || snapshot === null) return;
+    this.put(packet, tcp, out, snapshot, 0, 1, null, true, validUntil);
+  }
+
+  stats(): ReplyCacheStats {
+    return { entries: this.entries.size, bytes: this.bytes, hits: this.hits, misses: this.misses };
+  }
+
+  clear(): void {
+    this.entries.clear();
+    this.bytes = 0;
+  }
+
+  close(): void {
+    if (this.touchTimer) clearInterval(this.touchTimer);
+    this.clear();
+  }
+
+  private put(
+    packet: Buffer,
+    tcp: boolean,
+    out: Buffer,
+    snapshot: Snapshot,
+    turn: number,
+    count: number,
+    dependsOn: Dependency | null,
+    forwarded: boolean,
+    validUntil: number,
+  ): void {
+    const r = this.reader;
+    if (!r.read(packet, tcp)) return;
+    let entry = this.entries.get(r.hash);
+    const same =
+      entry !== undefined &&
+      entry.variant === r.variant &&
+      sameQuestion(packet, entry.question, r.questionEnd) &&
+      entry.forwarded === forwarded &&
+      entry.replies.length === count &&
+      entry.validUntil === validUntil &&
+      (entry.snapshot === snapshot || (dependsOn !== null && entry.dependsOn?.generation === dependsOn.generation));
+    if (!same) {
+      if (entry !== undefined) this.remove(entry);
+      entry = {
+        hash: r.hash,
+        question: foldedQuestion(packet, r.questionEnd),
+        variant: r.variant,
+        replies: new Array<Buffer | undefined>(count).fill(undefined),
+        next: turn,
+        bytes: ENTRY_OVERHEAD + r.questionEnd,
+        snapshot,
+        dependsOn,
+        forwarded,
+        validUntil,
+        recent: false,
+        used: false,
+      };
+      this.entries.set(r.hash, entry);
+      this.bytes += entry.bytes;
+    }
+    entry = entry!;
+    entry.snapshot = snapshot;
+    if (entry.replies[turn] === undefined && entry.bytes + out.length <= MAX_ENTRY_BYTES) {
+      // A buffer of its own: a slice of Node's shared pool would keep the whole 8 KB slab alive.
+      const copy = Buffer.alloc(out.length);
+      out.copy(copy, 0);
+      entry.replies[turn] = copy;
+      entry.bytes += copy.length;
+      this.bytes += copy.length;
+    }
+    entry.next = turn + 1 === count ? 0 : turn + 1;
+    this.evict(entry);
+  }
+
+  /** A service answer from an older snapshot is still right if the service has the same generation. */
+  private stillRight(entry: Entry, current: Snapshot | null): boolean {
+    const dep = entry.dependsOn;
+    if (current === null || dep === null || entry.forwarded) return false;
+    if (current.service(dep.datacenter, dep.service)?.generation !== dep.generation) return false;
+    entry.snapshot = current;
+    return true;
+  }
+
+  private remove(entry: Entry): void {
+    if (this.entries.get(entry.hash) !== entry) return;
+    this.entries.delete(entry.hash);
+    this.bytes -= entry.bytes;
+  }
+
+  /** CLOCK: from the oldest, evict unmarked entries; a marked one loses its mark and goes to the back. */
+  private evict(keep: Entry): void {
+    const { maxEntries, maxBytes } = this.options;
+    if (keep.bytes > maxBytes) {
+      this.remove(keep);
+      return;
+    }
+    // Each entry is passed over at most once, so this ends within two rounds.
+    let budget = 2 * this.entries.size + 1;
+    while ((this.entries.size > maxEntries || this.bytes > maxBytes) && budget-- > 0) {
+      const oldest = this.entries.values().next().value as Entry;
+      this.entries.delete(oldest.hash);
+      if (oldest === keep || oldest.recent) {
+        oldest.recent = false;
+        this.entries.set(oldest.hash, oldest);
+      } else {
+        this.bytes -= oldest.bytes;
+      }
+    }
+  }
+
+  private reportUsed(): void {
+    const onServiceUsed = this.options.onServiceUsed!;
+    const told = new Set<string>();
+    for (const entry of this.entries.values()) {
+      if (!entry.used || !entry.dependsOn) continue;
+      entry.used = false;
+      const { datacenter, service } = entry.dependsOn;
+      const key = `${datacenter}\n${service}`;
+      if (told.has(key)) continue;
+      told.add(key);
+      onServiceUsed(datacenter, service);
+    }
+  }
+}
