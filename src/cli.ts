@@ -8,9 +8,12 @@
 import { readFileSync } from 'node:fs';
 import yargs from 'yargs';
 import { hideBin } from 'yargs/helpers';
-import { ConfigError, KEYS, envName, formatHostPort, resolveConfig, type RawConfig } from './config.js';
+import cluster from 'node:cluster';
+import type { Logger } from 'pino';
+import { ConfigError, KEYS, envName, formatHostPort, resolveConfig, type Config, type RawConfig } from './config.js';
 import { createLogger } from './log.js';
 import { SvcdnsServer } from './server.js';
+import { isWorker, runPrimary, runWorker } from './workers.js';
 
 const EXIT_USAGE = 2;
 const EXIT_FAILURE = 1;
@@ -62,6 +65,9 @@ async function main(): Promise<void> {
     throw err;
   }
   const log = createLogger(config);
+  if (isWorker()) return worker(config, log.child({ worker: cluster.worker!.id }));
+  if (config.workers > 1) return primary(config, log);
+
   let server: SvcdnsServer;
   try {
     server = await SvcdnsServer.start({ config, log });
@@ -76,17 +82,22 @@ async function main(): Promise<void> {
     { try: `dig @${first.host} -p ${first.port} ${example}.service.${config.domain} SRV` },
     `started: serving ${server.addresses.map(formatHostPort).join(', ')}`,
   );
+  onSignals(log, () => server.reload(), () => server.close());
+}
 
+/** SIGHUP reloads; the first SIGINT/SIGTERM stops, then exits 0 (1 if stopping failed). */
+function onSignals(log: Logger, reload: (() => unknown) | null, close: () => Promise<void>): void {
   process.on('SIGHUP', () => {
+    if (!reload) return; // a worker: the primary reloads and tells it what to do
     log.info('SIGHUP: reloading the catalog (and resolv.conf, when the upstreams come from it)');
-    void server.reload();
+    void reload();
   });
   let stopping = false;
   const stop = (signal: string): void => {
     if (stopping) return;
     stopping = true;
     log.info({ signal }, 'shutting down');
-    server.close().then(
+    close().then(
       () => process.exit(0),
       (err: unknown) => {
         log.error({ err }, 'shutdown failed');
@@ -96,6 +107,30 @@ async function main(): Promise<void> {
   };
   process.on('SIGINT', () => stop('SIGINT'));
   process.on('SIGTERM', () => stop('SIGTERM'));
+}
+
+/** --workers N, the primary: the catalog source and N worker processes (src/workers.ts). */
+async function primary(config: Config, log: Logger): Promise<void> {
+  let running: Awaited<ReturnType<typeof runPrimary>>;
+  try {
+    running = await runPrimary(config, log);
+  } catch (err) {
+    log.flush();
+    fail(EXIT_FAILURE, err instanceof Error ? err.message : String(err));
+  }
+  log.info({ workers: config.workers }, `started: serving ${running.addresses.join(', ')} with ${config.workers} worker processes`);
+  onSignals(log, running.reload, running.stop);
+}
+
+async function worker(config: Config, log: Logger): Promise<void> {
+  let server: SvcdnsServer;
+  try {
+    server = await runWorker(config, log);
+  } catch (err) {
+    log.flush();
+    fail(EXIT_FAILURE, err instanceof Error ? err.message : String(err));
+  }
+  onSignals(log, null, () => server.close());
 }
 
 main().catch((err: unknown) => fail(EXIT_FAILURE, err instanceof Error ? (err.stack ?? err.message) : String(err)));

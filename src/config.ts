@@ -28,6 +28,8 @@ export interface Config {
   tcpIdleTimeout: number;
   /** The largest UDP reply, whatever larger size a client advertises (512..4096). */
   maxUdpSize: number;
+  /** Processes answering queries (node:cluster); 1: this process alone. */
+  workers: number;
   /** Pre-encoded replies kept for the hot path (keys); 0 turns it off. */
   answerCacheSize: number;
   /** Bytes of pre-encoded replies kept at most. */
@@ -133,6 +135,7 @@ export const KEYS: Readonly<Record<string, KeySpec>> = {
   'node-ttl': { describe: 'TTL of node records, seconds', default: '0' },
   'tcp-idle-timeout': { describe: 'close TCP connections idle this long, seconds', default: '10' },
   'max-udp-size': { describe: 'largest UDP reply in bytes, whatever a client advertises (512..4096)', default: '4096' },
+  workers: { describe: 'processes answering queries, sharing the listen sockets, fed by one catalog source (1: no extra processes)', default: '1' },
   'answer-cache-size': { describe: 'questions whose encoded replies are kept for the hot path (0: off)', default: '10000' },
   'answer-cache-max-bytes': { describe: 'bytes of encoded replies kept for the hot path at most', default: '33554432' },
   'log-level': { describe: `log level: ${LOG_LEVELS.join(', ')}`, default: 'info' },
@@ -250,6 +253,7 @@ export function resolveConfig(inputs: ConfigInputs): Config {
     nodeTtl: integer(single(merged['node-ttl']), 'node-ttl', 0, 2 ** 31 - 1, problems),
     tcpIdleTimeout: integer(single(merged['tcp-idle-timeout']), 'tcp-idle-timeout', 1, 3600, problems),
     maxUdpSize: integer(single(merged['max-udp-size']), 'max-udp-size', 512, 4096, problems),
+    workers: integer(single(merged.workers), 'workers', 1, 64, problems),
     answerCacheSize: integer(single(merged['answer-cache-size']), 'answer-cache-size', 0, 10_000_000, problems),
     answerCacheMaxBytes: integer(single(merged['answer-cache-max-bytes']), 'answer-cache-max-bytes', 0, 2 ** 40, problems),
     logLevel: choice(single(merged['log-level']), 'log-level', LOG_LEVELS, problems),

@@ -34,6 +34,10 @@ export interface ServerOptions {
   reloadDebounceMs?: number;
   /** How often an unhealthy upstream is probed, ms (tests shorten it). */
   upstreamProbeIntervalMs?: number;
+  /** The catalog source to use instead of the one the config names (a --workers process's relay). */
+  source?: CatalogSource;
+  /** Listening sockets shared with other processes through node:cluster (a --workers process). */
+  sharedSockets?: boolean;
 }
 
 export interface BoundAddress {
@@ -59,7 +63,7 @@ export class SvcdnsServer {
     const { config, log } = options;
     const { forwarder, upstreamSource } = await createForwarder(options);
     const store = new CatalogStore({ now: options.now, onlyPassing: config.onlyPassing });
-    const source = await createSource(options);
+    const source = options.source ?? (await createSource(options));
     await source.start(store);
 
     const answerer = new Answerer({
@@ -99,7 +103,7 @@ export class SvcdnsServer {
     const addresses: BoundAddress[] = [];
     try {
       for (const at of config.listen) {
-        const pair = await bindPair(at, handler, config, log);
+        const pair = await bindPair(at, handler, config, log, !options.sharedSockets);
         listeners.push(pair.udp, pair.tcp);
         addresses.push({ host: at.host, port: pair.udp.port });
       }
@@ -131,7 +135,7 @@ export class SvcdnsServer {
 }
 
 /** The catalog source the config asks for: Consul, a catalog file, or the bundled example. */
-async function createSource({ config, log, reloadDebounceMs }: ServerOptions): Promise<CatalogSource> {
+export async function createSource({ config, log, reloadDebounceMs }: Pick<ServerOptions, 'config' | 'log' | 'reloadDebounceMs'>): Promise<CatalogSource> {
   if (config.consul) {
     const c = config.consul;
     const api = createConsulApi({
@@ -205,13 +209,13 @@ async function readSecret(path: string, what: string): Promise<string> {
  * Binds UDP, then TCP on the port UDP got. With port 0 the kernel picks the UDP port, which may be
  * taken for TCP: try again with a new port a few times.
  */
-async function bindPair(at: ListenAddress, handler: DnsHandler, config: Config, log: Logger): Promise<{ udp: UdpListener; tcp: TcpListener }> {
+async function bindPair(at: ListenAddress, handler: DnsHandler, config: Config, log: Logger, exclusive: boolean): Promise<{ udp: UdpListener; tcp: TcpListener }> {
   for (let attempt = 0; ; attempt++) {
-    const udp = await listenUdp(at, handler, log).catch((err: unknown) => {
+    const udp = await listenUdp(at, handler, log, exclusive).catch((err: unknown) => {
       throw listenError(at, 'udp', err);
     });
     try {
-      const tcp = await listenTcp({ host: at.host, port: udp.port }, handler, { idleTimeoutMs: config.tcpIdleTimeout * 1000 }, log);
+      const tcp = await listenTcp({ host: at.host, port: udp.port }, handler, { idleTimeoutMs: config.tcpIdleTimeout * 1000, exclusive }, log);
       return { udp, tcp };
     } catch (err) {
       await udp.close();

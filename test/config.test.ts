@@ -25,6 +25,7 @@ test('defaults', () => {
     nodeTtl: 0,
     tcpIdleTimeout: 10,
     maxUdpSize: 4096,
+    workers: 1,
     answerCacheSize: 10000,
     answerCacheMaxBytes: 33554432,
     logLevel: 'info',

@@ -14,6 +14,8 @@ export interface TcpListenerOptions {
   idleTimeoutMs: number;
   /** Refuse connections beyond this many at once. */
   maxConnections?: number;
+  /** False in a --workers process: the listening socket is the primary's, shared (node:cluster). */
+  exclusive?: boolean;
 }
 
 export interface TcpListener {
@@ -33,7 +35,7 @@ export function listenTcp(at: ListenAddress, handler: DnsHandler, options: TcpLi
   server.maxConnections = options.maxConnections ?? 1000;
   return new Promise((resolve, reject) => {
     server.once('error', reject);
-    server.listen({ host: at.host, port: at.port, ipv6Only: at.host.includes(':'), exclusive: true }, () => {
+    server.listen({ host: at.host, port: at.port, ipv6Only: at.host.includes(':'), exclusive: options.exclusive ?? true }, () => {
       server.off('error', reject);
       server.on('error', (err) => log.error({ err }, 'tcp server error'));
       const address = server.address();

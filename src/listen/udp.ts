@@ -18,7 +18,11 @@ export interface UdpListener {
   close(): Promise<void>;
 }
 
-export function listenUdp(at: ListenAddress, handler: DnsHandler, log: Logger): Promise<UdpListener> {
+/**
+ * `exclusive` false: in a --workers process, the socket is the primary's, shared with the other
+ * workers (node:cluster); each datagram is read by one of them.
+ */
+export function listenUdp(at: ListenAddress, handler: DnsHandler, log: Logger, exclusive = true): Promise<UdpListener> {
   const family = isIPv6(at.host) ? 6 : 4;
   const socket = createSocket({
     type: family === 6 ? 'udp6' : 'udp4',
@@ -47,7 +51,7 @@ export function listenUdp(at: ListenAddress, handler: DnsHandler, log: Logger): 
   };
   return new Promise((resolve, reject) => {
     socket.once('error', reject);
-    socket.bind({ address: at.host, port: at.port, exclusive: true }, () => {
+    socket.bind({ address: at.host, port: at.port, exclusive }, () => {
       socket.off('error', reject);
       socket.on('error', (err) => log.error({ err }, 'udp socket error'));
       resolve({

@@ -1,0 +1,154 @@
+/**
+ * --workers N: N processes answer queries, one source feeds them all.
+ *
+ * The primary process runs the catalog source (the file, or the Consul watches: one set of
+ * blocking queries however many workers there are), checks each catalog it publishes by building
+ * a snapshot of it, and sends it to every worker (src/catalog/relay-source.ts has the messages).
+ * Workers are full svcdns servers with that relay as their source; they share the listening UDP
+ * and TCP sockets through node:cluster (the primary binds them, so it is the primary that needs
+ * the right to bind port 53). Each worker has its own reply cache, forward cache and upstream
+ * health: the caches warm up per worker.
+ *
+ * Lifecycle: a worker that fails to start (the port is taken, say) stops the whole server with
+ * exit status 1, as a single process would. A worker that dies later is logged and replaced after
+ * a second. SIGHUP reloads the source and tells the workers to re-read resolv.conf; SIGINT/SIGTERM
+ * stop the workers, then the source.
+ */
+
+import cluster, { type Worker } from 'node:cluster';
+import type { Logger } from 'pino';
+import { RelaySource, type ToPrimary, type ToWorker } from './catalog/relay-source.js';
+import { CatalogStore } from './catalog/store.js';
+import type { CatalogData } from './catalog/types.js';
+import type { Config } from './config.js';
+import { createSource, SvcdnsServer } from './server.js';
+
+const RESPAWN_DELAY_MS = 1000;
+const STOP_GRACE_MS = 10_000;
+
+export function isWorker(): boolean {
+  return cluster.isWorker;
+}
+
+/**
+ * The primary: starts the source, then the workers; resolves with a stop function once every
+ * worker listens, rejects (after stopping everything) if one cannot start.
+ */
+export async function runPrimary(config: Config, log: Logger): Promise<{ stop: () => Promise<void>; reload: () => void; addresses: string[] }> {
+  const check = new CatalogStore();
+  let last: CatalogData | null = null;
+  const workers = new Set<Worker>();
+  const send = (worker: Worker, message: ToWorker): void => {
+    if (worker.isConnected()) worker.send(message);
+  };
+  const source = await createSource({ config, log });
+  await source.start({
+    replace(data) {
+      check.replace(data); // throws on inconsistent data: nothing is sent then
+      last = data;
+      for (const w of workers) send(w, { t: 'catalog', data });
+    },
+  });
+
+  cluster.setupPrimary({ serialization: 'advanced' });
+  let stopping = false;
+  let started = false;
+  let addresses: string[] = [];
+
+  const spawn = (): Promise<void> =>
+    new Promise((resolve, reject) => {
+      const worker = cluster.fork();
+      workers.add(worker);
+      let listening = false;
+      worker.on('message', (message: ToPrimary) => {
+        switch (message.t) {
+          case 'hello':
+            send(worker, last ? { t: 'catalog', data: last } : { t: 'empty' });
+            break;
+          case 'listening':
+            listening = true;
+            addresses = message.addresses;
+            resolve();
+            break;
+          case 'want':
+            if (!source.want) {
+              send(worker, { t: 'wanted', id: message.id, ok: false });
+              break;
+            }
+            source.want(message.datacenter, message.service).then(
+              () => send(worker, { t: 'wanted', id: message.id, ok: true }),
+              () => send(worker, { t: 'wanted', id: message.id, ok: false }),
+            );
+            break;
+          case 'touch':
+            for (const [dc, service] of message.used) source.touch?.(dc, service);
+            break;
+        }
+      });
+      worker.on('exit', (code, signal) => {
+        workers.delete(worker);
+        if (!listening) {
+          reject(new Error(`worker ${worker.id} did not start (exit ${code ?? signal})`));
+          return;
+        }
+        if (stopping) return;
+        log.error({ worker: worker.id, code, signal }, 'worker exited; starting another');
+        setTimeout(() => {
+          if (!stopping) spawn().catch((err: unknown) => log.error({ err }, 'replacement worker did not start'));
+        }, RESPAWN_DELAY_MS).unref();
+      });
+    });
+
+  const stop = async (): Promise<void> => {
+    stopping = true;
+    await Promise.all(
+      [...workers].map(
+        (w) =>
+          new Promise<void>((resolve) => {
+            if (w.isDead()) return resolve();
+            const timer = setTimeout(() => w.process.kill('SIGKILL'), STOP_GRACE_MS);
+            w.once('exit', () => {
+              clearTimeout(timer);
+              resolve();
+            });
+            w.process.kill('SIGTERM');
+          }),
+      ),
+    );
+    await source.stop();
+  };
+
+  try {
+    await Promise.all(Array.from({ length: config.workers }, spawn));
+    started = true;
+  } catch (err) {
+    await stop();
+    throw err;
+  }
+  return {
+    stop,
+    reload: () => {
+      void source.reload();
+      for (const w of workers) send(w, { t: 'reload' });
+    },
+    addresses: started ? addresses : [],
+  };
+}
+
+/** A worker: a full server fed by the primary. */
+export async function runWorker(config: Config, log: Logger): Promise<SvcdnsServer> {
+  const channel = {
+    send: (message: ToPrimary) => process.send?.(message),
+    onMessage: (listener: (message: ToWorker) => void) => {
+      process.on('message', listener);
+      return () => process.off('message', listener);
+    },
+  };
+  const source = new RelaySource(channel, log);
+  const server = await SvcdnsServer.start({ config, log, source, sharedSockets: true });
+  channel.onMessage((message) => {
+    if (message.t === 'reload') void server.reload();
+  });
+  channel.send({ t: 'listening', addresses: server.addresses.map((a) => `${a.host.includes(':') ? `[${a.host}]` : a.host}:${a.port}`) });
+  return server;
+}

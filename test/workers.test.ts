@@ -1,0 +1,163 @@
+/**
+ * --workers N, as a user runs it: the CLI starts a primary and N worker processes sharing the
+ * listen sockets; the primary runs the one catalog source (file or Consul) and feeds every worker.
+ * Which worker answered is read from the query log (each line names its worker).
+ */
+
+import assert from 'node:assert/strict';
+import { createSocket } from 'node:dgram';
+import { once } from 'node:events';
+import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { test, type TestContext } from 'node:test';
+import type * as dnsPacket from 'dns-packet';
+import { CATALOG } from './support/catalog.js';
+import { buildQuery, decode, frame, tcpExchange, udpExchange } from './support/client.js';
+import { ConsulSim } from './support/consul-sim.js';
+import { eventually } from './support/eventually.js';
+import { runCli, startCli, type Running } from './support/spawn.js';
+
+async function catalogFile(t: TestContext, text: string): Promise<string> {
+  const dir = await mkdtemp(join(tmpdir(), 'svcdns-workers-'));
+  t.after(() => rm(dir, { recursive: true, force: true }));
+  const path = join(dir, 'catalog.yaml');
+  await writeFile(path, text);
+  return path;
+}
+
+async function start(t: TestContext, args: string[]): Promise<{ cli: Running; port: number }> {
+  const cli = startCli(['--listen', '127.0.0.1:0', '--query-log', ...args]);
+  t.after(() => cli.stop());
+  await cli.waitForLog((l) => typeof l.msg === 'string' && l.msg.startsWith('started'));
+  const listening = await cli.waitForLog((l) => l.msg === 'listening (udp, tcp)');
+  return { cli, port: Number(String(listening.address).split(':').pop()) };
+}
+
+/** svcdns processes whose parent is `pid` (tsx also starts an esbuild process: not counted). */
+async function children(pid: number): Promise<number[]> {
+  const out: number[] = [];
+  for (const entry of await readdir('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      const stat = await readFile(`/proc/${entry}/stat`, 'utf8');
+      const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+      if (ppid === pid && (await readFile(`/proc/${entry}/cmdline`, 'utf8')).includes('src/cli.ts')) out.push(Number(entry));
+    } catch {
+      // gone meanwhile
+    }
+  }
+  return out;
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+function address(reply: Buffer): string[] {
+  return (decode(reply).answers ?? []).map((a) => String((a as dnsPacket.StringAnswer).data)).sort();
+}
+
+/** One query per TCP connection: node:cluster hands connections to the workers in turn. */
+async function overTcp(port: number, name: string, connections: number): Promise<string[][]> {
+  const out: string[][] = [];
+  for (let i = 0; i < connections; i++) {
+    const { replies } = await tcpExchange(port, frame(buildQuery(name, 'A')), 1);
+    out.push(address(replies[0]!));
+  }
+  return out;
+}
+
+function workersSeen(cli: Running): Set<unknown> {
+  return new Set(cli.logs.filter((l) => l.msg === 'query').map((l) => l.worker));
+}
+
+test('--workers 2: both processes answer, over UDP and TCP, from one catalog file; a change reaches both; SIGTERM stops them all', async (t) => {
+  const path = await catalogFile(t, CATALOG);
+  const { cli, port } = await start(t, ['--workers', '2', '--catalog', path]);
+  const workers = await children(cli.child.pid!);
+  assert.equal(workers.length, 2, `two worker processes (${workers.join()})`);
+
+  assert.deepEqual(await overTcp(port, 'cache.service.consul', 6), Array.from({ length: 6 }, () => ['10.0.1.5']));
+  assert.deepEqual(address((await udpExchange(port, buildQuery('cache.service.consul', 'A')))!), ['10.0.1.5']);
+  await eventually(() => assert.deepEqual(workersSeen(cli), new Set([1, 2]), 'queries answered by both workers'));
+
+  await writeFile(path, CATALOG.replace('address: 10.0.1.5', 'address: 10.0.1.6'));
+  await eventually(async () => {
+    assert.deepEqual(await overTcp(port, 'cache.service.consul', 4), Array.from({ length: 4 }, () => ['10.0.1.6']), 'every worker has the new catalog');
+  });
+  for (let i = 0; i < 10; i++) assert.deepEqual(address((await udpExchange(port, buildQuery('cache.service.consul', 'A')))!), ['10.0.1.6']);
+
+  assert.equal(await cli.stop(), 0);
+  await eventually(() => assert.deepEqual(workers.filter(alive), [], 'no worker left running'));
+});
+
+test('--workers: a worker that dies is replaced, and the others answer meanwhile', async (t) => {
+  const path = await catalogFile(t, CATALOG);
+  const { cli, port } = await start(t, ['--workers', '2', '--catalog', path]);
+  const [victim, survivor] = await children(cli.child.pid!);
+  process.kill(victim!, 'SIGKILL');
+  await cli.waitForLog((l) => l.msg === 'worker exited; starting another');
+  for (let i = 0; i < 5; i++) assert.deepEqual(address((await udpExchange(port, buildQuery('cache.service.consul', 'A')))!), ['10.0.1.5']);
+  await eventually(async () => {
+    const now = await children(cli.child.pid!);
+    assert.equal(now.length, 2, `two workers again (${now.join()})`);
+    assert.ok(now.includes(survivor!) && !now.includes(victim!), 'the survivor and a new one');
+  }, 10_000);
+  assert.deepEqual(await overTcp(port, 'cache.service.consul', 4), Array.from({ length: 4 }, () => ['10.0.1.5']));
+  const stop = await cli.stop();
+  assert.equal(stop, 0);
+});
+
+test('--workers 2 with Consul: one set of watches in the primary feeds both workers', async (t) => {
+  const sim = new ConsulSim();
+  await sim.start();
+  t.after(() => sim.stop());
+  sim.registerNode('dc1', { Node: 'a', Address: '10.30.0.1' });
+  sim.registerNode('dc1', { Node: 'b', Address: '10.30.0.2' });
+  sim.registerService('dc1', 'a', { ID: 'web-a', Service: 'web', Port: 80 });
+  sim.registerService('dc1', 'b', { ID: 'web-b', Service: 'web', Port: 80 });
+  const { cli, port } = await start(t, ['--workers', '2', '--consul', sim.url, '--watch', 'all']);
+  await cli.waitForLog((l) => l.msg === 'consul catalog synced; ready');
+  assert.deepEqual(await overTcp(port, 'web.service.consul', 4), Array.from({ length: 4 }, () => ['10.30.0.1', '10.30.0.2']));
+
+  const first = (path: string) => sim.requests.filter((r) => r.path === path && r.query.index === undefined).length;
+  assert.equal(first('/v1/catalog/services'), 1, 'one service list watch, not one per worker');
+  assert.equal(first('/v1/health/service/web'), 1, 'one health watch for web');
+
+  sim.setCheck('dc1', 'a', { CheckID: 'web-a-check', ServiceID: 'web-a', Status: 'critical' });
+  await eventually(async () => {
+    assert.deepEqual(await overTcp(port, 'web.service.consul', 4), Array.from({ length: 4 }, () => ['10.30.0.2']), 'both workers see the change');
+  });
+});
+
+test('--workers: a port that cannot be bound stops the whole server with status 1 and the reason', async () => {
+  const taken = createSocket('udp4');
+  taken.bind(0, '127.0.0.1');
+  await once(taken, 'listening');
+  try {
+    const { code, stderr } = await runCli(['--listen', `127.0.0.1:${taken.address().port}`, '--workers', '2']);
+    assert.equal(code, 1);
+    assert.match(stderr, /address already in use/);
+  } finally {
+    taken.close();
+  }
+});
+
+test('--workers 2 with Consul on demand: a worker’s first question for a service is fetched by the primary and answered', async (t) => {
+  const sim = new ConsulSim();
+  await sim.start();
+  t.after(() => sim.stop());
+  sim.registerNode('dc1', { Node: 'a', Address: '10.30.0.1' });
+  sim.registerService('dc1', 'a', { ID: 'api-a', Service: 'api', Port: 80 });
+  const { cli, port } = await start(t, ['--workers', '2', '--consul', sim.url, '--watch', 'on-demand']);
+  await cli.waitForLog((l) => l.msg === 'consul catalog synced; ready');
+  assert.equal(sim.requests.filter((r) => r.path === '/v1/health/service/api').length, 0, 'not fetched before it is asked for');
+  assert.deepEqual(await overTcp(port, 'api.service.consul', 4), Array.from({ length: 4 }, () => ['10.30.0.1']));
+  assert.equal(sim.requests.filter((r) => r.path === '/v1/health/service/api' && r.query.index === undefined).length, 1, 'fetched once, for both workers');
+});
