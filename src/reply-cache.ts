@@ -33,8 +33,12 @@ import type { Snapshot } from './catalog/snapshot.js';
 
 /** One entry's rotations take at most this much; a large record set's other turns are not kept. */
 export const MAX_ENTRY_BYTES = 256 * 1024;
-/** What an entry costs besides its replies (objects, the key, the map slot), for the byte bound. */
-const ENTRY_OVERHEAD = 300;
+/**
+ * What an entry and each stored reply cost besides the reply bytes (objects, the key, the map
+ * slot; a Buffer of its own), for the byte bound: measured by `npm run bench:memory`.
+ */
+const ENTRY_OVERHEAD = 500;
+const REPLY_OVERHEAD = 240;
 const PATCHED_FLAGS = Flag.RD | Flag.CD | Flag.RA;
 
 type Dependency = NonNullable<Reply['dependsOn']>;
@@ -240,13 +244,13 @@ export class ReplyCache {
     }
     entry = entry!;
     entry.snapshot = snapshot;
-    if (entry.replies[turn] === undefined && entry.bytes + out.length <= MAX_ENTRY_BYTES) {
+    if (entry.replies[turn] === undefined && entry.bytes + out.length + REPLY_OVERHEAD <= MAX_ENTRY_BYTES) {
       // A buffer of its own: a slice of Node's shared pool would keep the whole 8 KB slab alive.
       const copy = Buffer.alloc(out.length);
       out.copy(copy, 0);
       entry.replies[turn] = copy;
-      entry.bytes += copy.length;
-      this.bytes += copy.length;
+      entry.bytes += copy.length + REPLY_OVERHEAD;
+      this.bytes += copy.length + REPLY_OVERHEAD;
     }
     entry.next = turn + 1 === count ? 0 : turn + 1;
     this.evict(entry);

@@ -1,7 +1,7 @@
 /**
  * What a `dig` user sees: a table of questions and the exact reply, section by section, from a real
  * server on loopback serving test/support/catalog.ts. Record sets whose order rotates (round robin)
- * are compared sorted; rotation itself is tested in rotation.test.ts.
+ * are compared sorted; rotation itself is tested in sizes.test.ts and reply-cache.test.ts.
  */
 
 import assert from 'node:assert/strict';
