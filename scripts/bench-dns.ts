@@ -11,8 +11,9 @@
  *   3. svcdns forwarding names never asked before (`q<N>.miss.bench`, each run its own range) to
  *      an unbound that answers every name under `miss.bench` from local data (`redirect`); that
  *      unbound runs on core 1, beside dnsperf;
- *   4. a bare Node UDP server sending one fixed reply, ID patched (scripts/bench/bare-udp.ts): the
- *      ceiling for a DNS server in Node. Its reply is svcdns's own reply to `svc3.service.consul` A;
+ *   4. bare Node UDP servers, each sending one fixed reply, ID patched (scripts/bench/bare-udp.ts):
+ *      the ceiling for a DNS server in Node. Their replies are svcdns's own replies to the questions
+ *      of (1) and (2), one server each, so every svcdns row has a ceiling of the same reply size;
  *   5. dnsmasq and unbound (the Debian binaries, foreground, temporary config files) serving the
  *      same records as (1) from local data.
  * Every server listens on 127.0.0.1 on a free port and is checked to answer correctly (exact
@@ -203,6 +204,8 @@ interface Target {
   check: () => Promise<string>;
   /** The dnsmasq row it is compared with (same name and type, else dnsmasq's svc3 A). */
   dnsmasqLabel: string;
+  /** The bare Node row it is compared with: the one sending svcdns's reply to the same question. */
+  ceilingLabel: string;
   runs: Measured[];
   /** The rate-limited runs: their rate, and each run's p50 and p99 (its per-query latencies are dropped). */
   p99: { rate: number; runs: Measured[]; p50Ms: number[]; p99Ms: number[] };
@@ -280,13 +283,18 @@ async function main(children: Children, dir: string): Promise<string> {
   const unbound = children.spawn('unbound', UNBOUND, ['-d', '-c', unboundConfPath], { core: SERVER_CORE });
   await ready(unbound, unboundPort, serviceName(SERVICES[0]!));
 
-  // The bare server sends svcdns's own reply to svc3 A.
+  // The bare servers: one per svcdns reply measured, each sending those very bytes, so that every
+  // svcdns row is compared with the Node ceiling for a reply of its own size.
   const svc3 = SERVICES[0]!;
   const svcdnsReply = await query(svcdns.port, serviceName(svc3), 'A');
   if (!svcdnsReply) throw new Error('svcdns did not answer svc3 A');
-  const barePort = await freePort();
-  const bare = children.spawn('bare Node UDP', process.execPath, [barePath, String(barePort), svcdnsReply.toString('hex')], { core: SERVER_CORE });
-  await ready(bare, barePort, serviceName(svc3));
+  const startBare = async (name: string, reply: Buffer, answersTo: string, core: number | string = SERVER_CORE): Promise<{ child: Child; port: number }> => {
+    const port = await freePort();
+    const child = children.spawn(name, process.execPath, [barePath, String(port), reply.toString('hex')], { core });
+    await ready(child, port, answersTo);
+    return { child, port };
+  };
+  const bareLabel = (name: string, type: string): string => `bare Node UDP server: svcdns's reply to ${name} ${type}`;
 
   // Query files.
   const files = new Map<string, string>();
@@ -336,12 +344,14 @@ async function main(children: Children, dir: string): Promise<string> {
           queryFile: queryFile(`${server}-${s.name}-${type}`, [`${e.name} ${type}`]),
           check: () => check(server, port, e),
           dnsmasqLabel: `dnsmasq: ${e.name} ${type}`,
+          ceilingLabel: bareLabel(e.name, type),
         });
       }
     }
     if (server === 'svcdns') {
       // The checks also fill the forward cache with every hit name.
       const hits = HIT_NAMES.map((h): Expected => ({ name: h.name, type: 'A', answers: [h.address] }));
+      const hitCeiling = bareLabel(`${hits[0]!.name} (forwarded)`, 'A');
       await add({
         label: `svcdns: forwarded, cache hit (${HIT_NAMES.length} names)`,
         server: svcdnsHit.child,
@@ -349,6 +359,7 @@ async function main(children: Children, dir: string): Promise<string> {
         queryFile: queryFile('hit', HIT_NAMES.map((h) => `${h.name} A`)),
         check: () => checkAll(svcdnsHit.port, 'svcdns (forward hits)', hits),
         dnsmasqLabel: `dnsmasq: ${serviceName(svc3)} A`,
+        ceilingLabel: hitCeiling,
       });
       await add({
         label: `svcdns: forwarded, cache miss (q<N>.${MISS_ZONE})`,
@@ -357,14 +368,36 @@ async function main(children: Children, dir: string): Promise<string> {
         queryFile: missFile,
         check: () => check('svcdns (forward misses)', svcdnsMiss.port, { name: `check${Math.floor(Math.random() * 1e9)}.${MISS_ZONE}`, type: 'A', answers: [MISS_ADDRESS] }),
         dnsmasqLabel: `dnsmasq: ${serviceName(svc3)} A`,
+        ceilingLabel: hitCeiling,
       });
+      for (const s of SERVICES) {
+        for (const [type, expected] of kinds) {
+          const e = expected(s);
+          const reply = await query(svcdns.port, e.name, type);
+          if (!reply) throw new Error(`svcdns did not answer ${e.name} ${type}`);
+          const bare = await startBare(`bare Node UDP (${e.name} ${type})`, reply, e.name);
+          await add({
+            label: bareLabel(e.name, type),
+            server: bare.child,
+            port: bare.port,
+            queryFile: queryFile(`bare-${s.name}-${type}`, [`${e.name} ${type}`]),
+            check: () => check('bare Node UDP', bare.port, e),
+            dnsmasqLabel: `dnsmasq: ${e.name} ${type}`,
+            ceilingLabel: bareLabel(e.name, type),
+          });
+        }
+      }
+      const hitReply = await query(svcdnsHit.port, hits[0]!.name, 'A');
+      if (!hitReply) throw new Error(`svcdns did not answer ${hits[0]!.name} A`);
+      const bareHit = await startBare('bare Node UDP (forwarded)', hitReply, hits[0]!.name);
       await add({
-        label: `bare Node UDP server: fixed reply (svcdns's ${svc3.name} A bytes)`,
-        server: bare,
-        port: barePort,
-        queryFile: queryFile('bare', [`${serviceName(svc3)} A`]),
-        check: () => check('bare Node UDP', barePort, expectedFor(svc3, 'A')),
+        label: hitCeiling,
+        server: bareHit.child,
+        port: bareHit.port,
+        queryFile: queryFile('bare-hit', [`${hits[0]!.name} A`]),
+        check: () => check('bare Node UDP', bareHit.port, hits[0]!),
         dnsmasqLabel: `dnsmasq: ${serviceName(svc3)} A`,
+        ceilingLabel: hitCeiling,
       });
     }
   }
@@ -461,10 +494,7 @@ async function main(children: Children, dir: string): Promise<string> {
     { label: 'svcdns (one process)', ...(await startSvcdns('svcdns (scaling, 1)', allCores)) },
     { label: 'svcdns --workers 2', ...(await startSvcdns('svcdns (scaling, --workers 2)', allCores, ['--workers', '2'])) },
   ];
-  const bareAll = await freePort();
-  const bareAllChild = children.spawn('bare Node UDP (all cores)', process.execPath, [barePath, String(bareAll), svcdnsReply.toString('hex')], { core: allCores });
-  await ready(bareAllChild, bareAll, serviceName(svc3));
-  scalingServers.push({ label: 'bare Node UDP server', child: bareAllChild, port: bareAll });
+  scalingServers.push({ label: 'bare Node UDP server', ...(await startBare('bare Node UDP (all cores)', svcdnsReply, serviceName(svc3), allCores)) });
   const svc3File = files.get(`svcdns-${svc3.name}-A`)!;
   const scaling = scalingServers.map((x) => ({ ...x, runs: [] as { qps: number; cpuPerAnswerUs: number; lost: number }[] }));
   for (const x of scaling) await check(x.label, x.port, expectedFor(svc3, 'A'));
@@ -511,7 +541,6 @@ async function main(children: Children, dir: string): Promise<string> {
     missNamesUsed,
     wrapped,
     svcdnsWarnings,
-    bareReplyBytes: svcdnsReply.length,
     exampleArgs: dnsperfArgs({ port: svcdns.port, queryFile: 'QUERIES', seconds: SECONDS, clients: CLIENTS, outstanding: OUTSTANDING, timeoutSeconds: TIMEOUT_SECONDS }).join(' '),
   });
 }
@@ -539,7 +568,6 @@ interface Extra {
   missNamesUsed: number;
   wrapped: string[];
   svcdnsWarnings: string[];
-  bareReplyBytes: number;
   exampleArgs: string;
 }
 
@@ -556,7 +584,6 @@ function report(header: string[], targets: Target[], scaling: ScalingRow[], extr
   const qps = (t: Target): number => median(t.runs.map((r) => r.qps));
   const cpuUs = (t: Target): number => median(t.runs.map((r) => r.cpuPerAnswerUs));
   const byLabel = new Map(targets.map((t) => [t.label, t]));
-  const bare = targets.find((t) => t.label.startsWith('bare Node'))!;
   const rows = targets.map((t) => {
     const q = qps(t);
     const sent = t.runs.reduce((a, r) => a + r.sent, 0);
@@ -566,6 +593,7 @@ function report(header: string[], targets: Target[], scaling: ScalingRow[], extr
     for (const r of t.runs) for (const [rcode, n] of Object.entries(r.rcodes)) if (rcode !== 'NOERROR') rcodes.set(rcode, (rcodes.get(rcode) ?? 0) + n);
     const p99Lost = t.p99.runs.reduce((a, r) => a + r.lost, 0);
     const dnsmasq = byLabel.get(t.dnsmasqLabel);
+    const bare = byLabel.get(t.ceilingLabel);
     const qpsRange = `${int(Math.min(...t.runs.map((r) => r.qps)))}–${int(Math.max(...t.runs.map((r) => r.qps)))}`;
     return [
       t.label,
@@ -579,8 +607,8 @@ function report(header: string[], targets: Target[], scaling: ScalingRow[], extr
       lost || drops ? `${int(lost)} (${((100 * lost) / sent).toFixed(3)} %), kernel drops ${int(drops)}` : '0',
       rcodes.size ? [...rcodes].map(([r, n]) => `${r} ${int(n)}`).join(', ') : 'none',
       `${((t.rssKiB ?? NaN) / 1024).toFixed(1)} MiB`,
-      ratio(q, qps(bare)),
-      ratio(cpuUs(bare), cpuUs(t)),
+      ratio(q, bare && qps(bare)),
+      bare ? ratio(cpuUs(bare), cpuUs(t)) : 'n/a',
       ratio(q, dnsmasq && qps(dnsmasq)),
     ];
   });
@@ -619,7 +647,9 @@ function report(header: string[], targets: Target[], scaling: ScalingRow[], extr
     `- Forward cache misses: every run asks its own range of never-asked names (${int(extra.missNamesUsed)} names written in all); the upstream received ${int(extra.upstreamDuringMisses)} queries ` +
       `for ${int(extra.missCompleted)} answered in the measured and p99 runs. Its unbound shares core ${CLIENT_CORE} with dnsperf, so this row also measures how much of that core dnsperf leaves.` +
       (extra.wrapped.length ? ` **dnsperf ran past the end of its name file (${extra.wrapped.join('; ')}): some of those queries were cache hits.**` : ''),
-    `- The bare Node server (scripts/bench/bare-udp.ts, plain node, no tsx) sends svcdns's own ${extra.bareReplyBytes}-byte reply to svc3 A with the ID patched; its row is the ceiling for any Node server on this socket API.`,
+    `- The bare Node servers (scripts/bench/bare-udp.ts, plain node, no tsx) each send one of svcdns's own replies, byte for byte, with the ID patched: the ceiling for any Node server ` +
+      `sending that reply on this socket API. Each svcdns row is compared with the bare row sending its reply (the forwarded rows with the reply to the first hit name); ` +
+      `dnsmasq's and unbound's rows with the bare row for the same question (their replies differ a little in size: see the reply column).`,
     `- dnsmasq: \`host-record\` per address (several lines for one name give several A records) and \`srv-host\` per instance; its SRV replies carry the targets' A records in the additional section, as svcdns's do. ` +
       `unbound: \`local-data\` A and SRV in a static \`consul.\` zone; unbound puts no additional records in SRV replies, so its SRV replies are smaller (see the reply column).`,
     extra.svcdnsWarnings.length
