@@ -1,5 +1,5 @@
 /**
- * Consul watching, measured: `npm run bench -- consul` (or `node --import tsx scripts/bench-consul.ts`).
+ * Consul watching, measured: `npm run bench:consul` (part of `npm run bench`).
  *
  * 1. Propagation: 200 health flips in the Consul simulator; for each, the time from the write (when
  *    the simulator answers the blocked query) until a DNS answer from svcdns shows the change,
@@ -8,11 +8,12 @@
  *    time from start to the first full sync, svcdns's resident memory, and the requests per second
  *    svcdns sends Consul at steady state.
  *
- * svcdns runs as a child process (the CLI, from source through tsx), the simulator in this process;
+ * svcdns runs as a child process (the built CLI, dist/cli.js, as `npm start` runs it; built first),
+ * the simulator in this process;
  * all traffic on 127.0.0.1. Prints a table; writes nothing.
  */
 
-import { spawn, type ChildProcess } from 'node:child_process';
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -31,7 +32,7 @@ interface Svcdns {
 
 function startSvcdns(consulUrl: string, extra: string[]): Promise<Svcdns> {
   const started = performance.now();
-  const child = spawn(process.execPath, ['--import', 'tsx', 'src/cli.ts', '--listen', '127.0.0.1:0', '--consul', consulUrl, '--log-level', 'info', ...extra], {
+  const child = spawn(process.execPath, ['dist/cli.js', '--listen', '127.0.0.1:0', '--consul', consulUrl, '--log-level', 'info', ...extra], {
     cwd: ROOT,
     stdio: ['ignore', 'ignore', 'pipe'],
   });
@@ -148,6 +149,7 @@ async function scale(mode: 'all' | 'on-demand', services: number, perService: nu
   }
 }
 
+execFileSync('npm', ['run', 'build'], { cwd: ROOT, stdio: ['ignore', 2, 2] });
 const lat = await propagation();
 console.log('\nPropagation: Consul simulator health flip -> DNS answer changed (200 changes, svcdns --watch all)');
 console.log('| p50 | p90 | p99 | max | mean |');

@@ -81,6 +81,7 @@ const USAGE = `usage: node --import tsx scripts/bench-dns.ts [--rounds N] [--sec
   --seconds S       length of each measured dnsperf run (default 5)
   --p99-runs N      rate-limited runs per target that measure p99 (default 3)
   --p99-seconds S   length of each of them (default 1)
+  --only REGEX      measure only the targets whose label matches (e.g. 'svc3|forwarded'); no scaling table
   --write FILE      also write the markdown report to FILE`;
 
 const { values: opts } = parseArgs({
@@ -90,6 +91,7 @@ const { values: opts } = parseArgs({
     'p99-runs': { type: 'string', default: '3' },
     'p99-seconds': { type: 'string', default: '1' },
     write: { type: 'string' },
+    only: { type: 'string' },
     help: { type: 'boolean', default: false },
   },
   strict: true,
@@ -110,6 +112,7 @@ const ROUNDS = positiveInt('rounds', opts.rounds);
 const SECONDS = positiveInt('seconds', opts.seconds);
 const P99_RUNS = positiveInt('p99-runs', opts['p99-runs']);
 const P99_SECONDS = positiveInt('p99-seconds', opts['p99-seconds']);
+const ONLY = opts.only === undefined ? null : new RegExp(opts.only, 'i');
 
 const started = performance.now();
 const progress = (msg: string): void => void process.stderr.write(`[bench-dns ${((performance.now() - started) / 1000).toFixed(0).padStart(3)} s] ${msg}\n`);
@@ -317,6 +320,7 @@ async function main(children: Children, dir: string): Promise<string> {
 
   const targets: Target[] = [];
   const add = async (t: Omit<Target, 'reply' | 'runs' | 'p99'>): Promise<void> => {
+    if (ONLY && !ONLY.test(t.label)) return;
     progress(`checking ${t.label}`);
     targets.push({ ...t, reply: await t.check(), runs: [], p99: { rate: 0, runs: [], p50Ms: [], p99Ms: [] } });
   };
@@ -488,43 +492,48 @@ async function main(children: Children, dir: string): Promise<string> {
   // Scaling with --workers: on this many cores, the server and dnsperf must share them; so every
   // process of this phase may run on any core, and the comparison is with one svcdns process and
   // the bare server under the same conditions.
-  const allCores = cpus().map((_, i) => i).join(',');
-  progress(`scaling: svcdns --workers 1 and 2, and the bare server, all on cores ${allCores}`);
-  const scalingServers = [
-    { label: 'svcdns (one process)', ...(await startSvcdns('svcdns (scaling, 1)', allCores)) },
-    { label: 'svcdns --workers 2', ...(await startSvcdns('svcdns (scaling, --workers 2)', allCores, ['--workers', '2'])) },
-  ];
-  scalingServers.push({ label: 'bare Node UDP server', ...(await startBare('bare Node UDP (all cores)', svcdnsReply, serviceName(svc3), allCores)) });
-  const svc3File = files.get(`svcdns-${svc3.name}-A`)!;
-  const scaling = scalingServers.map((x) => ({ ...x, runs: [] as { qps: number; cpuPerAnswerUs: number; lost: number }[] }));
-  for (const x of scaling) await check(x.label, x.port, expectedFor(svc3, 'A'));
-  const scalingRun = async (x: (typeof scaling)[number], seconds: number): Promise<{ qps: number; cpuPerAnswerUs: number; lost: number }> => {
-    const cpuBefore = treeCpuSeconds(x.child.pid);
-    const run = await runDnsperf(children, {
-      port: x.port,
-      queryFile: svc3File,
-      seconds,
-      clients: CLIENTS,
-      outstanding: OUTSTANDING,
-      timeoutSeconds: TIMEOUT_SECONDS,
-      core: allCores,
-      outFile: join(dir, 'runs', 'dnsperf.out'),
-      server: x.child,
-    });
-    const cpu = treeCpuSeconds(x.child.pid) - cpuBefore;
-    await sleep(100);
-    return { qps: run.qps, cpuPerAnswerUs: (1e6 * cpu) / Math.max(1, run.completed), lost: run.lost };
-  };
-  for (const x of scaling) await scalingRun(x, WARMUP_SECONDS);
-  for (let round = 0; round < ROUNDS; round++) {
-    for (let i = 0; i < scaling.length; i++) {
-      const x = scaling[(i + round) % scaling.length]!;
-      const run = await scalingRun(x, SECONDS);
-      x.runs.push(run);
-      progress(`scaling round ${round + 1}/${ROUNDS} ${x.label}: ${int(run.qps)} q/s, ${run.cpuPerAnswerUs.toFixed(1)} µs CPU per answer, lost ${run.lost}`);
+  type ScalingTarget = ScalingRow & { child: Child; port: number };
+  const measureScaling = async (): Promise<ScalingTarget[]> => {
+    const allCores = cpus().map((_, i) => i).join(',');
+    progress(`scaling: svcdns --workers 1 and 2, and the bare server, all on cores ${allCores}`);
+    const scalingServers = [
+      { label: 'svcdns (one process)', ...(await startSvcdns('svcdns (scaling, 1)', allCores)) },
+      { label: 'svcdns --workers 2', ...(await startSvcdns('svcdns (scaling, --workers 2)', allCores, ['--workers', '2'])) },
+    ];
+    scalingServers.push({ label: 'bare Node UDP server', ...(await startBare('bare Node UDP (all cores)', svcdnsReply, serviceName(svc3), allCores)) });
+    const svc3File = files.get(`svcdns-${svc3.name}-A`)!;
+    const scaling = scalingServers.map((x) => ({ ...x, runs: [] as { qps: number; cpuPerAnswerUs: number; lost: number }[] }));
+    for (const x of scaling) await check(x.label, x.port, expectedFor(svc3, 'A'));
+    const scalingRun = async (x: (typeof scaling)[number], seconds: number): Promise<{ qps: number; cpuPerAnswerUs: number; lost: number }> => {
+      const cpuBefore = treeCpuSeconds(x.child.pid);
+      const run = await runDnsperf(children, {
+        port: x.port,
+        queryFile: svc3File,
+        seconds,
+        clients: CLIENTS,
+        outstanding: OUTSTANDING,
+        timeoutSeconds: TIMEOUT_SECONDS,
+        core: allCores,
+        outFile: join(dir, 'runs', 'dnsperf.out'),
+        server: x.child,
+      });
+      const cpu = treeCpuSeconds(x.child.pid) - cpuBefore;
+      await sleep(100);
+      return { qps: run.qps, cpuPerAnswerUs: (1e6 * cpu) / Math.max(1, run.completed), lost: run.lost };
+    };
+    for (const x of scaling) await scalingRun(x, WARMUP_SECONDS);
+    for (let round = 0; round < ROUNDS; round++) {
+      for (let i = 0; i < scaling.length; i++) {
+        const x = scaling[(i + round) % scaling.length]!;
+        const run = await scalingRun(x, SECONDS);
+        x.runs.push(run);
+        progress(`scaling round ${round + 1}/${ROUNDS} ${x.label}: ${int(run.qps)} q/s, ${run.cpuPerAnswerUs.toFixed(1)} µs CPU per answer, lost ${run.lost}`);
+      }
     }
-  }
-  for (const x of scaling) await check(x.label, x.port, expectedFor(svc3, 'A'));
+    for (const x of scaling) await check(x.label, x.port, expectedFor(svc3, 'A'));
+    return scaling;
+  };
+  const scaling = ONLY ? [] : await measureScaling();
 
   progress('checking every target again after the runs');
   for (const t of targets) await t.check();
@@ -615,7 +624,7 @@ function report(header: string[], targets: Target[], scaling: ScalingRow[], extr
   const columns = ['target', 'reply (answers, size)', 'queries/s (median)', 'range of rounds', 'mean latency at max rate', 'server CPU', 'server CPU per answer', 'p99 at half rate', 'lost', 'rcodes other than NOERROR', 'peak RSS', '× Node ceiling', '× ceiling, CPU per answer', '× dnsmasq'];
   const table = [`| ${columns.join(' | ')} |`, `|${columns.map((_, i) => (i < 2 ? '---' : '---:')).join('|')}|`, ...rows.map((r) => `| ${r.join(' | ')} |`)];
 
-  const hit = targets.find((t) => t.label.includes('cache hit'))!;
+  const hit = targets.find((t) => t.label.includes('cache hit'));
   // Only the saturating runs: in the rate-limited ones, the kernel's work of waking an idle core 0
   // for each burst shows up as "other" too.
   const allRuns = targets.flatMap((t) => t.runs);
@@ -643,7 +652,7 @@ function report(header: string[], targets: Target[], scaling: ScalingRow[], extr
     `- svcdns runs \`node dist/cli.js --listen 127.0.0.1:PORT --catalog FILE --upstream 127.0.0.1:UPORT --resolv-conf /dev/null --log-level warn\`, three processes: ` +
       `Consul names, forward hits, forward misses (so misses never evict the hit names). The upstream is unbound (local data only), pinned to core ${CLIENT_CORE} with dnsperf.`,
     `- Forward cache hits: the ${HIT_NAMES.length} names were asked once before the runs; the upstream received ${int(extra.upstreamDuringHits)} queries during the measured and p99 runs of that row ` +
-      `(${int([...hit.runs, ...hit.p99.runs].reduce((a, r) => a + r.completed, 0))} answered), so every answer came from svcdns's cache.`,
+      `(${int([...(hit?.runs ?? []), ...(hit?.p99.runs ?? [])].reduce((a, r) => a + r.completed, 0))} answered), so every answer came from svcdns's cache.`,
     `- Forward cache misses: every run asks its own range of never-asked names (${int(extra.missNamesUsed)} names written in all); the upstream received ${int(extra.upstreamDuringMisses)} queries ` +
       `for ${int(extra.missCompleted)} answered in the measured and p99 runs. Its unbound shares core ${CLIENT_CORE} with dnsperf, so this row also measures how much of that core dnsperf leaves.` +
       (extra.wrapped.length ? ` **dnsperf ran past the end of its name file (${extra.wrapped.join('; ')}): some of those queries were cache hits.**` : ''),
@@ -656,7 +665,7 @@ function report(header: string[], targets: Target[], scaling: ScalingRow[], extr
       ? `- svcdns wrote ${extra.svcdnsWarnings.length} log lines at warn or above, e.g.: \`${extra.svcdnsWarnings.slice(0, 3).join('` `')}\``
       : '- svcdns wrote no log line at warn or above during the runs.',
   ];
-  const base = scaling[0]!;
+  const base = scaling[0];
   const scalingQps = (x: ScalingRow): number => median(x.runs.map((r) => r.qps));
   const scalingColumns = ['target (svc3.service.consul A)', 'queries/s (median)', 'range of rounds', 'CPU per answer (all processes)', 'lost', '× one svcdns process'];
   const scalingTable = [
@@ -665,7 +674,7 @@ function report(header: string[], targets: Target[], scaling: ScalingRow[], extr
     ...scaling.map(
       (x) =>
         `| ${x.label} | **${int(scalingQps(x))}** | ${int(Math.min(...x.runs.map((r) => r.qps)))}–${int(Math.max(...x.runs.map((r) => r.qps)))} | ` +
-        `${median(x.runs.map((r) => r.cpuPerAnswerUs)).toFixed(1)} µs | ${int(x.runs.reduce((a, r) => a + r.lost, 0))} | ${ratio(scalingQps(x), scalingQps(base))} |`,
+        `${median(x.runs.map((r) => r.cpuPerAnswerUs)).toFixed(1)} µs | ${int(x.runs.reduce((a, r) => a + r.lost, 0))} | ${ratio(scalingQps(x), base && scalingQps(base))} |`,
     ),
   ];
   const scalingNotes = [
@@ -682,12 +691,7 @@ function report(header: string[], targets: Target[], scaling: ScalingRow[], extr
     '',
     ...notes,
     '',
-    '### Scaling with `--workers`',
-    '',
-    ...scalingTable,
-    '',
-    ...scalingNotes,
-    '',
+    ...(scaling.length > 0 ? ['### Scaling with `--workers`', '', ...scalingTable, '', ...scalingNotes, ''] : []),
   ].join('\n');
 }
 
