@@ -35,6 +35,7 @@ const STDERR_LINES_KEPT = 200;
 /** Every process the benchmark started, so that one call stops them all. */
 export class Children {
   readonly #running = new Set<Child>();
+  readonly #paused = new Set<Child>();
 
   spawn(name: string, command: string, args: string[], options: SpawnOptions = {}): Child {
     const [file, argv] = options.core === undefined ? [command, args] : ['taskset', ['-c', String(options.core), command, ...args]];
@@ -69,9 +70,30 @@ export class Children {
     return child;
   }
 
+  /**
+   * SIGSTOPs `children` (those still running) and returns the function that SIGCONTs them. A
+   * stopped server cannot run its timers or its garbage collector (V8 collects after a burst of
+   * work has ended) on the core of the server being measured.
+   */
+  pause(children: Iterable<Child>): () => void {
+    const paused = [...children].filter((c) => !c.exited && this.#running.has(c));
+    for (const c of paused) {
+      c.process.kill('SIGSTOP');
+      this.#paused.add(c);
+    }
+    return () => {
+      for (const c of paused) {
+        if (!c.exited) c.process.kill('SIGCONT');
+        this.#paused.delete(c);
+      }
+    };
+  }
+
   /** SIGTERM, then SIGKILL after `graceMs` for whatever is still running. */
   async stop(child: Child, graceMs = 2000): Promise<void> {
     if (child.exited) return;
+    // A stopped process would not act on SIGTERM until continued.
+    if (this.#paused.delete(child)) child.process.kill('SIGCONT');
     child.process.kill('SIGTERM');
     const timer = setTimeout(() => child.process.kill('SIGKILL'), graceMs);
     await child.done;
