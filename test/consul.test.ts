@@ -347,6 +347,41 @@ describe('--watch auto', () => {
   });
 });
 
+describe('--watch all in a large datacenter', () => {
+  test('at most 32 first reads in flight, and no blocking read before the first sync', async (t) => {
+    const sim = new ConsulSim();
+    await sim.start();
+    const SERVICES = 300;
+    for (let n = 0; n < 30; n++) sim.registerNode('dc1', { Node: `n${n}`, Address: `10.1.0.${n + 1}` });
+    for (let i = 0; i < SERVICES; i++) sim.registerService('dc1', `n${i % 30}`, { ID: `s${i}`, Service: `s${i}`, Port: 8000 });
+    sim.latencyMs = 50; // so that reads pile up unless svcdns bounds them
+    const s = await startServer({ flags: { ...FLAGS, consul: sim.url, watch: 'all' } });
+    t.after(async () => {
+      await s.close();
+      await sim.stop();
+    });
+    await eventually(async () => assert.deepEqual((await answers(s.port, `s${SERVICES - 1}.service.consul`)).answer.length, 1, 'last service served'));
+
+    const firstReads = sim.requests.filter((r) => r.path.startsWith('/v1/health/service/') && !('index' in r.query));
+    assert.equal(new Set(firstReads.map((r) => r.path)).size, SERVICES, 'every service read once without an index');
+    // The most first reads in flight at once, from arrival and completion order.
+    const events = firstReads.flatMap((r) => [
+      { seq: r.seq, delta: 1 },
+      { seq: r.doneSeq ?? Infinity, delta: -1 },
+    ]);
+    let inFlight = 0;
+    let most = 0;
+    for (const e of events.sort((a, b) => a.seq - b.seq)) most = Math.max(most, (inFlight += e.delta));
+    assert.ok(most <= 32, `at most 32 first reads in flight (saw ${most})`);
+    assert.ok(most >= 2, `first reads overlap (saw ${most})`);
+
+    const lastFirstRead = Math.max(...firstReads.map((r) => r.doneSeq ?? Infinity));
+    const early = sim.requests.filter((r) => 'index' in r.query && r.seq < lastFirstRead);
+    assert.deepEqual(early.map((r) => r.path), [], 'no blocking read before every first read was answered');
+    assert.ok(sim.requests.some((r) => 'index' in r.query), 'blocking reads follow the first sync');
+  });
+});
+
 describe('other datacenters', () => {
   let sim: ConsulSim;
   let s: TestServer;

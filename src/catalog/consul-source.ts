@@ -100,6 +100,7 @@ export class ConsulSource implements CatalogSource {
   /** Keyed `list/DC/`, `nodes/DC/`, `health/DC/service`: at most one per real catalog entry. */
   private readonly waits = new Map<string, Wait>();
   private publishScheduled = false;
+  private readonly firstReads = new Limiter(FIRST_READS_IN_FLIGHT);
   private timers: NodeJS.Timeout[] = [];
   private running = false;
   private warnedAnonymous = false;
@@ -333,7 +334,18 @@ export class ConsulSource implements CatalogSource {
       waitMs,
       random: this.options.random,
       fetch: async (index, signal) => {
-        let result = await read({ dc, index, waitMs, stale: allowStale, signal });
+        let result: Result<T>;
+        if (index === 0n) {
+          // First reads answer at once: bounded in number, so that 5,000 of them at start do not
+          // all hold a connection, a response and its parsed body at the same moment.
+          result = await this.firstReads.run(() => read({ dc, index, waitMs, stale: allowStale, signal }));
+        } else {
+          // Until the first sync, the first reads go first: a blocking read asked later still
+          // returns at once whatever changed since its index, so nothing is missed.
+          if (!this.isReady) await untilOrAborted(this.ready, signal);
+          if (signal.aborted) throw new ConsulApiError('request cancelled', 0);
+          result = await read({ dc, index, waitMs, stale: allowStale, signal });
+        }
         if (allowStale && tooStale(result.meta, maxStaleMs)) {
           this.log.debug({ watch: key, lastContactMs: result.meta.lastContactMs }, 'stale answer too old; reading from the leader');
           result = await read({ dc, index: 0n, waitMs, stale: false, signal });
@@ -445,6 +457,41 @@ export class ConsulSource implements CatalogSource {
       if (!w.done()) continue;
       this.waits.delete(key);
       w.resolve();
+    }
+  }
+}
+
+/** Resolves when `promise` does or `signal` aborts, whichever is first. */
+function untilOrAborted(promise: Promise<void>, signal: AbortSignal): Promise<void> {
+  if (signal.aborted) return Promise.resolve();
+  return new Promise<void>((resolve) => {
+    const done = (): void => {
+      signal.removeEventListener('abort', done);
+      resolve();
+    };
+    signal.addEventListener('abort', done, { once: true });
+    void promise.then(done);
+  });
+}
+
+/** Non-blocking reads (index 0) in flight at once; blocking ones are not limited (they park). */
+const FIRST_READS_IN_FLIGHT = 32;
+
+/** Runs at most `max` tasks at once, the others in arrival order. */
+class Limiter {
+  private active = 0;
+  private readonly queue: (() => void)[] = [];
+
+  constructor(private readonly max: number) {}
+
+  async run<T>(task: () => Promise<T>): Promise<T> {
+    if (this.active >= this.max) await new Promise<void>((resolve) => this.queue.push(resolve));
+    this.active++;
+    try {
+      return await task();
+    } finally {
+      this.active--;
+      this.queue.shift()?.();
     }
   }
 }

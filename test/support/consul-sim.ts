@@ -119,6 +119,12 @@ export interface SimRequest {
   query: Record<string, string>;
   token: string | null;
   at: number;
+  /**
+   * Order of events: `seq` when it arrived, `doneSeq` when its response was written in full (null
+   * until then), from one counter; so the requests in flight at any moment can be told exactly.
+   */
+  seq: number;
+  doneSeq: number | null;
 }
 
 /** What a failing RPC to the servers looks like from the agent's HTTP API. */
@@ -716,6 +722,9 @@ export class ConsulSim {
   lastContactMs = 0;
   /** Every request received (token from ?token, X-Consul-Token or Authorization: Bearer). */
   readonly requests: SimRequest[] = [];
+  private events = 0;
+  /** Each request is handled this long after it arrives (a slow network or server). */
+  latencyMs = 0;
 
   private readonly dcs = new Map<string, DcState>();
   private readonly dcNames: string[];
@@ -984,18 +993,23 @@ export class ConsulSim {
 
   private onRequest(req: IncomingMessage, res: ServerResponse): void {
     const url = new URL(req.url ?? '/', 'http://127.0.0.1');
-    this.requests.push({
+    const record: SimRequest = {
       method: req.method ?? 'GET',
       path: decodePath(url.pathname),
       query: firstParams(url.searchParams),
       token: tokenOf(req, url.searchParams),
       at: Date.now(),
-    });
+      seq: this.events++,
+      doneSeq: null,
+    };
+    this.requests.push(record);
+    res.once('finish', () => (record.doneSeq = this.events++));
     if (this.mode === 'hang') {
       this.hung.push({ req, res });
       return;
     }
-    this.dispatch(req, res);
+    if (this.latencyMs > 0) setTimeout(() => this.dispatch(req, res), this.latencyMs);
+    else this.dispatch(req, res);
   }
 
   private dispatch(req: IncomingMessage, res: ServerResponse): void {
