@@ -101,6 +101,7 @@ export class ConsulSource implements CatalogSource {
   private readonly waits = new Map<string, Wait>();
   private publishScheduled = false;
   private readonly firstReads = new Limiter(FIRST_READS_IN_FLIGHT);
+  private readonly rearms = new Pacer(REARMS_PER_TURN);
   private timers: NodeJS.Timeout[] = [];
   private running = false;
   private warnedAnonymous = false;
@@ -342,7 +343,12 @@ export class ConsulSource implements CatalogSource {
         } else {
           // Until the first sync, the first reads go first: a blocking read asked later still
           // returns at once whatever changed since its index, so nothing is missed.
-          if (!this.isReady) await untilOrAborted(this.ready, signal);
+          // Then they start a few at a time, so that questions are answered in between: 5,000
+          // requests started at once would hold the event loop for seconds.
+          if (!this.isReady) {
+            await untilOrAborted(this.ready, signal);
+            await this.rearms.turn();
+          }
           if (signal.aborted) throw new ConsulApiError('request cancelled', 0);
           result = await read({ dc, index, waitMs, stale: allowStale, signal });
         }
@@ -458,6 +464,33 @@ export class ConsulSource implements CatalogSource {
       this.waits.delete(key);
       w.resolve();
     }
+  }
+}
+
+/** Blocking reads started per event-loop turn after the first sync. */
+const REARMS_PER_TURN = 16;
+
+/** Lets `perTurn` callers on per event-loop turn (setImmediate: I/O is handled in between). */
+class Pacer {
+  private readonly waiting: (() => void)[] = [];
+  private scheduled = false;
+
+  constructor(private readonly perTurn: number) {}
+
+  turn(): Promise<void> {
+    return new Promise<void>((resolve) => {
+      this.waiting.push(resolve);
+      if (!this.scheduled) this.release();
+    });
+  }
+
+  private release(): void {
+    this.scheduled = true;
+    setImmediate(() => {
+      for (const resolve of this.waiting.splice(0, this.perTurn)) resolve();
+      if (this.waiting.length > 0) this.release();
+      else this.scheduled = false;
+    });
   }
 }
 
