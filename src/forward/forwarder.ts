@@ -53,6 +53,9 @@ interface Flight {
   waiters: number;
 }
 
+
+/** The abort reason given to the exchanges still running when another upstream has answered. */
+const RACE_OVER = new Error('another upstream answered first');
 export class Forwarder {
   private upstreams: UpstreamSet;
   private readonly cache: TtlLru<UpstreamMessage>;
@@ -189,7 +192,9 @@ export class Forwarder {
         if (done) return;
         done = true;
         clearTimeout(timer);
-        abort.abort();
+        // Only exchanges still running need telling; and with a reason of our own, abort() does not
+        // build a DOMException (with its stack) for every forwarded question.
+        if (running > 0) abort.abort(RACE_OVER);
         resolve(message);
       };
       const launch = (): void => {
