@@ -68,14 +68,7 @@ async function main(): Promise<void> {
   if (isWorker()) return worker(config, log.child({ worker: cluster.worker!.id }));
   if (config.workers > 1) return primary(config, log);
 
-  let server: SvcdnsServer;
-  try {
-    server = await SvcdnsServer.start({ config, log });
-  } catch (err) {
-    log.flush();
-    fail(EXIT_FAILURE, err instanceof Error ? err.message : String(err));
-  }
-
+  const server = await startedOrExit(log, () => SvcdnsServer.start({ config, log }));
   const first = server.addresses[0]!;
   const example = [...(server.store.current()?.allServices() ?? [])].find((s) => s.name !== 'consul')?.name ?? 'web';
   log.info(
@@ -111,26 +104,24 @@ function onSignals(log: Logger, reload: (() => unknown) | null, close: () => Pro
 
 /** --workers N, the primary: the catalog source and N worker processes (src/workers.ts). */
 async function primary(config: Config, log: Logger): Promise<void> {
-  let running: Awaited<ReturnType<typeof runPrimary>>;
-  try {
-    running = await runPrimary(config, log);
-  } catch (err) {
-    log.flush();
-    fail(EXIT_FAILURE, err instanceof Error ? err.message : String(err));
-  }
+  const running = await startedOrExit(log, () => runPrimary(config, log));
   log.info({ workers: config.workers }, `started: serving ${running.addresses.join(', ')} with ${config.workers} worker processes`);
   onSignals(log, running.reload, running.stop);
 }
 
 async function worker(config: Config, log: Logger): Promise<void> {
-  let server: SvcdnsServer;
+  const server = await startedOrExit(log, () => runWorker(config, log));
+  onSignals(log, null, () => server.close());
+}
+
+/** What `start` resolves with; if it fails, the process exits 1 with its one-line reason. */
+async function startedOrExit<T>(log: Logger, start: () => Promise<T>): Promise<T> {
   try {
-    server = await runWorker(config, log);
+    return await start();
   } catch (err) {
     log.flush();
-    fail(EXIT_FAILURE, err instanceof Error ? err.message : String(err));
+    return fail(EXIT_FAILURE, err instanceof Error ? err.message : String(err));
   }
-  onSignals(log, null, () => server.close());
 }
 
 main().catch((err: unknown) => fail(EXIT_FAILURE, err instanceof Error ? (err.stack ?? err.message) : String(err)));

@@ -124,7 +124,7 @@ export class ReplyCache {
     const r = this.reader;
     if (!r.read(packet, tcp)) return null;
     const entry = this.entries.get(r.hash);
-    if (entry === undefined || entry.variant !== r.variant || !sameQuestion(packet, entry.question, r.questionEnd)) {
+    if (entry === undefined || !this.isKeyOf(entry, packet)) {
       this.misses++;
       return null;
     }
@@ -217,8 +217,7 @@ export class ReplyCache {
     let entry = this.entries.get(r.hash);
     const same =
       entry !== undefined &&
-      entry.variant === r.variant &&
-      sameQuestion(packet, entry.question, r.questionEnd) &&
+      this.isKeyOf(entry, packet) &&
       entry.forwarded === forwarded &&
       entry.replies.length === count &&
       entry.validUntil === validUntil &&
@@ -254,6 +253,11 @@ export class ReplyCache {
     }
     entry.next = turn + 1 === count ? 0 : turn + 1;
     this.evict(entry);
+  }
+
+  /** Whether `entry` is the one for the packet just read (hashes can collide). */
+  private isKeyOf(entry: Entry, packet: Buffer): boolean {
+    return entry.variant === this.reader.variant && sameQuestion(packet, entry.question, this.reader.questionEnd);
   }
 
   /** A service answer from an older snapshot is still right if the service has the same generation. */

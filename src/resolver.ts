@@ -57,7 +57,7 @@ export interface ResolverOptions {
   /** How long a question waits for data being fetched before SERVFAIL (--fetch-timeout), ms. */
   fetchTimeoutMs: number;
   /** Where other names go; while it has no upstreams (or is null), they are REFUSED. */
-  forwarder: Pick<Forwarder, 'forward' | 'cached' | 'available'> | null;
+  forwarder: Pick<Forwarder, 'forward' | 'available'> | null;
   /**
    * Pre-encoded replies (the hot path), consulted before anything else and filled with what the
    * full path answers. Not used while every query is logged (--query-log).
@@ -133,16 +133,11 @@ export function createResolver(options: ResolverOptions): DnsHandler {
       if (queryLog) logQuery(query, out, out.readUInt16BE(2) & 0xf, transport, client, true);
       return out;
     };
-    const size = maxSize(query, transport);
-    if (hot) {
-      const cached = forwarder!.cached(query, packet, size);
-      if (cached) {
-        hot.storeForwarded(packet, transport === 'tcp', cached.reply, snapshot, cached.validUntil);
-        return cached.reply;
-      }
+    const out = forwarder!.forward(query, packet, transport, maxSize(query, transport));
+    if (!(out instanceof Promise)) {
+      hot?.storeForwarded(packet, transport === 'tcp', out.reply, snapshot, out.validUntil);
+      return done(out.reply);
     }
-    const out = forwarder!.forward(query, packet, transport, size);
-    if (!(out instanceof Promise)) return done(out);
     return out.then(done).catch((err: unknown) => {
       log.error({ err }, 'query handling failed');
       return errorReply(query.id, query.flags, Rcode.SERVFAIL);

@@ -20,7 +20,7 @@ import type { Logger } from 'pino';
 import { RelaySource, type ToPrimary, type ToWorker } from './catalog/relay-source.js';
 import { CatalogStore } from './catalog/store.js';
 import type { CatalogData } from './catalog/types.js';
-import type { Config } from './config.js';
+import { formatHostPort, type Config } from './config.js';
 import { createSource, SvcdnsServer } from './server.js';
 
 const RESPAWN_DELAY_MS = 1000;
@@ -52,7 +52,6 @@ export async function runPrimary(config: Config, log: Logger): Promise<{ stop: (
 
   cluster.setupPrimary({ serialization: 'advanced' });
   let stopping = false;
-  let started = false;
   let addresses: string[] = [];
 
   const spawn = (): Promise<void> =>
@@ -120,7 +119,6 @@ export async function runPrimary(config: Config, log: Logger): Promise<{ stop: (
 
   try {
     await Promise.all(Array.from({ length: config.workers }, spawn));
-    started = true;
   } catch (err) {
     await stop();
     throw err;
@@ -131,7 +129,7 @@ export async function runPrimary(config: Config, log: Logger): Promise<{ stop: (
       void source.reload();
       for (const w of workers) send(w, { t: 'reload' });
     },
-    addresses: started ? addresses : [],
+    addresses,
   };
 }
 
@@ -149,6 +147,6 @@ export async function runWorker(config: Config, log: Logger): Promise<SvcdnsServ
   channel.onMessage((message) => {
     if (message.t === 'reload') void server.reload();
   });
-  channel.send({ t: 'listening', addresses: server.addresses.map((a) => `${a.host.includes(':') ? `[${a.host}]` : a.host}:${a.port}`) });
+  channel.send({ t: 'listening', addresses: server.addresses.map(formatHostPort) });
   return server;
 }

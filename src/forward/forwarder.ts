@@ -53,9 +53,18 @@ interface Flight {
   waiters: number;
 }
 
+/**
+ * A reply from the forward cache, and until when (ms on the forwarder's clock) its TTLs are right:
+ * the next whole second of the entry's age, or its expiry.
+ */
+export interface CachedReply {
+  reply: Buffer;
+  validUntil: number;
+}
 
 /** The abort reason given to the exchanges still running when another upstream has answered. */
 const RACE_OVER = new Error('another upstream answered first');
+
 export class Forwarder {
   private upstreams: UpstreamSet;
   private readonly cache: TtlLru<UpstreamMessage>;
@@ -83,32 +92,21 @@ export class Forwarder {
   }
 
   /**
-   * The cached reply for a forwarded question, TTLs counted down, and until when (ms on this
-   * forwarder's clock) those TTLs stay right: the next whole second of the entry's age, or its expiry.
+   * The reply for a forwarded question: at once from the cache (TTLs counted down, with the time
+   * they stay right), else a promise of its bytes; null when every upstream failed (the caller
+   * answers SERVFAIL) and for a client dropped because too many wait on the same question
+   * (`'drop'`). The promise never rejects.
    */
-  cached(query: Query, packet: Buffer, maxSize: number): { reply: Buffer; validUntil: number } | null {
-    return this.fromCache(cacheKey(query, packet), query, packet, maxSize);
-  }
-
-  private fromCache(key: string, query: Query, packet: Buffer, maxSize: number): { reply: Buffer; validUntil: number } | null {
-    const hit = this.cache.get(key);
-    if (!hit) return null;
-    const elapsed = Math.floor((this.now() - hit.storedAt) / 1000);
-    return {
-      reply: renderReply(hit.value, query, packet, elapsed, maxSize),
-      validUntil: Math.min(hit.storedAt + (elapsed + 1) * 1000, hit.expiresAt),
-    };
-  }
-
-  /**
-   * The reply for a forwarded question: bytes at once from the cache, else a promise of them; null
-   * when every upstream failed (the caller answers SERVFAIL) and for a client dropped because too
-   * many wait on the same question (`'drop'`). The promise never rejects.
-   */
-  forward(query: Query, packet: Buffer, transport: Transport, maxSize: number): Buffer | Promise<Buffer | null | 'drop'> {
+  forward(query: Query, packet: Buffer, transport: Transport, maxSize: number): CachedReply | Promise<Buffer | null | 'drop'> {
     const key = cacheKey(query, packet);
-    const hit = this.fromCache(key, query, packet, maxSize);
-    if (hit) return hit.reply;
+    const hit = this.cache.get(key);
+    if (hit) {
+      const elapsed = Math.floor((this.now() - hit.storedAt) / 1000);
+      return {
+        reply: renderReply(hit.value, query, packet, elapsed, maxSize),
+        validUntil: Math.min(hit.storedAt + (elapsed + 1) * 1000, hit.expiresAt),
+      };
+    }
     let flight = this.inflight.get(key);
     if (flight === undefined) {
       if (this.inflight.size >= this.options.maxInflight) {
