@@ -7,9 +7,9 @@ import { readFile } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
 import type { Logger } from 'pino';
 import { Answerer } from './answer/answerer.js';
-import { createConsulApi } from './catalog/consul-api.js';
-import { ConsulSource } from './catalog/consul-source.js';
-import { FileSource } from './catalog/file-source.js';
+import { createConsulApi } from './catalog/consul/api.js';
+import { ConsulSource } from './catalog/consul/source.js';
+import { FileSource } from './catalog/file/source.js';
 import type { CatalogSource } from './catalog/source.js';
 import { CatalogStore } from './catalog/store.js';
 import { formatHostPort, type Config, type ListenAddress } from './config.js';
@@ -19,8 +19,8 @@ import { UpstreamSource } from './forward/upstream-source.js';
 import { parseIp } from './ip.js';
 import { listenTcp, type TcpListener } from './listen/tcp.js';
 import { listenUdp, type UdpListener } from './listen/udp.js';
-import { ReplyCache } from './reply-cache.js';
-import { createResolver, type DnsHandler } from './resolver.js';
+import { ReplyCache } from './pipeline/reply-cache.js';
+import { createResolver, type DnsHandler } from './pipeline/resolver.js';
 
 /** The example catalog shipped with svcdns, served when no catalog is configured. */
 export const EXAMPLE_CATALOG = fileURLToPath(new URL('../examples/catalog.yaml', import.meta.url));

@@ -3,7 +3,7 @@
  *
  * The primary process runs the catalog source (the file, or the Consul watches: one set of
  * blocking queries however many workers there are), checks each catalog it publishes by building
- * a snapshot of it, and sends it to every worker (src/catalog/relay-source.ts has the messages).
+ * a snapshot of it, and sends it to every worker (src/catalog/relay/source.ts has the messages).
  * Workers are full svcdns servers with that relay as their source; they share the listening UDP
  * and TCP sockets through node:cluster (the primary binds them, so it is the primary that needs
  * the right to bind port 53). Each worker has its own reply cache, forward cache and upstream
@@ -17,7 +17,7 @@
 
 import cluster, { type Worker } from 'node:cluster';
 import type { Logger } from 'pino';
-import { RelaySource, type ToPrimary, type ToWorker } from './catalog/relay-source.js';
+import { RelaySource, type ToPrimary, type ToWorker } from './catalog/relay/source.js';
 import { CatalogStore } from './catalog/store.js';
 import type { CatalogData } from './catalog/types.js';
 import { formatHostPort, type Config } from './config.js';

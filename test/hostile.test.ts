@@ -1,7 +1,7 @@
 /**
  * Hostile input: what svcdns does with datagrams and TCP frames that are not well-formed standard
  * queries, checked against the read contract in src/dns/wire.ts and the decision order in
- * src/resolver.ts:
+ * src/pipeline/resolver.ts:
  *
  * - no readable header (< 12 bytes) or a response (QR set): silence;
  * - opcode other than QUERY: NOTIMP; anything else unreadable: FORMERR; both header-only replies

@@ -1,5 +1,5 @@
 /**
- * The hot path (src/reply-cache.ts): replies stored after the full path answered once, served as
+ * The hot path (src/pipeline/reply-cache.ts): replies stored after the full path answered once, served as
  * patched copies. Every test checks that the cache was really used (its hit counter), so none can
  * pass by the full path answering instead; and the replies are compared with what the full path
  * gives (a second server with --answer-cache-size 0), byte for byte where order cannot differ.
@@ -10,7 +10,7 @@ import { createSocket } from 'node:dgram';
 import { writeFile } from 'node:fs/promises';
 import { test, type TestContext } from 'node:test';
 import type * as dnsPacket from 'dns-packet';
-import { QuestionReader } from '../src/dns/question-key.js';
+import { QuestionReader } from '../src/pipeline/question-key.js';
 import { bigCatalog, CATALOG } from './support/catalog.js';
 import { buildQuery, decode, frame, tcpExchange, udpExchange } from './support/client.js';
 import { eventually } from './support/eventually.js';

@@ -23,7 +23,7 @@ import {
   parseConsulName,
   parseReverseName,
   type ConsulName,
-} from '../naming.js';
+} from './naming.js';
 import type { Instance, Snapshot } from '../catalog/snapshot.js';
 import { Rotator } from './rotation.js';
 

@@ -13,8 +13,8 @@
  */
 
 import type { Logger } from 'pino';
-import type { CatalogSink, CatalogSource } from './source.js';
-import type { CatalogData } from './types.js';
+import type { CatalogSink, CatalogSource } from '../source.js';
+import type { CatalogData } from '../types.js';
 
 export type ToPrimary =
   | { t: 'hello' }

@@ -16,7 +16,7 @@
  */
 
 import { randomBytes } from 'node:crypto';
-import { Flag, HEADER_SIZE, MAX_TCP_SIZE, MAX_UDP_SIZE, MIN_UDP_SIZE, RRType } from './constants.js';
+import { Flag, HEADER_SIZE, MAX_TCP_SIZE, MAX_UDP_SIZE, MIN_UDP_SIZE, RRType } from '../dns/constants.js';
 
 const OPT_RECORD_SIZE = 11;
 const MAX_NAME_LENGTH = 255;

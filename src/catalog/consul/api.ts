@@ -10,8 +10,8 @@
 import { EventEmitter } from 'node:events';
 import { Agent as HttpsAgent } from 'node:https';
 import Consul from 'consul';
-import { parseIp } from '../ip.js';
-import type { Health, NodeRecord, ServiceRecord } from './types.js';
+import { parseIp } from '../../ip.js';
+import type { Health, NodeRecord, ServiceRecord } from '../types.js';
 
 export interface ConsulConnection {
   /** Base address, e.g. http://127.0.0.1:8500 or https://consul.service:8501. */

@@ -25,9 +25,9 @@
 
 import type { Logger } from 'pino';
 import { BlockingWatch } from './blocking-watch.js';
-import { ConsulApiError, type ConsulApi, type QueryMeta, type Result, type ServiceHealth } from './consul-api.js';
-import type { CatalogSink, CatalogSource } from './source.js';
-import type { NodeRecord, ServiceRecord } from './types.js';
+import { ConsulApiError, type ConsulApi, type QueryMeta, type Result, type ServiceHealth } from './api.js';
+import type { CatalogSink, CatalogSource } from '../source.js';
+import type { NodeRecord, ServiceRecord } from '../types.js';
 
 export interface ConsulSourceOptions {
   api: ConsulApi;

@@ -13,9 +13,9 @@ import { EventEmitter } from 'node:events';
 import { readFile } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import type { Logger } from 'pino';
-import { watchFile, type FileWatch } from '../watch-file.js';
-import { CatalogFileError, parseCatalogFile } from './file-format.js';
-import type { CatalogSink, CatalogSource } from './source.js';
+import { watchFile, type FileWatch } from '../../watch-file.js';
+import { CatalogFileError, parseCatalogFile } from './format.js';
+import type { CatalogSink, CatalogSource } from '../source.js';
 
 export interface FileSourceOptions {
   path: string;

@@ -23,8 +23,8 @@
  */
 
 import { parse as parseYaml } from 'yaml';
-import { parseIp } from '../ip.js';
-import type { CatalogData, Health, NodeRecord, ServiceRecord } from './types.js';
+import { parseIp } from '../../ip.js';
+import type { CatalogData, Health, NodeRecord, ServiceRecord } from '../types.js';
 
 export class CatalogFileError extends Error {
   readonly code = 'SVCDNS_CATALOG_INVALID';

@@ -1,7 +1,7 @@
 /**
  * From query bytes to reply bytes: the one function both listeners call.
  *
- * 0. The reply cache (src/reply-cache.ts): a plain query whose reply is stored is answered by a
+ * 0. The reply cache (src/pipeline/reply-cache.ts): a plain query whose reply is stored is answered by a
  *    patched copy, before anything below. Every reply below that answers a question (our answers,
  *    forwarded answers from the forward cache) is stored there for the next time.
  * Order of decisions on the full path (each answered here, once):
@@ -20,15 +20,15 @@
  */
 
 import type { Logger } from 'pino';
-import { isPending, type Answerer, type Pending } from './answer/answerer.js';
-import type { CatalogSource } from './catalog/source.js';
-import type { CatalogStore } from './catalog/store.js';
-import { encodeReply, type Reply } from './dns/codec.js';
-import { Flag, MAX_TCP_SIZE, MIN_UDP_SIZE, Rcode, RRClass } from './dns/constants.js';
-import { errorReply, readQuery, type Query } from './dns/wire.js';
-import type { Forwarder } from './forward/forwarder.js';
+import { isPending, type Answerer, type Pending } from '../answer/answerer.js';
+import type { CatalogSource } from '../catalog/source.js';
+import type { CatalogStore } from '../catalog/store.js';
+import { encodeReply, type Reply } from '../dns/codec.js';
+import { Flag, MAX_TCP_SIZE, MIN_UDP_SIZE, Rcode, RRClass } from '../dns/constants.js';
+import { errorReply, readQuery, type Query } from '../dns/wire.js';
+import type { Forwarder } from '../forward/forwarder.js';
 import type { ReplyCache } from './reply-cache.js';
-import type { Snapshot } from './catalog/snapshot.js';
+import type { Snapshot } from '../catalog/snapshot.js';
 
 export type Transport = 'udp' | 'tcp';
 

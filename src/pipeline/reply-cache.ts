@@ -1,7 +1,7 @@
 /**
  * The hot path: replies already encoded, served by copying them and patching a few bytes.
  *
- * A query the `QuestionReader` can read (a plain one: see dns/question-key.ts) is looked up by its
+ * A query the `QuestionReader` can read (a plain one: see question-key.ts) is looked up by its
  * key; on a hit the stored reply is copied and gets the query's ID, RD and CD bits, RA for this
  * client, and the question as the client spelled it (the stored reply's names point into the
  * question, so they follow). No decoding, no encoding, no promise, no log line: one allocation,
@@ -26,10 +26,10 @@
  * one boolean write, and a flood of names asked once cannot push out the names asked all the time.
  */
 
-import { Flag, HEADER_SIZE } from './dns/constants.js';
-import type { Reply } from './dns/codec.js';
-import { foldedQuestion, QuestionReader, sameQuestion } from './dns/question-key.js';
-import type { Snapshot } from './catalog/snapshot.js';
+import { Flag, HEADER_SIZE } from '../dns/constants.js';
+import type { Reply } from '../dns/codec.js';
+import { foldedQuestion, QuestionReader, sameQuestion } from './question-key.js';
+import type { Snapshot } from '../catalog/snapshot.js';
 
 /** One entry's rotations take at most this much; a large record set's other turns are not kept. */
 export const MAX_ENTRY_BYTES = 256 * 1024;
