@@ -62,7 +62,7 @@ const ROOT = fileURLToPath(new URL('..', import.meta.url));
 
 const SERVER_CORE = 0;
 const CLIENT_CORE = 1;
-/** dnsperf -c and -q (-q is the total in flight, not per client: ../shared/PERF-NOTES.md). */
+/** dnsperf -c and -q (-q is the total in flight, not per client: docs/udp-facts.md). */
 const CLIENTS = 4;
 const OUTSTANDING = 200;
 /** dnsperf -t: unanswered after this long is lost; dnsperf also waits this long at the end of a run with losses. */

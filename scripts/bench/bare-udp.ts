@@ -1,7 +1,7 @@
 /**
  * The ceiling for a DNS server written in Node: a bare UDP socket that answers every datagram with
  * one fixed, pre-encoded reply, only its 2-byte ID patched. No parsing, no lookup, no logging;
- * the socket options are svcdns's own (../../../shared/PERF-NOTES.md): `lookup` returning the
+ * the socket options are svcdns's own (docs/udp-facts.md): `lookup` returning the
  * address as given (no dns.lookup and nextTick per send) and a 1 MiB receive buffer.
  *
  * Usage: node bare-udp.js PORT REPLY_HEX   (listens on 127.0.0.1:PORT)

@@ -1,7 +1,7 @@
 /**
  * UDP listener: one socket per listen address; bytes in, bytes out, nothing about DNS names.
  *
- * Socket options from ../shared/PERF-NOTES.md: a `lookup` that returns the address as given (the
+ * Socket options from docs/udp-facts.md (measured): a `lookup` that returns the address as given (the
  * default runs dns.lookup and a nextTick on every send: +22% throughput without it) and a 1 MiB
  * receive buffer (no kernel drops in bursts). Sends take no callback (see `send`).
  */
