@@ -1,6 +1,7 @@
 /**
- * The composition root: builds the catalog store and source, the answerer, the resolver and the
- * listeners from a Config, and tears them down again. Tests start this in-process on port 0.
+ * The composition root: builds the catalog store and source, the request pipeline (its stages, in
+ * order, one line each), the diagnostics subscribers and the listeners from a Config, and tears
+ * them down again. Tests start this in-process on port 0.
  */
 
 import { readFile } from 'node:fs/promises';
@@ -13,14 +14,22 @@ import { FileSource } from './catalog/file/source.js';
 import type { CatalogSource } from './catalog/source.js';
 import { CatalogStore } from './catalog/store.js';
 import { formatHostPort, type Config, type ListenAddress } from './config.js';
-import { recursionAcl } from './forward/allow.js';
+import { Diagnostics } from './diagnostics/channels.js';
+import { logQueries } from './diagnostics/query-log.js';
+import { trackUsage } from './diagnostics/usage.js';
 import { Forwarder } from './forward/forwarder.js';
 import { UpstreamSource } from './forward/upstream-source.js';
 import { parseIp } from './ip.js';
 import { listenTcp, type TcpListener } from './listen/tcp.js';
 import { listenUdp, type UdpListener } from './listen/udp.js';
+import { AnswerStage } from './pipeline/answer.js';
+import { createPipeline } from './pipeline/chain.js';
+import { checkQuery } from './pipeline/check-query.js';
+import { ForwardStage } from './pipeline/forward.js';
+import type { DnsHandler } from './pipeline/handler.js';
+import { Recursion, recursionAclStage } from './pipeline/recursion.js';
 import { ReplyCache } from './pipeline/reply-cache.js';
-import { createResolver, type DnsHandler } from './pipeline/resolver.js';
+import type { Stage } from './pipeline/stage.js';
 
 /** The example catalog shipped with svcdns, served when no catalog is configured. */
 export const EXAMPLE_CATALOG = fileURLToPath(new URL('../examples/catalog.yaml', import.meta.url));
@@ -53,8 +62,11 @@ export class SvcdnsServer {
     readonly replyCache: ReplyCache,
     private readonly upstreamSource: UpstreamSource,
     readonly handler: DnsHandler,
+    /** Every event this server publishes (src/diagnostics/channels.ts): subscribe to watch it. */
+    readonly diagnostics: Diagnostics,
     readonly addresses: readonly BoundAddress[],
     private readonly listeners: readonly (UdpListener | TcpListener)[],
+    private readonly unsubscribe: () => void,
     private readonly log: Logger,
   ) {}
 
@@ -73,7 +85,6 @@ export class SvcdnsServer {
       serviceTtl: config.serviceTtl,
       nodeTtl: config.nodeTtl,
       soa: { refresh: 3600, retry: 600, expire: 86400, minimum: 0 },
-      onServiceUsed: source.touch?.bind(source),
       nameserverAddresses: config.listen.flatMap((l) => {
         const ip = parseIp(l.host);
         return ip && !ip.bytes.every((b) => b === 0) ? [ip] : [];
@@ -84,19 +95,27 @@ export class SvcdnsServer {
       maxBytes: config.answerCacheMaxBytes,
       maxUdpSize: config.maxUdpSize,
       now: options.now ?? Date.now,
-      ...(source.touch && { onServiceUsed: source.touch.bind(source) }),
     });
-    const handler = createResolver({
-      forwarder,
-      replyCache,
-      recursionAllowed: recursionAcl(config.forward.allowRecursion),
-      answerer,
-      store,
-      source,
+    const recursion = new Recursion(config.forward.allowRecursion, forwarder);
+    // The decision order for every query; each stage is one line (src/pipeline/stage.ts has the contract).
+    const stages: Stage[] = [
+      ...(replyCache.enabled ? [replyCache] : []),
+      checkQuery,
+      new AnswerStage({ answerer, source, fetchTimeoutMs: config.consul?.fetchTimeoutMs ?? 2000, log }),
+      recursionAclStage,
+      new ForwardStage(forwarder),
+    ];
+    const diagnostics = new Diagnostics();
+    const subscriptions = [
+      ...(config.queryLog ? [logQueries(diagnostics, log)] : []),
+      ...(source.touch ? [trackUsage(diagnostics, { touch: source.touch.bind(source) })] : []),
+    ];
+    const unsubscribe = (): void => subscriptions.forEach((u) => u());
+    const handler = createPipeline({
+      stages,
+      context: { store, maxUdpSize: config.maxUdpSize, recursive: recursion.recursive },
+      diagnostics,
       log,
-      maxUdpSize: config.maxUdpSize,
-      queryLog: config.queryLog,
-      fetchTimeoutMs: config.consul?.fetchTimeoutMs ?? 2000,
     });
 
     const listeners: (UdpListener | TcpListener)[] = [];
@@ -109,6 +128,7 @@ export class SvcdnsServer {
       }
     } catch (err) {
       await Promise.all(listeners.map((l) => l.close()));
+      unsubscribe();
       replyCache.close();
       upstreamSource.close();
       forwarder.close();
@@ -116,7 +136,7 @@ export class SvcdnsServer {
       throw err;
     }
     for (const a of addresses) log.info({ address: formatHostPort(a) }, 'listening (udp, tcp)');
-    return new SvcdnsServer(store, source, forwarder, replyCache, upstreamSource, handler, addresses, listeners, log);
+    return new SvcdnsServer(store, source, forwarder, replyCache, upstreamSource, handler, diagnostics, addresses, listeners, unsubscribe, log);
   }
 
   /** Re-reads what comes from files now (SIGHUP): the catalog, and resolv.conf when upstreams come from it. */
@@ -126,6 +146,7 @@ export class SvcdnsServer {
 
   async close(): Promise<void> {
     await Promise.all(this.listeners.map((l) => l.close()));
+    this.unsubscribe();
     this.replyCache.close();
     this.upstreamSource.close();
     this.forwarder.close();

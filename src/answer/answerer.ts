@@ -24,7 +24,7 @@ import {
   parseReverseName,
   type ConsulName,
 } from './naming.js';
-import type { Instance, Snapshot } from '../catalog/snapshot.js';
+import type { Instance, ServiceGeneration, Snapshot } from '../catalog/snapshot.js';
 import { Rotator } from './rotation.js';
 
 export interface AnswererOptions {
@@ -45,8 +45,18 @@ export interface AnswererOptions {
    * `ns.DOMAIN`, the name server named when the catalog has no `consul` service.
    */
   nameserverAddresses: readonly IpAddress[];
-  /** Told of every service answered from the snapshot (keeps on-demand watches alive). */
-  onServiceUsed?: (datacenter: string, service: string) => void;
+}
+
+/** A reply, and what it was made from (for the reply cache and usage tracking; the encoder ignores it). */
+export interface Answered extends Reply {
+  /** The service the answer read, whatever the rcode (keeps an on-demand watch alive). */
+  service?: ServiceGeneration;
+  /**
+   * Set exactly when the answer lists `service`'s instances and nothing else (no SOA), so it stays
+   * right while the service keeps its generation: which of the record set's `count` rotations this
+   * is (turn 0 is the set in catalog order). Without it, an answer is right for its snapshot only.
+   */
+  rotation?: { turn: number; count: number };
 }
 
 /**
@@ -58,7 +68,7 @@ export interface Pending {
   pending: { datacenter: string; service: string | null };
 }
 
-export function isPending(result: Reply | Pending | null): result is Pending {
+export function isPending(result: Answered | Pending | null): result is Pending {
   return result !== null && 'pending' in result;
 }
 
@@ -83,7 +93,7 @@ export class Answerer {
    * The reply for a question about our domain or a reverse name we know, or null when the name is
    * not ours to answer (the next resolver link decides).
    */
-  answer(query: Query, snapshot: Snapshot | null, turn?: number): Reply | Pending | null {
+  answer(query: Query, snapshot: Snapshot | null, turn?: number): Answered | Pending | null {
     const match = matchDomain(query.labels, this.domains);
     if (!match) {
       return query.plain && isReverseName(query.labels) && snapshot ? this.reverse(query, snapshot) : null;
@@ -163,23 +173,20 @@ export class Answerer {
   }
 
   /** `turn`: which rotation of the instances to answer with (the reply cache asks); default, the next. */
-  private service(ctx: Ctx, name: Extract<ConsulName, { kind: 'service' }>, turn: number | undefined): Reply | Pending {
+  private service(ctx: Ctx, name: Extract<ConsulName, { kind: 'service' }>, turn: number | undefined): Answered | Pending {
     const dc = name.dc ?? this.options.datacenter;
     if (name.dc !== null && !ctx.snapshot.hasDatacenter(name.dc)) return this.nxdomain(ctx);
     const view = ctx.snapshot.service(dc, name.service);
     if (!view && ctx.snapshot.servicePending(dc, name.service)) return { pending: { datacenter: dc, service: name.service } };
-    if (view) this.options.onServiceUsed?.(view.datacenter, view.name);
+    const service: ServiceGeneration | undefined = view && { datacenter: view.datacenter, service: view.name, generation: view.generation };
     const list = view ? (name.tag === null ? view.instances : (view.byTag.get(name.tag) ?? [])) : [];
     if (list.length === 0) {
-      return name.tag !== null && view?.tagParents.has(name.tag) ? this.nodata(ctx) : this.nxdomain(ctx);
+      const empty = name.tag !== null && view?.tagParents.has(name.tag) ? this.nodata(ctx) : this.nxdomain(ctx);
+      return service ? { ...empty, service } : empty;
     }
     const ttl = this.options.serviceTtl;
     const { query } = ctx;
-    const cacheable = (r: Reply, rotation: number): Reply => ({
-      ...r,
-      rotation: { turn: rotation, count: list.length },
-      dependsOn: { datacenter: view!.datacenter, service: view!.name, generation: view!.generation },
-    });
+    const listing = (r: Reply, rotation: number): Answered => ({ ...r, service, rotation: { turn: rotation, count: list.length } });
 
     if (query.type === RRType.SRV) {
       const rotated = this.srvRotation.rotate(list, turn);
@@ -194,11 +201,11 @@ export class Answerer {
           additional.push(addressRecord(target, i.address, ttl));
         }
       }
-      return cacheable(reply(Rcode.NOERROR, answers, EMPTY, additional), rotated.turn);
+      return listing(reply(Rcode.NOERROR, answers, EMPTY, additional), rotated.turn);
     }
 
     const families = familiesFor(query.type);
-    if (families === 0) return this.nodata(ctx);
+    if (families === 0) return { ...this.nodata(ctx), service };
     const answers: RR[] = [];
     const seen = new Set<string>();
     const rotated = this.addressRotation.rotate(list, turn);
@@ -208,7 +215,7 @@ export class Answerer {
       seen.add(i.address.text);
       answers.push(addressRecord(query.name, i.address, ttl));
     }
-    return answers.length > 0 ? cacheable(reply(Rcode.NOERROR, answers, EMPTY, EMPTY), rotated.turn) : this.nodata(ctx);
+    return answers.length > 0 ? listing(reply(Rcode.NOERROR, answers, EMPTY, EMPTY), rotated.turn) : { ...this.nodata(ctx), service };
   }
 
   /** SRV target: the node name when the instance uses its node's address, else its `.addr.` name. */

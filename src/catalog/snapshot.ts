@@ -49,6 +49,13 @@ export interface ServiceView {
   readonly tagParents: ReadonlySet<string>;
 }
 
+/** A service at one generation: what an answer listing its instances depends on. */
+export interface ServiceGeneration {
+  readonly datacenter: string;
+  readonly service: string;
+  readonly generation: number;
+}
+
 /** What a reverse (PTR) lookup of an address finds. */
 export type ReverseEntry =
   | { readonly kind: 'node'; readonly name: string; readonly datacenter: string }

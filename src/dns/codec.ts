@@ -46,17 +46,6 @@ export interface Reply {
   answers: readonly RR[];
   authority: readonly RR[];
   additional: readonly RR[];
-  /**
-   * For the reply cache, which the encoder ignores. A round-robin answer: which of the record set's
-   * `count` rotations this is (turn 0 is the set in catalog order).
-   */
-  rotation?: { turn: number; count: number };
-  /**
-   * For the reply cache: the answer lists the instances of one service and nothing else (no SOA),
-   * so it stays right as long as that service keeps this generation. Without it, an answer is only
-   * right for the snapshot it came from.
-   */
-  dependsOn?: { datacenter: string; service: string; generation: number };
 }
 
 export const OPT_SIZE = 11;

@@ -14,6 +14,8 @@ export const RRType = {
   AAAA: 28,
   SRV: 33,
   OPT: 41,
+  IXFR: 251,
+  AXFR: 252,
   ANY: 255,
 } as const;
 

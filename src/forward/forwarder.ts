@@ -21,7 +21,7 @@ import type { Logger } from 'pino';
 import type { HostPort } from '../config.js';
 import { Flag, HEADER_SIZE, Rcode, RRType } from '../dns/constants.js';
 import { asciiLower, type Query } from '../dns/wire.js';
-import type { Transport } from '../pipeline/resolver.js';
+import type { Transport } from '../pipeline/handler.js';
 import { TtlLru } from './cache.js';
 import { exchangeTcp, exchangeUdp, type Outcome } from './exchange.js';
 import { buildUpstreamQuery, renderReply, type UpstreamMessage } from './message.js';

@@ -7,7 +7,7 @@
 import { createServer, type Server, type Socket } from 'node:net';
 import type { Logger } from 'pino';
 import type { ListenAddress } from '../config.js';
-import type { DnsHandler } from '../pipeline/resolver.js';
+import type { DnsHandler } from '../pipeline/handler.js';
 
 export interface TcpListenerOptions {
   /** Close a connection after this long without traffic, ms. */

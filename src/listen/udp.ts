@@ -10,7 +10,7 @@ import { createSocket, type Socket } from 'node:dgram';
 import { isIPv6 } from 'node:net';
 import type { Logger } from 'pino';
 import type { ListenAddress } from '../config.js';
-import type { DnsHandler } from '../pipeline/resolver.js';
+import type { DnsHandler } from '../pipeline/handler.js';
 
 export interface UdpListener {
   readonly socket: Socket;

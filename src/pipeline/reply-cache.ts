@@ -1,11 +1,13 @@
 /**
- * The hot path: replies already encoded, served by copying them and patching a few bytes.
+ * The hot path, and the pipeline's first stage: replies already encoded, served by copying them and
+ * patching a few bytes.
  *
  * A query the `QuestionReader` can read (a plain one: see question-key.ts) is looked up by its
  * key; on a hit the stored reply is copied and gets the query's ID, RD and CD bits, RA for this
  * client, and the question as the client spelled it (the stored reply's names point into the
- * question, so they follow). No decoding, no encoding, no promise, no log line: one allocation,
- * the copy. Everything else, and every miss, takes the full path, whose reply is then stored here.
+ * question, so they follow). No decoding, no encoding, no promise, no log line. Everything else,
+ * and every miss, goes on to the next stages (the full path), whose reply is then stored here when
+ * the answering stage says how long it stays right (`Answer.keep`).
  *
  * What a stored reply stays right for:
  * - an answer listing one service's instances: while that service keeps its generation in the
@@ -17,7 +19,7 @@
  *   the full path then renders it again, TTLs one second lower, and it is stored again.
  * Round robin: an entry holds the record set's rotations, encoded as the full path produces them
  * (turn k = the instance list started at k), and serves them in turn. A turn not encoded yet is a
- * miss that asks the full path for exactly that turn (`missTurn`), so the order stays 0, 1, 2, ...
+ * miss that asks the full path for exactly that turn (`request.turn`), so the order stays 0, 1, 2, ...
  * An entry keeps at most MAX_ENTRY_BYTES of rotations; past that, missing turns are encoded for
  * each query and not kept.
  *
@@ -27,9 +29,9 @@
  */
 
 import { Flag, HEADER_SIZE } from '../dns/constants.js';
-import type { Reply } from '../dns/codec.js';
+import type { ServiceGeneration, Snapshot } from '../catalog/snapshot.js';
 import { foldedQuestion, QuestionReader, sameQuestion } from './question-key.js';
-import type { Snapshot } from '../catalog/snapshot.js';
+import { NEXT, type Answer, type Keep, type Request, type Stage, type StageResult } from './stage.js';
 
 /** One entry's rotations take at most this much; a large record set's other turns are not kept. */
 export const MAX_ENTRY_BYTES = 256 * 1024;
@@ -41,8 +43,6 @@ const ENTRY_OVERHEAD = 500;
 const REPLY_OVERHEAD = 240;
 const PATCHED_FLAGS = Flag.RD | Flag.CD | Flag.RA;
 
-type Dependency = NonNullable<Reply['dependsOn']>;
-
 export interface ReplyCacheOptions {
   /** Keys kept at most (--answer-cache-size); 0 turns the cache off. */
   maxEntries: number;
@@ -52,12 +52,6 @@ export interface ReplyCacheOptions {
   maxUdpSize: number;
   /** Clock for forwarded entries, ms (the forward cache's clock). */
   now: () => number;
-  /**
-   * Told (every `touchIntervalMs`) of the services whose answers were served from here: keeps the
-   * on-demand watches of services asked only through the cache alive.
-   */
-  onServiceUsed?: (datacenter: string, service: string) => void;
-  touchIntervalMs?: number;
 }
 
 interface Entry {
@@ -72,14 +66,15 @@ interface Entry {
   bytes: number;
   /** The snapshot this entry is known to be right for. */
   snapshot: Snapshot;
-  readonly dependsOn: Dependency | null;
+  readonly dependsOn: ServiceGeneration | null;
   readonly forwarded: boolean;
   /** Forwarded: ms on the `now` clock after which the stored copy's TTLs are a second too high. */
   readonly validUntil: number;
+  /** The stage that made the replies, and the service they read: what a hit's answer says. */
+  readonly by: string | undefined;
+  readonly service: ServiceGeneration | null;
   /** CLOCK's mark: hit since eviction last passed. */
   recent: boolean;
-  /** Hit since the last report to `onServiceUsed`. */
-  used: boolean;
 }
 
 export interface ReplyCacheStats {
@@ -89,25 +84,16 @@ export interface ReplyCacheStats {
   misses: number;
 }
 
-export class ReplyCache {
+export class ReplyCache implements Stage {
+  readonly name = 'reply-cache';
   private readonly entries = new Map<number, Entry>();
   private readonly reader: QuestionReader;
   private bytes = 0;
   private hits = 0;
   private misses = 0;
-  private readonly touchTimer: NodeJS.Timeout | null = null;
-  /**
-   * After a `lookup` that found the entry but not the rotation due: that turn, for the full path to
-   * answer with (`Answerer.answer(..., turn)`); otherwise undefined.
-   */
-  missTurn: number | undefined;
 
   constructor(private readonly options: ReplyCacheOptions) {
     this.reader = new QuestionReader(options.maxUdpSize);
-    if (options.onServiceUsed && options.maxEntries > 0) {
-      this.touchTimer = setInterval(() => this.reportUsed(), options.touchIntervalMs ?? 10_000);
-      this.touchTimer.unref();
-    }
   }
 
   get enabled(): boolean {
@@ -115,47 +101,45 @@ export class ReplyCache {
   }
 
   /**
-   * The reply for `packet` from the cache, or null (a miss: take the full path, then store its
-   * reply). `current`: the catalog now. `recursive`: whether the client gets RA, i.e. may have names
-   * forwarded and there is somewhere to forward to.
+   * A patched copy of the stored reply, or NEXT (a miss: the later stages answer, and `answered`
+   * stores their reply). A miss for a rotation not encoded yet sets `request.turn` to it.
    */
-  lookup(packet: Buffer, tcp: boolean, client: string, current: Snapshot | null, recursive: (address: string) => boolean): Buffer | null {
-    this.missTurn = undefined;
+  handle(request: Request): StageResult {
+    const packet = request.packet;
     const r = this.reader;
-    if (!r.read(packet, tcp)) return null;
+    if (!r.read(packet, request.transport === 'tcp')) return NEXT;
     const entry = this.entries.get(r.hash);
     if (entry === undefined || !this.isKeyOf(entry, packet)) {
       this.misses++;
-      return null;
+      return NEXT;
     }
-    if (entry.snapshot !== current && !this.stillRight(entry, current)) {
+    if (entry.snapshot !== request.snapshot && !this.stillRight(entry, request.snapshot)) {
       this.remove(entry);
       this.misses++;
-      return null;
+      return NEXT;
     }
     let ra: boolean;
     if (entry.forwarded) {
       if (this.options.now() >= entry.validUntil) {
         this.remove(entry);
         this.misses++;
-        return null;
+        return NEXT;
       }
       // Not allowed (or no upstream any more): the full path says REFUSED.
-      if (!recursive(client)) return null;
+      if (!request.recursionAvailable) return NEXT;
       ra = true;
     } else {
-      ra = recursive(client);
+      ra = request.recursionAvailable;
     }
     const turn = entry.next;
     const stored = entry.replies[turn];
     if (stored === undefined) {
-      this.missTurn = turn;
+      request.turn = turn;
       this.misses++;
-      return null;
+      return NEXT;
     }
     entry.next = turn + 1 === entry.replies.length ? 0 : turn + 1;
     entry.recent = true;
-    entry.used = true;
     this.hits++;
 
     const out = Buffer.allocUnsafe(stored.length);
@@ -168,23 +152,19 @@ export class ReplyCache {
     out[2] = patched >> 8;
     out[3] = patched & 0xff;
     packet.copy(out, HEADER_SIZE, HEADER_SIZE, r.questionEnd);
-    return out;
+    return { bytes: out, by: entry.by, hit: true, service: entry.service };
   }
 
   /**
-   * Keeps the full path's reply to `packet`, an answer about our domain from `snapshot`. Only
-   * authoritative NOERROR and NXDOMAIN answers are kept (SERVFAIL and REFUSED are not answers).
+   * Keeps a later stage's reply to `request` when that stage said how long it stays right: answers
+   * about our domain (authoritative NOERROR and NXDOMAIN only: SERVFAIL and REFUSED are not
+   * answers) and forwarded replies from the forward cache.
    */
-  storeAnswer(packet: Buffer, tcp: boolean, reply: Reply, out: Buffer, snapshot: Snapshot): void {
-    if (!this.enabled || !reply.authoritative || (reply.rcode !== 0 && reply.rcode !== 3)) return;
-    const rotation = reply.rotation ?? { turn: 0, count: 1 };
-    this.put(packet, tcp, out, snapshot, rotation.turn, rotation.count, reply.dependsOn ?? null, false, Infinity);
-  }
-
-  /** Keeps a forwarded reply rendered for `packet`, right until `validUntil` on the `now` clock. */
-  storeForwarded(packet: Buffer, tcp: boolean, out: Buffer, snapshot: Snapshot | null, validUntil: number): void {
-    if (!this.enabled || snapshot === null) return;
-    this.put(packet, tcp, out, snapshot, 0, 1, null, true, validUntil);
+  answered(request: Request, answer: Answer): void {
+    const keep = answer.keep;
+    if (!this.enabled || keep === undefined || answer.bytes === null) return;
+    const rotation = keep.rotation ?? { turn: 0, count: 1 };
+    this.put(request, answer, keep, rotation.turn, rotation.count);
   }
 
   stats(): ReplyCacheStats {
@@ -197,23 +177,17 @@ export class ReplyCache {
   }
 
   close(): void {
-    if (this.touchTimer) clearInterval(this.touchTimer);
     this.clear();
   }
 
-  private put(
-    packet: Buffer,
-    tcp: boolean,
-    out: Buffer,
-    snapshot: Snapshot,
-    turn: number,
-    count: number,
-    dependsOn: Dependency | null,
-    forwarded: boolean,
-    validUntil: number,
-  ): void {
+  private put(request: Request, answer: Answer, keep: Keep, turn: number, count: number): void {
+    const { packet } = request;
+    const out = answer.bytes!;
+    const { snapshot, dependsOn } = keep;
+    const forwarded = keep.validUntil !== null;
+    const validUntil = keep.validUntil ?? Infinity;
     const r = this.reader;
-    if (!r.read(packet, tcp)) return;
+    if (!r.read(packet, request.transport === 'tcp')) return;
     let entry = this.entries.get(r.hash);
     const same =
       entry !== undefined &&
@@ -235,8 +209,9 @@ export class ReplyCache {
         dependsOn,
         forwarded,
         validUntil,
+        by: answer.by,
+        service: answer.service ?? null,
         recent: false,
-        used: false,
       };
       this.entries.set(r.hash, entry);
       this.bytes += entry.bytes;
@@ -293,20 +268,6 @@ export class ReplyCache {
       } else {
         this.bytes -= oldest.bytes;
       }
-    }
-  }
-
-  private reportUsed(): void {
-    const onServiceUsed = this.options.onServiceUsed!;
-    const told = new Set<string>();
-    for (const entry of this.entries.values()) {
-      if (!entry.used || !entry.dependsOn) continue;
-      entry.used = false;
-      const { datacenter, service } = entry.dependsOn;
-      const key = `${datacenter}\n${service}`;
-      if (told.has(key)) continue;
-      told.add(key);
-      onServiceUsed(datacenter, service);
     }
   }
 }

@@ -1,0 +1,101 @@
+/**
+ * The diagnostics seam: every event svcdns has to tell is published here, once, by the code that
+ * knows it; logs, usage tracking (and metrics) subscribe. Modelled on undici's
+ * lib/core/diagnostics.js: node:diagnostics_channel channels, and publishers check
+ * `hasSubscribers` first, so an event nobody listens to costs one property read and builds nothing.
+ *
+ * Channels belong to one server (a `Diagnostics` per server, named by symbols, not strings): two
+ * servers in one process (tests, an embedding program) never hear each other's events.
+ *
+ * Events (the message types below):
+ * - `query`: a query was answered (or dropped): by which stage, cache hit or not, how long it took.
+ *   Published for every query that reaches a reply, the reply-cache hits included.
+ * - `upstream`: one try of one upstream ended: which, how, how long.
+ * - `state`: something svcdns depends on changed state (a Consul watch, an upstream, the catalog
+ *   file, resolv.conf): failing with a problem, or fine again. The state logger turns these into
+ *   one log line per change of state.
+ * - `catalog`: a catalog snapshot was published (its size and generation).
+ */
+
+import { channel, type Channel } from 'node:diagnostics_channel';
+import type { Logger } from 'pino';
+import type { Snapshot } from '../catalog/snapshot.js';
+import type { Answer, Request } from '../pipeline/stage.js';
+
+/** A query's end: the request (transport, client, packet, parsed query) and its answer. */
+export interface QueryEvent {
+  readonly request: Request;
+  readonly answer: Answer;
+  /** Nanoseconds from the packet's arrival to the answer (0 when nobody was listening at arrival). */
+  readonly durationNs: number;
+}
+
+export interface UpstreamEvent {
+  /** `IP:PORT` as logs write it. */
+  readonly upstream: string;
+  /** 'ok', or why the try failed ('timeout', 'servfail', 'refused', 'malformed', ...). */
+  readonly outcome: string;
+  readonly durationMs: number;
+}
+
+/**
+ * A change (or a confirmation) of the state of something svcdns depends on. The state logger keeps,
+ * per `key`, the set of `subject`s failing and the problem last logged:
+ * - `problem` set: `subject` is failing. Logged (at `level`, with `message` and `fields`) when the
+ *   problem differs from the one last logged for `key`; otherwise logged at debug as `repeat`, if given.
+ * - `problem` null: `subject` is fine. When it was the last failing subject of `key` and a problem
+ *   had been logged, `message` (if given) is logged at info: the recovery, once.
+ */
+export interface StateEvent {
+  /** The thing whose state is logged once per change: `consul`, `upstream 10.0.0.2:53`, a file. */
+  readonly key: string;
+  /** One part of it (a watch, the upstream, the file); a key is fine when all its subjects are. */
+  readonly subject: string;
+  readonly problem: string | null;
+  readonly level?: 'error' | 'warn' | 'info';
+  readonly message?: string;
+  /** Logged at debug instead, when the problem is the one already logged. */
+  readonly repeat?: string;
+  readonly fields?: Readonly<Record<string, unknown>>;
+  /** The component's logger, so the line carries the component's own bindings. */
+  readonly log: Logger;
+}
+
+export interface CatalogEvent {
+  readonly snapshot: Snapshot;
+  readonly services: number;
+  readonly instances: number;
+  readonly generation: number;
+}
+
+/** One named channel with a message type: node:diagnostics_channel underneath. */
+export class Topic<T> {
+  private readonly channel: Channel;
+
+  constructor(name: string) {
+    this.channel = channel(Symbol(name));
+  }
+
+  /** Check this before building a message on a hot path. */
+  get hasSubscribers(): boolean {
+    return this.channel.hasSubscribers;
+  }
+
+  publish(message: T): void {
+    this.channel.publish(message);
+  }
+
+  /** Returns the function that unsubscribes. */
+  subscribe(listener: (message: T) => void): () => void {
+    const l = listener as (message: unknown) => void;
+    this.channel.subscribe(l);
+    return () => void this.channel.unsubscribe(l);
+  }
+}
+
+export class Diagnostics {
+  readonly query = new Topic<QueryEvent>('svcdns:query');
+  readonly upstream = new Topic<UpstreamEvent>('svcdns:upstream');
+  readonly state = new Topic<StateEvent>('svcdns:state');
+  readonly catalog = new Topic<CatalogEvent>('svcdns:catalog');
+}

@@ -1,0 +1,66 @@
+/**
+ * The chain: runs a request through the stages in order (stage.ts has the contract) and turns the
+ * first answer into the reply the listener sends. Where the chain is assembled (src/server.ts),
+ * each stage is one line; the order is the decision order for every query.
+ *
+ * The chain itself:
+ * - tells the stages that passed the request on of the answer (`Stage.answered`), sync or not;
+ * - publishes one `query` event per answered request on the diagnostics seam (only when someone
+ *   listens: otherwise it builds nothing and reads no clock);
+ * - says REFUSED when every stage passed (nobody here serves that name for that client);
+ * - catches what a stage throws (a bug, not bad input: bad input has its own answers), logs it,
+ *   and answers SERVFAIL if the packet has a header to answer to.
+ */
+
+import type { Logger } from 'pino';
+import type { Diagnostics } from '../diagnostics/channels.js';
+import { Rcode } from '../dns/constants.js';
+import { errorReply } from '../dns/wire.js';
+import type { DnsHandler } from './handler.js';
+import { NEXT, Request, type Answer, type RequestContext, type Stage } from './stage.js';
+
+export interface PipelineOptions {
+  stages: readonly Stage[];
+  context: RequestContext;
+  diagnostics: Diagnostics;
+  log: Logger;
+}
+
+export function createPipeline(options: PipelineOptions): DnsHandler {
+  const { stages, context, diagnostics, log } = options;
+  const queries = diagnostics.query;
+  const tail: Stage = { name: 'end', handle: (request) => request.fail(Rcode.REFUSED) };
+  const chain = [...stages, tail];
+
+  /** Tells the stages before `index` (the ones that passed) of the answer, and publishes it. */
+  const finish = (request: Request, index: number, answer: Answer): Buffer | null => {
+    answer.by ??= chain[index]!.name;
+    for (let i = index - 1; i >= 0; i--) chain[i]!.answered?.(request, answer);
+    if (request.startedAt !== 0 && queries.hasSubscribers) {
+      queries.publish({ request, answer, durationNs: Math.round((performance.now() - request.startedAt) * 1e6) });
+    }
+    return answer.bytes;
+  };
+
+  const failed = (packet: Buffer, err: unknown): Buffer | null => {
+    log.error({ err }, 'query handling failed');
+    return packet.length >= 12 ? errorReply(packet.readUInt16BE(0), packet.readUInt16BE(2), Rcode.SERVFAIL) : null;
+  };
+
+  return (packet, transport, client) => {
+    const request = new Request(packet, transport, client, context, queries.hasSubscribers ? performance.now() : 0);
+    try {
+      for (let i = 0; ; i++) {
+        const result = chain[i]!.handle(request);
+        if (result === NEXT) continue;
+        if (!(result instanceof Promise)) return finish(request, i, result);
+        return result.then(
+          (answer) => finish(request, i, answer),
+          (err: unknown) => failed(packet, err),
+        );
+      }
+    } catch (err) {
+      return failed(packet, err);
+    }
+  };
+}

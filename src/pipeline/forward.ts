@@ -1,0 +1,34 @@
+/**
+ * Stage: forwarding. Every name that reaches this stage goes to the upstream resolvers (src/forward/)
+ * and its answer comes back re-rendered for this client: at once from the forward cache, else as a
+ * pending reply. SERVFAIL when every upstream failed; no reply for a client dropped because too many
+ * wait on the same question (it retries, into the cache).
+ *
+ * Answers from the forward cache say what the reply cache may keep: until the next whole second of
+ * their age (their TTLs count down), and only while the catalog is the same (a change can make the
+ * name ours).
+ */
+
+import { Rcode } from '../dns/constants.js';
+import type { Forwarder } from '../forward/forwarder.js';
+import type { Request, Stage, StageResult } from './stage.js';
+
+export class ForwardStage implements Stage {
+  readonly name = 'forward';
+
+  constructor(private readonly forwarder: Pick<Forwarder, 'forward'>) {}
+
+  handle(request: Request): StageResult {
+    const out = this.forwarder.forward(request.query, request.packet, request.transport, request.maxSize);
+    if (!(out instanceof Promise)) {
+      const snapshot = request.snapshot;
+      if (snapshot === null) return { bytes: out.reply };
+      return { bytes: out.reply, keep: { snapshot, dependsOn: null, rotation: null, validUntil: out.validUntil } };
+    }
+    return out.then((reply) => {
+      if (reply === 'drop') return { bytes: null };
+      if (reply === null) return request.fail(Rcode.SERVFAIL);
+      return { bytes: reply };
+    });
+  }
+}
