@@ -48,7 +48,6 @@ export interface QueryMeta {
   index: bigint;
   /** X-Consul-LastContact, ms since the answering server last heard from the leader. */
   lastContactMs: number;
-  knownLeader: boolean;
   /** X-Consul-Default-Acl-Policy: 'deny' means a request without a token sees only what anonymous may. */
   defaultAclPolicy: string | null;
 }
@@ -111,7 +110,6 @@ function metaOf(res: Response): QueryMeta {
   return {
     index,
     lastContactMs: Number(header(res, 'x-consul-lastcontact') ?? 0) || 0,
-    knownLeader: header(res, 'x-consul-knownleader') === 'true',
     defaultAclPolicy: header(res, 'x-consul-default-acl-policy') ?? null,
   };
 }

@@ -51,10 +51,6 @@ export class BlockingWatch<T> {
     await this.running;
   }
 
-  get stopped(): boolean {
-    return this.controller.signal.aborted;
-  }
-
   private async loop(): Promise<void> {
     const { signal } = this.controller;
     const random = this.options.random ?? Math.random;
