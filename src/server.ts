@@ -16,6 +16,7 @@ import { CatalogStore } from './catalog/store.js';
 import { formatHostPort, type Config, type ListenAddress } from './config.js';
 import { Diagnostics } from './diagnostics/channels.js';
 import { logQueries } from './diagnostics/query-log.js';
+import { logStateChanges } from './diagnostics/state-log.js';
 import { trackUsage } from './diagnostics/usage.js';
 import { Forwarder } from './forward/forwarder.js';
 import { UpstreamSource } from './forward/upstream-source.js';
@@ -73,9 +74,11 @@ export class SvcdnsServer {
   /** Loads the catalog, then binds every listen address (UDP and TCP on the same port). */
   static async start(options: ServerOptions): Promise<SvcdnsServer> {
     const { config, log } = options;
-    const { forwarder, upstreamSource } = await createForwarder(options);
-    const store = new CatalogStore({ now: options.now, onlyPassing: config.onlyPassing });
-    const source = options.source ?? (await createSource(options));
+    const diagnostics = new Diagnostics();
+    const subscriptions = [logStateChanges(diagnostics)];
+    const { forwarder, upstreamSource } = await createForwarder(options, diagnostics);
+    const store = new CatalogStore({ now: options.now, onlyPassing: config.onlyPassing, diagnostics });
+    const source = options.source ?? (await createSource({ ...options, diagnostics }));
     await source.start(store);
 
     const answerer = new Answerer({
@@ -105,11 +108,8 @@ export class SvcdnsServer {
       recursionAclStage,
       new ForwardStage(forwarder),
     ];
-    const diagnostics = new Diagnostics();
-    const subscriptions = [
-      ...(config.queryLog ? [logQueries(diagnostics, log)] : []),
-      ...(source.touch ? [trackUsage(diagnostics, { touch: source.touch.bind(source) })] : []),
-    ];
+    if (config.queryLog) subscriptions.push(logQueries(diagnostics, log));
+    if (source.touch) subscriptions.push(trackUsage(diagnostics, { touch: source.touch.bind(source) }));
     const unsubscribe = (): void => subscriptions.forEach((u) => u());
     const handler = createPipeline({
       stages,
@@ -156,7 +156,12 @@ export class SvcdnsServer {
 }
 
 /** The catalog source the config asks for: Consul, a catalog file, or the bundled example. */
-export async function createSource({ config, log, reloadDebounceMs }: Pick<ServerOptions, 'config' | 'log' | 'reloadDebounceMs'>): Promise<CatalogSource> {
+export async function createSource({
+  config,
+  log,
+  reloadDebounceMs,
+  diagnostics,
+}: Pick<ServerOptions, 'config' | 'log' | 'reloadDebounceMs'> & { diagnostics: Diagnostics }): Promise<CatalogSource> {
   if (config.consul) {
     const c = config.consul;
     const api = createConsulApi({
@@ -176,6 +181,7 @@ export async function createSource({ config, log, reloadDebounceMs }: Pick<Serve
       address: c.url.origin,
       datacenter: config.datacenter,
       log,
+      diagnostics,
       allowStale: c.allowStale,
       maxStaleMs: c.maxStaleMs,
       waitMs: c.waitMs,
@@ -186,11 +192,11 @@ export async function createSource({ config, log, reloadDebounceMs }: Pick<Serve
   }
   const path = config.catalog ?? EXAMPLE_CATALOG;
   if (config.catalog === null) log.info({ file: path }, 'no catalog configured; serving the bundled example catalog');
-  return new FileSource({ path, defaultDatacenter: config.datacenter, log, debounceMs: reloadDebounceMs });
+  return new FileSource({ path, defaultDatacenter: config.datacenter, log, diagnostics, debounceMs: reloadDebounceMs });
 }
 
 /** The forwarder for names outside the Consul domain, and the source of its upstreams. */
-async function createForwarder(options: ServerOptions): Promise<{ forwarder: Forwarder; upstreamSource: UpstreamSource }> {
+async function createForwarder(options: ServerOptions, diagnostics: Diagnostics): Promise<{ forwarder: Forwarder; upstreamSource: UpstreamSource }> {
   const { config, log, now, upstreamProbeIntervalMs, reloadDebounceMs } = options;
   const f = config.forward;
   const upstreamSource = new UpstreamSource({
@@ -198,6 +204,7 @@ async function createForwarder(options: ServerOptions): Promise<{ forwarder: For
     resolvConf: f.resolvConf,
     listen: config.listen,
     log,
+    diagnostics,
     read: (path) => readFile(path, 'utf8'),
     ...(reloadDebounceMs !== undefined && { debounceMs: reloadDebounceMs }),
   });
@@ -210,6 +217,7 @@ async function createForwarder(options: ServerOptions): Promise<{ forwarder: For
     cacheMaxBytes: f.cacheMaxBytes,
     cacheMaxTtl: f.cacheMaxTtl,
     log,
+    diagnostics,
     ...(now && { now }),
     ...(upstreamProbeIntervalMs !== undefined && { probeIntervalMs: upstreamProbeIntervalMs }),
   });

@@ -21,6 +21,8 @@ import { RelaySource, type ToPrimary, type ToWorker } from './catalog/relay/sour
 import { CatalogStore } from './catalog/store.js';
 import type { CatalogData } from './catalog/types.js';
 import { formatHostPort, type Config } from './config.js';
+import { Diagnostics } from './diagnostics/channels.js';
+import { logStateChanges } from './diagnostics/state-log.js';
 import { createSource, SvcdnsServer } from './server.js';
 
 const RESPAWN_DELAY_MS = 1000;
@@ -41,7 +43,9 @@ export async function runPrimary(config: Config, log: Logger): Promise<{ stop: (
   const send = (worker: Worker, message: ToWorker): void => {
     if (worker.isConnected()) worker.send(message);
   };
-  const source = await createSource({ config, log });
+  const diagnostics = new Diagnostics();
+  logStateChanges(diagnostics);
+  const source = await createSource({ config, log, diagnostics });
   await source.start({
     replace(data) {
       check.replace(data); // throws on inconsistent data: nothing is sent then

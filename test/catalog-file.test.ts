@@ -17,6 +17,7 @@ import { CatalogStore } from '../src/catalog/store.js';
 import { CATALOG } from './support/catalog.js';
 import { dig } from './support/dig.js';
 import { startServer, type TestServer } from './support/server.js';
+import { loggedDiagnostics } from './support/diagnostics.js';
 
 /**
  * Waits (bounded) for the source's next reload that changed something or failed. Reloads of
@@ -70,7 +71,7 @@ describe('catalog file reload', () => {
     await symlink('..v1', join(cm, '..data'));
     await symlink('..data/catalog.yaml', join(cm, 'catalog.yaml'));
     const store = new CatalogStore();
-    const cmSource = new FileSource({ path: join(cm, 'catalog.yaml'), defaultDatacenter: 'dc1', log: pino({ level: 'silent' }), debounceMs: 10 });
+    const cmSource = new FileSource({ path: join(cm, 'catalog.yaml'), defaultDatacenter: 'dc1', log: pino({ level: 'silent' }), diagnostics: loggedDiagnostics(), debounceMs: 10 });
     await cmSource.start(store);
     t.after(() => cmSource.stop());
     assert.equal(store.current()!.service('dc1', 'cache')!.instances[0]!.address.text, '10.0.1.5');
@@ -111,7 +112,7 @@ describe('catalog file errors are logged once, naming the file and the problem',
     const s = await startServer({ catalog: CATALOG });
     const path = s.catalogPath;
     const store = new CatalogStore();
-    const source = new FileSource({ path, defaultDatacenter: 'dc1', log, watch: false });
+    const source = new FileSource({ path, defaultDatacenter: 'dc1', log, diagnostics: loggedDiagnostics(), watch: false });
     try {
       await source.start(store);
       await writeFile(path, 'nodes: [ {name: a, address: 10.0.0.1, services: [{name: web, port: 99999}]} ]');

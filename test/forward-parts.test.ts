@@ -20,6 +20,7 @@ import { UpstreamSource } from '../src/forward/upstream-source.js';
 import { UpstreamSet } from '../src/forward/upstreams.js';
 import { buildQuery, decode, zoneLines } from './support/client.js';
 import { eventually } from './support/eventually.js';
+import { loggedDiagnostics } from './support/diagnostics.js';
 
 test('resolv.conf: nameserver lines in order, comments and other keywords ignored, non-addresses skipped', () => {
   const text = [
@@ -249,7 +250,7 @@ test('upstream order: sequential, round-robin, random; unhealthy ones last', () 
   const log = pino({ level: 'silent' });
   const probe = () => Promise.resolve(false);
   const hosts = (set: UpstreamSet) => set.order().map((u) => u.address.host.slice(-1)).join('');
-  const sequential = new UpstreamSet(addresses, { policy: 'sequential', log, probe, probeIntervalMs: 60_000 });
+  const sequential = new UpstreamSet(addresses, { policy: 'sequential', log, diagnostics: loggedDiagnostics(), probe, probeIntervalMs: 60_000 });
   assert.equal(hosts(sequential), '123');
   assert.equal(hosts(sequential), '123');
   for (let i = 0; i < 3; i++) sequential.failed(sequential.all[0]!, 'timeout');
@@ -257,10 +258,10 @@ test('upstream order: sequential, round-robin, random; unhealthy ones last', () 
   sequential.succeeded(sequential.all[0]!);
   assert.equal(hosts(sequential), '123');
   sequential.close();
-  const rr = new UpstreamSet(addresses, { policy: 'round-robin', log, probe, probeIntervalMs: 60_000 });
+  const rr = new UpstreamSet(addresses, { policy: 'round-robin', log, diagnostics: loggedDiagnostics(), probe, probeIntervalMs: 60_000 });
   assert.deepEqual([hosts(rr), hosts(rr), hosts(rr), hosts(rr)], ['123', '231', '312', '123']);
   const draws = [0.9, 0.1];
-  const random = new UpstreamSet(addresses, { policy: 'random', log, probe, probeIntervalMs: 60_000, random: () => draws.shift() ?? 0 });
+  const random = new UpstreamSet(addresses, { policy: 'random', log, diagnostics: loggedDiagnostics(), probe, probeIntervalMs: 60_000, random: () => draws.shift() ?? 0 });
   assert.equal(hosts(random), '213');
 });
 
@@ -288,7 +289,7 @@ test('resolv.conf is re-read when it is replaced; a version with no usable names
   await replace('nameserver 192.0.2.1\n');
   const logs: Record<string, unknown>[] = [];
   const log = pino({ level: 'debug' }, { write: (line: string) => void logs.push(JSON.parse(line) as Record<string, unknown>) });
-  const source = new UpstreamSource({ given: null, resolvConf: path, listen: [{ host: '127.0.0.1', port: 53 }], log, read: (p) => readFile(p, 'utf8'), debounceMs: 10 });
+  const source = new UpstreamSource({ given: null, resolvConf: path, listen: [{ host: '127.0.0.1', port: 53 }], log, diagnostics: loggedDiagnostics(), read: (p) => readFile(p, 'utf8'), debounceMs: 10 });
   t.after(() => source.close());
   const changes: string[][] = [];
   source.onChange = (list) => changes.push(list.map((u) => u.host));
@@ -314,6 +315,7 @@ test('--upstream lists are fixed: reload reads nothing', async () => {
     resolvConf: '/nonexistent',
     listen: [],
     log: pino({ level: 'silent' }),
+    diagnostics: loggedDiagnostics(),
     read: () => {
       reads++;
       return Promise.resolve('');

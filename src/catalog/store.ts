@@ -6,7 +6,7 @@
  * SERVFAIL for our domain until then, never NXDOMAIN for a name that may exist.
  */
 
-import { EventEmitter } from 'node:events';
+import type { Diagnostics } from '../diagnostics/channels.js';
 import { Snapshot } from './snapshot.js';
 import type { CatalogData } from './types.js';
 
@@ -15,16 +15,17 @@ export interface CatalogStoreOptions {
   now?: () => number;
   /** Serve only passing instances (--only-passing). */
   onlyPassing?: boolean;
+  /** Each published snapshot is announced here (`catalog`). */
+  diagnostics?: Diagnostics;
 }
 
-export class CatalogStore extends EventEmitter<{ change: [Snapshot] }> {
+export class CatalogStore {
   private snapshot: Snapshot | null = null;
   private generation = 0;
   private readonly now: () => number;
   private readonly onlyPassing: boolean;
 
-  constructor(options: CatalogStoreOptions = {}) {
-    super();
+  constructor(private readonly options: CatalogStoreOptions = {}) {
     this.now = options.now ?? Date.now;
     this.onlyPassing = options.onlyPassing ?? false;
   }
@@ -40,7 +41,8 @@ export class CatalogStore extends EventEmitter<{ change: [Snapshot] }> {
     const serial = Math.max(Math.floor(this.now() / 1000), (previous?.serial ?? 0) + 1) >>> 0;
     const next = new Snapshot(data, { serial, previous, nextGeneration: () => ++this.generation, onlyPassing: this.onlyPassing });
     this.snapshot = next;
-    this.emit('change', next);
+    const published = this.options.diagnostics?.catalog;
+    if (published?.hasSubscribers) published.publish({ snapshot: next, data });
     return next;
   }
 }

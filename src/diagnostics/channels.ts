@@ -14,12 +14,13 @@
  * - `state`: something svcdns depends on changed state (a Consul watch, an upstream, the catalog
  *   file, resolv.conf): failing with a problem, or fine again. The state logger turns these into
  *   one log line per change of state.
- * - `catalog`: a catalog snapshot was published (its size and generation).
+ * - `catalog`: a catalog snapshot was published (the snapshot, and the data it was built from).
  */
 
 import { channel, type Channel } from 'node:diagnostics_channel';
 import type { Logger } from 'pino';
 import type { Snapshot } from '../catalog/snapshot.js';
+import type { CatalogData } from '../catalog/types.js';
 import type { Answer, Request } from '../pipeline/stage.js';
 
 /** A query's end: the request (transport, client, packet, parsed query) and its answer. */
@@ -33,8 +34,10 @@ export interface QueryEvent {
 export interface UpstreamEvent {
   /** `IP:PORT` as logs write it. */
   readonly upstream: string;
-  /** 'ok', or why the try failed ('timeout', 'servfail', 'refused', 'malformed', ...). */
+  /** 'reply' (any well-formed reply: see `rcode`), or why the try failed ('timeout', 'aborted', ...). */
   readonly outcome: string;
+  /** The reply's rcode; null when the try failed. */
+  readonly rcode: number | null;
   readonly durationMs: number;
 }
 
@@ -43,8 +46,8 @@ export interface UpstreamEvent {
  * per `key`, the set of `subject`s failing and the problem last logged:
  * - `problem` set: `subject` is failing. Logged (at `level`, with `message` and `fields`) when the
  *   problem differs from the one last logged for `key`; otherwise logged at debug as `repeat`, if given.
- * - `problem` null: `subject` is fine. When it was the last failing subject of `key` and a problem
- *   had been logged, `message` (if given) is logged at info: the recovery, once.
+ * - `problem` null: `subject` is fine. When it was the last failing subject of `key`, `key` is fine:
+ *   if a problem had been logged, `message` (if given) is logged at info, the recovery, once.
  */
 export interface StateEvent {
   /** The thing whose state is logged once per change: `consul`, `upstream 10.0.0.2:53`, a file. */
@@ -52,6 +55,8 @@ export interface StateEvent {
   /** One part of it (a watch, the upstream, the file); a key is fine when all its subjects are. */
   readonly subject: string;
   readonly problem: string | null;
+  /** Start afresh: forget every subject of `key` and the problem logged, and log nothing (a reload). */
+  readonly forget?: boolean;
   readonly level?: 'error' | 'warn' | 'info';
   readonly message?: string;
   /** Logged at debug instead, when the problem is the one already logged. */
@@ -62,10 +67,10 @@ export interface StateEvent {
 }
 
 export interface CatalogEvent {
+  /** The snapshot now served (its serial, datacenters, services with their generations). */
   readonly snapshot: Snapshot;
-  readonly services: number;
-  readonly instances: number;
-  readonly generation: number;
+  /** What it was built from: the nodes and service instances the source published. */
+  readonly data: CatalogData;
 }
 
 /** One named channel with a message type: node:diagnostics_channel underneath. */

@@ -18,6 +18,7 @@
 import { randomBytes } from 'node:crypto';
 import { setMaxListeners } from 'node:events';
 import type { Logger } from 'pino';
+import type { Diagnostics } from '../diagnostics/channels.js';
 import type { HostPort } from '../config.js';
 import { Flag, HEADER_SIZE, Rcode, RRType } from '../dns/constants.js';
 import { asciiLower, type Query } from '../dns/wire.js';
@@ -40,6 +41,8 @@ export interface ForwarderOptions {
   /** Seconds. */
   cacheMaxTtl: number;
   log: Logger;
+  /** Upstream tries and health changes are published here. */
+  diagnostics: Diagnostics;
   /** Clock for cache ages, ms; injected by tests. */
   now?: () => number;
   probeIntervalMs?: number;
@@ -142,6 +145,7 @@ export class Forwarder {
     return new UpstreamSet(addresses, {
       policy: this.options.policy,
       log: this.log,
+      diagnostics: this.options.diagnostics,
       probeIntervalMs: this.options.probeIntervalMs ?? 5000,
       probe: (u) => this.probe(u),
     });
@@ -207,6 +211,16 @@ export class Forwarder {
         running++;
         void this.ask(upstream, query, packet, transport, deadline, abort.signal).then((outcome) => {
           running--;
+          const tries = this.options.diagnostics.upstream;
+          if (tries.hasSubscribers) {
+            const failed = outcome.kind === 'failed';
+            tries.publish({
+              upstream: upstream.label,
+              outcome: failed ? outcome.reason : 'reply',
+              rcode: failed ? null : outcome.message.rcode,
+              durationMs: performance.now() - started,
+            });
+          }
           if (outcome.kind === 'failed') {
             // Cancelled because another answered: a failure only if it had already had its time.
             if (outcome.reason !== 'aborted') upstreams.failed(upstream, outcome.reason);

@@ -6,6 +6,7 @@
  */
 
 import type { Logger } from 'pino';
+import type { Diagnostics } from '../diagnostics/channels.js';
 import { formatHostPort, type HostPort, type ListenAddress } from '../config.js';
 import { watchFile, type FileWatch } from '../watch-file.js';
 import { chooseUpstreams } from './resolv-conf.js';
@@ -16,6 +17,8 @@ export interface UpstreamSourceOptions {
   resolvConf: string;
   listen: readonly ListenAddress[];
   log: Logger;
+  /** A resolv.conf that names no usable upstream is reported here (`state`), logged once per problem. */
+  diagnostics: Diagnostics;
   read: (path: string) => Promise<string>;
   /** Watch the resolv.conf file (default true). */
   watch?: boolean;
@@ -26,7 +29,6 @@ export class UpstreamSource {
   /** Called with the new list when it changes after start. */
   onChange: (upstreams: readonly HostPort[]) => void = () => {};
   private current: HostPort[] = [];
-  private lastProblem: string | null = null;
   private watcher: FileWatch | null = null;
   private closed = false;
 
@@ -60,14 +62,14 @@ export class UpstreamSource {
     if (given !== null || this.closed) return;
     const choice = await chooseUpstreams(null, resolvConf, listen, read);
     if (this.closed) return;
+    const state = { key: `resolv.conf ${resolvConf}`, subject: resolvConf, log };
     if (choice.none !== undefined) {
-      if (this.current.length > 0 && this.lastProblem !== choice.none) {
-        log.warn({ upstreams: this.current.map(formatHostPort) }, `${choice.none}: keeping the last upstreams`);
-      }
-      this.lastProblem = choice.none;
+      // With no upstreams to keep there is nothing to say (the start said there were none).
+      const said = this.current.length > 0 && { level: 'warn' as const, message: `${choice.none}: keeping the last upstreams` };
+      this.options.diagnostics.state.publish({ ...state, problem: choice.none, ...said, fields: { upstreams: this.current.map(formatHostPort) } });
       return;
     }
-    this.lastProblem = null;
+    this.options.diagnostics.state.publish({ ...state, problem: null });
     const next = choice.upstreams;
     if (next.length === this.current.length && next.every((u, i) => formatHostPort(u) === formatHostPort(this.current[i]!))) return;
     this.current = next;

@@ -4,10 +4,11 @@
  * Health: an upstream that fails `FAILURES_TO_UNHEALTHY` questions in a row (timeout, network error,
  * malformed reply; any well-formed reply, REFUSED included, shows it is up) is unhealthy: it is tried only after every healthy one, and probed with
  * a `. NS` question every `probeIntervalMs` until it answers; one good answer, probe or real, makes
- * it healthy again. Each change of state is logged once.
+ * it healthy again. Each change of state is reported on the diagnostics seam, and logged once.
  */
 
 import type { Logger } from 'pino';
+import type { Diagnostics, StateEvent } from '../diagnostics/channels.js';
 import { formatHostPort, type HostPort } from '../config.js';
 
 export type UpstreamPolicy = 'sequential' | 'random' | 'round-robin';
@@ -25,6 +26,7 @@ export interface Upstream {
 export interface UpstreamSetOptions {
   policy: UpstreamPolicy;
   log: Logger;
+  diagnostics: Diagnostics;
   /** Asks one upstream a question that any working resolver answers; true when it did. */
   probe: (upstream: Upstream) => Promise<boolean>;
   probeIntervalMs: number;
@@ -65,7 +67,7 @@ export class UpstreamSet {
     upstream.failures = 0;
     if (!upstream.healthy) {
       upstream.healthy = true;
-      this.options.log.info({ upstream: upstream.label }, 'upstream is answering again');
+      this.report(upstream, null, { message: 'upstream is answering again', fields: { upstream: upstream.label } });
     }
   }
 
@@ -74,12 +76,17 @@ export class UpstreamSet {
     this.options.log.debug({ upstream: upstream.label, reason }, 'upstream try failed');
     if (upstream.healthy && upstream.failures >= FAILURES_TO_UNHEALTHY) {
       upstream.healthy = false;
-      this.options.log.warn(
-        { upstream: upstream.label, reason, failures: upstream.failures },
-        'upstream marked unhealthy: tried last until it answers a probe',
-      );
+      this.report(upstream, 'unhealthy', {
+        level: 'warn',
+        message: 'upstream marked unhealthy: tried last until it answers a probe',
+        fields: { upstream: upstream.label, reason, failures: upstream.failures },
+      });
       this.scheduleProbe();
     }
+  }
+
+  private report(upstream: Upstream, problem: string | null, said: Pick<StateEvent, 'level' | 'message' | 'fields'>): void {
+    this.options.diagnostics.state.publish({ key: `upstream ${upstream.label}`, subject: upstream.label, problem, log: this.options.log, ...said });
   }
 
   close(): void {

@@ -24,6 +24,7 @@
  */
 
 import type { Logger } from 'pino';
+import type { Diagnostics } from '../../diagnostics/channels.js';
 import { BlockingWatch } from './blocking-watch.js';
 import { ConsulApiError, type ConsulApi, type QueryMeta, type Result, type ServiceHealth } from './api.js';
 import type { CatalogSink, CatalogSource } from '../source.js';
@@ -36,6 +37,8 @@ export interface ConsulSourceOptions {
   /** The local datacenter. */
   datacenter: string;
   log: Logger;
+  /** Watch failures and recoveries are reported here (`state`), and logged by its subscriber. */
+  diagnostics: Diagnostics;
   /** Send `?stale` so any server answers (Consul's DNS default). */
   allowStale: boolean;
   /** A stale answer from a server that last heard from the leader longer ago is re-read consistently. */
@@ -90,9 +93,6 @@ export class ConsulSource implements CatalogSource {
   private readonly log: Logger;
   private readonly now: () => number;
   private readonly watches = new Map<string, BlockingWatch<unknown>>();
-  private readonly failing = new Set<string>();
-  /** The failure last reported (null: healthy), so each change of state is logged once. */
-  private loggedProblem: string | null = null;
   private readonly dcs = new Map<string, DcState>();
   private datacenters: string[] | null = null;
   /** Whether every local service is watched; decided when the local service list first arrives. */
@@ -132,8 +132,7 @@ export class ConsulSource implements CatalogSource {
     const sink = this.sink;
     if (!sink) return;
     await this.halt();
-    this.failing.clear();
-    this.loggedProblem = null;
+    this.options.diagnostics.state.publish({ key: STATE_KEY, subject: '', problem: null, forget: true, log: this.log });
     this.watchAllLocal = null;
     this.dcs.clear();
     await this.start(sink);
@@ -260,8 +259,10 @@ export class ConsulSource implements CatalogSource {
   private stopWatch(key: string): void {
     const watch = this.watches.get(key);
     this.watches.delete(key);
-    this.failing.delete(key);
-    if (watch) void watch.stop();
+    if (watch) {
+      this.options.diagnostics.state.publish({ key: STATE_KEY, subject: key, problem: null, log: this.log });
+      void watch.stop();
+    }
   }
 
   private dropService(state: DcState, key: string): void {
@@ -379,30 +380,27 @@ export class ConsulSource implements CatalogSource {
   }
 
   /**
-   * Logs when the kind of failure changes (healthy -> unreachable, unreachable -> ACL refused, ...),
-   * not per watch or per retry: an outage is one line however many watches are retrying.
+   * Reported on every failure; the state logger logs when the kind of failure changes (healthy ->
+   * unreachable, unreachable -> ACL refused, ...), not per watch or per retry: an outage is one
+   * line however many watches are retrying.
    */
   private onWatchError(key: string, err: unknown, failures: number): void {
     const status = err instanceof ConsulApiError ? err.status : 0;
     const message = err instanceof Error ? err.message : String(err);
-    this.failing.add(key);
-    const problem = status === 0 ? 'unreachable' : `${status} ${message}`;
-    if (problem === this.loggedProblem) {
-      this.log.debug({ watch: key, status, error: message, failures }, 'consul watch still failing');
-      return;
-    }
-    this.loggedProblem = problem;
-    const fields = { watch: key, status, error: message, serving: this.isReady ? 'last good catalog' : 'SERVFAIL until the first sync' };
-    if (status === 403) this.log.error(fields, 'consul refused the ACL token; check --consul-token');
-    else this.log.warn(fields, 'consul watch failing; retrying with backoff');
+    this.options.diagnostics.state.publish({
+      key: STATE_KEY,
+      subject: key,
+      problem: status === 0 ? 'unreachable' : `${status} ${message}`,
+      level: status === 403 ? 'error' : 'warn',
+      message: status === 403 ? 'consul refused the ACL token; check --consul-token' : 'consul watch failing; retrying with backoff',
+      repeat: 'consul watch still failing',
+      fields: { watch: key, status, error: message, failures, serving: this.isReady ? 'last good catalog' : 'SERVFAIL until the first sync' },
+      log: this.log,
+    });
   }
 
   private onWatchRecover(key: string): void {
-    this.failing.delete(key);
-    if (this.failing.size === 0 && this.loggedProblem !== null) {
-      this.loggedProblem = null;
-      this.log.info({ watch: key }, 'consul watches recovered');
-    }
+    this.options.diagnostics.state.publish({ key: STATE_KEY, subject: key, problem: null, message: 'consul watches recovered', fields: { watch: key }, log: this.log });
   }
 
   private schedulePublish(): void {
@@ -506,6 +504,9 @@ function untilOrAborted(promise: Promise<void>, signal: AbortSignal): Promise<vo
     void promise.then(done);
   });
 }
+
+/** What the state logger knows Consul's watches by. */
+const STATE_KEY = 'consul';
 
 /** Non-blocking reads (index 0) in flight at once; blocking ones are not limited (they park). */
 const FIRST_READS_IN_FLIGHT = 32;

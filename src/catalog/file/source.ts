@@ -15,6 +15,7 @@ import { resolve } from 'node:path';
 import type { Logger } from 'pino';
 import { watchFile, type FileWatch } from '../../watch-file.js';
 import { CatalogFileError, parseCatalogFile } from './format.js';
+import type { Diagnostics } from '../../diagnostics/channels.js';
 import type { CatalogSink, CatalogSource } from '../source.js';
 
 export interface FileSourceOptions {
@@ -22,6 +23,8 @@ export interface FileSourceOptions {
   /** Datacenter for nodes that name none (the file's own `datacenter` key wins). */
   defaultDatacenter: string;
   log: Logger;
+  /** A rejected edit is reported here (`state`), and logged once per distinct problem by its subscriber. */
+  diagnostics: Diagnostics;
   /** Watch the file for changes (default true). */
   watch?: boolean;
   /** Quiet time after the last change event before reloading, in ms (default 50). */
@@ -34,10 +37,11 @@ export class FileSource extends EventEmitter<{ reload: [ReloadOutcome] }> implem
   readonly description: string;
   private readonly path: string;
   private readonly log: Logger;
+  /** What the state logger knows this file by. */
+  private readonly stateKey: string;
   private sink: CatalogSink | null = null;
   private watcher: FileWatch | null = null;
   private lastGoodText: string | null = null;
-  private lastErrorMessage: string | null = null;
   private reloading: Promise<ReloadOutcome> | null = null;
   private reloadAgain = false;
 
@@ -46,6 +50,7 @@ export class FileSource extends EventEmitter<{ reload: [ReloadOutcome] }> implem
     this.path = resolve(options.path);
     this.description = `file ${this.path}`;
     this.log = options.log.child({ component: 'catalog-file' });
+    this.stateKey = `catalog file ${options.path}`;
   }
 
   async start(sink: CatalogSink): Promise<void> {
@@ -92,7 +97,7 @@ export class FileSource extends EventEmitter<{ reload: [ReloadOutcome] }> implem
         if (!this.sink) return { ok: true, changed: false };
         this.sink.replace(data);
         this.lastGoodText = text;
-        this.lastErrorMessage = null;
+        this.options.diagnostics.state.publish({ key: this.stateKey, subject: this.path, problem: null, log: this.log });
         this.log.info(
           { file: this.path, nodes: data.nodes.length, instances: data.services.length },
           'catalog loaded',
@@ -101,12 +106,18 @@ export class FileSource extends EventEmitter<{ reload: [ReloadOutcome] }> implem
       }
     } catch (err) {
       const error = err instanceof Error ? err : new Error(String(err));
-      // A started source keeps serving: log once per distinct problem. Before the first load the
-      // error goes back to start() and the CLI reports it.
-      if (this.lastGoodText !== null && error.message !== this.lastErrorMessage) {
-        this.lastErrorMessage = error.message;
-        const problems = error instanceof CatalogFileError ? error.problems : [error.message];
-        this.log.error({ file: this.path, problems }, 'catalog file rejected; still serving the last good catalog');
+      // A started source keeps serving: logged once per distinct problem. Before the first load
+      // the error goes back to start() and the CLI reports it.
+      if (this.lastGoodText !== null) {
+        this.options.diagnostics.state.publish({
+          key: this.stateKey,
+          subject: this.path,
+          problem: error.message,
+          level: 'error',
+          message: 'catalog file rejected; still serving the last good catalog',
+          fields: { file: this.path, problems: error instanceof CatalogFileError ? error.problems : [error.message] },
+          log: this.log,
+        });
       }
       outcome = { ok: false, error };
     }
