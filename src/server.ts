@@ -16,7 +16,7 @@ import { formatHostPort, type Config, type ListenAddress } from './config.js';
 import { recursionAcl } from './forward/allow.js';
 import { Forwarder } from './forward/forwarder.js';
 import { UpstreamSource } from './forward/upstream-source.js';
-import { parseIp } from './ip.js';
+import { parseIp } from './net/address.js';
 import { listenTcp, type TcpListener } from './listen/tcp.js';
 import { listenUdp, type UdpListener } from './listen/udp.js';
 import { ReplyCache } from './pipeline/reply-cache.js';

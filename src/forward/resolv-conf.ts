@@ -6,7 +6,7 @@
 import { isIP } from 'node:net';
 import { networkInterfaces } from 'node:os';
 import { formatHostPort, parseHostPort, type HostPort, type ListenAddress } from '../config.js';
-import { parseIp } from '../ip.js';
+import { parseIp } from '../net/address.js';
 
 /**
  * The nameservers of a resolv.conf text, in file order. Like the libc parsers: a line is a keyword
