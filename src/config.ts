@@ -7,11 +7,8 @@
  */
 
 import { readFileSync } from 'node:fs';
-import { isIP } from 'node:net';
 import { parse as parseYaml } from 'yaml';
-
-/** An address to listen on: an IP address and a port. */
-export type ListenAddress = HostPort;
+import { parseCidr, parseHostPort, parseListen, type Cidr, type HostPort, type ListenAddress } from './net/address.js';
 
 export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
 
@@ -44,19 +41,6 @@ export interface Config {
   consul: ConsulConfig | null;
   /** Where names outside the Consul domain go. */
   forward: ForwardConfig;
-}
-
-/** An upstream resolver (or a listen address): an IP address, possibly with an IPv6 zone, and a port. */
-export interface HostPort {
-  host: string;
-  port: number;
-}
-
-/** An address range in CIDR form, e.g. 10.0.0.0/8 or fc00::/7. */
-export interface Cidr {
-  address: string;
-  prefix: number;
-  family: 'ipv4' | 'ipv6';
 }
 
 export interface ForwardConfig {
@@ -333,40 +317,6 @@ function positive(ms: number, key: string, problems: string[]): number {
   return ms;
 }
 
-/**
- * `192.0.2.1`, `192.0.2.1:5353`, `[2001:db8::1]:53`, `2001:db8::1`, `fe80::1%eth0` (a zone, as
- * resolv.conf may give it). Hostnames are not accepted.
- */
-export function parseHostPort(text: string, defaultPort: number): HostPort | null {
-  const t = text.trim();
-  const m = /^(?:\[([^\]]+)\]|([^:[\]]+))(?::(\d{1,5}))?$/.exec(t);
-  const host = m ? (m[1] ?? m[2]!) : t;
-  const port = m?.[3] !== undefined ? Number(m[3]) : defaultPort;
-  const family = isIP(host.replace(/%[\w.-]+$/, ''));
-  if (family === 0 || port === 0 || port > 65535) return null;
-  if (m && m[2] !== undefined && family !== 4) return null;
-  if (m && m[1] !== undefined && family !== 6) return null;
-  if (!m && family !== 6) return null;
-  return { host, port };
-}
-
-/** `192.0.2.1:53`, `[2001:db8::1]:53`: the form logs and messages use. */
-export function formatHostPort(a: HostPort): string {
-  return a.host.includes(':') ? `[${a.host}]:${a.port}` : `${a.host}:${a.port}`;
-}
-
-/** `10.0.0.0/8`, `fc00::/7`; a bare address is a range of one. */
-export function parseCidr(text: string): Cidr | null {
-  const m = /^([^/]+)(?:\/(\d{1,3}))?$/.exec(text.trim());
-  if (!m) return null;
-  const family = isIP(m[1]!);
-  if (family === 0) return null;
-  const max = family === 4 ? 32 : 128;
-  const prefix = m[2] === undefined ? max : Number(m[2]);
-  if (prefix > max) return null;
-  return { address: m[1]!, prefix, family: family === 4 ? 'ipv4' : 'ipv6' };
-}
-
 /** Consul's CLI accepts `host:port`, `http://host:port` and `https://host:port`. */
 export function consulUrl(address: string, https: boolean): URL | null {
   const withScheme = /^[a-z][a-z0-9+.-]*:\/\//i.test(address) ? address : `${https ? 'https' : 'http'}://${address}`;
@@ -442,17 +392,6 @@ function list(value: string | string[] | undefined): string[] {
 
 function single(value: string | string[] | undefined): string | undefined {
   return Array.isArray(value) ? value.at(-1) : value;
-}
-
-/** `127.0.0.1:8600`, `[::1]:8600`, `0.0.0.0:53`. Hostnames are not accepted: bind to addresses. */
-export function parseListen(text: string): ListenAddress | null {
-  const m = /^(?:\[([^\]]+)\]|([^:[\]]+)):(\d{1,5})$/.exec(text.trim());
-  if (!m) return null;
-  const host = m[1] ?? m[2]!;
-  const port = Number(m[3]);
-  const family = isIP(host);
-  if (port > 65535 || family === 0 || (m[1] !== undefined && family !== 6) || (m[2] !== undefined && family !== 4)) return null;
-  return { host, port };
 }
 
 const LABEL = /^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$/i;

@@ -20,7 +20,8 @@ import type { Logger } from 'pino';
 import { RelaySource, type ToPrimary, type ToWorker } from './catalog/relay/source.js';
 import { CatalogStore } from './catalog/store.js';
 import type { CatalogData } from './catalog/types.js';
-import { formatHostPort, type Config } from './config.js';
+import type { Config } from './config.js';
+import { formatHostPort } from './net/address.js';
 import { createSource, SvcdnsServer } from './server.js';
 
 const RESPAWN_DELAY_MS = 1000;

@@ -18,7 +18,7 @@
 import { randomBytes } from 'node:crypto';
 import { setMaxListeners } from 'node:events';
 import type { Logger } from 'pino';
-import type { HostPort } from '../config.js';
+import type { HostPort } from '../net/address.js';
 import { Flag, HEADER_SIZE, Rcode, RRType } from '../dns/constants.js';
 import { asciiLower, type Query } from '../dns/wire.js';
 import type { Transport } from '../pipeline/resolver.js';

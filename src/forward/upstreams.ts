@@ -8,7 +8,7 @@
  */
 
 import type { Logger } from 'pino';
-import { formatHostPort, type HostPort } from '../config.js';
+import { formatHostPort, type HostPort } from '../net/address.js';
 
 export type UpstreamPolicy = 'sequential' | 'random' | 'round-robin';
 

@@ -6,7 +6,7 @@
 
 import { createServer, type Server, type Socket } from 'node:net';
 import type { Logger } from 'pino';
-import type { ListenAddress } from '../config.js';
+import type { ListenAddress } from '../net/address.js';
 import type { DnsHandler } from '../pipeline/resolver.js';
 
 export interface TcpListenerOptions {

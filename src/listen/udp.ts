@@ -9,7 +9,7 @@
 import { createSocket, type Socket } from 'node:dgram';
 import { isIPv6 } from 'node:net';
 import type { Logger } from 'pino';
-import type { ListenAddress } from '../config.js';
+import type { ListenAddress } from '../net/address.js';
 import type { DnsHandler } from '../pipeline/resolver.js';
 
 export interface UdpListener {
