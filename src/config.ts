@@ -8,6 +8,8 @@
 
 import { readFileSync } from 'node:fs';
 import { parse as parseYaml } from 'yaml';
+import { Problems, type KeySpec, type RawConfig } from './config/component.js';
+import { boolean, choice, domain, duration, integer, label, list, listOf, positive, single, splitList } from './config/values.js';
 import { parseCidr, parseHostPort, parseListen, type Cidr, type HostPort, type ListenAddress } from './net/address.js';
 
 export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
@@ -91,14 +93,6 @@ export class ConfigError extends Error {
   }
 }
 
-interface KeySpec {
-  describe: string;
-  list?: boolean;
-  /** A switch: a bare flag (`--query-log`, `--no-query-log`); true/false/1/0 elsewhere. */
-  boolean?: boolean;
-  default?: string | string[];
-}
-
 /** Loopback and the private ranges: RFC 1918, RFC 4193 (ULA), RFC 6598 (carrier-grade NAT). */
 const DEFAULT_ALLOW_RECURSION = ['127.0.0.0/8', '::1/128', '10.0.0.0/8', '172.16.0.0/12', '192.168.0.0/16', '100.64.0.0/10', 'fc00::/7'];
 
@@ -171,7 +165,7 @@ const CONSUL_ENV: Readonly<Record<string, string>> = {
   CONSUL_HTTP_SSL_VERIFY: 'consul-ssl-verify',
 };
 
-export type RawConfig = Record<string, string | string[] | undefined>;
+export type { RawConfig } from './config/component.js';
 
 export interface ConfigInputs {
   /** Flags as parsed by the CLI (only keys the user gave). */
@@ -223,42 +217,40 @@ export function resolveConfig(inputs: ConfigInputs): Config {
     else problems.push('catalog and consul: choose one source of the catalog');
   }
 
+  const found = new Problems();
   const config: Config = {
-    listen: list(merged.listen).flatMap((v) => {
-      const parsed = parseListen(v);
-      if (!parsed) problems.push(`listen: ${JSON.stringify(v)} is not HOST:PORT with an IP address (IPv6 as [::1]:8600)`);
-      return parsed ? [parsed] : [];
-    }),
-    catalog: catalogPath(single(merged.catalog), problems),
-    domain: domain(single(merged.domain), 'domain', problems) ?? 'consul',
-    altDomain: domain(single(merged['alt-domain']), 'alt-domain', problems),
-    datacenter: label(single(merged.datacenter), 'datacenter', problems),
-    serviceTtl: integer(single(merged['service-ttl']), 'service-ttl', 0, 2 ** 31 - 1, problems),
-    nodeTtl: integer(single(merged['node-ttl']), 'node-ttl', 0, 2 ** 31 - 1, problems),
-    tcpIdleTimeout: integer(single(merged['tcp-idle-timeout']), 'tcp-idle-timeout', 1, 3600, problems),
-    maxUdpSize: integer(single(merged['max-udp-size']), 'max-udp-size', 512, 4096, problems),
-    workers: integer(single(merged.workers), 'workers', 1, 64, problems),
-    answerCacheSize: integer(single(merged['answer-cache-size']), 'answer-cache-size', 0, 10_000_000, problems),
-    answerCacheMaxBytes: integer(single(merged['answer-cache-max-bytes']), 'answer-cache-max-bytes', 0, 2 ** 40, problems),
-    logLevel: choice(single(merged['log-level']), 'log-level', LOG_LEVELS, problems),
-    logFormat: choice(single(merged['log-format']), 'log-format', ['json', 'pretty'] as const, problems),
-    queryLog: boolean(single(merged['query-log']), 'query-log', problems),
-    onlyPassing: boolean(single(merged['only-passing']), 'only-passing', problems),
-    consul: consulConfig(merged, inputs.env, problems),
-    forward: forwardConfig(merged, problems),
+    listen: listOf(list(merged.listen), 'listen', parseListen, 'HOST:PORT with an IP address (IPv6 as [::1]:8600)', found),
+    catalog: catalogPath(single(merged.catalog), found),
+    domain: serviceDomain(single(merged.domain), 'domain', found) ?? 'consul',
+    altDomain: serviceDomain(single(merged['alt-domain']), 'alt-domain', found),
+    datacenter: label(single(merged.datacenter), 'datacenter', found),
+    serviceTtl: integer(single(merged['service-ttl']), 'service-ttl', 0, 2 ** 31 - 1, found),
+    nodeTtl: integer(single(merged['node-ttl']), 'node-ttl', 0, 2 ** 31 - 1, found),
+    tcpIdleTimeout: integer(single(merged['tcp-idle-timeout']), 'tcp-idle-timeout', 1, 3600, found),
+    maxUdpSize: integer(single(merged['max-udp-size']), 'max-udp-size', 512, 4096, found),
+    workers: integer(single(merged.workers), 'workers', 1, 64, found),
+    answerCacheSize: integer(single(merged['answer-cache-size']), 'answer-cache-size', 0, 10_000_000, found),
+    answerCacheMaxBytes: integer(single(merged['answer-cache-max-bytes']), 'answer-cache-max-bytes', 0, 2 ** 40, found),
+    logLevel: choice(single(merged['log-level']), 'log-level', LOG_LEVELS, found),
+    logFormat: choice(single(merged['log-format']), 'log-format', ['json', 'pretty'] as const, found),
+    queryLog: boolean(single(merged['query-log']), 'query-log', found),
+    onlyPassing: boolean(single(merged['only-passing']), 'only-passing', found),
+    consul: consulConfig(merged, inputs.env, found),
+    forward: forwardConfig(merged, found),
   };
-  if (config.listen.length === 0 && !problems.some((p) => p.startsWith('listen'))) problems.push('listen: at least one address is needed');
-  if (config.altDomain !== null && config.altDomain === config.domain) problems.push('alt-domain: must differ from domain');
+  if (config.listen.length === 0 && !found.has('listen')) found.addOverall('listen', 'at least one address is needed');
+  if (config.altDomain !== null && config.altDomain === config.domain) found.addOverall('alt-domain', 'must differ from domain');
+  problems.push(...found.list(() => 0));
   if (problems.length > 0) throw new ConfigError(problems);
   return Object.freeze(config);
 }
 
-function consulConfig(merged: RawConfig, env: NodeJS.ProcessEnv, problems: string[]): ConsulConfig | null {
+function consulConfig(merged: RawConfig, env: NodeJS.ProcessEnv, problems: Problems): ConsulConfig | null {
   const address = single(merged.consul);
   if (address === undefined) return null;
   const https = (env.CONSUL_HTTP_SSL ?? '').toLowerCase() === 'true';
   const url = consulUrl(address, https);
-  if (!url) problems.push(`consul: ${JSON.stringify(address)} is not an http(s) address such as 127.0.0.1:8500 or https://consul:8501`);
+  if (!url) problems.add('consul', `${JSON.stringify(address)} is not an http(s) address such as 127.0.0.1:8500 or https://consul:8501`);
   const text = (key: string) => {
     const v = single(merged[key]);
     return v === undefined || v === '' ? null : v;
@@ -286,17 +278,14 @@ function consulConfig(merged: RawConfig, env: NodeJS.ProcessEnv, problems: strin
   };
 }
 
-function forwardConfig(merged: RawConfig, problems: string[]): ForwardConfig {
+function forwardConfig(merged: RawConfig, problems: Problems): ForwardConfig {
   const upstreams = merged.upstream === undefined ? null : list(merged.upstream);
   const resolvConf = single(merged['resolv-conf']) ?? '';
-  if (resolvConf.trim() === '') problems.push('resolv-conf: must be a file path (got "")');
+  if (resolvConf.trim() === '') problems.add('resolv-conf', 'must be a file path (got "")');
   return {
     upstreams:
-      upstreams?.flatMap((v) => {
-        const parsed = parseHostPort(v, 53);
-        if (!parsed) problems.push(`upstream: ${JSON.stringify(v)} is not IP[:PORT] (IPv6 as [::1]:53; hostnames cannot be used, resolving them would need DNS)`);
-        return parsed ? [parsed] : [];
-      }) ?? null,
+      upstreams &&
+      listOf(upstreams, 'upstream', (v) => parseHostPort(v, 53), 'IP[:PORT] (IPv6 as [::1]:53; hostnames cannot be used, resolving them would need DNS)', problems),
     resolvConf,
     policy: choice(single(merged['upstream-policy']), 'upstream-policy', ['sequential', 'random', 'round-robin'] as const, problems),
     timeoutMs: positive(duration(single(merged['upstream-timeout']), 'upstream-timeout', problems), 'upstream-timeout', problems),
@@ -304,17 +293,8 @@ function forwardConfig(merged: RawConfig, problems: string[]): ForwardConfig {
     cacheSize: integer(single(merged['cache-size']), 'cache-size', 0, 10_000_000, problems),
     cacheMaxBytes: integer(single(merged['cache-max-bytes']), 'cache-max-bytes', 0, 2 ** 40, problems),
     cacheMaxTtl: integer(single(merged['cache-max-ttl']), 'cache-max-ttl', 0, 2 ** 31 - 1, problems),
-    allowRecursion: list(merged['allow-recursion']).flatMap((v) => {
-      const parsed = parseCidr(v);
-      if (!parsed) problems.push(`allow-recursion: ${JSON.stringify(v)} is not an address range such as 10.0.0.0/8 or fc00::/7`);
-      return parsed ? [parsed] : [];
-    }),
+    allowRecursion: listOf(list(merged['allow-recursion']), 'allow-recursion', parseCidr, 'an address range such as 10.0.0.0/8 or fc00::/7', problems),
   };
-}
-
-function positive(ms: number, key: string, problems: string[]): number {
-  if (ms === 0 && !problems.some((p) => p.startsWith(`${key}:`))) problems.push(`${key}: must be more than 0`);
-  return ms;
 }
 
 /** Consul's CLI accepts `host:port`, `http://host:port` and `https://host:port`. */
@@ -327,26 +307,6 @@ export function consulUrl(address: string, https: boolean): URL | null {
   } catch {
     return null;
   }
-}
-
-/** Go-style durations as Consul writes them: `87600h`, `5m`, `1m30s`, `500ms`, `10s`. */
-export function parseDuration(text: string): number | null {
-  const units: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 };
-  const parts = /^(?:\d+(?:\.\d+)?(?:ms|s|m|h))+$/.test(text) ? text.match(/\d+(?:\.\d+)?(?:ms|s|m|h)/g) : null;
-  if (!parts) return null;
-  return parts.reduce((sum, p) => {
-    const m = /^(\d+(?:\.\d+)?)(ms|s|m|h)$/.exec(p)!;
-    return sum + Number(m[1]) * units[m[2]!]!;
-  }, 0);
-}
-
-function duration(value: string | undefined, key: string, problems: string[]): number {
-  const ms = value === undefined ? null : parseDuration(value.trim());
-  if (ms === null) {
-    problems.push(`${key}: must be a duration such as 10s, 5m or 87600h (got ${JSON.stringify(value)})`);
-    return 0;
-  }
-  return ms;
 }
 
 function readConfigFile(path: string, read: ((p: string) => string) | undefined, problems: string[]): RawConfig {
@@ -378,82 +338,24 @@ function readConfigFile(path: string, read: ((p: string) => string) | undefined,
   return out;
 }
 
-function splitList(value: string): string[] {
-  return value
-    .split(',')
-    .map((s) => s.trim())
-    .filter((s) => s !== '');
-}
-
-function list(value: string | string[] | undefined): string[] {
-  if (value === undefined) return [];
-  return (Array.isArray(value) ? value : [value]).flatMap(splitList);
-}
-
-function single(value: string | string[] | undefined): string | undefined {
-  return Array.isArray(value) ? value.at(-1) : value;
-}
-
-const LABEL = /^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$/i;
-
-function label(value: string | undefined, key: string, problems: string[]): string {
-  if (value === undefined || !LABEL.test(value)) {
-    problems.push(`${key}: must be a DNS label (got ${JSON.stringify(value)})`);
-    return '';
-  }
-  return value.toLowerCase();
-}
-
 /**
  * The longest domain for which every name svcdns builds fits in a DNS name (253 characters): the
  * longest is a PTR target NAME.service.DC.DOMAIN, which with 63-character labels leaves 117.
  */
 const MAX_DOMAIN_LENGTH = 253 - (63 + '.service.'.length + 63 + 1);
 
-function domain(value: string | undefined, key: string, problems: string[]): string | null {
-  if (value === undefined) return null;
-  const labels = value.replace(/\.$/, '').split('.');
-  if (value === '' || !labels.every((l) => LABEL.test(l))) {
-    problems.push(`${key}: must be a domain name such as consul or cluster.local (got ${JSON.stringify(value)})`);
-    return null;
-  }
-  const name = labels.join('.').toLowerCase();
-  if (name.length > MAX_DOMAIN_LENGTH) {
-    problems.push(
-      `${key}: at most ${MAX_DOMAIN_LENGTH} characters, so that names built from it (NAME.service.DC.${name}) fit in a DNS name (got ${name.length})`,
-    );
+function serviceDomain(value: string | undefined, key: string, problems: Problems): string | null {
+  const name = domain(value, key, problems);
+  if (name !== null && name.length > MAX_DOMAIN_LENGTH) {
+    problems.add(key, `at most ${MAX_DOMAIN_LENGTH} characters, so that names built from it (NAME.service.DC.${name}) fit in a DNS name (got ${name.length})`);
     return null;
   }
   return name;
 }
 
-function catalogPath(value: string | undefined, problems: string[]): string | null {
+function catalogPath(value: string | undefined, problems: Problems): string | null {
   if (value === undefined) return null;
-  if (value.trim() === '') problems.push(`catalog: must be a file path (got ${JSON.stringify(value)})`);
+  if (value.trim() === '') problems.add('catalog', `must be a file path (got ${JSON.stringify(value)})`);
   return value;
 }
 
-function integer(value: string | undefined, key: string, min: number, max: number, problems: string[]): number {
-  const n = Number(value);
-  if (value === undefined || !/^\d+$/.test(value.trim()) || n < min || n > max) {
-    problems.push(`${key}: must be a whole number from ${min} to ${max} (got ${JSON.stringify(value)})`);
-    return min;
-  }
-  return n;
-}
-
-function boolean(value: string | undefined, key: string, problems: string[]): boolean {
-  const v = value?.trim().toLowerCase();
-  if (v === 'true' || v === '1') return true;
-  if (v === 'false' || v === '0') return false;
-  problems.push(`${key}: must be true or false (got ${JSON.stringify(value)})`);
-  return false;
-}
-
-function choice<T extends string>(value: string | undefined, key: string, choices: readonly T[], problems: string[]): T {
-  if (value === undefined || !choices.includes(value as T)) {
-    problems.push(`${key}: must be one of ${choices.join(', ')} (got ${JSON.stringify(value)})`);
-    return choices[0]!;
-  }
-  return value as T;
-}
