@@ -111,7 +111,7 @@ async function primary(config: Config, log: Logger): Promise<void> {
 }
 
 async function worker(config: Config, log: Logger): Promise<void> {
-  const server = await startedOrExit(log, () => runWorker(config, log));
+  const server = await startedOrExit(log, () => runWorker(log, (options) => SvcdnsServer.start({ config, log, ...options })));
   onSignals(log, null, () => server.close());
 }
 

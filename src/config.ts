@@ -8,15 +8,15 @@
  * Unknown keys are rejected wherever they appear, and every problem is reported at once.
  *
  * Each component declares its keys and builds its own options from the merged values (the
- * listeners in src/listen/config.ts, the answerer in src/answer/config.ts, and so on); this module
- * gathers them, layers the values, and keeps the one rule between components: one catalog source.
+ * listeners in src/listen/config.ts, the answerer in src/answer/config.ts, each catalog source in
+ * its folder, registered in src/catalog/sources.ts, and so on); this module gathers them, layers
+ * the values, and keeps the one rule between components: one catalog source.
  */
 
 import { readFileSync } from 'node:fs';
 import { parse as parseYaml } from 'yaml';
 import { answerComponent, type AnswerConfig } from './answer/config.js';
-import { consulComponent, type ConsulSection } from './catalog/consul/config.js';
-import { catalogFileComponent, type CatalogFileConfig } from './catalog/file/config.js';
+import { SOURCE_KINDS, type SourcesConfig } from './catalog/sources.js';
 import { Problems, type ConfigComponent, type KeySpec, type RawConfig } from './config/component.js';
 import { replyCacheComponent, type ReplyCacheConfig } from './config/reply-cache-keys.js';
 import { splitList } from './config/values.js';
@@ -27,7 +27,7 @@ import { logComponent, type LogConfig } from './log.js';
 export type { RawConfig } from './config/component.js';
 
 /** Every component's options side by side. */
-export type Config = ListenConfig & CatalogFileConfig & AnswerConfig & ReplyCacheConfig & LogConfig & ConsulSection & ForwardSection;
+export type Config = ListenConfig & AnswerConfig & ReplyCacheConfig & LogConfig & SourcesConfig & ForwardSection;
 
 export class ConfigError extends Error {
   readonly code = 'SVCDNS_CONFIG_INVALID';
@@ -37,13 +37,13 @@ export class ConfigError extends Error {
   }
 }
 
+/** Every component, the catalog sources' (src/catalog/sources.ts) among them. */
 const COMPONENTS: readonly ConfigComponent<object>[] = [
   listenComponent,
-  catalogFileComponent,
   answerComponent,
   replyCacheComponent,
   logComponent,
-  consulComponent,
+  ...SOURCE_KINDS.map((kind) => kind.config),
   forwardComponent,
 ];
 
@@ -134,12 +134,13 @@ export function resolveConfig(inputs: ConfigInputs): Config {
       ambient.delete(key);
     }
   }
-  // An explicit catalog file beats an ambient CONSUL_HTTP_ADDR; an explicit --consul with a
-  // catalog file is a contradiction.
-  if (merged.catalog !== undefined && merged.consul !== undefined) {
-    if (ambient.has('consul')) delete merged.consul;
-    else problems.push('catalog and consul: choose one source of the catalog');
-  }
+  // One catalog source: an explicit choice (a catalog file) beats an ambient one (CONSUL_HTTP_ADDR),
+  // which is dropped; two explicit choices (--catalog and --consul) are a contradiction.
+  const chosen = SOURCE_KINDS.map((kind) => kind.key).filter((key) => merged[key] !== undefined);
+  const explicit = chosen.filter((key) => !ambient.has(key));
+  const kept = explicit.length > 0 ? explicit : chosen;
+  for (const key of chosen) if (!kept.includes(key)) delete merged[key];
+  if (kept.length > 1) problems.push(`${kept.join(' and ')}: choose one source of the catalog`);
 
   const found = new Problems();
   const config = Object.assign({}, ...COMPONENTS.map((c) => c.build(merged, found, inputs.env))) as Config;

@@ -4,13 +4,10 @@
  */
 
 import { readFile } from 'node:fs/promises';
-import { fileURLToPath } from 'node:url';
 import type { Logger } from 'pino';
 import { Answerer } from './answer/answerer.js';
-import { createConsulApi } from './catalog/consul/api.js';
-import { ConsulSource } from './catalog/consul/source.js';
-import { FileSource } from './catalog/file/source.js';
 import type { CatalogSource } from './catalog/source.js';
+import { createSource } from './catalog/sources.js';
 import { CatalogStore } from './catalog/store.js';
 import type { Config } from './config.js';
 import { recursionAcl } from './forward/allow.js';
@@ -21,9 +18,6 @@ import { listenTcp, type TcpListener } from './listen/tcp.js';
 import { listenUdp, type UdpListener } from './listen/udp.js';
 import { ReplyCache } from './pipeline/reply-cache.js';
 import { createResolver, type DnsHandler } from './pipeline/resolver.js';
-
-/** The example catalog shipped with svcdns, served when no catalog is configured. */
-export const EXAMPLE_CATALOG = fileURLToPath(new URL('../examples/catalog.yaml', import.meta.url));
 
 export interface ServerOptions {
   config: Config;
@@ -63,7 +57,7 @@ export class SvcdnsServer {
     const { config, log } = options;
     const { forwarder, upstreamSource } = await createForwarder(options);
     const store = new CatalogStore({ now: options.now, onlyPassing: config.onlyPassing });
-    const source = options.source ?? (await createSource(options));
+    const source = options.source ?? (await createSource(config, log, { reloadDebounceMs: options.reloadDebounceMs }));
     await source.start(store);
 
     const answerer = new Answerer({
@@ -134,40 +128,6 @@ export class SvcdnsServer {
   }
 }
 
-/** The catalog source the config asks for: Consul, a catalog file, or the bundled example. */
-export async function createSource({ config, log, reloadDebounceMs }: Pick<ServerOptions, 'config' | 'log' | 'reloadDebounceMs'>): Promise<CatalogSource> {
-  if (config.consul) {
-    const c = config.consul;
-    const api = createConsulApi({
-      url: c.url,
-      token: c.token ?? (c.tokenFile ? await readSecret(c.tokenFile, 'consul token file') : null),
-      tls: {
-        ca: c.tls.caFile ? await readSecret(c.tls.caFile, 'consul CA file') : null,
-        cert: c.tls.certFile ? await readSecret(c.tls.certFile, 'consul client certificate') : null,
-        key: c.tls.keyFile ? await readSecret(c.tls.keyFile, 'consul client key') : null,
-        serverName: c.tls.serverName,
-        verify: c.tls.verify,
-      },
-    });
-    return new ConsulSource({
-      api,
-      hasToken: c.token !== null || c.tokenFile !== null,
-      address: c.url.origin,
-      datacenter: config.datacenter,
-      log,
-      allowStale: c.allowStale,
-      maxStaleMs: c.maxStaleMs,
-      waitMs: c.waitMs,
-      watch: c.watch,
-      watchAllLimit: c.watchAllLimit,
-      watchIdleMs: c.watchIdleMs,
-    });
-  }
-  const path = config.catalog ?? EXAMPLE_CATALOG;
-  if (config.catalog === null) log.info({ file: path }, 'no catalog configured; serving the bundled example catalog');
-  return new FileSource({ path, defaultDatacenter: config.datacenter, log, debounceMs: reloadDebounceMs });
-}
-
 /** The forwarder for names outside the Consul domain, and the source of its upstreams. */
 async function createForwarder(options: ServerOptions): Promise<{ forwarder: Forwarder; upstreamSource: UpstreamSource }> {
   const { config, log, now, upstreamProbeIntervalMs, reloadDebounceMs } = options;
@@ -194,15 +154,6 @@ async function createForwarder(options: ServerOptions): Promise<{ forwarder: For
   });
   upstreamSource.onChange = (upstreams) => forwarder.setUpstreams(upstreams);
   return { forwarder, upstreamSource };
-}
-
-/** Reads a token, key or certificate file; errors name the file, never its contents. */
-async function readSecret(path: string, what: string): Promise<string> {
-  try {
-    return (await readFile(path, 'utf8')).trim();
-  } catch (err) {
-    throw new Error(`cannot read ${what} ${path}: ${(err as NodeJS.ErrnoException).code ?? String(err)}`, { cause: err });
-  }
 }
 
 /**
