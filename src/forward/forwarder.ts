@@ -21,7 +21,6 @@ import type { Logger } from 'pino';
 import type { HostPort } from '../net/address.js';
 import { Flag, HEADER_SIZE, Rcode, RRType } from '../dns/constants.js';
 import { asciiLower, type Query } from '../dns/wire.js';
-import type { Transport } from '../pipeline/resolver.js';
 import { TtlLru } from './cache.js';
 import { exchangeTcp, exchangeUdp, type Outcome } from './exchange.js';
 import { buildUpstreamQuery, renderReply, type UpstreamMessage } from './message.js';
@@ -44,6 +43,12 @@ export interface ForwarderOptions {
   now?: () => number;
   probeIntervalMs?: number;
 }
+
+/**
+ * How the client asked (the resolver's `Transport`), written out here so that forward/ does not
+ * import the request path that calls it (that was an import cycle).
+ */
+type Transport = 'udp' | 'tcp';
 
 /** Clients waiting on one question in flight at most; more are dropped (they retry, and hit the cache). */
 export const MAX_WAITERS_PER_QUESTION = 100;
