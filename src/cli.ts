@@ -10,8 +10,9 @@ import yargs from 'yargs';
 import { hideBin } from 'yargs/helpers';
 import cluster from 'node:cluster';
 import type { Logger } from 'pino';
-import { ConfigError, KEYS, envName, formatHostPort, resolveConfig, type Config, type RawConfig } from './config.js';
+import { ConfigError, KEYS, envName, resolveConfig, type Config, type RawConfig } from './config.js';
 import { createLogger } from './log.js';
+import { formatHostPort } from './net/address.js';
 import { SvcdnsServer } from './server.js';
 import { isWorker, runPrimary, runWorker } from './workers.js';
 
@@ -110,7 +111,7 @@ async function primary(config: Config, log: Logger): Promise<void> {
 }
 
 async function worker(config: Config, log: Logger): Promise<void> {
-  const server = await startedOrExit(log, () => runWorker(config, log));
+  const server = await startedOrExit(log, () => runWorker(log, (options) => SvcdnsServer.start({ config, log, ...options })));
   onSignals(log, null, () => server.close());
 }
 

@@ -1,103 +1,33 @@
 /**
- * One validated, frozen configuration from three places with the same keys:
- *   defaults < config file (`--config FILE`, YAML or JSON) < `SVCDNS_*` env vars < command-line flags.
+ * One validated, frozen configuration from the keys every component declares, with the same keys
+ * in every place:
+ *   defaults < config file (`--config FILE`, YAML or JSON) < other tools' env vars (Consul's
+ *   CONSUL_HTTP_ADDR...) < `SVCDNS_*` env vars < command-line flags.
  * Keys are the flag names (`alt-domain`); env vars upper-case them (`SVCDNS_ALT_DOMAIN`), and list
  * values are comma-separated there (`SVCDNS_LISTEN=127.0.0.1:53,[::1]:53`).
  * Unknown keys are rejected wherever they appear, and every problem is reported at once.
+ *
+ * Each component declares its keys and builds its own options from the merged values (the
+ * listeners in src/listen/config.ts, the answerer in src/answer/config.ts, each catalog source in
+ * its folder, registered in src/catalog/sources.ts, and so on); this module gathers them, layers
+ * the values, and keeps the one rule between components: one catalog source.
  */
 
 import { readFileSync } from 'node:fs';
-import { isIP } from 'node:net';
 import { parse as parseYaml } from 'yaml';
+import { answerComponent, type AnswerConfig } from './answer/config.js';
+import { SOURCE_KINDS, type SourcesConfig } from './catalog/sources.js';
+import { Problems, type ConfigComponent, type KeySpec, type RawConfig } from './config/component.js';
+import { replyCacheComponent, type ReplyCacheConfig } from './config/reply-cache-keys.js';
+import { splitList } from './config/values.js';
+import { forwardComponent, type ForwardSection } from './forward/config.js';
+import { listenComponent, type ListenConfig } from './listen/config.js';
+import { logComponent, type LogConfig } from './log.js';
 
-/** An address to listen on: an IP address and a port. */
-export type ListenAddress = HostPort;
+export type { RawConfig } from './config/component.js';
 
-export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
-
-export interface Config {
-  listen: readonly ListenAddress[];
-  /** Catalog file path, or null for the bundled example catalog. */
-  catalog: string | null;
-  domain: string;
-  altDomain: string | null;
-  datacenter: string;
-  serviceTtl: number;
-  nodeTtl: number;
-  /** Seconds a TCP connection may sit idle before svcdns closes it. */
-  tcpIdleTimeout: number;
-  /** The largest UDP reply, whatever larger size a client advertises (512..4096). */
-  maxUdpSize: number;
-  /** Processes answering queries (node:cluster); 1: this process alone. */
-  workers: number;
-  /** Pre-encoded replies kept for the hot path (keys); 0 turns it off. */
-  answerCacheSize: number;
-  /** Bytes of pre-encoded replies kept at most. */
-  answerCacheMaxBytes: number;
-  logLevel: LogLevel;
-  logFormat: 'json' | 'pretty';
-  /** Log every query at info level. */
-  queryLog: boolean;
-  /** Serve only passing instances: warning ones are left out too. */
-  onlyPassing: boolean;
-  /** Consul to watch, or null (then the catalog file, or the bundled example). */
-  consul: ConsulConfig | null;
-  /** Where names outside the Consul domain go. */
-  forward: ForwardConfig;
-}
-
-/** An upstream resolver (or a listen address): an IP address, possibly with an IPv6 zone, and a port. */
-export interface HostPort {
-  host: string;
-  port: number;
-}
-
-/** An address range in CIDR form, e.g. 10.0.0.0/8 or fc00::/7. */
-export interface Cidr {
-  address: string;
-  prefix: number;
-  family: 'ipv4' | 'ipv6';
-}
-
-export interface ForwardConfig {
-  /** Upstreams given with --upstream; null means: the nameservers of `resolvConf`. */
-  upstreams: readonly HostPort[] | null;
-  resolvConf: string;
-  policy: 'sequential' | 'random' | 'round-robin';
-  /** Per-try timeout, ms. */
-  timeoutMs: number;
-  /** Most distinct questions waiting on upstreams at once. */
-  maxInflight: number;
-  /** Entries in the cache of forwarded answers; 0 turns the cache off. */
-  cacheSize: number;
-  /** Bytes of cached forwarded answers at most. */
-  cacheMaxBytes: number;
-  /** No forwarded answer is cached, or served with a TTL, longer than this, seconds. */
-  cacheMaxTtl: number;
-  /** Clients that may have names forwarded; the Consul domain is answered for everyone. */
-  allowRecursion: readonly Cidr[];
-}
-
-export interface ConsulConfig {
-  /** Base URL, scheme included (http: or https:). */
-  url: URL;
-  /** ACL token given directly (flag, env); see tokenFile. Never logged. */
-  token: string | null;
-  /** File holding the ACL token (read at start). */
-  tokenFile: string | null;
-  allowStale: boolean;
-  maxStaleMs: number;
-  waitMs: number;
-  /** Which services get a health watch: all, only those queried, or decided by the catalog's size. */
-  watch: 'auto' | 'all' | 'on-demand';
-  /** With `auto`: watch all services unless the local datacenter has more than this many. */
-  watchAllLimit: number;
-  /** An on-demand watch is dropped after this long without queries, ms. */
-  watchIdleMs: number;
-  /** How long a question waits for a service being fetched before SERVFAIL, ms. */
-  fetchTimeoutMs: number;
-  tls: { caFile: string | null; certFile: string | null; keyFile: string | null; serverName: string | null; verify: boolean };
-}
+/** Every component's options side by side. */
+export type Config = ListenConfig & AnswerConfig & ReplyCacheConfig & LogConfig & SourcesConfig & ForwardSection;
 
 export class ConfigError extends Error {
   readonly code = 'SVCDNS_CONFIG_INVALID';
@@ -107,87 +37,58 @@ export class ConfigError extends Error {
   }
 }
 
-interface KeySpec {
-  describe: string;
-  list?: boolean;
-  /** A switch: a bare flag (`--query-log`, `--no-query-log`); true/false/1/0 elsewhere. */
-  boolean?: boolean;
-  default?: string | string[];
-}
-
-/** Loopback and the private ranges: RFC 1918, RFC 4193 (ULA), RFC 6598 (carrier-grade NAT). */
-const DEFAULT_ALLOW_RECURSION = ['127.0.0.0/8', '::1/128', '10.0.0.0/8', '172.16.0.0/12', '192.168.0.0/16', '100.64.0.0/10', 'fc00::/7'];
-
-const LOG_LEVELS: readonly LogLevel[] = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
-
-/** Every configuration key, documented once; the CLI's flags are generated from this table. */
-export const KEYS: Readonly<Record<string, KeySpec>> = {
-  listen: {
-    describe: 'HOST:PORT to serve DNS on, UDP and TCP (repeatable; IPv6 as [::1]:8600)',
-    list: true,
-    default: ['127.0.0.1:8600'],
-  },
-  catalog: { describe: 'catalog file (YAML or JSON), reloaded when it changes; default: the bundled example' },
-  domain: { describe: 'the Consul domain to answer', default: 'consul' },
-  'alt-domain': { describe: 'a second domain answered identically' },
-  datacenter: { describe: 'the local datacenter (names without one mean this one)', default: 'dc1' },
-  'service-ttl': { describe: 'TTL of service records, seconds', default: '0' },
-  'node-ttl': { describe: 'TTL of node records, seconds', default: '0' },
-  'tcp-idle-timeout': { describe: 'close TCP connections idle this long, seconds', default: '10' },
-  'max-udp-size': { describe: 'largest UDP reply in bytes, whatever a client advertises (512..4096)', default: '4096' },
-  workers: { describe: 'processes answering queries, sharing the listen sockets, fed by one catalog source (1: no extra processes)', default: '1' },
-  'answer-cache-size': { describe: 'questions whose encoded replies are kept for the hot path (0: off)', default: '10000' },
-  'answer-cache-max-bytes': { describe: 'bytes of encoded replies kept for the hot path at most', default: '33554432' },
-  'log-level': { describe: `log level: ${LOG_LEVELS.join(', ')}`, default: 'info' },
-  'log-format': { describe: 'log format: json or pretty', default: 'json' },
-  'query-log': { describe: 'log every query (client, name, type, rcode, size)', boolean: true, default: 'false' },
-  'only-passing': { describe: 'serve only passing instances (leave out warning ones too)', boolean: true, default: 'false' },
-  consul: { describe: 'Consul HTTP address to watch, e.g. http://127.0.0.1:8500 (env CONSUL_HTTP_ADDR)' },
-  'consul-token': { describe: 'Consul ACL token (env CONSUL_HTTP_TOKEN); prefer --consul-token-file' },
-  'consul-token-file': { describe: 'file holding the Consul ACL token (env CONSUL_HTTP_TOKEN_FILE)' },
-  'consul-cacert': { describe: 'CA bundle to verify Consul over HTTPS (env CONSUL_CACERT)' },
-  'consul-client-cert': { describe: 'client certificate for Consul over HTTPS (env CONSUL_CLIENT_CERT)' },
-  'consul-client-key': { describe: 'client key for Consul over HTTPS (env CONSUL_CLIENT_KEY)' },
-  'consul-tls-server-name': { describe: "server name to verify in Consul's certificate (env CONSUL_TLS_SERVER_NAME)" },
-  'consul-ssl-verify': { describe: "verify Consul's certificate (env CONSUL_HTTP_SSL_VERIFY)", boolean: true, default: 'true' },
-  'allow-stale': { describe: 'read from any Consul server, not only the leader (as Consul DNS does)', boolean: true, default: 'true' },
-  'max-stale': { describe: 'a stale read from a server out of touch with the leader longer than this is re-read from the leader', default: '87600h' },
-  'consul-wait': { describe: 'how long each blocking query waits for a change', default: '5m' },
-  watch: { describe: 'which services to watch: all, on-demand (from their first query), or auto', default: 'auto' },
-  'watch-all-limit': { describe: 'with --watch auto: watch every service up to this many, else on demand', default: '500' },
-  'watch-idle': { describe: 'drop an on-demand watch after this long without queries', default: '10m' },
-  'fetch-timeout': { describe: 'how long a question waits for a service being fetched before SERVFAIL', default: '2s' },
-  upstream: { describe: 'resolver to forward other names to, IP[:PORT] (repeatable; IPv6 as [::1]:53); default: the nameservers of --resolv-conf', list: true },
-  'resolv-conf': { describe: 'file whose nameserver lines are the upstreams when no --upstream is given', default: '/etc/resolv.conf' },
-  'upstream-policy': { describe: 'order in which upstreams are tried: sequential, random or round-robin', default: 'sequential' },
-  'upstream-timeout': { describe: 'how long one try of one upstream may take before the next is tried', default: '2s' },
-  'upstream-max-inflight': { describe: 'most questions waiting on upstreams at once; more get SERVFAIL at once (a flood of unique names cannot exhaust sockets)', default: '1000' },
-  'cache-size': { describe: 'forwarded answers kept in the cache (0: no cache)', default: '10000' },
-  'cache-max-bytes': { describe: 'bytes of forwarded answers kept in the cache at most', default: '67108864' },
-  'cache-max-ttl': { describe: 'longest time a forwarded answer is cached, seconds (also caps the TTLs served)', default: '3600' },
-  'allow-recursion': {
-    describe: 'clients (CIDR, repeatable) whose other names are forwarded; others get REFUSED (the Consul domain is open to all)',
-    list: true,
-    default: [...DEFAULT_ALLOW_RECURSION],
-  },
-};
+/** Every component, the catalog sources' (src/catalog/sources.ts) among them. */
+const COMPONENTS: readonly ConfigComponent<object>[] = [
+  listenComponent,
+  answerComponent,
+  replyCacheComponent,
+  logComponent,
+  ...SOURCE_KINDS.map((kind) => kind.config),
+  forwardComponent,
+];
 
 /**
- * Consul's own environment variables, as its CLI reads them; they rank below svcdns's own
- * SVCDNS_* variables and flags. CONSUL_HTTP_SSL=true makes a scheme-less address https.
+ * These keys come first, in this order, in --help and among the problems reported (the order they
+ * had when one table held every key); the others follow component by component, each component's
+ * in its own order.
  */
-const CONSUL_ENV: Readonly<Record<string, string>> = {
-  CONSUL_HTTP_ADDR: 'consul',
-  CONSUL_HTTP_TOKEN: 'consul-token',
-  CONSUL_HTTP_TOKEN_FILE: 'consul-token-file',
-  CONSUL_CACERT: 'consul-cacert',
-  CONSUL_CLIENT_CERT: 'consul-client-cert',
-  CONSUL_CLIENT_KEY: 'consul-client-key',
-  CONSUL_TLS_SERVER_NAME: 'consul-tls-server-name',
-  CONSUL_HTTP_SSL_VERIFY: 'consul-ssl-verify',
-};
+const FIRST = [
+  'listen',
+  'catalog',
+  'domain',
+  'alt-domain',
+  'datacenter',
+  'service-ttl',
+  'node-ttl',
+  'tcp-idle-timeout',
+  'max-udp-size',
+  'workers',
+  'answer-cache-size',
+  'answer-cache-max-bytes',
+  'log-level',
+  'log-format',
+  'query-log',
+  'only-passing',
+];
 
-export type RawConfig = Record<string, string | string[] | undefined>;
+const componentOf = new Map<string, number>();
+COMPONENTS.forEach((component, i) => {
+  for (const key of Object.keys(component.keys)) {
+    if (componentOf.has(key)) throw new Error(`config: two components declare the key ${key}`);
+    componentOf.set(key, i);
+  }
+});
+for (const key of FIRST) if (!componentOf.has(key)) throw new Error(`config: no component declares the key ${key}`);
+
+function rank(key: string): number {
+  const first = FIRST.indexOf(key);
+  return first >= 0 ? first : FIRST.length + (componentOf.get(key) ?? COMPONENTS.length);
+}
+
+/** Every configuration key, documented once; the CLI's flags are generated from this table. */
+export const KEYS: Readonly<Record<string, KeySpec>> = Object.fromEntries(
+  COMPONENTS.flatMap((c) => Object.entries(c.keys)).sort(([a], [b]) => rank(a) - rank(b)),
+);
 
 export interface ConfigInputs {
   /** Flags as parsed by the CLI (only keys the user gave). */
@@ -210,193 +111,42 @@ export function resolveConfig(inputs: ConfigInputs): Config {
 
   const configFile = inputs.configFile ?? inputs.env[envName('config')];
   if (configFile) Object.assign(merged, readConfigFile(configFile, inputs.readFile, problems));
-  const fromConsulEnv = new Set<string>();
-  for (const [variable, key] of Object.entries(CONSUL_ENV)) {
-    const value = inputs.env[variable];
+  // Keys set by another tool's env var and by nothing above it: "ambient" settings.
+  const ambient = new Set<string>();
+  for (const [key, spec] of Object.entries(KEYS)) {
+    const value = spec.foreignEnv === undefined ? undefined : inputs.env[spec.foreignEnv];
     if (value !== undefined && value !== '') {
-      merged[key] = value;
-      fromConsulEnv.add(key);
+      merged[key] = spec.list ? splitList(value) : value;
+      ambient.add(key);
     }
   }
-  for (const key of Object.keys(KEYS)) {
+  for (const [key, spec] of Object.entries(KEYS)) {
     const value = inputs.env[envName(key)];
     if (value !== undefined && value !== '') {
-      merged[key] = KEYS[key]!.list ? splitList(value) : value;
-      fromConsulEnv.delete(key);
+      merged[key] = spec.list ? splitList(value) : value;
+      ambient.delete(key);
     }
   }
   for (const [key, value] of Object.entries(inputs.flags)) {
     if (!(key in KEYS)) problems.push(`unknown option --${key}`);
     else if (value !== undefined) {
       merged[key] = value;
-      fromConsulEnv.delete(key);
+      ambient.delete(key);
     }
   }
-  // An explicit catalog file beats an ambient CONSUL_HTTP_ADDR; an explicit --consul with a
-  // catalog file is a contradiction.
-  if (merged.catalog !== undefined && merged.consul !== undefined) {
-    if (fromConsulEnv.has('consul')) delete merged.consul;
-    else problems.push('catalog and consul: choose one source of the catalog');
-  }
+  // One catalog source: an explicit choice (a catalog file) beats an ambient one (CONSUL_HTTP_ADDR),
+  // which is dropped; two explicit choices (--catalog and --consul) are a contradiction.
+  const chosen = SOURCE_KINDS.map((kind) => kind.key).filter((key) => merged[key] !== undefined);
+  const explicit = chosen.filter((key) => !ambient.has(key));
+  const kept = explicit.length > 0 ? explicit : chosen;
+  for (const key of chosen) if (!kept.includes(key)) delete merged[key];
+  if (kept.length > 1) problems.push(`${kept.join(' and ')}: choose one source of the catalog`);
 
-  const config: Config = {
-    listen: list(merged.listen).flatMap((v) => {
-      const parsed = parseListen(v);
-      if (!parsed) problems.push(`listen: ${JSON.stringify(v)} is not HOST:PORT with an IP address (IPv6 as [::1]:8600)`);
-      return parsed ? [parsed] : [];
-    }),
-    catalog: catalogPath(single(merged.catalog), problems),
-    domain: domain(single(merged.domain), 'domain', problems) ?? 'consul',
-    altDomain: domain(single(merged['alt-domain']), 'alt-domain', problems),
-    datacenter: label(single(merged.datacenter), 'datacenter', problems),
-    serviceTtl: integer(single(merged['service-ttl']), 'service-ttl', 0, 2 ** 31 - 1, problems),
-    nodeTtl: integer(single(merged['node-ttl']), 'node-ttl', 0, 2 ** 31 - 1, problems),
-    tcpIdleTimeout: integer(single(merged['tcp-idle-timeout']), 'tcp-idle-timeout', 1, 3600, problems),
-    maxUdpSize: integer(single(merged['max-udp-size']), 'max-udp-size', 512, 4096, problems),
-    workers: integer(single(merged.workers), 'workers', 1, 64, problems),
-    answerCacheSize: integer(single(merged['answer-cache-size']), 'answer-cache-size', 0, 10_000_000, problems),
-    answerCacheMaxBytes: integer(single(merged['answer-cache-max-bytes']), 'answer-cache-max-bytes', 0, 2 ** 40, problems),
-    logLevel: choice(single(merged['log-level']), 'log-level', LOG_LEVELS, problems),
-    logFormat: choice(single(merged['log-format']), 'log-format', ['json', 'pretty'] as const, problems),
-    queryLog: boolean(single(merged['query-log']), 'query-log', problems),
-    onlyPassing: boolean(single(merged['only-passing']), 'only-passing', problems),
-    consul: consulConfig(merged, inputs.env, problems),
-    forward: forwardConfig(merged, problems),
-  };
-  if (config.listen.length === 0 && !problems.some((p) => p.startsWith('listen'))) problems.push('listen: at least one address is needed');
-  if (config.altDomain !== null && config.altDomain === config.domain) problems.push('alt-domain: must differ from domain');
+  const found = new Problems();
+  const config = Object.assign({}, ...COMPONENTS.map((c) => c.build(merged, found, inputs.env))) as Config;
+  problems.push(...found.list(rank));
   if (problems.length > 0) throw new ConfigError(problems);
   return Object.freeze(config);
-}
-
-function consulConfig(merged: RawConfig, env: NodeJS.ProcessEnv, problems: string[]): ConsulConfig | null {
-  const address = single(merged.consul);
-  if (address === undefined) return null;
-  const https = (env.CONSUL_HTTP_SSL ?? '').toLowerCase() === 'true';
-  const url = consulUrl(address, https);
-  if (!url) problems.push(`consul: ${JSON.stringify(address)} is not an http(s) address such as 127.0.0.1:8500 or https://consul:8501`);
-  const text = (key: string) => {
-    const v = single(merged[key]);
-    return v === undefined || v === '' ? null : v;
-  };
-  const token = text('consul-token');
-  const tokenFile = text('consul-token-file');
-  return {
-    url: url ?? new URL('http://127.0.0.1:8500'),
-    token,
-    tokenFile: token === null ? tokenFile : null,
-    allowStale: boolean(single(merged['allow-stale']), 'allow-stale', problems),
-    maxStaleMs: duration(single(merged['max-stale']), 'max-stale', problems),
-    waitMs: Math.min(duration(single(merged['consul-wait']), 'consul-wait', problems), 600_000),
-    watch: choice(single(merged.watch), 'watch', ['auto', 'all', 'on-demand'] as const, problems),
-    watchAllLimit: integer(single(merged['watch-all-limit']), 'watch-all-limit', 0, 1_000_000, problems),
-    watchIdleMs: duration(single(merged['watch-idle']), 'watch-idle', problems),
-    fetchTimeoutMs: duration(single(merged['fetch-timeout']), 'fetch-timeout', problems),
-    tls: {
-      caFile: text('consul-cacert'),
-      certFile: text('consul-client-cert'),
-      keyFile: text('consul-client-key'),
-      serverName: text('consul-tls-server-name'),
-      verify: boolean(single(merged['consul-ssl-verify']), 'consul-ssl-verify', problems),
-    },
-  };
-}
-
-function forwardConfig(merged: RawConfig, problems: string[]): ForwardConfig {
-  const upstreams = merged.upstream === undefined ? null : list(merged.upstream);
-  const resolvConf = single(merged['resolv-conf']) ?? '';
-  if (resolvConf.trim() === '') problems.push('resolv-conf: must be a file path (got "")');
-  return {
-    upstreams:
-      upstreams?.flatMap((v) => {
-        const parsed = parseHostPort(v, 53);
-        if (!parsed) problems.push(`upstream: ${JSON.stringify(v)} is not IP[:PORT] (IPv6 as [::1]:53; hostnames cannot be used, resolving them would need DNS)`);
-        return parsed ? [parsed] : [];
-      }) ?? null,
-    resolvConf,
-    policy: choice(single(merged['upstream-policy']), 'upstream-policy', ['sequential', 'random', 'round-robin'] as const, problems),
-    timeoutMs: positive(duration(single(merged['upstream-timeout']), 'upstream-timeout', problems), 'upstream-timeout', problems),
-    maxInflight: integer(single(merged['upstream-max-inflight']), 'upstream-max-inflight', 1, 1_000_000, problems),
-    cacheSize: integer(single(merged['cache-size']), 'cache-size', 0, 10_000_000, problems),
-    cacheMaxBytes: integer(single(merged['cache-max-bytes']), 'cache-max-bytes', 0, 2 ** 40, problems),
-    cacheMaxTtl: integer(single(merged['cache-max-ttl']), 'cache-max-ttl', 0, 2 ** 31 - 1, problems),
-    allowRecursion: list(merged['allow-recursion']).flatMap((v) => {
-      const parsed = parseCidr(v);
-      if (!parsed) problems.push(`allow-recursion: ${JSON.stringify(v)} is not an address range such as 10.0.0.0/8 or fc00::/7`);
-      return parsed ? [parsed] : [];
-    }),
-  };
-}
-
-function positive(ms: number, key: string, problems: string[]): number {
-  if (ms === 0 && !problems.some((p) => p.startsWith(`${key}:`))) problems.push(`${key}: must be more than 0`);
-  return ms;
-}
-
-/**
- * `192.0.2.1`, `192.0.2.1:5353`, `[2001:db8::1]:53`, `2001:db8::1`, `fe80::1%eth0` (a zone, as
- * resolv.conf may give it). Hostnames are not accepted.
- */
-export function parseHostPort(text: string, defaultPort: number): HostPort | null {
-  const t = text.trim();
-  const m = /^(?:\[([^\]]+)\]|([^:[\]]+))(?::(\d{1,5}))?$/.exec(t);
-  const host = m ? (m[1] ?? m[2]!) : t;
-  const port = m?.[3] !== undefined ? Number(m[3]) : defaultPort;
-  const family = isIP(host.replace(/%[\w.-]+$/, ''));
-  if (family === 0 || port === 0 || port > 65535) return null;
-  if (m && m[2] !== undefined && family !== 4) return null;
-  if (m && m[1] !== undefined && family !== 6) return null;
-  if (!m && family !== 6) return null;
-  return { host, port };
-}
-
-/** `192.0.2.1:53`, `[2001:db8::1]:53`: the form logs and messages use. */
-export function formatHostPort(a: HostPort): string {
-  return a.host.includes(':') ? `[${a.host}]:${a.port}` : `${a.host}:${a.port}`;
-}
-
-/** `10.0.0.0/8`, `fc00::/7`; a bare address is a range of one. */
-export function parseCidr(text: string): Cidr | null {
-  const m = /^([^/]+)(?:\/(\d{1,3}))?$/.exec(text.trim());
-  if (!m) return null;
-  const family = isIP(m[1]!);
-  if (family === 0) return null;
-  const max = family === 4 ? 32 : 128;
-  const prefix = m[2] === undefined ? max : Number(m[2]);
-  if (prefix > max) return null;
-  return { address: m[1]!, prefix, family: family === 4 ? 'ipv4' : 'ipv6' };
-}
-
-/** Consul's CLI accepts `host:port`, `http://host:port` and `https://host:port`. */
-export function consulUrl(address: string, https: boolean): URL | null {
-  const withScheme = /^[a-z][a-z0-9+.-]*:\/\//i.test(address) ? address : `${https ? 'https' : 'http'}://${address}`;
-  try {
-    const url = new URL(withScheme);
-    if ((url.protocol !== 'http:' && url.protocol !== 'https:') || url.hostname === '') return null;
-    return url;
-  } catch {
-    return null;
-  }
-}
-
-/** Go-style durations as Consul writes them: `87600h`, `5m`, `1m30s`, `500ms`, `10s`. */
-export function parseDuration(text: string): number | null {
-  const units: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 };
-  const parts = /^(?:\d+(?:\.\d+)?(?:ms|s|m|h))+$/.test(text) ? text.match(/\d+(?:\.\d+)?(?:ms|s|m|h)/g) : null;
-  if (!parts) return null;
-  return parts.reduce((sum, p) => {
-    const m = /^(\d+(?:\.\d+)?)(ms|s|m|h)$/.exec(p)!;
-    return sum + Number(m[1]) * units[m[2]!]!;
-  }, 0);
-}
-
-function duration(value: string | undefined, key: string, problems: string[]): number {
-  const ms = value === undefined ? null : parseDuration(value.trim());
-  if (ms === null) {
-    problems.push(`${key}: must be a duration such as 10s, 5m or 87600h (got ${JSON.stringify(value)})`);
-    return 0;
-  }
-  return ms;
 }
 
 function readConfigFile(path: string, read: ((p: string) => string) | undefined, problems: string[]): RawConfig {
@@ -426,95 +176,4 @@ function readConfigFile(path: string, read: ((p: string) => string) | undefined,
     }
   }
   return out;
-}
-
-function splitList(value: string): string[] {
-  return value
-    .split(',')
-    .map((s) => s.trim())
-    .filter((s) => s !== '');
-}
-
-function list(value: string | string[] | undefined): string[] {
-  if (value === undefined) return [];
-  return (Array.isArray(value) ? value : [value]).flatMap(splitList);
-}
-
-function single(value: string | string[] | undefined): string | undefined {
-  return Array.isArray(value) ? value.at(-1) : value;
-}
-
-/** `127.0.0.1:8600`, `[::1]:8600`, `0.0.0.0:53`. Hostnames are not accepted: bind to addresses. */
-export function parseListen(text: string): ListenAddress | null {
-  const m = /^(?:\[([^\]]+)\]|([^:[\]]+)):(\d{1,5})$/.exec(text.trim());
-  if (!m) return null;
-  const host = m[1] ?? m[2]!;
-  const port = Number(m[3]);
-  const family = isIP(host);
-  if (port > 65535 || family === 0 || (m[1] !== undefined && family !== 6) || (m[2] !== undefined && family !== 4)) return null;
-  return { host, port };
-}
-
-const LABEL = /^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$/i;
-
-function label(value: string | undefined, key: string, problems: string[]): string {
-  if (value === undefined || !LABEL.test(value)) {
-    problems.push(`${key}: must be a DNS label (got ${JSON.stringify(value)})`);
-    return '';
-  }
-  return value.toLowerCase();
-}
-
-/**
- * The longest domain for which every name svcdns builds fits in a DNS name (253 characters): the
- * longest is a PTR target NAME.service.DC.DOMAIN, which with 63-character labels leaves 117.
- */
-const MAX_DOMAIN_LENGTH = 253 - (63 + '.service.'.length + 63 + 1);
-
-function domain(value: string | undefined, key: string, problems: string[]): string | null {
-  if (value === undefined) return null;
-  const labels = value.replace(/\.$/, '').split('.');
-  if (value === '' || !labels.every((l) => LABEL.test(l))) {
-    problems.push(`${key}: must be a domain name such as consul or cluster.local (got ${JSON.stringify(value)})`);
-    return null;
-  }
-  const name = labels.join('.').toLowerCase();
-  if (name.length > MAX_DOMAIN_LENGTH) {
-    problems.push(
-      `${key}: at most ${MAX_DOMAIN_LENGTH} characters, so that names built from it (NAME.service.DC.${name}) fit in a DNS name (got ${name.length})`,
-    );
-    return null;
-  }
-  return name;
-}
-
-function catalogPath(value: string | undefined, problems: string[]): string | null {
-  if (value === undefined) return null;
-  if (value.trim() === '') problems.push(`catalog: must be a file path (got ${JSON.stringify(value)})`);
-  return value;
-}
-
-function integer(value: string | undefined, key: string, min: number, max: number, problems: string[]): number {
-  const n = Number(value);
-  if (value === undefined || !/^\d+$/.test(value.trim()) || n < min || n > max) {
-    problems.push(`${key}: must be a whole number from ${min} to ${max} (got ${JSON.stringify(value)})`);
-    return min;
-  }
-  return n;
-}
-
-function boolean(value: string | undefined, key: string, problems: string[]): boolean {
-  const v = value?.trim().toLowerCase();
-  if (v === 'true' || v === '1') return true;
-  if (v === 'false' || v === '0') return false;
-  problems.push(`${key}: must be true or false (got ${JSON.stringify(value)})`);
-  return false;
-}
-
-function choice<T extends string>(value: string | undefined, key: string, choices: readonly T[], problems: string[]): T {
-  if (value === undefined || !choices.includes(value as T)) {
-    problems.push(`${key}: must be one of ${choices.join(', ')} (got ${JSON.stringify(value)})`);
-    return choices[0]!;
-  }
-  return value as T;
 }

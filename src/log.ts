@@ -1,9 +1,34 @@
-/** The process logger: pino, JSON by default, pretty (pino-pretty, to stderr) only when asked. */
+/** The process logger: pino, JSON by default, pretty (pino-pretty, to stderr) only when asked; and the logging keys. */
 
 import { pino, type Logger } from 'pino';
-import type { Config } from './config.js';
+import type { ConfigComponent } from './config/component.js';
+import { boolean, choice, single } from './config/values.js';
 
-export function createLogger(config: Pick<Config, 'logLevel' | 'logFormat'>): Logger {
+export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
+
+const LOG_LEVELS: readonly LogLevel[] = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
+
+export interface LogConfig {
+  logLevel: LogLevel;
+  logFormat: 'json' | 'pretty';
+  /** Log every query at info level. */
+  queryLog: boolean;
+}
+
+export const logComponent: ConfigComponent<LogConfig> = {
+  keys: {
+    'log-level': { describe: `log level: ${LOG_LEVELS.join(', ')}`, default: 'info' },
+    'log-format': { describe: 'log format: json or pretty', default: 'json' },
+    'query-log': { describe: 'log every query (client, name, type, rcode, size)', boolean: true, default: 'false' },
+  },
+  build: (raw, problems) => ({
+    logLevel: choice(single(raw['log-level']), 'log-level', LOG_LEVELS, problems),
+    logFormat: choice(single(raw['log-format']), 'log-format', ['json', 'pretty'] as const, problems),
+    queryLog: boolean(single(raw['query-log']), 'query-log', problems),
+  }),
+};
+
+export function createLogger(config: Pick<LogConfig, 'logLevel' | 'logFormat'>): Logger {
   const options = {
     level: config.logLevel,
     base: { name: 'svcdns' },

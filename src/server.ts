@@ -5,22 +5,19 @@
  */
 
 import { readFile } from 'node:fs/promises';
-import { fileURLToPath } from 'node:url';
 import type { Logger } from 'pino';
 import { Answerer } from './answer/answerer.js';
-import { createConsulApi } from './catalog/consul/api.js';
-import { ConsulSource } from './catalog/consul/source.js';
-import { FileSource } from './catalog/file/source.js';
 import type { CatalogSource } from './catalog/source.js';
+import { createSource } from './catalog/sources.js';
 import { CatalogStore } from './catalog/store.js';
-import { formatHostPort, type Config, type ListenAddress } from './config.js';
+import type { Config } from './config.js';
 import { Diagnostics } from './diagnostics/channels.js';
 import { logQueries } from './diagnostics/query-log.js';
 import { logStateChanges } from './diagnostics/state-log.js';
 import { trackUsage } from './diagnostics/usage.js';
 import { Forwarder } from './forward/forwarder.js';
 import { UpstreamSource } from './forward/upstream-source.js';
-import { parseIp } from './ip.js';
+import { formatHostPort, parseIp, type ListenAddress } from './net/address.js';
 import { listenTcp, type TcpListener } from './listen/tcp.js';
 import { listenUdp, type UdpListener } from './listen/udp.js';
 import { AnswerStage } from './pipeline/answer.js';
@@ -31,9 +28,6 @@ import type { DnsHandler } from './pipeline/handler.js';
 import { Recursion, recursionAclStage } from './pipeline/recursion.js';
 import { ReplyCache } from './pipeline/reply-cache.js';
 import type { Stage } from './pipeline/stage.js';
-
-/** The example catalog shipped with svcdns, served when no catalog is configured. */
-export const EXAMPLE_CATALOG = fileURLToPath(new URL('../examples/catalog.yaml', import.meta.url));
 
 export interface ServerOptions {
   config: Config;
@@ -78,7 +72,7 @@ export class SvcdnsServer {
     const subscriptions = [logStateChanges(diagnostics)];
     const { forwarder, upstreamSource } = await createForwarder(options, diagnostics);
     const store = new CatalogStore({ now: options.now, onlyPassing: config.onlyPassing, diagnostics });
-    const source = options.source ?? (await createSource({ ...options, diagnostics }));
+    const source = options.source ?? (await createSource(config, log, { diagnostics, reloadDebounceMs: options.reloadDebounceMs }));
     await source.start(store);
 
     const answerer = new Answerer({
@@ -155,46 +149,6 @@ export class SvcdnsServer {
   }
 }
 
-/** The catalog source the config asks for: Consul, a catalog file, or the bundled example. */
-export async function createSource({
-  config,
-  log,
-  reloadDebounceMs,
-  diagnostics,
-}: Pick<ServerOptions, 'config' | 'log' | 'reloadDebounceMs'> & { diagnostics: Diagnostics }): Promise<CatalogSource> {
-  if (config.consul) {
-    const c = config.consul;
-    const api = createConsulApi({
-      url: c.url,
-      token: c.token ?? (c.tokenFile ? await readSecret(c.tokenFile, 'consul token file') : null),
-      tls: {
-        ca: c.tls.caFile ? await readSecret(c.tls.caFile, 'consul CA file') : null,
-        cert: c.tls.certFile ? await readSecret(c.tls.certFile, 'consul client certificate') : null,
-        key: c.tls.keyFile ? await readSecret(c.tls.keyFile, 'consul client key') : null,
-        serverName: c.tls.serverName,
-        verify: c.tls.verify,
-      },
-    });
-    return new ConsulSource({
-      api,
-      hasToken: c.token !== null || c.tokenFile !== null,
-      address: c.url.origin,
-      datacenter: config.datacenter,
-      log,
-      diagnostics,
-      allowStale: c.allowStale,
-      maxStaleMs: c.maxStaleMs,
-      waitMs: c.waitMs,
-      watch: c.watch,
-      watchAllLimit: c.watchAllLimit,
-      watchIdleMs: c.watchIdleMs,
-    });
-  }
-  const path = config.catalog ?? EXAMPLE_CATALOG;
-  if (config.catalog === null) log.info({ file: path }, 'no catalog configured; serving the bundled example catalog');
-  return new FileSource({ path, defaultDatacenter: config.datacenter, log, diagnostics, debounceMs: reloadDebounceMs });
-}
-
 /** The forwarder for names outside the Consul domain, and the source of its upstreams. */
 async function createForwarder(options: ServerOptions, diagnostics: Diagnostics): Promise<{ forwarder: Forwarder; upstreamSource: UpstreamSource }> {
   const { config, log, now, upstreamProbeIntervalMs, reloadDebounceMs } = options;
@@ -223,15 +177,6 @@ async function createForwarder(options: ServerOptions, diagnostics: Diagnostics)
   });
   upstreamSource.onChange = (upstreams) => forwarder.setUpstreams(upstreams);
   return { forwarder, upstreamSource };
-}
-
-/** Reads a token, key or certificate file; errors name the file, never its contents. */
-async function readSecret(path: string, what: string): Promise<string> {
-  try {
-    return (await readFile(path, 'utf8')).trim();
-  } catch (err) {
-    throw new Error(`cannot read ${what} ${path}: ${(err as NodeJS.ErrnoException).code ?? String(err)}`, { cause: err });
-  }
 }
 
 /**

@@ -18,12 +18,14 @@
 import cluster, { type Worker } from 'node:cluster';
 import type { Logger } from 'pino';
 import { RelaySource, type ToPrimary, type ToWorker } from './catalog/relay/source.js';
+import type { CatalogSource } from './catalog/source.js';
+import { createSource } from './catalog/sources.js';
 import { CatalogStore } from './catalog/store.js';
 import type { CatalogData } from './catalog/types.js';
-import { formatHostPort, type Config } from './config.js';
+import type { Config } from './config.js';
+import { formatHostPort, type HostPort } from './net/address.js';
 import { Diagnostics } from './diagnostics/channels.js';
 import { logStateChanges } from './diagnostics/state-log.js';
-import { createSource, SvcdnsServer } from './server.js';
 
 const RESPAWN_DELAY_MS = 1000;
 const STOP_GRACE_MS = 10_000;
@@ -45,7 +47,7 @@ export async function runPrimary(config: Config, log: Logger): Promise<{ stop: (
   };
   const diagnostics = new Diagnostics();
   logStateChanges(diagnostics);
-  const source = await createSource({ config, log, diagnostics });
+  const source = await createSource(config, log, { diagnostics });
   await source.start({
     replace(data) {
       check.replace(data); // throws on inconsistent data: nothing is sent then
@@ -137,8 +139,15 @@ export async function runPrimary(config: Config, log: Logger): Promise<{ stop: (
   };
 }
 
-/** A worker: a full server fed by the primary. */
-export async function runWorker(config: Config, log: Logger): Promise<SvcdnsServer> {
+/** What a worker runs: a full server (src/server.ts), fed by the primary, on the shared sockets. */
+export interface WorkerServer {
+  readonly addresses: readonly HostPort[];
+  reload(): Promise<void>;
+  close(): Promise<void>;
+}
+
+/** A worker: `start` starts its server with the primary's relay as the catalog source. */
+export async function runWorker(log: Logger, start: (options: { source: CatalogSource; sharedSockets: true }) => Promise<WorkerServer>): Promise<WorkerServer> {
   const channel = {
     send: (message: ToPrimary) => process.send?.(message),
     onMessage: (listener: (message: ToWorker) => void) => {
@@ -147,7 +156,7 @@ export async function runWorker(config: Config, log: Logger): Promise<SvcdnsServ
     },
   };
   const source = new RelaySource(channel, log);
-  const server = await SvcdnsServer.start({ config, log, source, sharedSockets: true });
+  const server = await start({ source, sharedSockets: true });
   channel.onMessage((message) => {
     if (message.t === 'reload') void server.reload();
   });

@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { test } from 'node:test';
 import * as dnsPacket from 'dns-packet';
 import { pino } from 'pino';
-import { parseCidr } from '../src/config.js';
+import { parseCidr } from '../src/net/address.js';
 import { readQuery, type Query } from '../src/dns/wire.js';
 import { recursionAcl } from '../src/forward/allow.js';
 import { TtlLru } from '../src/forward/cache.js';

@@ -14,7 +14,7 @@
 import { RRType, Rcode } from '../dns/constants.js';
 import type { Reply, RR } from '../dns/codec.js';
 import type { Query } from '../dns/wire.js';
-import type { IpAddress } from '../ip.js';
+import type { IpAddress } from '../net/address.js';
 import {
   domainLabels,
   hexAddress,

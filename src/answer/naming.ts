@@ -22,7 +22,7 @@
  * Reverse names (`d.c.b.a.in-addr.arpa`, 32 nibbles `.ip6.arpa`) are parsed by `parseReverseName`.
  */
 
-import { ipFromBytes, type IpAddress } from '../ip.js';
+import { ipFromBytes, type IpAddress } from '../net/address.js';
 
 export type ConsulName =
   | { kind: 'apex' }

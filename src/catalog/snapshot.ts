@@ -7,7 +7,7 @@
  * Names are indexed lower-case (DNS is case-insensitive); the records keep the catalog's spelling.
  */
 
-import { parseIp, type IpAddress } from '../ip.js';
+import { parseIp, type IpAddress } from '../net/address.js';
 import type { CatalogData, Health } from './types.js';
 
 export interface NodeView {

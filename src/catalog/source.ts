@@ -10,8 +10,14 @@
  *   and the source logs the failure once per change of state.
  * - `reload()` re-reads at once (on SIGHUP), under the same rule.
  * - `stop()` releases every watch and timer; after it the source publishes nothing.
+ *
+ * Which source runs is chosen by the configuration from the kinds registered in
+ * src/catalog/sources.ts; each kind is a `SourceKind`.
  */
 
+import type { Logger } from 'pino';
+import type { ConfigComponent } from '../config/component.js';
+import type { Diagnostics } from '../diagnostics/channels.js';
 import type { CatalogData } from './types.js';
 
 export interface CatalogSink {
@@ -34,4 +40,26 @@ export interface CatalogSource {
   /** Sources that load on demand: a loaded service was just used (keeps its watch alive). */
   touch?(datacenter: string, service: string): void;
   stop(): Promise<void>;
+}
+
+/** A kind of catalog source, as src/catalog/sources.ts registers it; `C` is its part of the configuration. */
+export interface SourceKind<C> {
+  /**
+   * The key whose value chooses this source (`catalog`, `consul`); it has no default. When two are
+   * given, one set only by another tool's env var (CONSUL_HTTP_ADDR) gives way; otherwise that is a
+   * configuration problem.
+   */
+  readonly key: string;
+  /** Its keys and the builder of its options. */
+  readonly config: ConfigComponent<C>;
+  /** Whether the configuration chooses this source. */
+  configured(config: C): boolean;
+  create(config: C & { datacenter: string }, log: Logger, options: SourceOptions): Promise<CatalogSource>;
+}
+
+export interface SourceOptions {
+  /** Failures and recoveries are reported here (`state`), and logged by its subscriber. */
+  diagnostics: Diagnostics;
+  /** Debounce of file change events, ms (tests shorten it). */
+  reloadDebounceMs?: number | undefined;
 }

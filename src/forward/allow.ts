@@ -5,7 +5,7 @@
  */
 
 import { BlockList } from 'node:net';
-import type { Cidr } from '../config.js';
+import { stripZone, type Cidr } from '../net/address.js';
 
 export function recursionAcl(ranges: readonly Cidr[]): (address: string) => boolean {
   const list = new BlockList();
@@ -13,7 +13,7 @@ export function recursionAcl(ranges: readonly Cidr[]): (address: string) => bool
   return (address) => {
     const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(address);
     if (mapped) return list.check(mapped[1]!, 'ipv4');
-    const bare = address.replace(/%[\w.-]+$/, '');
+    const bare = stripZone(address);
     return list.check(bare, bare.includes(':') ? 'ipv6' : 'ipv4');
   };
 }

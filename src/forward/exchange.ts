@@ -10,7 +10,7 @@
 
 import { createSocket } from 'node:dgram';
 import { isIP, Socket as TcpSocket } from 'node:net';
-import type { HostPort } from '../config.js';
+import { stripZone, type HostPort } from '../net/address.js';
 import { checkUpstreamReply, type UpstreamMessage } from './message.js';
 
 export type Outcome =
@@ -19,7 +19,7 @@ export type Outcome =
   | { kind: 'failed'; reason: string; fallback?: UpstreamMessage };
 
 function familyOf(host: string): 4 | 6 {
-  return isIP(host.replace(/%[\w.-]+$/, '')) === 6 ? 6 : 4;
+  return isIP(stripZone(host)) === 6 ? 6 : 4;
 }
 
 function errorReason(err: unknown): string {

@@ -5,8 +5,7 @@
 
 import { isIP } from 'node:net';
 import { networkInterfaces } from 'node:os';
-import { formatHostPort, parseHostPort, type HostPort, type ListenAddress } from '../config.js';
-import { parseIp } from '../ip.js';
+import { formatHostPort, parseHostPort, parseIp, stripZone, type HostPort, type ListenAddress } from '../net/address.js';
 
 /**
  * The nameservers of a resolv.conf text, in file order. Like the libc parsers: a line is a keyword
@@ -23,7 +22,7 @@ export function parseResolvConf(text: string): { nameservers: HostPort[]; skippe
     const line = raw.replace(/[#;].*$/, '').trim();
     const [keyword, value] = line.split(/\s+/);
     if (keyword !== 'nameserver' || value === undefined) continue;
-    const host = value.replace(/%[\w.-]+$/, '');
+    const host = stripZone(value);
     if (isIP(host) === 0) {
       skipped.push(`${value} (not an IP address)`);
       continue;
@@ -65,7 +64,7 @@ function isLoopback(host: string): boolean {
 
 /** The canonical text of an address, without an IPv6 zone. */
 function normalize(host: string): string {
-  const bare = host.replace(/%[\w.-]+$/, '');
+  const bare = stripZone(host);
   return parseIp(bare)?.text ?? bare.toLowerCase();
 }
 

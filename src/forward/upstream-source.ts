@@ -7,7 +7,7 @@
 
 import type { Logger } from 'pino';
 import type { Diagnostics } from '../diagnostics/channels.js';
-import { formatHostPort, type HostPort, type ListenAddress } from '../config.js';
+import { formatHostPort, type HostPort, type ListenAddress } from '../net/address.js';
 import { watchFile, type FileWatch } from '../watch-file.js';
 import { chooseUpstreams } from './resolv-conf.js';
 

@@ -9,7 +9,7 @@
 
 import type { Logger } from 'pino';
 import type { Diagnostics, StateEvent } from '../diagnostics/channels.js';
-import { formatHostPort, type HostPort } from '../config.js';
+import { formatHostPort, type HostPort } from '../net/address.js';
 
 export type UpstreamPolicy = 'sequential' | 'random' | 'round-robin';
 

@@ -6,8 +6,8 @@
 
 import { createServer, type Server, type Socket } from 'node:net';
 import type { Logger } from 'pino';
-import type { ListenAddress } from '../config.js';
 import type { DnsHandler } from '../pipeline/handler.js';
+import type { ListenAddress } from '../net/address.js';
 
 export interface TcpListenerOptions {
   /** Close a connection after this long without traffic, ms. */

@@ -9,8 +9,8 @@
 import { createSocket, type Socket } from 'node:dgram';
 import { isIPv6 } from 'node:net';
 import type { Logger } from 'pino';
-import type { ListenAddress } from '../config.js';
 import type { DnsHandler } from '../pipeline/handler.js';
+import type { ListenAddress } from '../net/address.js';
 
 export interface UdpListener {
   readonly socket: Socket;

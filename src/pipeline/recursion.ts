@@ -7,7 +7,7 @@
  * clients whose other names would be forwarded.
  */
 
-import type { Cidr } from '../config.js';
+import type { Cidr } from '../net/address.js';
 import { Rcode } from '../dns/constants.js';
 import { recursionAcl } from '../forward/allow.js';
 import { NEXT, type Request, type Stage, type StageResult } from './stage.js';

@@ -10,7 +10,7 @@
 import { EventEmitter } from 'node:events';
 import { Agent as HttpsAgent } from 'node:https';
 import Consul from 'consul';
-import { parseIp } from '../../ip.js';
+import { parseIp } from '../../net/address.js';
 import type { Health, NodeRecord, ServiceRecord } from '../types.js';
 
 export interface ConsulConnection {

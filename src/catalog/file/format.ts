@@ -23,7 +23,7 @@
  */
 
 import { parse as parseYaml } from 'yaml';
-import { parseIp } from '../../ip.js';
+import { parseIp } from '../../net/address.js';
 import type { CatalogData, Health, NodeRecord, ServiceRecord } from '../types.js';
 
 export class CatalogFileError extends Error {

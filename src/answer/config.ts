@@ -1,0 +1,53 @@
+/** The answerer's keys: the domains answered, the local datacenter, TTLs, and which instances are served. */
+
+import type { ConfigComponent, Problems } from '../config/component.js';
+import { boolean, domain, integer, label, single } from '../config/values.js';
+
+export interface AnswerConfig {
+  domain: string;
+  altDomain: string | null;
+  datacenter: string;
+  serviceTtl: number;
+  nodeTtl: number;
+  /** Serve only passing instances: warning ones are left out too. */
+  onlyPassing: boolean;
+}
+
+/**
+ * The longest domain for which every name svcdns builds fits in a DNS name (253 characters): the
+ * longest is a PTR target NAME.service.DC.DOMAIN, which with 63-character labels leaves 117.
+ */
+const MAX_DOMAIN_LENGTH = 253 - (63 + '.service.'.length + 63 + 1);
+
+export const answerComponent: ConfigComponent<AnswerConfig> = {
+  keys: {
+    domain: { describe: 'the Consul domain to answer', default: 'consul' },
+    'alt-domain': { describe: 'a second domain answered identically' },
+    datacenter: { describe: 'the local datacenter (names without one mean this one)', default: 'dc1' },
+    'service-ttl': { describe: 'TTL of service records, seconds', default: '0' },
+    'node-ttl': { describe: 'TTL of node records, seconds', default: '0' },
+    'only-passing': { describe: 'serve only passing instances (leave out warning ones too)', boolean: true, default: 'false' },
+  },
+  build(raw, problems) {
+    const config = {
+      domain: servedDomain(single(raw.domain), 'domain', problems) ?? 'consul',
+      altDomain: servedDomain(single(raw['alt-domain']), 'alt-domain', problems),
+      datacenter: label(single(raw.datacenter), 'datacenter', problems),
+      serviceTtl: integer(single(raw['service-ttl']), 'service-ttl', 0, 2 ** 31 - 1, problems),
+      nodeTtl: integer(single(raw['node-ttl']), 'node-ttl', 0, 2 ** 31 - 1, problems),
+      onlyPassing: boolean(single(raw['only-passing']), 'only-passing', problems),
+    };
+    if (config.altDomain !== null && config.altDomain === config.domain) problems.addOverall('alt-domain', 'must differ from domain');
+    return config;
+  },
+};
+
+/** A domain short enough for every name built from it. */
+function servedDomain(value: string | undefined, key: string, problems: Problems): string | null {
+  const name = domain(value, key, problems);
+  if (name !== null && name.length > MAX_DOMAIN_LENGTH) {
+    problems.add(key, `at most ${MAX_DOMAIN_LENGTH} characters, so that names built from it (NAME.service.DC.${name}) fit in a DNS name (got ${name.length})`);
+    return null;
+  }
+  return name;
+}

@@ -1,0 +1,50 @@
+/** Consul as a kind of source: chosen by `consul` (or CONSUL_HTTP_ADDR); reads its token and TLS files at start. */
+
+import { readFile } from 'node:fs/promises';
+import type { SourceKind } from '../source.js';
+import { createConsulApi } from './api.js';
+import { consulComponent, type ConsulSection } from './config.js';
+import { ConsulSource } from './source.js';
+
+export const consulSource: SourceKind<ConsulSection> = {
+  key: 'consul',
+  config: consulComponent,
+  configured: (config) => config.consul !== null,
+  async create({ consul: c, datacenter }, log, { diagnostics }) {
+    if (c === null) throw new Error('no Consul address is configured');
+    const api = createConsulApi({
+      url: c.url,
+      token: c.token ?? (c.tokenFile ? await readSecret(c.tokenFile, 'consul token file') : null),
+      tls: {
+        ca: c.tls.caFile ? await readSecret(c.tls.caFile, 'consul CA file') : null,
+        cert: c.tls.certFile ? await readSecret(c.tls.certFile, 'consul client certificate') : null,
+        key: c.tls.keyFile ? await readSecret(c.tls.keyFile, 'consul client key') : null,
+        serverName: c.tls.serverName,
+        verify: c.tls.verify,
+      },
+    });
+    return new ConsulSource({
+      api,
+      hasToken: c.token !== null || c.tokenFile !== null,
+      address: c.url.origin,
+      datacenter,
+      log,
+      diagnostics,
+      allowStale: c.allowStale,
+      maxStaleMs: c.maxStaleMs,
+      waitMs: c.waitMs,
+      watch: c.watch,
+      watchAllLimit: c.watchAllLimit,
+      watchIdleMs: c.watchIdleMs,
+    });
+  },
+};
+
+/** Reads a token, key or certificate file; errors name the file, never its contents. */
+async function readSecret(path: string, what: string): Promise<string> {
+  try {
+    return (await readFile(path, 'utf8')).trim();
+  } catch (err) {
+    throw new Error(`cannot read ${what} ${path}: ${(err as NodeJS.ErrnoException).code ?? String(err)}`, { cause: err });
+  }
+}

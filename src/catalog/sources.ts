@@ -1,0 +1,34 @@
+/**
+ * The kinds of catalog source a configuration can choose from. Each kind lives in its own folder
+ * and brings its keys, when it is chosen, and how it is created (`SourceKind`, src/catalog/source.ts);
+ * src/config.ts takes their keys from here. A new source is its folder plus one line in SOURCES.
+ */
+
+import type { Logger } from 'pino';
+import { consulSource } from './consul/kind.js';
+import { fileSource } from './file/kind.js';
+import type { CatalogSource, SourceKind, SourceOptions } from './source.js';
+
+/** By name; the order their keys appear in messages. */
+export const SOURCES = {
+  file: fileSource,
+  consul: consulSource,
+} as const;
+
+/** Used when the configuration chooses none: the file source, serving the bundled example catalog. */
+const DEFAULT_SOURCE = SOURCES.file;
+
+type UnionToIntersection<U> = (U extends unknown ? (u: U) => void : never) extends (i: infer I) => void ? I : never;
+type ConfigOf<K> = K extends SourceKind<infer C> ? C : never;
+
+/** Every source's part of the configuration, side by side (`catalog`, `consul`). */
+export type SourcesConfig = UnionToIntersection<ConfigOf<(typeof SOURCES)[keyof typeof SOURCES]>>;
+
+/** The registered kinds, in order. */
+export const SOURCE_KINDS = Object.values(SOURCES);
+
+/** The catalog source the configuration chooses (the configuration lets at most one be chosen). */
+export function createSource(config: SourcesConfig & { datacenter: string }, log: Logger, options: SourceOptions): Promise<CatalogSource> {
+  const kind = SOURCE_KINDS.find((k) => k.configured(config)) ?? DEFAULT_SOURCE;
+  return kind.create(config, log, options);
+}

@@ -1,0 +1,25 @@
+/**
+ * The reply cache's keys (src/pipeline/reply-cache.ts): how many pre-encoded replies it keeps, and
+ * how many bytes of them. Kept here, outside src/pipeline, only for now: it belongs next to the cache.
+ */
+
+import type { ConfigComponent } from './component.js';
+import { integer, single } from './values.js';
+
+export interface ReplyCacheConfig {
+  /** Pre-encoded replies kept for the hot path (keys); 0 turns it off. */
+  answerCacheSize: number;
+  /** Bytes of pre-encoded replies kept at most. */
+  answerCacheMaxBytes: number;
+}
+
+export const replyCacheComponent: ConfigComponent<ReplyCacheConfig> = {
+  keys: {
+    'answer-cache-size': { describe: 'questions whose encoded replies are kept for the hot path (0: off)', default: '10000' },
+    'answer-cache-max-bytes': { describe: 'bytes of encoded replies kept for the hot path at most', default: '33554432' },
+  },
+  build: (raw, problems) => ({
+    answerCacheSize: integer(single(raw['answer-cache-size']), 'answer-cache-size', 0, 10_000_000, problems),
+    answerCacheMaxBytes: integer(single(raw['answer-cache-max-bytes']), 'answer-cache-max-bytes', 0, 2 ** 40, problems),
+  }),
+};

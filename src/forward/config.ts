@@ -1,0 +1,69 @@
+/** The forwarder's keys: where names outside the Consul domain go, how, for whom, and its cache. */
+
+import type { ConfigComponent } from '../config/component.js';
+import { choice, duration, integer, list, listOf, positive, single } from '../config/values.js';
+import { parseCidr, parseHostPort, type Cidr, type HostPort } from '../net/address.js';
+
+export interface ForwardConfig {
+  /** Upstreams given with --upstream; null means: the nameservers of `resolvConf`. */
+  upstreams: readonly HostPort[] | null;
+  resolvConf: string;
+  policy: 'sequential' | 'random' | 'round-robin';
+  /** Per-try timeout, ms. */
+  timeoutMs: number;
+  /** Most distinct questions waiting on upstreams at once. */
+  maxInflight: number;
+  /** Entries in the cache of forwarded answers; 0 turns the cache off. */
+  cacheSize: number;
+  /** Bytes of cached forwarded answers at most. */
+  cacheMaxBytes: number;
+  /** No forwarded answer is cached, or served with a TTL, longer than this, seconds. */
+  cacheMaxTtl: number;
+  /** Clients that may have names forwarded; the Consul domain is answered for everyone. */
+  allowRecursion: readonly Cidr[];
+}
+
+export interface ForwardSection {
+  /** Where names outside the Consul domain go. */
+  forward: ForwardConfig;
+}
+
+/** Loopback and the private ranges: RFC 1918, RFC 4193 (ULA), RFC 6598 (carrier-grade NAT). */
+const DEFAULT_ALLOW_RECURSION = ['127.0.0.0/8', '::1/128', '10.0.0.0/8', '172.16.0.0/12', '192.168.0.0/16', '100.64.0.0/10', 'fc00::/7'];
+
+export const forwardComponent: ConfigComponent<ForwardSection> = {
+  keys: {
+    upstream: { describe: 'resolver to forward other names to, IP[:PORT] (repeatable; IPv6 as [::1]:53); default: the nameservers of --resolv-conf', list: true },
+    'resolv-conf': { describe: 'file whose nameserver lines are the upstreams when no --upstream is given', default: '/etc/resolv.conf' },
+    'upstream-policy': { describe: 'order in which upstreams are tried: sequential, random or round-robin', default: 'sequential' },
+    'upstream-timeout': { describe: 'how long one try of one upstream may take before the next is tried', default: '2s' },
+    'upstream-max-inflight': { describe: 'most questions waiting on upstreams at once; more get SERVFAIL at once (a flood of unique names cannot exhaust sockets)', default: '1000' },
+    'cache-size': { describe: 'forwarded answers kept in the cache (0: no cache)', default: '10000' },
+    'cache-max-bytes': { describe: 'bytes of forwarded answers kept in the cache at most', default: '67108864' },
+    'cache-max-ttl': { describe: 'longest time a forwarded answer is cached, seconds (also caps the TTLs served)', default: '3600' },
+    'allow-recursion': {
+      describe: 'clients (CIDR, repeatable) whose other names are forwarded; others get REFUSED (the Consul domain is open to all)',
+      list: true,
+      default: [...DEFAULT_ALLOW_RECURSION],
+    },
+  },
+  build(raw, problems) {
+    const upstreams = raw.upstream === undefined ? null : list(raw.upstream);
+    const resolvConf = single(raw['resolv-conf']) ?? '';
+    if (resolvConf.trim() === '') problems.add('resolv-conf', 'must be a file path (got "")');
+    const forward: ForwardConfig = {
+      upstreams:
+        upstreams &&
+        listOf(upstreams, 'upstream', (v) => parseHostPort(v, 53), 'IP[:PORT] (IPv6 as [::1]:53; hostnames cannot be used, resolving them would need DNS)', problems),
+      resolvConf,
+      policy: choice(single(raw['upstream-policy']), 'upstream-policy', ['sequential', 'random', 'round-robin'] as const, problems),
+      timeoutMs: positive(duration(single(raw['upstream-timeout']), 'upstream-timeout', problems), 'upstream-timeout', problems),
+      maxInflight: integer(single(raw['upstream-max-inflight']), 'upstream-max-inflight', 1, 1_000_000, problems),
+      cacheSize: integer(single(raw['cache-size']), 'cache-size', 0, 10_000_000, problems),
+      cacheMaxBytes: integer(single(raw['cache-max-bytes']), 'cache-max-bytes', 0, 2 ** 40, problems),
+      cacheMaxTtl: integer(single(raw['cache-max-ttl']), 'cache-max-ttl', 0, 2 ** 31 - 1, problems),
+      allowRecursion: listOf(list(raw['allow-recursion']), 'allow-recursion', parseCidr, 'an address range such as 10.0.0.0/8 or fc00::/7', problems),
+    };
+    return { forward };
+  },
+};

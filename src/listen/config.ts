@@ -1,0 +1,38 @@
+/** The listeners' keys: the addresses to serve on, TCP idle timeout, the largest UDP reply, worker processes. */
+
+import type { ConfigComponent } from '../config/component.js';
+import { integer, list, listOf, single } from '../config/values.js';
+import { parseListen, type ListenAddress } from '../net/address.js';
+
+export interface ListenConfig {
+  listen: readonly ListenAddress[];
+  /** Seconds a TCP connection may sit idle before svcdns closes it. */
+  tcpIdleTimeout: number;
+  /** The largest UDP reply, whatever larger size a client advertises (512..4096). */
+  maxUdpSize: number;
+  /** Processes answering queries (node:cluster); 1: this process alone. */
+  workers: number;
+}
+
+export const listenComponent: ConfigComponent<ListenConfig> = {
+  keys: {
+    listen: {
+      describe: 'HOST:PORT to serve DNS on, UDP and TCP (repeatable; IPv6 as [::1]:8600)',
+      list: true,
+      default: ['127.0.0.1:8600'],
+    },
+    'tcp-idle-timeout': { describe: 'close TCP connections idle this long, seconds', default: '10' },
+    'max-udp-size': { describe: 'largest UDP reply in bytes, whatever a client advertises (512..4096)', default: '4096' },
+    workers: { describe: 'processes answering queries, sharing the listen sockets, fed by one catalog source (1: no extra processes)', default: '1' },
+  },
+  build(raw, problems) {
+    const listen = listOf(list(raw.listen), 'listen', parseListen, 'HOST:PORT with an IP address (IPv6 as [::1]:8600)', problems);
+    if (listen.length === 0 && !problems.has('listen')) problems.addOverall('listen', 'at least one address is needed');
+    return {
+      listen,
+      tcpIdleTimeout: integer(single(raw['tcp-idle-timeout']), 'tcp-idle-timeout', 1, 3600, problems),
+      maxUdpSize: integer(single(raw['max-udp-size']), 'max-udp-size', 512, 4096, problems),
+      workers: integer(single(raw.workers), 'workers', 1, 64, problems),
+    };
+  },
+};
