@@ -18,7 +18,7 @@ import { parse as parseYaml } from 'yaml';
 import { answerComponent, type AnswerConfig } from './answer/config.js';
 import { SOURCE_KINDS, type SourcesConfig } from './catalog/sources.js';
 import { Problems, type ConfigComponent, type KeySpec, type RawConfig } from './config/component.js';
-import { replyCacheComponent, type ReplyCacheConfig } from './config/reply-cache-keys.js';
+import { replyCacheComponent, type ReplyCacheConfig } from './pipeline/config.js';
 import { splitList } from './config/values.js';
 import { forwardComponent, type ForwardSection } from './forward/config.js';
 import { listenComponent, type ListenConfig } from './listen/config.js';

@@ -3,8 +3,8 @@
  * how many bytes of them. Kept here, outside src/pipeline, only for now: it belongs next to the cache.
  */
 
-import type { ConfigComponent } from './component.js';
-import { integer, single } from './values.js';
+import type { ConfigComponent } from '../config/component.js';
+import { integer, single } from '../config/values.js';
 
 export interface ReplyCacheConfig {
   /** Pre-encoded replies kept for the hot path (keys); 0 turns it off. */
