@@ -1,7 +1,4 @@
-/**
- * The reply cache's keys (src/pipeline/reply-cache.ts): how many pre-encoded replies it keeps, and
- * how many bytes of them. Kept here, outside src/pipeline, only for now: it belongs next to the cache.
- */
+/** The pipeline's keys: those of the reply cache (reply-cache.ts), how many pre-encoded replies it keeps and how many bytes of them. */
 
 import type { ConfigComponent } from '../config/component.js';
 import { integer, single } from '../config/values.js';
