@@ -16,7 +16,6 @@
  */
 
 import type { Snapshot, ServiceGeneration } from '../catalog/snapshot.js';
-import type { CatalogStore } from '../catalog/store.js';
 import { encodeReply, type Reply } from '../dns/codec.js';
 import { MAX_TCP_SIZE, MIN_UDP_SIZE } from '../dns/constants.js';
 import { readQuery, type Query, type ReadResult } from '../dns/wire.js';
@@ -66,7 +65,8 @@ export interface Answer {
 
 /** What every request of one pipeline shares. */
 export interface RequestContext {
-  readonly store: CatalogStore;
+  /** The catalog store (src/catalog/store.ts): the snapshot served now, null before the first. */
+  readonly store: { current(): Snapshot | null };
   /** --max-udp-size: the cap on what UDP clients advertise. */
   readonly maxUdpSize: number;
   /** Whether a client gets RA: it may have names forwarded, and there is somewhere to forward to. */
