@@ -26,6 +26,7 @@
 import type { Logger } from 'pino';
 import type { Diagnostics } from '../../diagnostics/channels.js';
 import { BlockingWatch } from './blocking-watch.js';
+import { Limiter, Pacer, untilOrAborted } from '../../util/pacing.js';
 import { ConsulApiError, type ConsulApi, type QueryMeta, type Result, type ServiceHealth } from './api.js';
 import type { CatalogSink, CatalogSource } from '../source.js';
 import type { NodeRecord, ServiceRecord } from '../types.js';
@@ -468,67 +469,11 @@ export class ConsulSource implements CatalogSource {
 /** Blocking reads started per event-loop turn after the first sync. */
 const REARMS_PER_TURN = 16;
 
-/** Lets `perTurn` callers on per event-loop turn (setImmediate: I/O is handled in between). */
-class Pacer {
-  private readonly waiting: (() => void)[] = [];
-  private scheduled = false;
-
-  constructor(private readonly perTurn: number) {}
-
-  turn(): Promise<void> {
-    return new Promise<void>((resolve) => {
-      this.waiting.push(resolve);
-      if (!this.scheduled) this.release();
-    });
-  }
-
-  private release(): void {
-    this.scheduled = true;
-    setImmediate(() => {
-      for (const resolve of this.waiting.splice(0, this.perTurn)) resolve();
-      if (this.waiting.length > 0) this.release();
-      else this.scheduled = false;
-    });
-  }
-}
-
-/** Resolves when `promise` does or `signal` aborts, whichever is first. */
-function untilOrAborted(promise: Promise<void>, signal: AbortSignal): Promise<void> {
-  if (signal.aborted) return Promise.resolve();
-  return new Promise<void>((resolve) => {
-    const done = (): void => {
-      signal.removeEventListener('abort', done);
-      resolve();
-    };
-    signal.addEventListener('abort', done, { once: true });
-    void promise.then(done);
-  });
-}
-
 /** What the state logger knows Consul's watches by. */
 const STATE_KEY = 'consul';
 
 /** Non-blocking reads (index 0) in flight at once; blocking ones are not limited (they park). */
 const FIRST_READS_IN_FLIGHT = 32;
-
-/** Runs at most `max` tasks at once, the others in arrival order. */
-class Limiter {
-  private active = 0;
-  private readonly queue: (() => void)[] = [];
-
-  constructor(private readonly max: number) {}
-
-  async run<T>(task: () => Promise<T>): Promise<T> {
-    if (this.active >= this.max) await new Promise<void>((resolve) => this.queue.push(resolve));
-    this.active++;
-    try {
-      return await task();
-    } finally {
-      this.active--;
-      this.queue.shift()?.();
-    }
-  }
-}
 
 function tooStale(meta: QueryMeta, maxStaleMs: number): boolean {
   return meta.lastContactMs > maxStaleMs;
