@@ -1,4 +1,15 @@
-/** Runs at most `max` tasks at once, the others in arrival order. */
+/**
+ * Pacing: how much work runs at once, and when waiting work goes on. Generic (nothing here knows
+ * Consul or DNS) and without timers of its own beyond setImmediate:
+ * - `Limiter`: at most N tasks in flight; the others wait, in arrival order;
+ * - `Pacer`: at most N waiters let go per event-loop turn, so that I/O is handled in between;
+ * - `untilOrAborted`: waits for a promise, or no longer once a signal aborts.
+ */
+
+/**
+ * Runs at most `max` tasks at once, the others in arrival order. A task that fails frees its place
+ * like one that succeeds; `run` settles as the task does.
+ */
 export class Limiter {
   private active = 0;
   private readonly queue: (() => void)[] = [];
@@ -17,7 +28,10 @@ export class Limiter {
   }
 }
 
-/** Lets `perTurn` callers on per event-loop turn (setImmediate: I/O is handled in between). */
+/**
+ * Lets `perTurn` callers of `turn()` go on per event-loop turn (setImmediate: I/O is handled in
+ * between), in the order they called: many starts spread over turns rather than one long turn.
+ */
 export class Pacer {
   private readonly waiting: (() => void)[] = [];
   private scheduled = false;
@@ -41,7 +55,10 @@ export class Pacer {
   }
 }
 
-/** Resolves when `promise` does or `signal` aborts, whichever is first. */
+/**
+ * Resolves when `promise` does or `signal` aborts, whichever is first (at once if already aborted);
+ * never rejects, and once resolved leaves no listener on `signal`. `promise` must not reject.
+ */
 export function untilOrAborted(promise: Promise<void>, signal: AbortSignal): Promise<void> {
   if (signal.aborted) return Promise.resolve();
   return new Promise<void>((resolve) => {
