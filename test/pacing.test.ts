@@ -1,13 +1,14 @@
 /**
  * The generic pacing helpers (src/util/pacing.ts): how many tasks run at once, how many waiters go
- * on per event-loop turn, and a wait that an abort ends. No timers: turns are counted with setImmediate.
+ * on per event-loop turn, a wait that an abort ends, and the retry backoff. No sleeps: turns are
+ * counted with setImmediate, and the backoff is a pure function of its arguments.
  */
 
 import assert from 'node:assert/strict';
 import { getEventListeners } from 'node:events';
 import { test } from 'node:test';
 import { setImmediate as nextTurn } from 'node:timers/promises';
-import { Limiter, Pacer, untilOrAborted } from '../src/util/pacing.js';
+import { Limiter, Pacer, backoffDelay, untilOrAborted } from '../src/util/pacing.js';
 
 /** A promise and the functions that settle it. */
 function deferred<T = void>(): { promise: Promise<T>; resolve: (v: T) => void; reject: (e: Error) => void } {
@@ -93,4 +94,40 @@ test('untilOrAborted resolves when the signal aborts first, or at once if it alr
   await wait;
   assert.equal(getEventListeners(controller.signal, 'abort').length, 0);
   await untilOrAborted(never, controller.signal);
+});
+
+const BACKOFF = { baseMs: 250, maxMs: 30_000 };
+/** The largest value below 1 that Math.random() can return. */
+const ALMOST_ONE = 1 - 2 ** -53;
+
+test('backoffDelay: full jitter, in [0, base * 2^(attempt - 1)) while under the cap', () => {
+  for (let attempt = 1; attempt <= 7; attempt++) {
+    const ceiling = 250 * 2 ** (attempt - 1);
+    assert.equal(backoffDelay(attempt, BACKOFF, 0), 0);
+    assert.equal(backoffDelay(attempt, BACKOFF, 0.5), ceiling / 2);
+    const top = backoffDelay(attempt, BACKOFF, ALMOST_ONE);
+    assert.ok(top < ceiling && top > ceiling * 0.999, `attempt ${attempt}: ${top} vs ${ceiling}`);
+  }
+  assert.deepEqual(
+    [1, 2, 3, 4].map((n) => backoffDelay(n, { baseMs: 10, maxMs: 1_000 }, 0.5)),
+    [5, 10, 20, 40],
+  );
+});
+
+test('backoffDelay: capped at maxMs, however many failures', () => {
+  // 250 * 2^7 = 32,000 > 30,000: from the 8th failure on, the cap is the ceiling.
+  for (const attempt of [8, 9, 20, 100, 1_100, Number.MAX_SAFE_INTEGER]) {
+    assert.equal(backoffDelay(attempt, BACKOFF, 0.5), 15_000, `attempt ${attempt}`);
+    assert.ok(backoffDelay(attempt, BACKOFF, ALMOST_ONE) < 30_000);
+  }
+});
+
+test('backoffDelay: after a reset the count starts again from the base', () => {
+  // The caller resets its count to 0 after a success: no wait, and the next failure waits as the first did.
+  assert.equal(backoffDelay(0, BACKOFF, 0.5), 0);
+  assert.equal(backoffDelay(-1, BACKOFF, 0.5), 0);
+  const first = backoffDelay(1, BACKOFF, 0.5);
+  backoffDelay(12, BACKOFF, 0.5);
+  assert.equal(backoffDelay(1, BACKOFF, 0.5), first);
+  assert.equal(first, 125);
 });

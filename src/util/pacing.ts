@@ -3,7 +3,8 @@
  * Consul or DNS) and without timers of its own beyond setImmediate:
  * - `Limiter`: at most N tasks in flight; the others wait, in arrival order;
  * - `Pacer`: at most N waiters let go per event-loop turn, so that I/O is handled in between;
- * - `untilOrAborted`: waits for a promise, or no longer once a signal aborts.
+ * - `untilOrAborted`: waits for a promise, or no longer once a signal aborts;
+ * - `backoffDelay`: how long to wait before a retry, exponential with full jitter, capped (pure).
  */
 
 /**
@@ -69,4 +70,23 @@ export function untilOrAborted(promise: Promise<void>, signal: AbortSignal): Pro
     signal.addEventListener('abort', done, { once: true });
     void promise.then(done);
   });
+}
+
+/** Exponential backoff: the ceiling of the first retry's delay, doubling per failure up to a cap. */
+export interface Backoff {
+  /** Ceiling of the delay after the first failure, ms. */
+  baseMs: number;
+  /** No delay reaches this, ms, however many failures. */
+  maxMs: number;
+}
+
+/**
+ * The delay before the next try after `attempt` consecutive failures (1 after the first), ms:
+ * exponential backoff with full jitter (AWS Architecture Blog, "Exponential Backoff And Jitter"),
+ * uniform in [0, min(maxMs, baseMs * 2^(attempt - 1))) for `random` drawn uniformly from [0, 1).
+ * Pure: the caller counts failures and resets the count to 0 after a success; 0 waits 0.
+ */
+export function backoffDelay(attempt: number, backoff: Backoff, random: number): number {
+  if (attempt < 1) return 0;
+  return random * Math.min(backoff.maxMs, backoff.baseMs * 2 ** (attempt - 1));
 }

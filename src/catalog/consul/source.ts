@@ -25,8 +25,8 @@
 
 import type { Logger } from 'pino';
 import type { Diagnostics } from '../../diagnostics/channels.js';
-import { BlockingWatch } from './blocking-watch.js';
-import { Limiter, Pacer, untilOrAborted } from '../../util/pacing.js';
+import { BlockingWatch, RETRY_BACKOFF } from './blocking-watch.js';
+import { Limiter, Pacer, backoffDelay, untilOrAborted } from '../../util/pacing.js';
 import { ConsulApiError, type ConsulApi, type QueryMeta, type Result, type ServiceHealth } from './api.js';
 import type { CatalogSink, CatalogSource } from '../source.js';
 import type { NodeRecord, ServiceRecord } from '../types.js';
@@ -315,7 +315,7 @@ export class ConsulSource implements CatalogSource {
       if (!this.running) return;
       failures++;
       this.onWatchError('datacenters', err, failures);
-      delay = (this.options.random ?? Math.random)() * Math.min(30_000, 250 * 2 ** (failures - 1));
+      delay = backoffDelay(failures, RETRY_BACKOFF, (this.options.random ?? Math.random)());
     }
     const timer = setTimeout(() => void this.refreshDatacenters(failures), delay);
     timer.unref();
