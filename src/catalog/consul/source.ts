@@ -29,7 +29,8 @@ import { BlockingWatch, RETRY_BACKOFF } from './blocking-watch.js';
 import { Limiter, Pacer, backoffDelay, untilOrAborted } from '../../util/pacing.js';
 import { ConsulApiError, type ConsulApi, type QueryMeta, type Result, type ServiceHealth } from './api.js';
 import type { CatalogSink, CatalogSource } from '../source.js';
-import type { NodeRecord, ServiceRecord } from '../types.js';
+import type { CatalogData, NodeRecord, ServiceRecord } from '../types.js';
+import { Publisher } from './publisher.js';
 
 export interface ConsulSourceOptions {
   api: ConsulApi;
@@ -88,9 +89,7 @@ export class ConsulSource implements CatalogSource {
   readonly description: string;
   /** Resolves at the first full sync. */
   readonly ready: Promise<void>;
-  private markReady!: () => void;
-  private isReady = false;
-  private sink: CatalogSink | null = null;
+  private readonly publisher: Publisher;
   private readonly log: Logger;
   private readonly now: () => number;
   private readonly watches = new Map<string, BlockingWatch<unknown>>();
@@ -100,7 +99,6 @@ export class ConsulSource implements CatalogSource {
   private watchAllLocal: boolean | null = null;
   /** Keyed `list/DC/`, `nodes/DC/`, `health/DC/service`: at most one per real catalog entry. */
   private readonly waits = new Map<string, Wait>();
-  private publishScheduled = false;
   private readonly firstReads = new Limiter(FIRST_READS_IN_FLIGHT);
   private readonly rearms = new Pacer(REARMS_PER_TURN);
   private timers: NodeJS.Timeout[] = [];
@@ -111,12 +109,13 @@ export class ConsulSource implements CatalogSource {
     this.description = `consul ${options.address}`;
     this.log = options.log.child({ component: 'consul', consul: options.address });
     this.now = options.now ?? Date.now;
-    this.ready = new Promise((resolve) => (this.markReady = resolve));
+    this.publisher = new Publisher({ log: this.log, synced: () => this.synced(), data: () => this.catalogData(), onPublished: () => this.wakeWaits() });
+    this.ready = this.publisher.ready;
   }
 
   /** Starts the watches and returns at once; the first sync is `ready`. Consul may be down. */
   start(sink: CatalogSink): Promise<void> {
-    this.sink = sink;
+    this.publisher.sink = sink;
     this.running = true;
     this.openDc(this.options.datacenter.toLowerCase());
     void this.refreshDatacenters();
@@ -130,7 +129,7 @@ export class ConsulSource implements CatalogSource {
 
   /** Re-reads everything now: every watch starts again from index 0. */
   async reload(): Promise<void> {
-    const sink = this.sink;
+    const sink = this.publisher.sink;
     if (!sink) return;
     await this.halt();
     this.options.diagnostics.state.publish({ key: STATE_KEY, subject: '', problem: null, forget: true, log: this.log });
@@ -140,7 +139,7 @@ export class ConsulSource implements CatalogSource {
   }
 
   async stop(): Promise<void> {
-    this.sink = null;
+    this.publisher.sink = null;
     await this.halt();
     for (const w of this.waits.values()) w.resolve();
     this.waits.clear();
@@ -190,14 +189,14 @@ export class ConsulSource implements CatalogSource {
    * again from a snapshot that has it.
    */
   private waitFor(key: string, done: () => boolean): Promise<void> {
-    if (this.isReady && done() && !this.publishScheduled) return Promise.resolve();
+    if (this.publisher.isReady && done() && !this.publisher.scheduled) return Promise.resolve();
     let wait = this.waits.get(key);
     if (!wait) {
       let resolve!: () => void;
       const promise = new Promise<void>((r) => (resolve = r));
       wait = { promise, done, resolve };
       this.waits.set(key, wait);
-      this.schedulePublish();
+      this.publisher.schedule();
     }
     return wait.promise;
   }
@@ -297,7 +296,7 @@ export class ConsulSource implements CatalogSource {
         changed = true;
       }
     }
-    if (changed) this.schedulePublish();
+    if (changed) this.publisher.schedule();
   }
 
   /** Reads the list of datacenters now and every few minutes (it cannot be watched). */
@@ -310,7 +309,7 @@ export class ConsulSource implements CatalogSource {
       if (failures > 0) this.onWatchRecover('datacenters');
       this.datacenters = list.map((d) => d.toLowerCase());
       failures = 0;
-      this.schedulePublish();
+      this.publisher.schedule();
     } catch (err) {
       if (!this.running) return;
       failures++;
@@ -347,7 +346,7 @@ export class ConsulSource implements CatalogSource {
           // returns at once whatever changed since its index, so nothing is missed.
           // Then they start a few at a time, so that questions are answered in between: 5,000
           // requests started at once would hold the event loop for seconds.
-          if (!this.isReady) {
+          if (!this.publisher.isReady) {
             await untilOrAborted(this.ready, signal);
             await this.rearms.turn();
           }
@@ -369,7 +368,7 @@ export class ConsulSource implements CatalogSource {
       onData: (data) => {
         if (this.watches.get(key) !== watch) return;
         apply(data);
-        this.schedulePublish();
+        this.publisher.schedule();
       },
       onError: (err, failures) => {
         if (this.watches.get(key) === watch) this.onWatchError(key, err, failures);
@@ -395,7 +394,7 @@ export class ConsulSource implements CatalogSource {
       level: status === 403 ? 'error' : 'warn',
       message: status === 403 ? 'consul refused the ACL token; check --consul-token' : 'consul watch failing; retrying with backoff',
       repeat: 'consul watch still failing',
-      fields: { watch: key, status, error: message, failures, serving: this.isReady ? 'last good catalog' : 'SERVFAIL until the first sync' },
+      fields: { watch: key, status, error: message, failures, serving: this.publisher.isReady ? 'last good catalog' : 'SERVFAIL until the first sync' },
       log: this.log,
     });
   }
@@ -404,26 +403,14 @@ export class ConsulSource implements CatalogSource {
     this.options.diagnostics.state.publish({ key: STATE_KEY, subject: key, problem: null, message: 'consul watches recovered', fields: { watch: key }, log: this.log });
   }
 
-  private schedulePublish(): void {
-    if (this.publishScheduled) return;
-    this.publishScheduled = true;
-    setImmediate(() => {
-      this.publishScheduled = false;
-      this.publish();
-    });
-  }
-
   private synced(): boolean {
     const local = this.dcs.get(this.options.datacenter.toLowerCase());
     if (!local || this.datacenters === null || local.nodes === null || local.serviceNames === null) return false;
     return !this.watchAllLocal || [...local.serviceNames.keys()].every((k) => local.health.has(k));
   }
 
-  /** Publishes what is loaded (once synced), then wakes the questions waiting for it. */
-  private publish(): void {
-    const sink = this.sink;
-    if (!sink || (!this.isReady && !this.synced())) return;
-
+  /** The catalog as loaded now: every datacenter's nodes and loaded services, and what is not loaded yet. */
+  private catalogData(): Required<CatalogData> {
     const nodes = new Map<string, NodeRecord>();
     const services: ServiceRecord[] = [];
     const pending: { datacenter: string; name: string }[] = [];
@@ -437,7 +424,7 @@ export class ConsulSource implements CatalogSource {
       for (const [key, name] of state.serviceNames ?? []) if (!state.health.has(key)) pending.push({ datacenter: state.name, name });
     }
     const dcs = [...this.dcs.values()];
-    const data = {
+    return {
       nodes: [...nodes.values()],
       services,
       partial: {
@@ -447,17 +434,10 @@ export class ConsulSource implements CatalogSource {
         pending,
       },
     };
-    try {
-      sink.replace(data);
-    } catch (err) {
-      this.log.warn({ err }, 'consul catalog not published');
-      return;
-    }
-    if (!this.isReady) {
-      this.isReady = true;
-      this.log.info({ nodes: data.nodes.length, instances: services.length, pending: pending.length }, 'consul catalog synced; ready');
-      this.markReady();
-    }
+  }
+
+  /** After a publish: the questions whose wait is over go on. */
+  private wakeWaits(): void {
     for (const [key, w] of this.waits) {
       if (!w.done()) continue;
       this.waits.delete(key);
