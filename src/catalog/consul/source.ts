@@ -25,12 +25,11 @@
 
 import type { Logger } from 'pino';
 import type { Diagnostics } from '../../diagnostics/channels.js';
-import { BlockingWatch, RETRY_BACKOFF } from './blocking-watch.js';
-import { Limiter, Pacer, backoffDelay, untilOrAborted } from '../../util/pacing.js';
-import { ConsulApiError, type ConsulApi, type QueryMeta, type Result, type ServiceHealth } from './api.js';
+import type { ConsulApi, ServiceHealth } from './api.js';
 import type { CatalogSink, CatalogSource } from '../source.js';
 import type { CatalogData, NodeRecord, ServiceRecord } from '../types.js';
 import { Publisher } from './publisher.js';
+import { WatchRegistry } from './watches.js';
 
 export interface ConsulSourceOptions {
   api: ConsulApi;
@@ -92,18 +91,15 @@ export class ConsulSource implements CatalogSource {
   private readonly publisher: Publisher;
   private readonly log: Logger;
   private readonly now: () => number;
-  private readonly watches = new Map<string, BlockingWatch<unknown>>();
+  private readonly watches: WatchRegistry;
   private readonly dcs = new Map<string, DcState>();
   private datacenters: string[] | null = null;
   /** Whether every local service is watched; decided when the local service list first arrives. */
   private watchAllLocal: boolean | null = null;
   /** Keyed `list/DC/`, `nodes/DC/`, `health/DC/service`: at most one per real catalog entry. */
   private readonly waits = new Map<string, Wait>();
-  private readonly firstReads = new Limiter(FIRST_READS_IN_FLIGHT);
-  private readonly rearms = new Pacer(REARMS_PER_TURN);
-  private timers: NodeJS.Timeout[] = [];
+  private sweepTimer: NodeJS.Timeout | null = null;
   private running = false;
-  private warnedAnonymous = false;
 
   constructor(private readonly options: ConsulSourceOptions) {
     this.description = `consul ${options.address}`;
@@ -111,6 +107,17 @@ export class ConsulSource implements CatalogSource {
     this.now = options.now ?? Date.now;
     this.publisher = new Publisher({ log: this.log, synced: () => this.synced(), data: () => this.catalogData(), onPublished: () => this.wakeWaits() });
     this.ready = this.publisher.ready;
+    this.watches = new WatchRegistry({
+      log: this.log,
+      diagnostics: options.diagnostics,
+      allowStale: options.allowStale,
+      maxStaleMs: options.maxStaleMs,
+      waitMs: options.waitMs,
+      hasToken: options.hasToken,
+      random: options.random,
+      readiness: this.publisher,
+      onChange: () => this.publisher.schedule(),
+    });
   }
 
   /** Starts the watches and returns at once; the first sync is `ready`. Consul may be down. */
@@ -118,11 +125,15 @@ export class ConsulSource implements CatalogSource {
     this.publisher.sink = sink;
     this.running = true;
     this.openDc(this.options.datacenter.toLowerCase());
-    void this.refreshDatacenters();
+    this.watches.poll(
+      'datacenters',
+      () => this.options.api.datacenters(),
+      (list) => (this.datacenters = list.map((d) => d.toLowerCase())),
+      this.options.datacentersRefreshMs ?? 300_000,
+    );
     const idle = this.options.watchIdleMs ?? 600_000;
-    const sweep = setInterval(() => this.sweep(), Math.max(50, Math.min(idle / 4, 60_000)));
-    sweep.unref();
-    this.timers.push(sweep);
+    this.sweepTimer = setInterval(() => this.sweep(), Math.max(50, Math.min(idle / 4, 60_000)));
+    this.sweepTimer.unref();
     this.log.info({ datacenter: this.options.datacenter, stale: this.options.allowStale, watch: this.options.watch ?? 'auto' }, 'watching consul');
     return Promise.resolve();
   }
@@ -132,7 +143,7 @@ export class ConsulSource implements CatalogSource {
     const sink = this.publisher.sink;
     if (!sink) return;
     await this.halt();
-    this.options.diagnostics.state.publish({ key: STATE_KEY, subject: '', problem: null, forget: true, log: this.log });
+    this.watches.forgetFailures();
     this.watchAllLocal = null;
     this.dcs.clear();
     await this.start(sink);
@@ -147,11 +158,9 @@ export class ConsulSource implements CatalogSource {
 
   private async halt(): Promise<void> {
     this.running = false;
-    for (const t of this.timers) clearTimeout(t);
-    this.timers = [];
-    const all = [...this.watches.values()];
-    this.watches.clear();
-    await Promise.all(all.map((w) => w.stop()));
+    if (this.sweepTimer) clearInterval(this.sweepTimer);
+    this.sweepTimer = null;
+    await this.watches.stopAll();
   }
 
   /**
@@ -220,10 +229,10 @@ export class ConsulSource implements CatalogSource {
       lastUsedDc: this.now(),
     };
     this.dcs.set(dc, state);
-    this.watch<NodeRecord[]>(`nodes/${dc}`, dc, (o) => this.options.api.nodes(o), (nodes) => {
+    this.watches.watch<NodeRecord[]>(`nodes/${dc}`, dc, (o) => this.options.api.nodes(o), (nodes) => {
       state.nodes = nodes;
     });
-    this.watch<string[]>(`services/${dc}`, dc, (o) => this.options.api.services(o), (names) => this.onServiceList(state, names));
+    this.watches.watch<string[]>(`services/${dc}`, dc, (o) => this.options.api.services(o), (names) => this.onServiceList(state, names));
     return state;
   }
 
@@ -250,23 +259,13 @@ export class ConsulSource implements CatalogSource {
     // Only services the datacenter's service list has: a name it lacks does not exist.
     const name = state.serviceNames?.get(key);
     if (name === undefined) return;
-    this.watch<ServiceHealth>(watchKey, state.name, (o) => this.options.api.health(name, o), (h) => {
+    this.watches.watch<ServiceHealth>(watchKey, state.name, (o) => this.options.api.health(name, o), (h) => {
       state.health.set(key, h);
     });
   }
 
-  /** Stops and forgets the watch under `key`, if any (its failures no longer count). */
-  private stopWatch(key: string): void {
-    const watch = this.watches.get(key);
-    this.watches.delete(key);
-    if (watch) {
-      this.options.diagnostics.state.publish({ key: STATE_KEY, subject: key, problem: null, log: this.log });
-      void watch.stop();
-    }
-  }
-
   private dropService(state: DcState, key: string): void {
-    this.stopWatch(`health/${state.name}/${key}`);
+    this.watches.stop(`health/${state.name}/${key}`);
     state.health.delete(key);
     state.lastUsed.delete(key);
     // A wait on this service ends at the next publish if the service left the list; if it was
@@ -288,8 +287,8 @@ export class ConsulSource implements CatalogSource {
         changed = true;
       }
       if (!state.local && state.lastUsed.size === 0 && state.lastUsedDc < cutoff) {
-        this.stopWatch(`nodes/${state.name}`);
-        this.stopWatch(`services/${state.name}`);
+        this.watches.stop(`nodes/${state.name}`);
+        this.watches.stop(`services/${state.name}`);
         this.dcs.delete(state.name);
         for (const kind of ['list', 'nodes', 'health']) this.endWaits(`${kind}/${state.name}/`);
         this.log.debug({ datacenter: state.name }, 'idle datacenter dropped');
@@ -297,110 +296,6 @@ export class ConsulSource implements CatalogSource {
       }
     }
     if (changed) this.publisher.schedule();
-  }
-
-  /** Reads the list of datacenters now and every few minutes (it cannot be watched). */
-  private async refreshDatacenters(failures = 0): Promise<void> {
-    if (!this.running) return;
-    let delay = this.options.datacentersRefreshMs ?? 300_000;
-    try {
-      const list = await this.options.api.datacenters();
-      if (!this.running) return;
-      if (failures > 0) this.onWatchRecover('datacenters');
-      this.datacenters = list.map((d) => d.toLowerCase());
-      failures = 0;
-      this.publisher.schedule();
-    } catch (err) {
-      if (!this.running) return;
-      failures++;
-      this.onWatchError('datacenters', err, failures);
-      delay = backoffDelay(failures, RETRY_BACKOFF, (this.options.random ?? Math.random)());
-    }
-    const timer = setTimeout(() => void this.refreshDatacenters(failures), delay);
-    timer.unref();
-    this.timers.push(timer);
-  }
-
-  /**
-   * Starts a blocking watch whose results go through `apply` and then trigger a publish. Stale
-   * reads that are too stale (X-Consul-LastContact above --max-stale) are read again consistently.
-   */
-  private watch<T>(
-    key: string,
-    dc: string,
-    read: (o: { dc: string; index: bigint; waitMs: number; stale: boolean; signal: AbortSignal }) => Promise<Result<T>>,
-    apply: (data: T) => void,
-  ): void {
-    const { allowStale, maxStaleMs, waitMs } = this.options;
-    const watch = new BlockingWatch<T>({
-      waitMs,
-      random: this.options.random,
-      fetch: async (index, signal) => {
-        let result: Result<T>;
-        if (index === 0n) {
-          // First reads answer at once: bounded in number, so that 5,000 of them at start do not
-          // all hold a connection, a response and its parsed body at the same moment.
-          result = await this.firstReads.run(() => read({ dc, index, waitMs, stale: allowStale, signal }));
-        } else {
-          // Until the first sync, the first reads go first: a blocking read asked later still
-          // returns at once whatever changed since its index, so nothing is missed.
-          // Then they start a few at a time, so that questions are answered in between: 5,000
-          // requests started at once would hold the event loop for seconds.
-          if (!this.publisher.isReady) {
-            await untilOrAborted(this.ready, signal);
-            await this.rearms.turn();
-          }
-          if (signal.aborted) throw new ConsulApiError('request cancelled', 0);
-          result = await read({ dc, index, waitMs, stale: allowStale, signal });
-        }
-        if (allowStale && tooStale(result.meta, maxStaleMs)) {
-          this.log.debug({ watch: key, lastContactMs: result.meta.lastContactMs }, 'stale answer too old; reading from the leader');
-          result = await read({ dc, index: 0n, waitMs, stale: false, signal });
-        }
-        if (result.meta.defaultAclPolicy === 'deny' && !this.options.hasToken && !this.warnedAnonymous) {
-          // Consul does not refuse a request without a token: it filters it down to what the
-          // anonymous token may read, often nothing. Say so, or an empty catalog is a mystery.
-          this.warnedAnonymous = true;
-          this.log.warn('consul denies by default and svcdns has no ACL token: only what the anonymous token may read is served; set --consul-token');
-        }
-        return { data: result.data, index: result.meta.index };
-      },
-      onData: (data) => {
-        if (this.watches.get(key) !== watch) return;
-        apply(data);
-        this.publisher.schedule();
-      },
-      onError: (err, failures) => {
-        if (this.watches.get(key) === watch) this.onWatchError(key, err, failures);
-      },
-      onRecover: () => this.onWatchRecover(key),
-    });
-    this.watches.set(key, watch);
-    watch.start();
-  }
-
-  /**
-   * Reported on every failure; the state logger logs when the kind of failure changes (healthy ->
-   * unreachable, unreachable -> ACL refused, ...), not per watch or per retry: an outage is one
-   * line however many watches are retrying.
-   */
-  private onWatchError(key: string, err: unknown, failures: number): void {
-    const status = err instanceof ConsulApiError ? err.status : 0;
-    const message = err instanceof Error ? err.message : String(err);
-    this.options.diagnostics.state.publish({
-      key: STATE_KEY,
-      subject: key,
-      problem: status === 0 ? 'unreachable' : `${status} ${message}`,
-      level: status === 403 ? 'error' : 'warn',
-      message: status === 403 ? 'consul refused the ACL token; check --consul-token' : 'consul watch failing; retrying with backoff',
-      repeat: 'consul watch still failing',
-      fields: { watch: key, status, error: message, failures, serving: this.publisher.isReady ? 'last good catalog' : 'SERVFAIL until the first sync' },
-      log: this.log,
-    });
-  }
-
-  private onWatchRecover(key: string): void {
-    this.options.diagnostics.state.publish({ key: STATE_KEY, subject: key, problem: null, message: 'consul watches recovered', fields: { watch: key }, log: this.log });
   }
 
   private synced(): boolean {
@@ -444,17 +339,4 @@ export class ConsulSource implements CatalogSource {
       w.resolve();
     }
   }
-}
-
-/** Blocking reads started per event-loop turn after the first sync. */
-const REARMS_PER_TURN = 16;
-
-/** What the state logger knows Consul's watches by. */
-const STATE_KEY = 'consul';
-
-/** Non-blocking reads (index 0) in flight at once; blocking ones are not limited (they park). */
-const FIRST_READS_IN_FLIGHT = 32;
-
-function tooStale(meta: QueryMeta, maxStaleMs: number): boolean {
-  return meta.lastContactMs > maxStaleMs;
 }
