@@ -21,6 +21,13 @@
  *
  * Failures: a watch that fails keeps its last good data and the snapshot keeps serving. Each change
  * in the kind of failure is logged once (not per watch or retry), and recovery once.
+ *
+ * This file owns the CatalogSource contract (start, reload, stop, want, touch) and the lifecycle
+ * (the sweep's timer, `running`), composed of:
+ * - datacenters.ts: the copy of the catalog per datacenter, which watches it needs, the idle sweep;
+ * - watches.ts: the watch registry (Consul reads by key, the polled datacenter list, failure reports);
+ * - waits.ts: questions waiting for something to load;
+ * - publisher.ts: the sink, readiness, one snapshot per event-loop turn.
  */
 
 import type { Logger } from 'pino';
@@ -29,6 +36,7 @@ import type { ConsulApi } from './api.js';
 import type { CatalogSink, CatalogSource } from '../source.js';
 import { Datacenters } from './datacenters.js';
 import { Publisher } from './publisher.js';
+import { Waits } from './waits.js';
 import { WatchRegistry } from './watches.js';
 
 export interface ConsulSourceOptions {
@@ -58,30 +66,27 @@ export interface ConsulSourceOptions {
   now?: () => number;
 }
 
-/** Questions waiting for one thing to load share one Wait, so waits are bounded by the catalog. */
-interface Wait {
-  promise: Promise<void>;
-  done: () => boolean;
-  resolve: () => void;
-}
-
 export class ConsulSource implements CatalogSource {
   readonly description: string;
   /** Resolves at the first full sync. */
   readonly ready: Promise<void>;
-  private readonly publisher: Publisher;
   private readonly log: Logger;
+  private readonly publisher: Publisher;
   private readonly watches: WatchRegistry;
   private readonly datacenters: Datacenters;
-  /** Keyed `list/DC/`, `nodes/DC/`, `health/DC/service`: at most one per real catalog entry. */
-  private readonly waits = new Map<string, Wait>();
+  private readonly waits: Waits;
   private sweepTimer: NodeJS.Timeout | null = null;
   private running = false;
 
   constructor(private readonly options: ConsulSourceOptions) {
     this.description = `consul ${options.address}`;
     this.log = options.log.child({ component: 'consul', consul: options.address });
-    this.publisher = new Publisher({ log: this.log, synced: () => this.datacenters.synced(), data: () => this.datacenters.data(), onPublished: () => this.wakeWaits() });
+    this.publisher = new Publisher({
+      log: this.log,
+      synced: () => this.datacenters.synced(),
+      data: () => this.datacenters.data(),
+      onPublished: () => this.waits.published(),
+    });
     this.ready = this.publisher.ready;
     this.watches = new WatchRegistry({
       log: this.log,
@@ -104,10 +109,9 @@ export class ConsulSource implements CatalogSource {
       watchIdleMs: options.watchIdleMs,
       watches: this.watches,
       onChange: () => this.publisher.schedule(),
-      onDropped: (dc) => {
-        for (const kind of ['list', 'nodes', 'health']) this.endWaits(`${kind}/${dc}/`);
-      },
+      onDropped: (dc) => this.waits.endDatacenter(dc),
     });
+    this.waits = new Waits(this.datacenters, this.publisher);
   }
 
   /** Starts the watches and returns at once; the first sync is `ready`. Consul may be down. */
@@ -141,8 +145,7 @@ export class ConsulSource implements CatalogSource {
   async stop(): Promise<void> {
     this.publisher.sink = null;
     await this.halt();
-    for (const w of this.waits.values()) w.resolve();
-    this.waits.clear();
+    this.waits.endAll();
   }
 
   private async halt(): Promise<void> {
@@ -152,61 +155,13 @@ export class ConsulSource implements CatalogSource {
     await this.watches.stopAll();
   }
 
-  /**
-   * Loads what a question needs: the datacenter's node list (`service` null), or its service list
-   * and then, if the service is in it, the service. A health watch starts only for a service the
-   * list confirms, so made-up names cost nothing but the list.
-   */
+  /** Loads what a question needs and resolves once a published snapshot has it (waits.ts). */
   async want(datacenter: string, service: string | null): Promise<void> {
     if (!this.running) throw new Error('consul source stopped');
-    const dc = datacenter.toLowerCase();
-    const state = this.datacenters.use(dc);
-    if (service === null) return this.waitFor(`nodes/${dc}/`, () => state.nodes !== null);
-    await this.waitFor(`list/${dc}/`, () => state.serviceNames !== null);
-    const key = service.toLowerCase();
-    // Not in the list: it does not exist (the wait covers a publish still to come with that list).
-    if (!state.serviceNames?.has(key)) return this.waitFor(`list/${dc}/`, () => state.serviceNames !== null);
-    this.datacenters.useService(state, key);
-    return this.waitFor(`health/${dc}/${key}`, () => state.health.has(key) || !state.serviceNames?.has(key));
-  }
-
-  /** Ends the waits whose key starts with `prefix` (what they wait for was dropped): they re-ask. */
-  private endWaits(prefix: string): void {
-    for (const [key, w] of this.waits) {
-      if (!key.startsWith(prefix)) continue;
-      this.waits.delete(key);
-      w.resolve();
-    }
-  }
-
-  /**
-   * Resolves when `done()` holds in a published snapshot; one shared wait per key. A change not
-   * published yet (a publish is scheduled) waits for that publish, so the question is answered
-   * again from a snapshot that has it.
-   */
-  private waitFor(key: string, done: () => boolean): Promise<void> {
-    if (this.publisher.isReady && done() && !this.publisher.scheduled) return Promise.resolve();
-    let wait = this.waits.get(key);
-    if (!wait) {
-      let resolve!: () => void;
-      const promise = new Promise<void>((r) => (resolve = r));
-      wait = { promise, done, resolve };
-      this.waits.set(key, wait);
-      this.publisher.schedule();
-    }
-    return wait.promise;
+    return this.waits.want(datacenter, service);
   }
 
   touch(datacenter: string, service: string): void {
     this.datacenters.touch(datacenter, service);
-  }
-
-  /** After a publish: the questions whose wait is over go on. */
-  private wakeWaits(): void {
-    for (const [key, w] of this.waits) {
-      if (!w.done()) continue;
-      this.waits.delete(key);
-      w.resolve();
-    }
   }
 }
