@@ -13,6 +13,9 @@
 
 import type { Datacenters } from './datacenters.js';
 
+/** What the waits ask of the datacenters' state: a datacenter to use, a service to load. */
+export type Loader = Pick<Datacenters, 'use' | 'useService'>;
+
 /** What the waits need to know of publishing (publisher.ts). */
 export interface PublishState {
   /** The first full sync has been published. */
@@ -34,7 +37,7 @@ export class Waits {
   private readonly waits = new Map<string, Wait>();
 
   constructor(
-    private readonly datacenters: Datacenters,
+    private readonly datacenters: Loader,
     private readonly publisher: PublishState,
   ) {}
 
