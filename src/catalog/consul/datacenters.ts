@@ -18,6 +18,7 @@
 
 import type { Logger } from 'pino';
 import type { ConsulApi, ServiceHealth } from './api.js';
+import type { ConsulConfig } from './config.js';
 import type { CatalogData, NodeRecord, ServiceRecord } from '../types.js';
 import type { WatchRegistry } from './watches.js';
 
@@ -46,7 +47,9 @@ export interface DatacentersOptions {
   datacenter: string;
   log: Logger;
   now: () => number;
-  watch?: 'auto' | 'all' | 'on-demand';
+  /** Which local services are watched (default auto). */
+  watch?: ConsulConfig['watch'];
+  /** With `auto`: all, up to this many local services (default 500). */
   watchAllLimit?: number;
   /** On-demand watches unused this long are dropped, ms. */
   watchIdleMs?: number;
