@@ -8,9 +8,14 @@
  * - An index <= 0 is treated as 1, so a buggy zero never turns the loop into a busy poll.
  * - An unchanged index means nothing changed: ask again without delivering anything. If such a
  *   call returned early (a proxy that ignores `index`), wait `minIntervalMs` before the next one.
- * - Errors back off exponentially with full jitter, capped, and reset after a success.
+ * - Errors back off exponentially with full jitter, capped (`backoffDelay`), and reset after a success.
  * So the loop never spins, whatever the server does.
  */
+
+import { backoffDelay, type Backoff } from '../../util/pacing.js';
+
+/** How failed Consul reads are retried unless told otherwise: the delay's ceiling starts at 250 ms and doubles up to 30 s. */
+export const RETRY_BACKOFF: Backoff = { baseMs: 250, maxMs: 30_000 };
 
 export interface WatchResult<T> {
   data: T;
@@ -28,7 +33,8 @@ export interface BlockingWatchOptions<T> {
   onRecover?(): void;
   /** Blocking wait of each call, ms; an unchanged result sooner than this counts as early. */
   waitMs: number;
-  backoff?: { baseMs: number; maxMs: number };
+  /** Retry delays after errors; RETRY_BACKOFF by default. */
+  backoff?: Backoff;
   minIntervalMs?: number;
   random?: () => number;
   now?: () => number;
@@ -55,7 +61,7 @@ export class BlockingWatch<T> {
     const { signal } = this.controller;
     const random = this.options.random ?? Math.random;
     const now = this.options.now ?? Date.now;
-    const { baseMs, maxMs } = this.options.backoff ?? { baseMs: 250, maxMs: 30_000 };
+    const backoff = this.options.backoff ?? RETRY_BACKOFF;
     const minIntervalMs = this.options.minIntervalMs ?? 1_000;
     let failures = 0;
     while (!signal.aborted) {
@@ -67,8 +73,7 @@ export class BlockingWatch<T> {
         if (signal.aborted) return;
         failures++;
         this.options.onError(err, failures);
-        // Full jitter (AWS architecture blog): uniform in [0, min(cap, base * 2^n)).
-        await sleep(random() * Math.min(maxMs, baseMs * 2 ** (failures - 1)), signal);
+        await sleep(backoffDelay(failures, backoff, random()), signal);
         continue;
       }
       if (signal.aborted) return;

@@ -1,0 +1,247 @@
+/**
+ * The watch registry of the Consul source: every Consul read that repeats on its own, by key, and
+ * how its failures are told.
+ *
+ * - Blocking watches (`watch`): `nodes/DC`, `services/DC`, `health/DC/service`, one BlockingWatch
+ *   each. How their reads are made: first reads (index 0) at most FIRST_READS_IN_FLIGHT at once;
+ *   until the first sync, blocking reads wait for it and then start REARMS_PER_TURN per event-loop
+ *   turn; a stale answer too old (X-Consul-LastContact above --max-stale) is read again from the
+ *   leader; a default-deny ACL policy without a token is warned about once.
+ * - The polled read (`poll`): the list of datacenters cannot block; it is read now and then every
+ *   few minutes, retried with the same backoff as the watches.
+ * - New data goes through the caller's `apply`, then `onChange` (a publish).
+ * - Failures and recoveries go out on the diagnostics seam as `state` events under the key
+ *   `consul`, one subject per watch; the state logger logs each change of the kind of failure once.
+ *   A watch stopped by key no longer counts as failing.
+ *
+ * Which watches should run is decided elsewhere (datacenters.ts); this only runs them.
+ */
+
+import type { Logger } from 'pino';
+import type { Diagnostics } from '../../diagnostics/channels.js';
+import { backoffDelay, Limiter, Pacer, untilOrAborted } from '../../util/pacing.js';
+import { ConsulApiError, type QueryMeta, type Result } from './api.js';
+import { BlockingWatch, RETRY_BACKOFF } from './blocking-watch.js';
+
+/** What the state logger knows Consul's watches by. */
+const STATE_KEY = 'consul';
+
+/** Non-blocking reads (index 0) in flight at once; blocking ones are not limited (they park). */
+const FIRST_READS_IN_FLIGHT = 32;
+
+/** Blocking reads started per event-loop turn after the first sync. */
+const REARMS_PER_TURN = 16;
+
+/** One call of a blocking read, as the api's `nodes`, `services` and `health` take it. */
+export type BlockingRead<T> = (o: { dc: string; index: bigint; waitMs: number; stale: boolean; signal: AbortSignal }) => Promise<Result<T>>;
+
+export interface WatchRegistryOptions {
+  log: Logger;
+  /** Failures and recoveries are reported here (`state`). */
+  diagnostics: Diagnostics;
+  /** Send `?stale` so any server answers. */
+  allowStale: boolean;
+  /** A stale answer from a server that last heard from the leader longer ago is re-read consistently. */
+  maxStaleMs: number;
+  /** Blocking wait per call, ms. */
+  waitMs: number;
+  /** Whether an ACL token is sent (to explain an empty catalog under a default-deny policy). */
+  hasToken?: boolean;
+  random?: () => number;
+  /** The first sync: blocking reads wait for it; failure reports say whether a catalog is served. */
+  readiness: { readonly isReady: boolean; readonly ready: Promise<void> };
+  /** New data was applied. */
+  onChange(): void;
+}
+
+/** What the registry holds: a watch or a poll, stopped alike. */
+interface Running {
+  stop(): Promise<void>;
+}
+
+export class WatchRegistry {
+  private readonly running = new Map<string, Running>();
+  private readonly firstReads = new Limiter(FIRST_READS_IN_FLIGHT);
+  private readonly rearms = new Pacer(REARMS_PER_TURN);
+  private warnedAnonymous = false;
+
+  constructor(private readonly options: WatchRegistryOptions) {}
+
+  has(key: string): boolean {
+    return this.running.has(key);
+  }
+
+  /**
+   * Starts a blocking watch whose results go through `apply` and then trigger a publish. Stale
+   * reads that are too stale (X-Consul-LastContact above --max-stale) are read again consistently.
+   */
+  watch<T>(key: string, dc: string, read: BlockingRead<T>, apply: (data: T) => void): void {
+    const { allowStale, maxStaleMs, waitMs, readiness, log } = this.options;
+    const watch = new BlockingWatch<T>({
+      waitMs,
+      random: this.options.random,
+      fetch: async (index, signal) => {
+        let result: Result<T>;
+        if (index === 0n) {
+          // First reads answer at once: bounded in number, so that 5,000 of them at start do not
+          // all hold a connection, a response and its parsed body at the same moment.
+          result = await this.firstReads.run(() => read({ dc, index, waitMs, stale: allowStale, signal }));
+        } else {
+          // Until the first sync, the first reads go first: a blocking read asked later still
+          // returns at once whatever changed since its index, so nothing is missed.
+          // Then they start a few at a time, so that questions are answered in between: 5,000
+          // requests started at once would hold the event loop for seconds.
+          if (!readiness.isReady) {
+            await untilOrAborted(readiness.ready, signal);
+            await this.rearms.turn();
+          }
+          if (signal.aborted) throw new ConsulApiError('request cancelled', 0);
+          result = await read({ dc, index, waitMs, stale: allowStale, signal });
+        }
+        if (allowStale && tooStale(result.meta, maxStaleMs)) {
+          log.debug({ watch: key, lastContactMs: result.meta.lastContactMs }, 'stale answer too old; reading from the leader');
+          result = await read({ dc, index: 0n, waitMs, stale: false, signal });
+        }
+        if (result.meta.defaultAclPolicy === 'deny' && !this.options.hasToken && !this.warnedAnonymous) {
+          // Consul does not refuse a request without a token: it filters it down to what the
+          // anonymous token may read, often nothing. Say so, or an empty catalog is a mystery.
+          this.warnedAnonymous = true;
+          log.warn('consul denies by default and svcdns has no ACL token: only what the anonymous token may read is served; set --consul-token');
+        }
+        return { data: result.data, index: result.meta.index };
+      },
+      onData: (data) => {
+        if (this.running.get(key) !== watch) return;
+        apply(data);
+        this.options.onChange();
+      },
+      onError: (err, failures) => {
+        if (this.running.get(key) === watch) this.reportFailure(key, err, failures);
+      },
+      onRecover: () => this.reportRecovery(key),
+    });
+    this.running.set(key, watch);
+    watch.start();
+  }
+
+  /**
+   * Reads `read` now and every `everyMs` (for what cannot be watched); its results go through
+   * `apply` and then trigger a publish. A failure is retried with backoff.
+   */
+  poll<T>(key: string, read: () => Promise<T>, apply: (data: T) => void, everyMs: number): void {
+    const poll = new Poll<T>({
+      read,
+      everyMs,
+      random: this.options.random ?? Math.random,
+      onData: (data) => {
+        apply(data);
+        this.options.onChange();
+      },
+      onError: (err, failures) => this.reportFailure(key, err, failures),
+      onRecover: () => this.reportRecovery(key),
+    });
+    this.running.set(key, poll);
+    poll.start();
+  }
+
+  /** Stops and forgets the watch under `key`, if any (its failures no longer count). */
+  stop(key: string): void {
+    const watch = this.running.get(key);
+    this.running.delete(key);
+    if (watch) {
+      this.options.diagnostics.state.publish({ key: STATE_KEY, subject: key, problem: null, log: this.options.log });
+      void watch.stop();
+    }
+  }
+
+  /** Stops every watch and poll; resolves when the watches' loops have ended. */
+  async stopAll(): Promise<void> {
+    const all = [...this.running.values()];
+    this.running.clear();
+    await Promise.all(all.map((w) => w.stop()));
+  }
+
+  /** Starts afresh (a reload): the state logger forgets every failure, and logs nothing for it. */
+  forgetFailures(): void {
+    this.options.diagnostics.state.publish({ key: STATE_KEY, subject: '', problem: null, forget: true, log: this.options.log });
+  }
+
+  /**
+   * Reported on every failure; the state logger logs when the kind of failure changes (healthy ->
+   * unreachable, unreachable -> ACL refused, ...), not per watch or per retry: an outage is one
+   * line however many watches are retrying.
+   */
+  private reportFailure(key: string, err: unknown, failures: number): void {
+    const status = err instanceof ConsulApiError ? err.status : 0;
+    const message = err instanceof Error ? err.message : String(err);
+    this.options.diagnostics.state.publish({
+      key: STATE_KEY,
+      subject: key,
+      problem: status === 0 ? 'unreachable' : `${status} ${message}`,
+      level: status === 403 ? 'error' : 'warn',
+      message: status === 403 ? 'consul refused the ACL token; check --consul-token' : 'consul watch failing; retrying with backoff',
+      repeat: 'consul watch still failing',
+      fields: { watch: key, status, error: message, failures, serving: this.options.readiness.isReady ? 'last good catalog' : 'SERVFAIL until the first sync' },
+      log: this.options.log,
+    });
+  }
+
+  private reportRecovery(key: string): void {
+    this.options.diagnostics.state.publish({ key: STATE_KEY, subject: key, problem: null, message: 'consul watches recovered', fields: { watch: key }, log: this.options.log });
+  }
+}
+
+interface PollOptions<T> {
+  read(): Promise<T>;
+  /** Between successful reads, ms. */
+  everyMs: number;
+  random: () => number;
+  onData(data: T): void;
+  onError(err: unknown, failures: number): void;
+  onRecover(): void;
+}
+
+/**
+ * One read that cannot block, repeated: now, then `everyMs` after each success; after a failure,
+ * sooner, with RETRY_BACKOFF. Its timer does not keep the process alive. `stop()` ends it at once;
+ * a read still in flight then is ignored when it returns.
+ */
+class Poll<T> {
+  private stopped = false;
+  private timer: NodeJS.Timeout | null = null;
+
+  constructor(private readonly options: PollOptions<T>) {}
+
+  start(): void {
+    void this.run(0);
+  }
+
+  stop(): Promise<void> {
+    this.stopped = true;
+    if (this.timer) clearTimeout(this.timer);
+    return Promise.resolve();
+  }
+
+  private async run(failures: number): Promise<void> {
+    if (this.stopped) return;
+    let delay = this.options.everyMs;
+    try {
+      const data = await this.options.read();
+      if (this.stopped) return;
+      if (failures > 0) this.options.onRecover();
+      this.options.onData(data);
+      failures = 0;
+    } catch (err) {
+      if (this.stopped) return;
+      failures++;
+      this.options.onError(err, failures);
+      delay = backoffDelay(failures, RETRY_BACKOFF, this.options.random());
+    }
+    this.timer = setTimeout(() => void this.run(failures), delay);
+    this.timer.unref();
+  }
+}
+
+function tooStale(meta: QueryMeta, maxStaleMs: number): boolean {
+  return meta.lastContactMs > maxStaleMs;
+}
