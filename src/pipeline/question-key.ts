@@ -21,6 +21,8 @@ import { Pointers, walkName } from '../dns/name-walker.js';
 
 /** Header bits that must be clear: QR and the opcode. */
 const NOT_A_PLAIN_QUERY = Flag.QR | OPCODE_MASK;
+/** Each byte folded to lower case (ASCII only): one load per byte in the hash loop instead of a branch. */
+const FOLD = new Uint8Array(256).map((_, c) => (c >= 0x41 && c <= 0x5a ? c | 0x20 : c));
 
 /**
  * Reads one packet at a time into its fields: `read` returns false for packets the hot path leaves
@@ -56,12 +58,10 @@ export class QuestionReader {
     if (nameEnd < 0) return false;
     const questionEnd = nameEnd + 4;
     if (questionEnd > length) return false;
-    let hash = (0x811c9dc5 ^ this.seed) >>> 0;
-    for (let i = HEADER_SIZE; i < nameEnd; i++) {
-      let c = packet[i]!;
-      if (c >= 0x41 && c <= 0x5a) c |= 0x20;
-      hash = Math.imul(hash ^ c, 0x01000193);
-    }
+    // An int32 throughout (XOR and imul only see the low 32 bits): a start of 2^31 or more, which
+    // `>>> 0` gives for half the seeds, made TurboFan compile these loops to code twice as slow.
+    let hash = 0x811c9dc5 ^ this.seed;
+    for (let i = HEADER_SIZE; i < nameEnd; i++) hash = Math.imul(hash ^ FOLD[packet[i]!]!, 0x01000193);
     for (let i = nameEnd; i < questionEnd; i++) hash = Math.imul(hash ^ packet[i]!, 0x01000193);
 
     let size = MIN_UDP_SIZE;
