@@ -13,7 +13,19 @@
  *    boundary never leaves a dangling pointer, so the message is encoded once and cut.
  */
 
-import { ADVERTISED_UDP_SIZE, Flag, HEADER_SIZE, MAX_TCP_SIZE, RRClass, RRType } from './constants.js';
+import {
+  ADVERTISED_UDP_SIZE,
+  Flag,
+  HEADER_SIZE,
+  MAX_CHARACTER_STRING_LENGTH,
+  MAX_LABEL_LENGTH,
+  MAX_NAME_LENGTH,
+  MAX_TCP_SIZE,
+  OPCODE_MASK,
+  OPT_SIZE,
+  RRClass,
+  RRType,
+} from './constants.js';
 import type { Query } from './wire.js';
 
 interface RRBase {
@@ -48,7 +60,8 @@ export interface Reply {
   additional: readonly RR[];
 }
 
-export const OPT_SIZE = 11;
+/** Defined with the other DNS numbers; still exported here for the modules that import it from the codec. */
+export { OPT_SIZE };
 
 /**
  * Our OPT record at `off` (RFC 6891 6.1.2): root owner, the size svcdns advertises, the upper bits of
@@ -159,7 +172,7 @@ class Writer {
       return;
     }
     // A name is at most 255 bytes on the wire: its text plus the first length byte and the root.
-    if (name.length + 2 > 255) throw new RangeError(`name longer than 255 bytes: ${JSON.stringify(name)}`);
+    if (name.length + 2 > MAX_NAME_LENGTH) throw new RangeError(`name longer than 255 bytes: ${JSON.stringify(name)}`);
     const key = name.toLowerCase();
     let start = 0;
     for (;;) {
@@ -175,7 +188,7 @@ class Writer {
       const dot = name.indexOf('.', start);
       const end = dot === -1 ? name.length : dot;
       const len = end - start;
-      if (len === 0 || len > 63) throw new RangeError(`bad label in name ${JSON.stringify(name)}`);
+      if (len === 0 || len > MAX_LABEL_LENGTH) throw new RangeError(`bad label in name ${JSON.stringify(name)}`);
       this.ensure(1 + len);
       this.buf[this.off] = len;
       this.buf.write(name.slice(start, end), this.off + 1, 'latin1');
@@ -226,7 +239,7 @@ class Writer {
           const b = Buffer.from(s, 'utf8');
           let at = 0;
           do {
-            const end = Math.min(at + 255, b.length);
+            const end = Math.min(at + MAX_CHARACTER_STRING_LENGTH, b.length);
             this.u8(end - at);
             this.bytes(b, at, end);
             at = end;
@@ -298,7 +311,7 @@ export function encodeReply(query: Query, packet: Buffer, reply: Reply, maxSize:
   buf.writeUInt16BE(query.id, 0);
   buf.writeUInt16BE(
     Flag.QR |
-      (query.flags & (0x7800 | Flag.RD | Flag.CD)) |
+      (query.flags & (OPCODE_MASK | Flag.RD | Flag.CD)) |
       (reply.authoritative ? Flag.AA : 0) |
       (truncated ? Flag.TC : 0) |
       (reply.recursionAvailable ? Flag.RA : 0) |

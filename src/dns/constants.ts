@@ -1,5 +1,6 @@
 /**
- * DNS numbers used across svcdns (RFC 1035, RFC 3596, RFC 2782, RFC 6891).
+ * DNS numbers used across svcdns (RFC 1035, RFC 3596, RFC 2782, RFC 6891 and the RFCs named below):
+ * record types, classes, rcodes, header bits, sizes and the limits of names and strings.
  * Plain objects rather than enums so every module, and tsx, sees the same values.
  */
 
@@ -13,7 +14,11 @@ export const RRType = {
   TXT: 16,
   AAAA: 28,
   SRV: 33,
+  DNAME: 39,
   OPT: 41,
+  /** A meta-record signing one message (RFC 8945): never passed on. */
+  TSIG: 250,
+  /** Zone transfers, question types only (RFC 1995, RFC 5936). */
   IXFR: 251,
   AXFR: 252,
   ANY: 255,
@@ -51,7 +56,18 @@ export const Flag = {
   CD: 0x0010,
 } as const;
 
+/** The opcode's four bits in the flags word (0 is QUERY). */
+export const OPCODE_MASK = 0x7800;
+
 export const HEADER_SIZE = 12;
+/** A label holds at most 63 bytes; length bytes 0x40-0xbf are other label types, 0xc0-0xff pointers (RFC 1035 2.3.4, 4.1.4). */
+export const MAX_LABEL_LENGTH = 63;
+/** A name is at most 255 bytes on the wire, length bytes and the root label included (RFC 1035 2.3.4). */
+export const MAX_NAME_LENGTH = 255;
+/** A character-string (TXT) holds at most 255 bytes after its length byte (RFC 1035 3.3). */
+export const MAX_CHARACTER_STRING_LENGTH = 255;
+/** Our OPT record, and the only one the hot path reads: root owner, no options (RFC 6891 6.1.2). */
+export const OPT_SIZE = 11;
 /** The classic UDP payload limit for clients that send no EDNS OPT record (RFC 1035 4.2.1). */
 export const MIN_UDP_SIZE = 512;
 /** The largest UDP payload svcdns will send, whatever the client advertises. */

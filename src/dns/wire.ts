@@ -11,7 +11,8 @@
  *   nothing is lost; `key` is the lower-cased name used for lookups.
  */
 
-import { Flag, HEADER_SIZE, MAX_UDP_SIZE, MIN_UDP_SIZE, Rcode, RRType } from './constants.js';
+import { Flag, HEADER_SIZE, MAX_UDP_SIZE, MIN_UDP_SIZE, OPCODE_MASK, Rcode, RRType } from './constants.js';
+import { nameError, Pointers, walkName } from './name-walker.js';
 
 export interface Edns {
   /** The client's advertised UDP payload size, clamped to [512, 4096]. */
@@ -51,9 +52,6 @@ export type ReadResult =
   | { kind: 'error'; id: number; flags: number; rcode: number }
   | { kind: 'drop'; reason: string };
 
-const MAX_NAME_LENGTH = 255;
-const MAX_LABEL_LENGTH = 63;
-
 class Malformed extends Error {}
 
 /** Reads a query packet; never throws. */
@@ -78,27 +76,15 @@ function readBody(buf: Buffer, id: number, flags: number): Query {
   const labels: string[] = [];
   const labelOffsets: number[] = [];
   let plain = true;
-  let off = HEADER_SIZE;
-  let nameLength = 1;
-  for (;;) {
-    if (off >= buf.length) throw new Malformed('name runs past the end');
-    const len = buf[off]!;
-    if (len === 0) {
-      off += 1;
-      break;
-    }
-    // A compression pointer in the first name of a message can only point into the header, and
-    // the 0x40/0x80 label types are obsolete (RFC 6891 9): both are malformed here.
-    if (len > MAX_LABEL_LENGTH) throw new Malformed('bad label type');
-    nameLength += len + 1;
-    if (nameLength > MAX_NAME_LENGTH) throw new Malformed('name too long');
-    if (off + 1 + len > buf.length) throw new Malformed('label runs past the end');
-    const label = buf.toString('latin1', off + 1, off + 1 + len);
+  // A compression pointer in the first name of a message can only point into the header, and the
+  // 0x40/0x80 label types are obsolete (RFC 6891 9): both are malformed here.
+  let off = walkName(buf, HEADER_SIZE, Pointers.REFUSE, (at) => {
+    const label = buf.toString('latin1', at + 1, at + 1 + buf[at]!);
     if (label.includes('.')) plain = false;
-    labelOffsets.push(off);
+    labelOffsets.push(at);
     labels.push(label);
-    off += 1 + len;
-  }
+  });
+  if (off < 0) throw new Malformed(nameError(off));
   if (off + 4 > buf.length) throw new Malformed('question runs past the end');
   const type = buf.readUInt16BE(off);
   const qclass = buf.readUInt16BE(off + 2);
@@ -160,18 +146,9 @@ function readEdns(buf: Buffer, start: number): Edns | null {
 
 /** Skips a possibly compressed name without following pointers (a pointer ends a name). */
 function skipName(buf: Buffer, start: number): number {
-  let off = start;
-  for (;;) {
-    if (off >= buf.length) throw new Malformed('name runs past the end');
-    const len = buf[off]!;
-    if (len === 0) return off + 1;
-    if ((len & 0xc0) === 0xc0) {
-      if (off + 2 > buf.length) throw new Malformed('pointer runs past the end');
-      return off + 2;
-    }
-    if (len > MAX_LABEL_LENGTH) throw new Malformed('bad label type');
-    off += 1 + len;
-  }
+  const end = walkName(buf, start, Pointers.STOP);
+  if (end < 0) throw new Malformed(nameError(end));
+  return end;
 }
 
 /** Lower-cases A-Z only: DNS names compare case-insensitively for ASCII letters (RFC 4343). */
@@ -191,6 +168,6 @@ export function asciiLower(s: string): string {
 export function errorReply(id: number, queryFlags: number, rcode: number): Buffer {
   const out = Buffer.alloc(HEADER_SIZE);
   out.writeUInt16BE(id, 0);
-  out.writeUInt16BE(Flag.QR | (queryFlags & (0x7800 | Flag.RD | Flag.CD)) | (rcode & 0xf), 2);
+  out.writeUInt16BE(Flag.QR | (queryFlags & (OPCODE_MASK | Flag.RD | Flag.CD)) | (rcode & 0xf), 2);
   return out;
 }

@@ -10,11 +10,11 @@
  * point backwards (RFC 1035 4.1.4: "a prior occurrence"), so no kept record refers to a cut one.
  */
 
-import { fitMessage, OPT_SIZE, writeOpt } from '../dns/codec.js';
-import { Flag, HEADER_SIZE, Rcode, RRType } from '../dns/constants.js';
+import { fitMessage, writeOpt } from '../dns/codec.js';
+import { Flag, HEADER_SIZE, OPT_SIZE, Rcode, RRType } from '../dns/constants.js';
+import { nameError, Pointers, walkName } from '../dns/name-walker.js';
 import type { Query } from '../dns/wire.js';
-const TSIG = 250;
-const DNAME = 39;
+
 /** RFC 2181 8: a TTL with the top bit set is read as 0. */
 const MAX_TTL = 0x7fffffff;
 
@@ -172,7 +172,7 @@ function walk(reply: Buffer, flags: number, questionEnd: number, maxTtl: number)
     const ttlAt = ownerEnd + 4;
     const rdStart = ownerEnd + 10;
     const rdEnd = rdStart + bytes.readUInt16BE(ownerEnd + 8);
-    if (i >= an + ns && (type === RRType.OPT || type === TSIG)) {
+    if (i >= an + ns && (type === RRType.OPT || type === RRType.TSIG)) {
       // svcdns adds its own OPT per client; a TSIG is not ours to pass on. Records after either go too.
       if (type === RRType.OPT) extendedRcode = bytes[ttlAt]!;
       break;
@@ -225,32 +225,14 @@ function walk(reply: Buffer, flags: number, questionEnd: number, maxTtl: number)
 /**
  * Checks the name at `start` and returns where it ends in place. Every compression pointer is
  * followed, and each must point strictly before the previous one (RFC 1035 4.1.4: "a prior
- * occurrence"), which rules out loops and forward references, so a cut at any record boundary
- * never leaves a pointer dangling. Labels of at most 63 bytes, names of at most 255 (RFC 1035 2.3.4).
+ * occurrence"; `Pointers.FOLLOW` in name-walker.ts), which rules out loops and forward references,
+ * so a cut at any record boundary never leaves a pointer dangling. Labels of at most 63 bytes, names
+ * of at most 255 (RFC 1035 2.3.4).
  */
 function checkName(buf: Buffer, start: number): number {
-  let off = start;
-  let end = -1;
-  let limit = start;
-  let length = 1;
-  for (;;) {
-    if (off >= buf.length) throw new Malformed('name runs past the end');
-    const len = buf[off]!;
-    if (len === 0) return end === -1 ? off + 1 : end;
-    if ((len & 0xc0) === 0xc0) {
-      if (off + 2 > buf.length) throw new Malformed('pointer runs past the end');
-      const target = ((len & 0x3f) << 8) | buf[off + 1]!;
-      if (target >= limit || target < HEADER_SIZE) throw new Malformed('compression pointer does not point backwards');
-      if (end === -1) end = off + 2;
-      limit = target;
-      off = target;
-      continue;
-    }
-    if (len > 63) throw new Malformed('bad label type');
-    length += len + 1;
-    if (length > 255) throw new Malformed('name longer than 255 bytes');
-    off += 1 + len;
-  }
+  const end = walkName(buf, start, Pointers.FOLLOW);
+  if (end < 0) throw new Malformed(nameError(end));
+  return end;
 }
 
 /**
@@ -272,7 +254,7 @@ function checkRdata(buf: Buffer, type: number, start: number, end: number): void
     case RRType.NS:
     case RRType.CNAME:
     case RRType.PTR:
-    case DNAME:
+    case RRType.DNAME:
       nameThenFixed(start, 0);
       return;
     case RRType.MX:

@@ -16,13 +16,13 @@
  */
 
 import { randomBytes } from 'node:crypto';
-import { Flag, HEADER_SIZE, MAX_TCP_SIZE, MAX_UDP_SIZE, MIN_UDP_SIZE, RRType } from '../dns/constants.js';
+import { Flag, HEADER_SIZE, MAX_TCP_SIZE, MAX_UDP_SIZE, MIN_UDP_SIZE, OPCODE_MASK, OPT_SIZE, RRType } from '../dns/constants.js';
+import { Pointers, walkName } from '../dns/name-walker.js';
 
-const OPT_RECORD_SIZE = 11;
-const MAX_NAME_LENGTH = 255;
-const MAX_LABEL_LENGTH = 63;
 /** Header bits that must be clear: QR and the opcode. */
-const NOT_A_PLAIN_QUERY = Flag.QR | 0x7800;
+const NOT_A_PLAIN_QUERY = Flag.QR | OPCODE_MASK;
+/** Each byte folded to lower case (ASCII only): one load per byte in the hash loop instead of a branch. */
+const FOLD = new Uint8Array(256).map((_, c) => (c >= 0x41 && c <= 0x5a ? c | 0x20 : c));
 
 /**
  * Reads one packet at a time into its fields: `read` returns false for packets the hot path leaves
@@ -51,34 +51,25 @@ export class QuestionReader {
     const arcount = (packet[10]! << 8) | packet[11]!;
     if (arcount > 1) return false;
 
-    // FNV-1a over the folded name, seeded.
-    let hash = (0x811c9dc5 ^ this.seed) >>> 0;
-    let off = HEADER_SIZE;
-    for (;;) {
-      if (off >= length) return false;
-      const len = packet[off]!;
-      hash = Math.imul(hash ^ len, 0x01000193);
-      if (len === 0) break;
-      if (len > MAX_LABEL_LENGTH) return false;
-      const end = off + 1 + len;
-      if (end - HEADER_SIZE + 1 > MAX_NAME_LENGTH || end > length) return false;
-      for (let i = off + 1; i < end; i++) {
-        let c = packet[i]!;
-        if (c >= 0x41 && c <= 0x5a) c |= 0x20;
-        hash = Math.imul(hash ^ c, 0x01000193);
-      }
-      off = end;
-    }
-    const questionEnd = off + 5;
+    // The name checked (no compression: that goes the full path), then FNV-1a over its bytes folded
+    // to lower case (length bytes are at most 63, below 'A', so folding them is a no-op), type and
+    // class, seeded.
+    const nameEnd = walkName(packet, HEADER_SIZE, Pointers.REFUSE);
+    if (nameEnd < 0) return false;
+    const questionEnd = nameEnd + 4;
     if (questionEnd > length) return false;
-    for (let i = off + 1; i < questionEnd; i++) hash = Math.imul(hash ^ packet[i]!, 0x01000193);
+    // An int32 throughout (XOR and imul only see the low 32 bits): a start of 2^31 or more, which
+    // `>>> 0` gives for half the seeds, made TurboFan compile these loops to code twice as slow.
+    let hash = 0x811c9dc5 ^ this.seed;
+    for (let i = HEADER_SIZE; i < nameEnd; i++) hash = Math.imul(hash ^ FOLD[packet[i]!]!, 0x01000193);
+    for (let i = nameEnd; i < questionEnd; i++) hash = Math.imul(hash ^ packet[i]!, 0x01000193);
 
     let size = MIN_UDP_SIZE;
     let variant = flags & (Flag.AD | Flag.CD);
     if (arcount === 1) {
       // Root owner, type OPT, class = UDP size, TTL = ext-rcode 0, version 0, DO + Z, RDLENGTH 0.
       const o = questionEnd;
-      if (length !== o + OPT_RECORD_SIZE) return false;
+      if (length !== o + OPT_SIZE) return false;
       if (packet[o] !== 0 || packet[o + 1] !== 0 || packet[o + 2] !== RRType.OPT) return false;
       if (packet[o + 5] !== 0 || packet[o + 6] !== 0 || packet[o + 9] !== 0 || packet[o + 10] !== 0) return false;
       size = Math.min(MAX_UDP_SIZE, Math.max(MIN_UDP_SIZE, (packet[o + 3]! << 8) | packet[o + 4]!));
