@@ -2,6 +2,7 @@
 
 import type { ConfigComponent, Problems } from '../config/component.js';
 import { boolean, domain, integer, label, single } from '../config/values.js';
+import { MAX_LABEL_LENGTH, MAX_NAME_LENGTH } from '../dns/constants.js';
 
 export interface AnswerConfig {
   domain: string;
@@ -14,10 +15,11 @@ export interface AnswerConfig {
 }
 
 /**
- * The longest domain for which every name svcdns builds fits in a DNS name (253 characters): the
- * longest is a PTR target NAME.service.DC.DOMAIN, which with 63-character labels leaves 117.
+ * The longest domain for which every name svcdns builds fits in a DNS name (255 bytes on the wire,
+ * 253 characters as text): the longest is a PTR target NAME.service.DC.DOMAIN, which with
+ * 63-character labels leaves 117.
  */
-const MAX_DOMAIN_LENGTH = 253 - (63 + '.service.'.length + 63 + 1);
+const MAX_DOMAIN_LENGTH = MAX_NAME_LENGTH - 2 - (MAX_LABEL_LENGTH + '.service.'.length + MAX_LABEL_LENGTH + 1);
 
 export const answerComponent: ConfigComponent<AnswerConfig> = {
   keys: {
