@@ -17,11 +17,11 @@ import assert from 'node:assert/strict';
 import { test, type TestContext } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Answer, DecodedPacket } from 'dns-packet';
-import { ConsulSim, type CheckStatus } from './support/consul-sim.js';
-import { buildQuery, decode, frame, tcpExchange, udpExchange } from './support/client.js';
-import { eventually } from './support/eventually.js';
-import { mulberry32 } from './support/random.js';
-import { startServer, type TestServer } from './support/server.js';
+import { ConsulSim, type CheckStatus } from '../support/consul-sim.js';
+import { buildQuery, decode, frame, tcpExchange, udpExchange } from '../support/client.js';
+import { eventually } from '../support/eventually.js';
+import { mulberry32 } from '../support/random.js';
+import { startServer, type TestServer } from '../support/server.js';
 
 // ---------------------------------------------------------------------------------------------
 // Budget (per watch mode; two modes run, the whole file stays well under 60 s)

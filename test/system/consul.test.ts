@@ -9,10 +9,10 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { ConsulSim } from './support/consul-sim.js';
-import { dig, type DigResult } from './support/dig.js';
-import { eventually } from './support/eventually.js';
-import { startServer, type TestServer } from './support/server.js';
+import { ConsulSim } from '../support/consul-sim.js';
+import { dig, type DigResult } from '../support/dig.js';
+import { eventually } from '../support/eventually.js';
+import { startServer, type TestServer } from '../support/server.js';
 
 
 /** Asserts a log record with this message was written (an explicit assertion message: see eventually). */

@@ -6,9 +6,9 @@
 
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
-import { CATALOG } from './support/catalog.js';
-import { dig, type DigResult } from './support/dig.js';
-import { TEST_SERIAL, startServer, type TestServer } from './support/server.js';
+import { CATALOG } from '../support/catalog.js';
+import { dig, type DigResult } from '../support/dig.js';
+import { TEST_SERIAL, startServer, type TestServer } from '../support/server.js';
 
 interface Case {
   q: string;

@@ -14,11 +14,11 @@ import { connect } from 'node:net';
 import { join } from 'node:path';
 import { test, type TestContext } from 'node:test';
 import * as dnsPacket from 'dns-packet';
-import { buildQuery, decode, tcpExchange, frame, udpExchange, zoneLines } from './support/client.js';
-import { dig } from './support/dig.js';
-import { eventually } from './support/eventually.js';
-import { startServer, TEST_NOW_MS, type StartOptions, type TestServer } from './support/server.js';
-import { FORGED_ADDRESS, startUpstream, type TestUpstream } from './support/upstream.js';
+import { buildQuery, decode, tcpExchange, frame, udpExchange, zoneLines } from '../support/client.js';
+import { dig } from '../support/dig.js';
+import { eventually } from '../support/eventually.js';
+import { startServer, TEST_NOW_MS, type StartOptions, type TestServer } from '../support/server.js';
+import { FORGED_ADDRESS, startUpstream, type TestUpstream } from '../support/upstream.js';
 
 const RECORDS: dnsPacket.Answer[] = [
   { name: 'www.example.test', type: 'A', ttl: 100, data: '192.0.2.10' },

@@ -21,7 +21,7 @@ import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { ROOT } from './support/spawn.js';
+import { ROOT } from '../support/spawn.js';
 
 const DNSMASQ = '/usr/sbin/dnsmasq';
 const DNSMASQ_PORT = 5353;

@@ -19,9 +19,9 @@ import { connect, type Socket } from 'node:net';
 import { test, type TestContext } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { OptAnswer } from 'dns-packet';
-import { buildQuery, decode, frame, tcpExchange, udpExchange, zoneLines } from './support/client.js';
-import { Rng } from './support/random.js';
-import { startServer, type TestServer } from './support/server.js';
+import { buildQuery, decode, frame, tcpExchange, udpExchange, zoneLines } from '../support/client.js';
+import { Rng } from '../support/random.js';
+import { startServer, type TestServer } from '../support/server.js';
 
 // ---------------------------------------------------------------------------------------------
 // DNS numbers, written out here so the tests do not borrow the server's own constants.

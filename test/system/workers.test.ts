@@ -12,11 +12,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test, type TestContext } from 'node:test';
 import type * as dnsPacket from 'dns-packet';
-import { CATALOG } from './support/catalog.js';
-import { buildQuery, decode, frame, tcpExchange, udpExchange } from './support/client.js';
-import { ConsulSim } from './support/consul-sim.js';
-import { eventually } from './support/eventually.js';
-import { runCli, startCli, type Running } from './support/spawn.js';
+import { CATALOG } from '../support/catalog.js';
+import { buildQuery, decode, frame, tcpExchange, udpExchange } from '../support/client.js';
+import { ConsulSim } from '../support/consul-sim.js';
+import { eventually } from '../support/eventually.js';
+import { runCli, startCli, type Running } from '../support/spawn.js';
 
 async function catalogFile(t: TestContext, text: string): Promise<string> {
   const dir = await mkdtemp(join(tmpdir(), 'svcdns-workers-'));

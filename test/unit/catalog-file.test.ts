@@ -11,12 +11,12 @@ import { once } from 'node:events';
 import { after, before, describe, test } from 'node:test';
 import { pino } from 'pino';
 import { Writable } from 'node:stream';
-import { FileSource, type ReloadOutcome } from '../src/catalog/file/source.js';
-import { CatalogFileError, parseCatalogFile } from '../src/catalog/file/format.js';
-import { CatalogStore } from '../src/catalog/store.js';
-import { CATALOG } from './support/catalog.js';
-import { dig } from './support/dig.js';
-import { startServer, type TestServer } from './support/server.js';
+import { FileSource, type ReloadOutcome } from '../../src/catalog/file/source.js';
+import { CatalogFileError, parseCatalogFile } from '../../src/catalog/file/format.js';
+import { CatalogStore } from '../../src/catalog/store.js';
+import { CATALOG } from '../support/catalog.js';
+import { dig } from '../support/dig.js';
+import { startServer, type TestServer } from '../support/server.js';
 
 /**
  * Waits (bounded) for the source's next reload that changed something or failed. Reloads of

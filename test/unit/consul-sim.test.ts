@@ -9,7 +9,7 @@ import { EventEmitter } from 'node:events';
 import { Agent, type IncomingMessage } from 'node:http';
 import { test, type TestContext } from 'node:test';
 import Consul from 'consul';
-import { ConsulSim, RPC_ERROR_TEXT, parseGoDuration, type SimOptions } from './support/consul-sim.js';
+import { ConsulSim, RPC_ERROR_TEXT, parseGoDuration, type SimOptions } from '../support/consul-sim.js';
 
 // ------------------------------------------------------------------------------------------------
 // Helpers

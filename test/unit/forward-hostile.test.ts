@@ -30,12 +30,12 @@ import { once } from 'node:events';
 import { createServer, type Socket as TcpSocket } from 'node:net';
 import { test, type TestContext } from 'node:test';
 import * as dnsPacket from 'dns-packet';
-import { readQuery, type Query } from '../src/dns/wire.js';
-import { buildUpstreamQuery, checkUpstreamReply, renderReply, type UpstreamMessage } from '../src/forward/message.js';
-import { buildQuery, decode, frame, tcpExchange, udpExchange, zoneLines } from './support/client.js';
-import { dig } from './support/dig.js';
-import { Rng } from './support/random.js';
-import { startServer, type TestServer } from './support/server.js';
+import { readQuery, type Query } from '../../src/dns/wire.js';
+import { buildUpstreamQuery, checkUpstreamReply, renderReply, type UpstreamMessage } from '../../src/forward/message.js';
+import { buildQuery, decode, frame, tcpExchange, udpExchange, zoneLines } from '../support/client.js';
+import { dig } from '../support/dig.js';
+import { Rng } from '../support/random.js';
+import { startServer, type TestServer } from '../support/server.js';
 
 // ---------------------------------------------------------------------------------------------
 // DNS numbers, written out here so the tests do not borrow the server's own constants.

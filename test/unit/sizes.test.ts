@@ -6,10 +6,10 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import type * as dnsPacket from 'dns-packet';
-import { CATALOG, bigCatalog } from './support/catalog.js';
-import { buildQuery, decode, frame, tcpExchange, udpExchange } from './support/client.js';
-import { dig } from './support/dig.js';
-import { startServer, type TestServer } from './support/server.js';
+import { CATALOG, bigCatalog } from '../support/catalog.js';
+import { buildQuery, decode, frame, tcpExchange, udpExchange } from '../support/client.js';
+import { dig } from '../support/dig.js';
+import { startServer, type TestServer } from '../support/server.js';
 
 const HEADER = 12;
 /** An A record whose owner is the question name: a 2-byte pointer + type, class, TTL, length + 4 bytes. */

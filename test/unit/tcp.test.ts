@@ -10,8 +10,8 @@ import { connect } from 'node:net';
 import { test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { pino } from 'pino';
-import { listenTcp } from '../src/listen/tcp.js';
-import { frame } from './support/client.js';
+import { listenTcp } from '../../src/listen/tcp.js';
+import { frame } from '../support/client.js';
 
 const log = pino({ level: 'silent' });
 
