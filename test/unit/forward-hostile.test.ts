@@ -1056,6 +1056,9 @@ function checkRendering(c: FuzzCase, message: UpstreamMessage, out: Buffer, maxS
 void test(`fuzz: hostile upstream replies through checkUpstreamReply and renderReply (seed 0x${SEED.toString(16)})`, async (t) => {
   const CASES = 8000;
   const started = performance.now();
+  // The budget is CPU time, not wall time: with other tests (and other work) on the same cores the
+  // wall clock says nothing about how long the walk itself took.
+  const cpuAtStart = process.cpuUsage();
   const problems = new Problems();
   const stats: Stats = { excused: 0, cases: 0, kinds: { base: 0, mutated: 0, random: 0 }, outcomes: {}, renders: 0, cut: 0 };
   for (let i = 0; i < CASES; i++) {
@@ -1071,13 +1074,15 @@ void test(`fuzz: hostile upstream replies through checkUpstreamReply and renderR
     runCase(c, problems, stats);
   }
   const ms = performance.now() - started;
+  const cpu = process.cpuUsage(cpuAtStart);
+  const cpuMs = (cpu.user + cpu.system) / 1000;
   const outcomes = Object.entries(stats.outcomes).sort((a, b) => b[1] - a[1]).map(([k, n]) => `${n} ${k}`);
   t.diagnostic(
-    `${TAG} ${stats.cases} cases (${stats.kinds.base} unmutated, ${stats.kinds.mutated} mutated, ${stats.kinds.random} random tails), ${stats.renders} renderings (${stats.cut} cut; ${stats.excused} that dns-packet cannot read excused: a mutated record of a type svcdns passes on opaque), ${ms.toFixed(0)} ms`,
+    `${TAG} ${stats.cases} cases (${stats.kinds.base} unmutated, ${stats.kinds.mutated} mutated, ${stats.kinds.random} random tails), ${stats.renders} renderings (${stats.cut} cut; ${stats.excused} that dns-packet cannot read excused: a mutated record of a type svcdns passes on opaque), ${ms.toFixed(0)} ms (${cpuMs.toFixed(0)} ms of CPU)`,
   );
   t.diagnostic(`${TAG} outcomes: ${outcomes.slice(0, 25).join('; ')}`);
   if (ONLY_CASE === null) {
-    assert.ok(ms < 10_000, `${TAG} the fuzz took ${ms.toFixed(0)} ms, more than 10 s`);
+    assert.ok(cpuMs < 10_000, `${TAG} the fuzz took ${cpuMs.toFixed(0)} ms of CPU, more than 10 s`);
     assert.ok(stats.renders > 10_000, `${TAG} only ${stats.renders} renderings: the mutations rarely reach the walk`);
     assert.ok(stats.cut > 500, `${TAG} only ${stats.cut} renderings were cut`);
   }
