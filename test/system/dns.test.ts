@@ -6,7 +6,7 @@
 
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
-import { CATALOG } from '../support/catalog.js';
+import { CATALOG, bigCatalog } from '../support/catalog.js';
 import { dig, type DigResult } from '../support/dig.js';
 import { TEST_SERIAL, startServer, type TestServer } from '../support/server.js';
 
@@ -246,5 +246,26 @@ describe('a catalog without a consul service: svcdns names itself as the name se
     const aaaa = await dig(s.port, ['ns.consul', 'AAAA']);
     assert.equal(aaaa.status, 'NOERROR');
     assert.deepEqual(aaaa.answer, []);
+  });
+});
+
+describe('a record set too big for a 512-byte UDP reply (sizes are tested in test/unit/sizes.test.ts)', () => {
+  const NAME = 'big.service.consul';
+  const COUNT = 100;
+  /** As many A records as fit in 512 bytes: header, question, then 16 bytes per record. */
+  const FIT = Math.floor((512 - 12 - (NAME.length + 2 + 4)) / 16);
+  let s: TestServer;
+  before(async () => {
+    s = await startServer({ catalog: bigCatalog({ big: COUNT }) });
+  });
+  after(() => s.close());
+
+  test('dig retries over TCP on TC and shows the whole set (as glibc does)', async () => {
+    const r = await dig(s.port, ['+noedns', NAME]);
+    assert.equal(r.transport, 'TCP');
+    assert.equal(r.answer.length, COUNT);
+    const ignoring = await dig(s.port, ['+noedns', '+ignore', NAME]);
+    assert.ok(ignoring.flags.includes('tc'));
+    assert.equal(ignoring.answer.length, FIT);
   });
 });
