@@ -15,7 +15,7 @@ import { FileSource, type ReloadOutcome } from '../../src/catalog/file/source.js
 import { CatalogFileError, parseCatalogFile } from '../../src/catalog/file/format.js';
 import { CatalogStore } from '../../src/catalog/store.js';
 import { CATALOG } from '../support/catalog.js';
-import { dig } from '../support/dig.js';
+import { buildQuery, decode, udpExchange } from '../support/client.js';
 import { startServer, type TestServer } from '../support/server.js';
 
 /**
@@ -30,8 +30,11 @@ async function nextReload(source: FileSource, timeoutMs = 5000): Promise<ReloadO
   }
 }
 
+/** The A records served for `name`, sorted (what `dig +short` prints). */
 async function addresses(port: number, name: string): Promise<string[]> {
-  return (await dig(port, ['+short', name])).raw.trim().split('\n').filter(Boolean).sort();
+  const reply = await udpExchange(port, buildQuery(name, 'A'));
+  assert.ok(reply, `no reply for ${name}`);
+  return (decode(reply).answers ?? []).flatMap((a) => (a.type === 'A' ? [a.data] : [])).sort();
 }
 
 describe('catalog file reload', () => {
