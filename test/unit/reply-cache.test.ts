@@ -49,7 +49,7 @@ function addresses(reply: Buffer): string[] {
 function udpFrom(local: string, port: number, packet: Buffer): Promise<Buffer | null> {
   return new Promise((resolve, reject) => {
     const socket = createSocket('udp4');
-    const timer = setTimeout(() => done(null), 1000);
+    const timer = setTimeout(() => done(null), 5000);
     const done = (reply: Buffer | null): void => {
       clearTimeout(timer);
       socket.close();
