@@ -22,7 +22,8 @@ function oneLine(stderr: string): string {
   return lines[0]!;
 }
 
-describe('bad input exits non-zero with one line', () => {
+// Each case is its own short-lived CLI process with nothing timed: four run at once.
+describe('bad input exits non-zero with one line', { concurrency: 4 }, () => {
   let dir: string;
   before(async () => {
     dir = await mkdtemp(join(tmpdir(), 'svcdns-cli-'));
