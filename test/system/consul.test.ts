@@ -186,8 +186,8 @@ describe('when Consul fails, the last good catalog keeps serving', () => {
     sim = new ConsulSim({ aclTokens: ['good-token'] });
     await sim.start();
     seed(sim);
-    // A 1 s blocking wait: svcdns gives up on a request Consul leaves unanswered after about 1.6 s.
-    s = await startServer({ flags: { ...FLAGS, 'consul-wait': '1s', consul: sim.url, 'consul-token': 'good-token' }, logs });
+    // A 500 ms blocking wait: svcdns gives up on a request Consul leaves unanswered after about 0.8 s.
+    s = await startServer({ flags: { ...FLAGS, 'consul-wait': '500ms', consul: sim.url, 'consul-token': 'good-token' }, logs });
     await eventually(async () => assert.equal((await answers(s.port, 'web.service.consul')).answer.length, 2));
   });
   after(async () => {
