@@ -197,7 +197,8 @@ test('--upstream-max-inflight: questions beyond it get SERVFAIL at once; joining
   upstreams[0]!.delayMs = 300;
   const first = udpExchange(server.port, buildQuery('www.example.test', 'A', { id: 1 }), 2000);
   const joined = udpExchange(server.port, buildQuery('www.example.test', 'A', { id: 2 }), 2000);
-  await new Promise((resolve) => setTimeout(resolve, 50));
+  // The first question is in flight once the upstream has it (the second, sent before the third, joins it).
+  await eventually(() => assert.equal(upstreams[0]!.received.length, 1, 'the first question reached the upstream'));
   const started = performance.now();
   const over = await udpExchange(server.port, buildQuery('long.example.test', 'A', { id: 3 }), 2000);
   assert.ok(performance.now() - started < 250, 'answered before the upstream did');
