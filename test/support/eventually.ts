@@ -9,7 +9,11 @@
 
 import { setTimeout as sleep } from 'node:timers/promises';
 
-export async function eventually(check: () => void | Promise<void>, timeoutMs = 3000, intervalMs = 20): Promise<void> {
+/**
+ * The default bound is generous (10 s): it is how long a check that will never pass takes to fail,
+ * not a claim about speed, and a busy machine must not turn a slow pass into a failure.
+ */
+export async function eventually(check: () => void | Promise<void>, timeoutMs = 10_000, intervalMs = 20): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     try {
