@@ -26,7 +26,9 @@ interface Job {
 
 interface Outcome {
   name: string;
+  /** The exit code; null if killed by a signal, or not run (`skipped`). */
   code: number | null;
+  skipped?: boolean;
   ms: number;
   output: Buffer;
 }
@@ -74,12 +76,12 @@ const before = await Promise.all(BEFORE_SYSTEM.map((job) => run(job)));
 before.forEach(print);
 const system: Outcome = before.every((o) => o.code === 0)
   ? await run(SYSTEM, true)
-  : { name: `${SYSTEM.name} (not run: the above failed)`, code: null, ms: 0, output: Buffer.alloc(0) };
+  : { name: `${SYSTEM.name} (not run: the above failed)`, code: null, skipped: true, ms: 0, output: Buffer.alloc(0) };
 const checks = await Promise.all(background);
 checks.forEach(print);
 
 const outcomes = [...checks, ...before, system];
 process.stdout.write(heading('npm test'));
-for (const o of outcomes) process.stdout.write(`${o.code === 0 ? 'ok    ' : 'FAILED'}  ${seconds(o.ms).padStart(7)}  ${o.name}\n`);
+for (const o of outcomes) process.stdout.write(`${o.code === 0 ? 'ok     ' : o.skipped ? 'skipped' : 'FAILED '}  ${seconds(o.ms).padStart(7)}  ${o.name}\n`);
 process.stdout.write(`total ${seconds(performance.now() - started)}\n`);
 process.exitCode = outcomes.every((o) => o.code === 0) ? 0 : 1;
