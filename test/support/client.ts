@@ -31,8 +31,15 @@ export function buildQuery(name: string, type: string, options: QueryOptions = {
   return dnsPacket.encode(packet);
 }
 
+/**
+ * How long the helpers below wait for a reply the caller expects. Generous, so that a busy machine
+ * (tests run in parallel, and other work shares the cores) is not mistaken for a missing reply;
+ * tests that expect silence pass their own, shorter, timeout.
+ */
+const EXPECTED_REPLY_MS = 5000;
+
 /** Sends one UDP datagram; resolves with the reply, or null if none came within `timeoutMs`. */
-export function udpExchange(port: number, packet: Buffer, timeoutMs = 1000, host = '127.0.0.1'): Promise<Buffer | null> {
+export function udpExchange(port: number, packet: Buffer, timeoutMs = EXPECTED_REPLY_MS, host = '127.0.0.1'): Promise<Buffer | null> {
   return new Promise((resolve, reject) => {
     const socket = createSocket(host.includes(':') ? 'udp6' : 'udp4');
     const timer = setTimeout(() => finish(null), timeoutMs);
@@ -56,7 +63,7 @@ export function udpExchange(port: number, packet: Buffer, timeoutMs = 1000, host
  * needs), and collects framed replies until `expect` have arrived, the server closes, or the
  * timeout passes.
  */
-export function tcpExchange(port: number, bytes: Buffer, expect: number, timeoutMs = 2000, host = '127.0.0.1'): Promise<{ replies: Buffer[]; closed: boolean }> {
+export function tcpExchange(port: number, bytes: Buffer, expect: number, timeoutMs = EXPECTED_REPLY_MS, host = '127.0.0.1'): Promise<{ replies: Buffer[]; closed: boolean }> {
   return new Promise((resolve, reject) => {
     const replies: Buffer[] = [];
     let pending = Buffer.alloc(0);

@@ -125,6 +125,17 @@ export interface SimRequest {
    */
   seq: number;
   doneSeq: number | null;
+  /** The HTTP status of the response, once it has been written in full (null until then). */
+  status: number | null;
+  /**
+   * A blocking read that was parked: how long it was given (?wait, capped or defaulted, plus the
+   * jitter), and what answered it: a write moving its index ('change'), its wait running out
+   * ('timeout'), or fault('error500') ('fault'). Null for requests never parked.
+   */
+  parkedForMs: number | null;
+  wokenBy: 'change' | 'timeout' | 'fault' | null;
+  /** The client closed the connection before the response was written (it gave up on the request). */
+  abandoned: boolean;
 }
 
 /** What a failing RPC to the servers looks like from the agent's HTTP API. */
@@ -702,6 +713,7 @@ interface Parked {
   req: IncomingMessage;
   res: ServerResponse;
   timer: NodeJS.Timeout;
+  record: SimRequest | undefined;
 }
 
 type Acl = 'off' | 'token' | 'anonymous' | 'unknown';
@@ -723,6 +735,11 @@ export class ConsulSim {
   /** Every request received (token from ?token, X-Consul-Token or Authorization: Bearer). */
   readonly requests: SimRequest[] = [];
   private events = 0;
+  /** Requests not answered yet; stop()/restart()/refuse drop them (not `abandoned`: the sim closed them). */
+  private readonly inFlight = new Set<SimRequest>();
+  private readonly records = new WeakMap<IncomingMessage, SimRequest>();
+  /** Callers of until(), re-checked whenever a request arrives, is answered or is abandoned. */
+  private readonly waiters = new Set<() => void>();
   /** Each request is handled this long after it arrives (a slow network or server). */
   latencyMs = 0;
 
@@ -797,7 +814,7 @@ export class ConsulSim {
     this.mode = mode;
     if (mode === 'refuse' && previous !== 'refuse') await this.closeListener();
     if (mode === 'error500') {
-      for (const p of [...this.parked]) this.finishParked(p, () => this.failRead(p.req, p.res, p.query.kind, 500, RPC_ERROR_TEXT));
+      for (const p of [...this.parked]) this.finishParked(p, 'fault', () => this.failRead(p.req, p.res, p.query.kind, 500, RPC_ERROR_TEXT));
     }
     if (previous === 'refuse' && mode !== 'refuse' && this.running && this.server === null) await this.listen();
     if (previous === 'hang' && mode !== 'hang') {
@@ -822,6 +839,34 @@ export class ConsulSim {
 
   waiting(): number {
     return this.parked.size;
+  }
+
+  /**
+   * Resolves with the first request, already recorded or still to come, for which `test` holds
+   * (checked again whenever a request arrives, is answered or is abandoned by its client); rejects
+   * naming `what` after `timeoutMs`. For tests that wait on what the client did, not on a clock.
+   */
+  until(test: (r: SimRequest) => boolean, what: string, timeoutMs = 10_000): Promise<SimRequest> {
+    return new Promise((resolve, reject) => {
+      const check = (): void => {
+        const found = this.requests.find(test);
+        if (!found) return;
+        this.waiters.delete(check);
+        clearTimeout(timer);
+        resolve(found);
+      };
+      const timer = setTimeout(() => {
+        this.waiters.delete(check);
+        const recent = this.requests.slice(-10).map((r) => `${r.method} ${r.path} status ${r.status}${r.abandoned ? ' abandoned' : ''}`);
+        reject(new Error(`ConsulSim: no ${what} within ${timeoutMs} ms; last requests: ${recent.join('; ')}`));
+      }, timeoutMs);
+      this.waiters.add(check);
+      check();
+    });
+  }
+
+  private notify(): void {
+    for (const check of [...this.waiters]) check();
   }
 
   // --- JS state API (each call is one raft write in its dc) ---------------------------------
@@ -929,14 +974,15 @@ export class ConsulSim {
   private wake(state: DcState): void {
     for (const p of [...this.parked]) {
       if (p.query.dc === state && this.resultIndex(p.query) > p.query.minIndex) {
-        this.finishParked(p, () => this.answerRead(p.req, p.res, p.query));
+        this.finishParked(p, 'change', () => this.answerRead(p.req, p.res, p.query));
       }
     }
   }
 
-  private finishParked(p: Parked, answer: () => void): void {
+  private finishParked(p: Parked, reason: 'change' | 'timeout' | 'fault', answer: () => void): void {
     if (!this.parked.delete(p)) return;
     clearTimeout(p.timer);
+    if (p.record) p.record.wokenBy = reason;
     if (!p.res.destroyed && !p.res.writableEnded) answer();
   }
 
@@ -972,6 +1018,7 @@ export class ConsulSim {
   }
 
   private async closeListener(): Promise<void> {
+    this.inFlight.clear(); // dropped by the sim, not abandoned by their clients
     for (const p of this.parked) clearTimeout(p.timer);
     this.parked.clear();
     for (const [timer, release] of this.holdWaiters) {
@@ -1001,9 +1048,26 @@ export class ConsulSim {
       at: Date.now(),
       seq: this.events++,
       doneSeq: null,
+      status: null,
+      parkedForMs: null,
+      wokenBy: null,
+      abandoned: false,
     };
     this.requests.push(record);
-    res.once('finish', () => (record.doneSeq = this.events++));
+    this.records.set(req, record);
+    this.inFlight.add(record);
+    res.once('finish', () => {
+      record.doneSeq = this.events++;
+      record.status = res.statusCode;
+      this.inFlight.delete(record);
+      this.notify();
+    });
+    res.once('close', () => {
+      if (!this.inFlight.delete(record)) return;
+      record.abandoned = true;
+      this.notify();
+    });
+    this.notify();
     if (this.mode === 'hang') {
       this.hung.push({ req, res });
       return;
@@ -1222,11 +1286,14 @@ export class ConsulSim {
     if (timeout > this.maxWaitMs) timeout = this.maxWaitMs;
     else if (timeout <= 0) timeout = this.defaultWaitMs;
     timeout += Math.random() * (timeout / 16);
+    const record = this.records.get(req);
+    if (record) record.parkedForMs = timeout;
     const parked: Parked = {
       query,
       req,
       res,
-      timer: setTimeout(() => this.finishParked(parked, () => this.answerRead(req, res, query)), timeout),
+      timer: setTimeout(() => this.finishParked(parked, 'timeout', () => this.answerRead(req, res, query)), timeout),
+      record,
     };
     this.parked.add(parked);
     res.on('close', () => {

@@ -29,6 +29,28 @@ export async function dig(port: number, args: string[], host = '127.0.0.1'): Pro
   return parseDig(stdout);
 }
 
+/**
+ * Several questions in one dig process (dig asks them one after another, each with its own
+ * arguments, e.g. ['-x', '10.0.0.1'] or ['web.service.consul', 'SRV']; `common` goes before them
+ * all): one process instead of one per question. Results are in the order asked. Should a question
+ * get no reply (dig then prints no "Got answer" block for it, so the blocks cannot be matched to the
+ * questions), each question is asked again on its own.
+ */
+export async function digEach(port: number, questions: readonly (readonly string[])[], common: readonly string[] = [], host = '127.0.0.1'): Promise<DigResult[]> {
+  let stdout: string;
+  try {
+    // +nocmd: no echo of the command line, which dig cuts short (without a newline) when it is long.
+    ({ stdout } = await run('dig', [`@${host}`, '-p', String(port), '+time=2', '+tries=1', '+nocmd', ...common, ...questions.flat()], { timeout: 30_000, maxBuffer: 16 << 20 }));
+  } catch {
+    stdout = '';
+  }
+  const blocks = stdout.split(/^(?=;; Got answer:$)/m).filter((b) => b.startsWith(';; Got answer:'));
+  if (blocks.length === questions.length) return blocks.map(parseDig);
+  const results: DigResult[] = [];
+  for (const q of questions) results.push(await dig(port, [...common, ...q], host));
+  return results;
+}
+
 export function parseDig(raw: string): DigResult {
   const result: DigResult = { status: '', flags: [], question: [], answer: [], authority: [], additional: [], edns: null, transport: '', raw };
   type Section = 'question' | 'answer' | 'authority' | 'additional';

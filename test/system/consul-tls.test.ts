@@ -12,9 +12,9 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { after, before, describe, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { ConsulSim } from './support/consul-sim.js';
-import { dig } from './support/dig.js';
-import { startServer } from './support/server.js';
+import { ConsulSim } from '../support/consul-sim.js';
+import { dig } from '../support/dig.js';
+import { startServer } from '../support/server.js';
 
 const run = promisify(execFile);
 

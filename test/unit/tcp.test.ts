@@ -7,11 +7,13 @@
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
 import { connect } from 'node:net';
+import type { Socket } from 'node:net';
 import { test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { pino } from 'pino';
-import { listenTcp } from '../src/listen/tcp.js';
-import { frame } from './support/client.js';
+import { listenTcp } from '../../src/listen/tcp.js';
+import { frame } from '../support/client.js';
+import { within } from '../support/eventually.js';
 
 const log = pino({ level: 'silent' });
 
@@ -26,6 +28,8 @@ test('a client that does not read stops being answered until it reads; then ever
   let answered = 0;
   const listener = await listenTcp({ host: '127.0.0.1', port: 0 }, (q) => (answered++, bigReply(q)), { idleTimeoutMs: 10_000 }, log);
   t.after(() => listener.close());
+  // The server's end of the connection: it pauses reading when its replies cannot be written.
+  const serverSide = once(listener.server, 'connection') as Promise<[Socket]>;
   const QUERIES = 1000;
   const queries = Array.from({ length: QUERIES }, (_, i) => {
     const q = Buffer.alloc(12);
@@ -36,7 +40,13 @@ test('a client that does not read stops being answered until it reads; then ever
   t.after(() => socket.destroy());
   await once(socket, 'connect');
   socket.pause();
+  const [server] = await serverSide;
+  const paused = once(server, 'pause');
   socket.write(frame(...queries));
+  await within(paused, 10_000, 'the server pausing its reads while the client reads nothing');
+  assert.ok(server.writableNeedDrain, 'paused because its replies wait to be written');
+  // Paused is not the end: the kernel takes more of the replies as its buffers grow, and each
+  // 'drain' lets a few more queries be answered. Half a second for that to settle.
   await sleep(500);
   // What the kernel's socket buffers hold is all that may be answered ahead of the reader
   // (a few MB on loopback); without back-pressure all 1000 (60 MB) would be queued at once.
@@ -55,27 +65,34 @@ test('a client that does not read stops being answered until it reads; then ever
     });
   });
   socket.resume();
-  await Promise.race([done, sleep(20_000)]);
+  await within(done, 20_000, `every reply (${ids.length} so far)`);
   assert.equal(ids.length, QUERIES);
   assert.deepEqual(ids, queries.map((_, i) => i));
 });
 
 test('a frame dripped in slower than the idle timeout allows is cut off', async (t) => {
-  const listener = await listenTcp({ host: '127.0.0.1', port: 0 }, () => null, { idleTimeoutMs: 1000 }, log);
+  // The idle timeout is the test's to choose: 300 ms, and a byte every 120 ms (never idle that long).
+  const IDLE_MS = 300;
+  const DRIP_MS = 120;
+  const listener = await listenTcp({ host: '127.0.0.1', port: 0 }, () => null, { idleTimeoutMs: IDLE_MS }, log);
   t.after(() => listener.close());
   const socket = connect({ host: '127.0.0.1', port: listener.port });
   t.after(() => socket.destroy());
   await once(socket, 'connect');
   const closed = once(socket, 'close');
-  const started = Date.now();
-  socket.write(Buffer.from([0x01, 0x00])); // a 256-byte frame, sent one byte every 400 ms
+  socket.write(Buffer.from([0x01, 0x00])); // a 256-byte frame, sent one byte every DRIP_MS
   let sent = 0;
   const drip = setInterval(() => {
-    if (!socket.destroyed && sent++ < 20) socket.write(Buffer.from([0]));
-  }, 400);
+    if (!socket.destroyed && sent < 20) {
+      sent++;
+      socket.write(Buffer.from([0]));
+    }
+  }, DRIP_MS);
   t.after(() => clearInterval(drip));
-  await Promise.race([closed, sleep(6000)]);
-  const elapsed = Date.now() - started;
+  await within(closed, 20 * DRIP_MS + 10 * IDLE_MS, 'the server closing the connection');
   assert.ok(socket.destroyed || socket.readableEnded, 'closed by the server');
-  assert.ok(elapsed < 3000, `closed after ${elapsed} ms though never idle for 1 s`);
+  // Counted in drips, not read off the wall clock: within three idle timeouts' worth of drips,
+  // though the connection was never idle for one (a timer reset by every byte would wait for all 20).
+  const bound = Math.floor((3 * IDLE_MS) / DRIP_MS);
+  assert.ok(sent <= bound, `closed after ${sent} drips of one byte every ${DRIP_MS} ms; expected within ${bound} (3 idle timeouts of ${IDLE_MS} ms)`);
 });

@@ -11,13 +11,13 @@ import { once } from 'node:events';
 import { after, before, describe, test } from 'node:test';
 import { pino } from 'pino';
 import { Writable } from 'node:stream';
-import { FileSource, type ReloadOutcome } from '../src/catalog/file/source.js';
-import { CatalogFileError, parseCatalogFile } from '../src/catalog/file/format.js';
-import { CatalogStore } from '../src/catalog/store.js';
-import { CATALOG } from './support/catalog.js';
-import { dig } from './support/dig.js';
-import { startServer, type TestServer } from './support/server.js';
-import { loggedDiagnostics } from './support/diagnostics.js';
+import { FileSource, type ReloadOutcome } from '../../src/catalog/file/source.js';
+import { CatalogFileError, parseCatalogFile } from '../../src/catalog/file/format.js';
+import { CatalogStore } from '../../src/catalog/store.js';
+import { CATALOG } from '../support/catalog.js';
+import { buildQuery, decode, udpExchange } from '../support/client.js';
+import { startServer, type TestServer } from '../support/server.js';
+import { loggedDiagnostics } from '../support/diagnostics.js';
 
 /**
  * Waits (bounded) for the source's next reload that changed something or failed. Reloads of
@@ -31,8 +31,11 @@ async function nextReload(source: FileSource, timeoutMs = 5000): Promise<ReloadO
   }
 }
 
+/** The A records served for `name`, sorted (what `dig +short` prints). */
 async function addresses(port: number, name: string): Promise<string[]> {
-  return (await dig(port, ['+short', name])).raw.trim().split('\n').filter(Boolean).sort();
+  const reply = await udpExchange(port, buildQuery(name, 'A'));
+  assert.ok(reply, `no reply for ${name}`);
+  return (decode(reply).answers ?? []).flatMap((a) => (a.type === 'A' ? [a.data] : [])).sort();
 }
 
 describe('catalog file reload', () => {

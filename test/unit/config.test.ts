@@ -2,7 +2,7 @@
 
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { ConfigError, resolveConfig, type ConfigInputs } from '../src/config.js';
+import { ConfigError, resolveConfig, type ConfigInputs } from '../../src/config.js';
 
 function problems(inputs: Partial<ConfigInputs>): readonly string[] {
   try {

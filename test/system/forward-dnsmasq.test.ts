@@ -16,10 +16,10 @@ import { once } from 'node:events';
 import { accessSync, constants } from 'node:fs';
 import { createServer } from 'node:net';
 import { test, type TestContext } from 'node:test';
-import { buildQuery, udpExchange } from './support/client.js';
-import { dig, type DigResult } from './support/dig.js';
-import { eventually } from './support/eventually.js';
-import { TEST_NOW_MS, TEST_SERIAL, startServer, type TestServer } from './support/server.js';
+import { buildQuery, udpExchange } from '../support/client.js';
+import { dig, type DigResult } from '../support/dig.js';
+import { eventually } from '../support/eventually.js';
+import { TEST_NOW_MS, TEST_SERIAL, startServer, type TestServer } from '../support/server.js';
 
 const DNSMASQ = '/usr/sbin/dnsmasq';
 /** dnsmasq's TTL for all its local data (--local-ttl). */

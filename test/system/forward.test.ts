@@ -14,11 +14,11 @@ import { connect } from 'node:net';
 import { join } from 'node:path';
 import { test, type TestContext } from 'node:test';
 import * as dnsPacket from 'dns-packet';
-import { buildQuery, decode, tcpExchange, frame, udpExchange, zoneLines } from './support/client.js';
-import { dig } from './support/dig.js';
-import { eventually } from './support/eventually.js';
-import { startServer, TEST_NOW_MS, type StartOptions, type TestServer } from './support/server.js';
-import { FORGED_ADDRESS, startUpstream, type TestUpstream } from './support/upstream.js';
+import { buildQuery, decode, tcpExchange, frame, udpExchange, zoneLines } from '../support/client.js';
+import { dig } from '../support/dig.js';
+import { eventually } from '../support/eventually.js';
+import { startServer, TEST_NOW_MS, type StartOptions, type TestServer } from '../support/server.js';
+import { FORGED_ADDRESS, startUpstream, type TestUpstream } from '../support/upstream.js';
 
 const RECORDS: dnsPacket.Answer[] = [
   { name: 'www.example.test', type: 'A', ttl: 100, data: '192.0.2.10' },
@@ -197,7 +197,8 @@ test('--upstream-max-inflight: questions beyond it get SERVFAIL at once; joining
   upstreams[0]!.delayMs = 300;
   const first = udpExchange(server.port, buildQuery('www.example.test', 'A', { id: 1 }), 2000);
   const joined = udpExchange(server.port, buildQuery('www.example.test', 'A', { id: 2 }), 2000);
-  await new Promise((resolve) => setTimeout(resolve, 50));
+  // The first question is in flight once the upstream has it (the second, sent before the third, joins it).
+  await eventually(() => assert.equal(upstreams[0]!.received.length, 1, 'the first question reached the upstream'));
   const started = performance.now();
   const over = await udpExchange(server.port, buildQuery('long.example.test', 'A', { id: 3 }), 2000);
   assert.ok(performance.now() - started < 250, 'answered before the upstream did');

@@ -19,9 +19,9 @@ import { connect, type Socket } from 'node:net';
 import { test, type TestContext } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { OptAnswer } from 'dns-packet';
-import { buildQuery, decode, frame, tcpExchange, udpExchange, zoneLines } from './support/client.js';
-import { Rng } from './support/random.js';
-import { startServer, type TestServer } from './support/server.js';
+import { buildQuery, decode, frame, tcpExchange, udpExchange, zoneLines } from '../support/client.js';
+import { Rng } from '../support/random.js';
+import { startServer, type TestServer } from '../support/server.js';
 
 // ---------------------------------------------------------------------------------------------
 // DNS numbers, written out here so the tests do not borrow the server's own constants.
@@ -417,20 +417,23 @@ const FORMERR_CASES: ErrorCase[] = [
   },
 ];
 
-void test('UDP: hostile datagrams get silence, NOTIMP or FORMERR, and the server keeps answering', async (t) => {
+// Subtests run one at a time (each awaited) but for the silent cases, whose SILENCE_MS waits overlap.
+void test('UDP: hostile datagrams get silence, NOTIMP or FORMERR, and the server keeps answering', { concurrency: true }, async (t) => {
   const srv = await withServer(t);
 
   await t.test('control: web.service.consul A is answered before any hostile input', async () => {
     await assertServesWeb(srv.port);
   });
 
-  for (const c of SILENT_CASES) {
-    await t.test(`no reply: ${c.name}`, async () => {
-      const reply = await udpExchange(srv.port, c.packet, SILENCE_MS);
-      assert.equal(reply, null, `expected silence for ${hex(c.packet)}, got ${reply ? hex(reply) : ''}`);
-      await assertServesWeb(srv.port, 'udp', `after ${c.name}`);
-    });
-  }
+  await Promise.all(
+    SILENT_CASES.map((c) =>
+      t.test(`no reply: ${c.name}`, async () => {
+        const reply = await udpExchange(srv.port, c.packet, SILENCE_MS);
+        assert.equal(reply, null, `expected silence for ${hex(c.packet)}, got ${reply ? hex(reply) : ''}`);
+        await assertServesWeb(srv.port, 'udp', `after ${c.name}`);
+      }),
+    ),
+  );
 
   for (const c of NOTIMP_CASES) {
     await t.test(`NOTIMP: ${c.name}`, async () => {
@@ -642,7 +645,8 @@ void test('TCP: framing, pipelining and partial writes', async (t) => {
   });
 });
 
-void test('TCP: idle connections are closed by the server (tcp-idle-timeout 1 s)', async (t) => {
+// The four connections go idle at the same time (their subtests overlap); 'end' runs after them.
+void test('TCP: idle connections are closed by the server (tcp-idle-timeout 1 s)', { concurrency: true }, async (t) => {
   const srv = await withServer(t, { 'tcp-idle-timeout': '1' });
 
   async function assertClosedByServer(client: TcpClient, started: number): Promise<void> {
@@ -653,37 +657,39 @@ void test('TCP: idle connections are closed by the server (tcp-idle-timeout 1 s)
     assert.ok(elapsed >= 800, `closed after ${elapsed} ms, before the 1 s idle timeout`);
   }
 
-  await t.test('a connection that never sends anything is closed within ~1 s', async (st) => {
-    const started = Date.now();
-    const client = await TcpClient.open(srv.port, st);
-    await assertClosedByServer(client, started);
-    assert.equal(client.replies.length, 0);
-  });
+  await Promise.all([
+    t.test('a connection that never sends anything is closed within ~1 s', async (st) => {
+      const started = Date.now();
+      const client = await TcpClient.open(srv.port, st);
+      await assertClosedByServer(client, started);
+      assert.equal(client.replies.length, 0);
+    }),
 
-  await t.test('a connection that sends half a frame and stops is closed, with no reply', async (st) => {
-    const client = await TcpClient.open(srv.port, st);
-    const bytes = frame(buildQuery('web.service.consul', 'A', { id: 601 }));
-    await client.write(bytes.subarray(0, bytes.length >> 1));
-    const started = Date.now();
-    await assertClosedByServer(client, started);
-    assert.equal(client.replies.length, 0);
-  });
+    t.test('a connection that sends half a frame and stops is closed, with no reply', async (st) => {
+      const client = await TcpClient.open(srv.port, st);
+      const bytes = frame(buildQuery('web.service.consul', 'A', { id: 601 }));
+      await client.write(bytes.subarray(0, bytes.length >> 1));
+      const started = Date.now();
+      await assertClosedByServer(client, started);
+      assert.equal(client.replies.length, 0);
+    }),
 
-  await t.test('a connection that sent only a length prefix of 65535 is closed, with no reply', async (st) => {
-    const client = await TcpClient.open(srv.port, st);
-    await client.write(Buffer.from([0xff, 0xff, 0x00]));
-    const started = Date.now();
-    await assertClosedByServer(client, started);
-    assert.equal(client.replies.length, 0);
-  });
+    t.test('a connection that sent only a length prefix of 65535 is closed, with no reply', async (st) => {
+      const client = await TcpClient.open(srv.port, st);
+      await client.write(Buffer.from([0xff, 0xff, 0x00]));
+      const started = Date.now();
+      await assertClosedByServer(client, started);
+      assert.equal(client.replies.length, 0);
+    }),
 
-  await t.test('a connection that got its answer and then goes quiet is closed', async (st) => {
-    const client = await TcpClient.open(srv.port, st);
-    await client.write(frame(buildQuery('web.service.consul', 'A', { id: 602 })));
-    assert.ok(await client.until(() => client.replies.length === 1, 1000), 'answered first');
-    const started = Date.now();
-    await assertClosedByServer(client, started);
-  });
+    t.test('a connection that got its answer and then goes quiet is closed', async (st) => {
+      const client = await TcpClient.open(srv.port, st);
+      await client.write(frame(buildQuery('web.service.consul', 'A', { id: 602 })));
+      assert.ok(await client.until(() => client.replies.length === 1, 1000), 'answered first');
+      const started = Date.now();
+      await assertClosedByServer(client, started);
+    }),
+  ]);
 
   await t.test('end: web.service.consul A is still answered over UDP and TCP', async () => {
     await assertServesWeb(srv.port, 'udp');

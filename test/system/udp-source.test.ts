@@ -7,8 +7,8 @@ import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import { test } from 'node:test';
-import { buildQuery, decode, udpExchange } from './support/client.js';
-import { startServer } from './support/server.js';
+import { buildQuery, decode, udpExchange } from '../support/client.js';
+import { startServer } from '../support/server.js';
 
 const run = promisify(execFile);
 

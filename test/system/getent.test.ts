@@ -21,7 +21,7 @@ import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { ROOT } from './support/spawn.js';
+import { CLI, ROOT } from '../support/spawn.js';
 
 const DNSMASQ = '/usr/sbin/dnsmasq';
 const DNSMASQ_PORT = 5353;
@@ -69,7 +69,7 @@ if [ -d /var/run/nscd ]; then mount -t tmpfs tmpfs /var/run/nscd || fail "hiding
   --cname=alias.test,real.test 2>"$DIR/dnsmasq.log" &
 dnsmasq_pid=$!
 cd "$ROOT" || fail "cd $ROOT"
-SVCDNS_RESOLV_CONF=/dev/null "$NODE" --import tsx src/cli.ts --listen 127.0.0.1:53 \
+SVCDNS_RESOLV_CONF=/dev/null "$NODE" $CLI --listen 127.0.0.1:53 \
   --upstream "127.0.0.1:$DNSMASQ_PORT" --catalog "$DIR/catalog.yaml" 2>"$DIR/svcdns.log" &
 svcdns_pid=$!
 
@@ -171,6 +171,7 @@ test('getent (glibc) resolves through svcdns as its resolv.conf nameserver: cons
       DIR: dir,
       ROOT,
       NODE: process.execPath,
+      CLI: CLI.join(' '),
       DNSMASQ,
       DNSMASQ_PORT: String(DNSMASQ_PORT),
       QUERIES: QUERIES.map((q) => q.replace(/ /g, '+')).join(' '),

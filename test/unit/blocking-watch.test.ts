@@ -5,7 +5,7 @@
 
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { BlockingWatch, type WatchResult } from '../src/catalog/consul/blocking-watch.js';
+import { BlockingWatch, type WatchResult } from '../../src/catalog/consul/blocking-watch.js';
 
 type Step = WatchResult<string> | Error;
 

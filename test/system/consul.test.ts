@@ -5,19 +5,24 @@
 
 import assert from 'node:assert/strict';
 import { after, afterEach, before, beforeEach, describe, test } from 'node:test';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { ConsulSim } from './support/consul-sim.js';
-import { dig, type DigResult } from './support/dig.js';
-import { eventually } from './support/eventually.js';
-import { startServer, type TestServer } from './support/server.js';
+import { buildQuery, udpExchange } from '../support/client.js';
+import { ConsulSim } from '../support/consul-sim.js';
+import { dig, type DigResult } from '../support/dig.js';
+import { eventually } from '../support/eventually.js';
+import { startServer, type TestServer } from '../support/server.js';
 
 
 /** Asserts a log record with this message was written (an explicit assertion message: see eventually). */
 function assertLogged(logs: readonly Record<string, unknown>[], msg: string): void {
   assert.ok(logs.some((l) => l.msg === msg), `no log record "${msg}"`);
+}
+
+/** Failed retries svcdns has handled (logged at debug level, as `failures` >= 2 of some watch). */
+function retries(logs: readonly Record<string, unknown>[]): number {
+  return logs.filter((l) => l.msg === 'consul watch still failing' && typeof l.failures === 'number' && l.failures >= 2).length;
 }
 
 function sorted(lines: readonly string[]): string[] {
@@ -165,7 +170,8 @@ describe('before the first sync', () => {
     assert.equal(error.status, 403);
     assert.equal(error.error, 'ACL not found');
     assert.equal((await answers(s.port, 'web.service.consul')).status, 'SERVFAIL');
-    await sleep(300); // retries happen meanwhile; none of them logs again
+    // Retries meet the same refusal; none of them logs again.
+    await eventually(() => assert.ok(retries(logs) >= 2, `retries handled: ${retries(logs)}`), 10_000);
     assert.equal(logs.filter((l) => (l.level as number) >= 40).length, 1);
     assert.ok(!JSON.stringify(logs).includes('bad-token'), 'the token never appears in logs');
     assert.ok(sim.requests.every((r) => r.token === 'bad-token'), 'every request carries the token');
@@ -180,7 +186,8 @@ describe('when Consul fails, the last good catalog keeps serving', () => {
     sim = new ConsulSim({ aclTokens: ['good-token'] });
     await sim.start();
     seed(sim);
-    s = await startServer({ flags: { ...FLAGS, consul: sim.url, 'consul-token': 'good-token' }, logs });
+    // A 500 ms blocking wait: svcdns gives up on a request Consul leaves unanswered after about 0.8 s.
+    s = await startServer({ flags: { ...FLAGS, 'consul-wait': '500ms', consul: sim.url, 'consul-token': 'good-token' }, logs });
     await eventually(async () => assert.equal((await answers(s.port, 'web.service.consul')).answer.length, 2));
   });
   after(async () => {
@@ -195,7 +202,7 @@ describe('when Consul fails, the last good catalog keeps serving', () => {
     await sim.fault('refuse');
     await eventually(() => assertLogged(logs, 'consul watch failing; retrying with backoff'));
     await webServed();
-    await sleep(500);
+    await eventually(() => assert.ok(retries(logs) >= 2, `retries handled: ${retries(logs)}`), 10_000);
     await webServed();
     assert.equal(logs.filter((l) => l.msg === 'consul watch failing; retrying with backoff').length, 1, 'logged once, not per retry');
     sim.registerService('dc1', 'n2', { ID: 'db2', Service: 'db', Port: 5432 });
@@ -205,18 +212,33 @@ describe('when Consul fails, the last good catalog keeps serving', () => {
   });
 
   test('Consul hanging (requests never answered): answers unchanged', async () => {
+    logs.length = 0;
+    const before = new Set(sim.requests);
     await sim.fault('hang');
-    await sleep(300);
+    // svcdns has met the hang once it gives up on a request Consul never answered (its request
+    // timeout: the 1 s wait, its jitter and a margin) and has handled that as a failure.
+    const gaveUp = await sim.until((r) => !before.has(r) && r.abandoned, 'request that svcdns gave up on', 15_000);
+    assert.equal(gaveUp.status, null, 'never answered');
+    await eventually(() => assertLogged(logs, 'consul watch failing; retrying with backoff'), 5000);
+    assert.equal(logs.find((l) => l.msg === 'consul watch failing; retrying with backoff')!.status, 0, 'a timeout, not an HTTP error');
     await webServed();
     await sim.fault('none');
+    await eventually(() => assertLogged(logs, 'consul watches recovered'), 15_000);
     await webServed();
   });
 
   test('Consul answering 500s: answers unchanged', async () => {
+    logs.length = 0;
+    const before = new Set(sim.requests.filter((r) => r.status === 500));
     await sim.fault('error500');
-    await sleep(300);
+    // Parked blocking reads are answered 500 at once; svcdns handles that as a failure.
+    await sim.until((r) => r.status === 500 && !before.has(r), 'request answered 500');
+    await eventually(() => assertLogged(logs, 'consul watch failing; retrying with backoff'), 5000);
+    assert.equal(logs.find((l) => l.msg === 'consul watch failing; retrying with backoff')!.status, 500, 'the 500 is what failed');
     await webServed();
     await sim.fault('none');
+    await eventually(() => assertLogged(logs, 'consul watches recovered'), 15_000);
+    await webServed();
   });
 
   test('a revoked token: one error log, the last catalog keeps serving', async () => {
@@ -401,9 +423,12 @@ describe('other datacenters', () => {
 
   test('made-up names in another datacenter start no watches: only its service list is read', async () => {
     // First in this suite: dc2 has not been asked about yet, so its service list is not known.
+    // Asked at once from this process, not by 30 dig processes: spawning them blocks this event
+    // loop, which is also the server's, long enough for the first digs to time out on a busy machine.
     const names = Array.from({ length: 30 }, (_, i) => `made-up-${i}.service.dc2.consul`);
-    const results = await Promise.all(names.map((n) => answers(s.port, n)));
-    assert.deepEqual([...new Set(results.map((r) => r.status))], ['NXDOMAIN']);
+    const replies = await Promise.all(names.map((n) => udpExchange(s.port, buildQuery(n, 'A'), 5000)));
+    const RCODES = ['NOERROR', 'FORMERR', 'SERVFAIL', 'NXDOMAIN'];
+    assert.deepEqual([...new Set(replies.map((r) => (r ? (RCODES[r.readUInt16BE(2) & 0xf] ?? 'other') : 'no reply')))], ['NXDOMAIN']);
     const madeUp = sim.requests.filter((r) => r.path.startsWith('/v1/health/service/made-up-'));
     assert.equal(madeUp.length, 0, `health reads for made-up names: ${madeUp.map((r) => r.path).join(', ')}`);
   });
@@ -510,7 +535,10 @@ describe('Consul with a default-deny ACL policy and no token', () => {
     // Consul filters what the anonymous token may not read: an empty catalog, hence NXDOMAIN.
     assert.equal((await answers(s.port, 'web.service.consul')).status, 'NXDOMAIN');
     sim.registerService('dc1', 'n1', { ID: 'db2', Service: 'db', Port: 5433 });
-    await sleep(200);
+    // The service-list watch wakes, reads the change (with the deny policy header again) and asks
+    // again with the new index: by then svcdns has handled that answer.
+    const index = String(sim.index('dc1'));
+    await sim.until((r) => r.path === '/v1/catalog/services' && r.query.index === index, 'service-list read after the change');
     assert.equal(logs.filter((l) => l.msg === warning).length, 1, 'said once');
   });
 });

@@ -6,8 +6,8 @@
 import assert from 'node:assert/strict';
 import { Resolver } from 'node:dns/promises';
 import { after, before, describe, test } from 'node:test';
-import { CATALOG, bigCatalog } from './support/catalog.js';
-import { TEST_SERIAL, startServer, type TestServer } from './support/server.js';
+import { CATALOG, bigCatalog } from '../support/catalog.js';
+import { TEST_SERIAL, startServer, type TestServer } from '../support/server.js';
 
 function resolverFor(s: TestServer): Resolver {
   const r = new Resolver({ timeout: 2000, tries: 1 });

@@ -8,10 +8,10 @@ import { test } from 'node:test';
 import { setImmediate as nextTurn } from 'node:timers/promises';
 import { Writable } from 'node:stream';
 import { pino } from 'pino';
-import type { DcState } from '../src/catalog/consul/datacenters.js';
-import { Publisher } from '../src/catalog/consul/publisher.js';
-import { Waits, type Loader, type PublishState } from '../src/catalog/consul/waits.js';
-import type { CatalogData } from '../src/catalog/types.js';
+import type { DcState } from '../../src/catalog/consul/datacenters.js';
+import { Publisher } from '../../src/catalog/consul/publisher.js';
+import { Waits, type Loader, type PublishState } from '../../src/catalog/consul/waits.js';
+import type { CatalogData } from '../../src/catalog/types.js';
 
 /** Datacenter states made on first use; records which services were asked to load. */
 function fakeLoader(): Loader & { states: Map<string, DcState>; loaded: string[] } {

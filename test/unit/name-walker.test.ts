@@ -2,8 +2,8 @@
 
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { HEADER_SIZE } from '../src/dns/constants.js';
-import { NameError, nameError, Pointers, walkName, type PointerRule } from '../src/dns/name-walker.js';
+import { HEADER_SIZE } from '../../src/dns/constants.js';
+import { NameError, nameError, Pointers, walkName, type PointerRule } from '../../src/dns/name-walker.js';
 
 const ALL_RULES: readonly PointerRule[] = [Pointers.REFUSE, Pointers.STOP, Pointers.FOLLOW];
 

@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { getEventListeners } from 'node:events';
 import { test } from 'node:test';
 import { setImmediate as nextTurn } from 'node:timers/promises';
-import { Limiter, Pacer, backoffDelay, untilOrAborted } from '../src/util/pacing.js';
+import { Limiter, Pacer, backoffDelay, untilOrAborted } from '../../src/util/pacing.js';
 
 /** A promise and the functions that settle it. */
 function deferred<T = void>(): { promise: Promise<T>; resolve: (v: T) => void; reject: (e: Error) => void } {

@@ -6,9 +6,9 @@
 
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
-import { CATALOG } from './support/catalog.js';
-import { dig, type DigResult } from './support/dig.js';
-import { TEST_SERIAL, startServer, type TestServer } from './support/server.js';
+import { CATALOG, bigCatalog } from '../support/catalog.js';
+import { dig, digEach, type DigResult } from '../support/dig.js';
+import { TEST_SERIAL, startServer, type TestServer } from '../support/server.js';
 
 interface Case {
   q: string;
@@ -146,6 +146,7 @@ function sorted(lines: readonly string[]): string[] {
 
 function check(c: Case, r: DigResult): void {
   const what = `${c.q} ${c.type ?? 'A'}`;
+  if (!c.args) assert.deepEqual(r.question, [`${c.q}. IN ${c.type ?? 'A'}`], `${what}: the question, as asked\n${r.raw}`);
   assert.equal(r.status, c.status, `${what}: status\n${r.raw}`);
   assert.ok(r.flags.includes('qr'), `${what}: qr flag`);
   assert.equal(r.flags.includes('aa'), c.aa ?? true, `${what}: aa flag\n${r.raw}`);
@@ -158,19 +159,25 @@ function check(c: Case, r: DigResult): void {
 
 describe('dig against the test catalog', () => {
   let s: TestServer;
+  /** Each case's reply over UDP and over TCP: every question asked by one dig per transport. */
+  let overUdp: DigResult[];
+  let overTcp: DigResult[];
   before(async () => {
     s = await startServer({ catalog: CATALOG });
+    const questions = CASES.map((c) => [...(c.args ?? []), c.q, ...(c.args ? [] : [c.type ?? 'A'])]);
+    overUdp = await digEach(s.port, questions);
+    overTcp = await digEach(s.port, questions, ['+tcp']);
   });
   after(() => s.close());
 
-  for (const c of CASES) {
-    const args = [...(c.args ?? []), c.q, ...(c.args ? [] : [c.type ?? 'A'])];
-    test(`${c.q} ${c.type ?? (c.args ? 'PTR' : 'A')} -> ${c.status}`, async () => {
-      check(c, await dig(s.port, args));
+  CASES.forEach((c, i) => {
+    test(`${c.q} ${c.type ?? (c.args ? 'PTR' : 'A')} -> ${c.status}`, () => {
+      check(c, overUdp[i]!); // UDP, but for ANY: dig asks ANY over TCP
       // The same question over TCP gets the same reply.
-      check(c, await dig(s.port, ['+tcp', ...args]));
+      assert.equal(overTcp[i]!.transport, 'TCP');
+      check(c, overTcp[i]!);
     });
-  }
+  });
 
   test('EDNS: the OPT record is echoed with the DO bit copied; without EDNS there is none', async () => {
     const withEdns = await dig(s.port, ['+dnssec', 'web.service.consul']);
@@ -246,5 +253,26 @@ describe('a catalog without a consul service: svcdns names itself as the name se
     const aaaa = await dig(s.port, ['ns.consul', 'AAAA']);
     assert.equal(aaaa.status, 'NOERROR');
     assert.deepEqual(aaaa.answer, []);
+  });
+});
+
+describe('a record set too big for a 512-byte UDP reply (sizes are tested in test/unit/sizes.test.ts)', () => {
+  const NAME = 'big.service.consul';
+  const COUNT = 100;
+  /** As many A records as fit in 512 bytes: header, question, then 16 bytes per record. */
+  const FIT = Math.floor((512 - 12 - (NAME.length + 2 + 4)) / 16);
+  let s: TestServer;
+  before(async () => {
+    s = await startServer({ catalog: bigCatalog({ big: COUNT }) });
+  });
+  after(() => s.close());
+
+  test('dig retries over TCP on TC and shows the whole set (as glibc does)', async () => {
+    const r = await dig(s.port, ['+noedns', NAME]);
+    assert.equal(r.transport, 'TCP');
+    assert.equal(r.answer.length, COUNT);
+    const ignoring = await dig(s.port, ['+noedns', '+ignore', NAME]);
+    assert.ok(ignoring.flags.includes('tc'));
+    assert.equal(ignoring.answer.length, FIT);
   });
 });

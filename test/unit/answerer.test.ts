@@ -2,12 +2,12 @@
 
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { Answerer, isPending } from '../src/answer/answerer.js';
-import type { Reply } from '../src/dns/codec.js';
-import { CatalogStore } from '../src/catalog/store.js';
-import { Rcode } from '../src/dns/constants.js';
-import { readQuery, type Query } from '../src/dns/wire.js';
-import { buildQuery } from './support/client.js';
+import { Answerer, isPending } from '../../src/answer/answerer.js';
+import type { Reply } from '../../src/dns/codec.js';
+import { CatalogStore } from '../../src/catalog/store.js';
+import { Rcode } from '../../src/dns/constants.js';
+import { readQuery, type Query } from '../../src/dns/wire.js';
+import { buildQuery } from '../support/client.js';
 
 const answerer = new Answerer({
   domain: 'consul',

@@ -7,13 +7,13 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { pino } from 'pino';
-import { Diagnostics, type QueryEvent, type StateEvent } from '../src/diagnostics/channels.js';
-import { logStateChanges } from '../src/diagnostics/state-log.js';
-import { createPipeline } from '../src/pipeline/chain.js';
-import { NEXT, type Answer, type Request, type Stage } from '../src/pipeline/stage.js';
-import { CATALOG } from './support/catalog.js';
-import { buildQuery, udpExchange } from './support/client.js';
-import { startServer } from './support/server.js';
+import { Diagnostics, type QueryEvent, type StateEvent } from '../../src/diagnostics/channels.js';
+import { logStateChanges } from '../../src/diagnostics/state-log.js';
+import { createPipeline } from '../../src/pipeline/chain.js';
+import { NEXT, type Answer, type Request, type Stage } from '../../src/pipeline/stage.js';
+import { CATALOG } from '../support/catalog.js';
+import { buildQuery, udpExchange } from '../support/client.js';
+import { startServer } from '../support/server.js';
 
 const client = { address: '127.0.0.1', port: 5353 };
 const silent = pino({ level: 'silent' });

@@ -10,13 +10,13 @@ import { createSocket } from 'node:dgram';
 import { writeFile } from 'node:fs/promises';
 import { test, type TestContext } from 'node:test';
 import type * as dnsPacket from 'dns-packet';
-import { QuestionReader } from '../src/pipeline/question-key.js';
-import { bigCatalog, CATALOG } from './support/catalog.js';
-import { buildQuery, decode, frame, tcpExchange, udpExchange } from './support/client.js';
-import { eventually } from './support/eventually.js';
-import { Rng } from './support/random.js';
-import { startServer, TEST_NOW_MS, TEST_SERIAL, type StartOptions, type TestServer } from './support/server.js';
-import { startUpstream } from './support/upstream.js';
+import { QuestionReader } from '../../src/pipeline/question-key.js';
+import { bigCatalog, CATALOG } from '../support/catalog.js';
+import { buildQuery, decode, frame, tcpExchange, udpExchange } from '../support/client.js';
+import { eventually } from '../support/eventually.js';
+import { Rng } from '../support/random.js';
+import { startServer, TEST_NOW_MS, TEST_SERIAL, type StartOptions, type TestServer } from '../support/server.js';
+import { startUpstream } from '../support/upstream.js';
 
 const RD = 0x0100;
 const CD = 0x0010;
@@ -49,7 +49,7 @@ function addresses(reply: Buffer): string[] {
 function udpFrom(local: string, port: number, packet: Buffer): Promise<Buffer | null> {
   return new Promise((resolve, reject) => {
     const socket = createSocket('udp4');
-    const timer = setTimeout(() => done(null), 1000);
+    const timer = setTimeout(() => done(null), 5000);
     const done = (reply: Buffer | null): void => {
       clearTimeout(timer);
       socket.close();

@@ -2,7 +2,7 @@
 
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { domainLabels, matchDomain, parseConsulName, parseReverseName, type ConsulName } from '../src/answer/naming.js';
+import { domainLabels, matchDomain, parseConsulName, parseReverseName, type ConsulName } from '../../src/answer/naming.js';
 
 function parse(name: string): ConsulName | null {
   const labels = name.toLowerCase().split('.');

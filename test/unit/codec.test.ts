@@ -3,11 +3,11 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import * as dnsPacket from 'dns-packet';
-import { encodeReply, type RR } from '../src/dns/codec.js';
-import { RRType } from '../src/dns/constants.js';
-import { readQuery, type Query } from '../src/dns/wire.js';
-import { parseIp } from '../src/net/address.js';
-import { buildQuery } from './support/client.js';
+import { encodeReply, type RR } from '../../src/dns/codec.js';
+import { RRType } from '../../src/dns/constants.js';
+import { readQuery, type Query } from '../../src/dns/wire.js';
+import { parseIp } from '../../src/net/address.js';
+import { buildQuery } from '../support/client.js';
 
 function read(packet: Buffer): Query {
   const r = readQuery(packet);

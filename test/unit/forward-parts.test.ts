@@ -10,17 +10,17 @@ import { join } from 'node:path';
 import { test } from 'node:test';
 import * as dnsPacket from 'dns-packet';
 import { pino } from 'pino';
-import { parseCidr } from '../src/net/address.js';
-import { readQuery, type Query } from '../src/dns/wire.js';
-import { recursionAcl } from '../src/forward/allow.js';
-import { TtlLru } from '../src/forward/cache.js';
-import { buildUpstreamQuery, checkUpstreamReply, renderReply, type UpstreamMessage } from '../src/forward/message.js';
-import { chooseUpstreams, isSelf, parseResolvConf } from '../src/forward/resolv-conf.js';
-import { UpstreamSource } from '../src/forward/upstream-source.js';
-import { UpstreamSet } from '../src/forward/upstreams.js';
-import { buildQuery, decode, zoneLines } from './support/client.js';
-import { eventually } from './support/eventually.js';
-import { loggedDiagnostics } from './support/diagnostics.js';
+import { parseCidr } from '../../src/net/address.js';
+import { readQuery, type Query } from '../../src/dns/wire.js';
+import { recursionAcl } from '../../src/forward/allow.js';
+import { TtlLru } from '../../src/forward/cache.js';
+import { buildUpstreamQuery, checkUpstreamReply, renderReply, type UpstreamMessage } from '../../src/forward/message.js';
+import { chooseUpstreams, isSelf, parseResolvConf } from '../../src/forward/resolv-conf.js';
+import { UpstreamSource } from '../../src/forward/upstream-source.js';
+import { UpstreamSet } from '../../src/forward/upstreams.js';
+import { buildQuery, decode, zoneLines } from '../support/client.js';
+import { eventually } from '../support/eventually.js';
+import { loggedDiagnostics } from '../support/diagnostics.js';
 
 test('resolv.conf: nameserver lines in order, comments and other keywords ignored, non-addresses skipped', () => {
   const text = [

@@ -8,9 +8,9 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { CATALOG } from './support/catalog.js';
-import { dig } from './support/dig.js';
-import { runCli, startCli } from './support/spawn.js';
+import { CATALOG } from '../support/catalog.js';
+import { dig } from '../support/dig.js';
+import { runCli, startCli } from '../support/spawn.js';
 
 /** The one line on stderr that is not a JSON log record: the reason for the exit. */
 function oneLine(stderr: string): string {
@@ -22,7 +22,8 @@ function oneLine(stderr: string): string {
   return lines[0]!;
 }
 
-describe('bad input exits non-zero with one line', () => {
+// Each case is its own short-lived CLI process with nothing timed: four run at once.
+describe('bad input exits non-zero with one line', { concurrency: 4 }, () => {
   let dir: string;
   before(async () => {
     dir = await mkdtemp(join(tmpdir(), 'svcdns-cli-'));

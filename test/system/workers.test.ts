@@ -12,11 +12,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test, type TestContext } from 'node:test';
 import type * as dnsPacket from 'dns-packet';
-import { CATALOG } from './support/catalog.js';
-import { buildQuery, decode, frame, tcpExchange, udpExchange } from './support/client.js';
-import { ConsulSim } from './support/consul-sim.js';
-import { eventually } from './support/eventually.js';
-import { runCli, startCli, type Running } from './support/spawn.js';
+import { CATALOG } from '../support/catalog.js';
+import { buildQuery, decode, frame, tcpExchange, udpExchange } from '../support/client.js';
+import { ConsulSim } from '../support/consul-sim.js';
+import { eventually } from '../support/eventually.js';
+import { CLI_ENTRY, runCli, startCli, type Running } from '../support/spawn.js';
 
 async function catalogFile(t: TestContext, text: string): Promise<string> {
   const dir = await mkdtemp(join(tmpdir(), 'svcdns-workers-'));
@@ -34,7 +34,7 @@ async function start(t: TestContext, args: string[]): Promise<{ cli: Running; po
   return { cli, port: Number(String(listening.address).split(':').pop()) };
 }
 
-/** svcdns processes whose parent is `pid` (tsx also starts an esbuild process: not counted). */
+/** svcdns processes whose parent is `pid` (run through tsx, it also starts an esbuild process: not counted). */
 async function children(pid: number): Promise<number[]> {
   const out: number[] = [];
   for (const entry of await readdir('/proc')) {
@@ -42,7 +42,7 @@ async function children(pid: number): Promise<number[]> {
     try {
       const stat = await readFile(`/proc/${entry}/stat`, 'utf8');
       const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
-      if (ppid === pid && (await readFile(`/proc/${entry}/cmdline`, 'utf8')).includes('src/cli.ts')) out.push(Number(entry));
+      if (ppid === pid && (await readFile(`/proc/${entry}/cmdline`, 'utf8')).includes(CLI_ENTRY)) out.push(Number(entry));
     } catch {
       // gone meanwhile
     }
