@@ -55,10 +55,12 @@ function heading(text: string): string {
 function run(job: Job, live = false): Promise<Outcome> {
   const started = performance.now();
   if (live) process.stdout.write(heading(job.name));
-  const child = spawn(job.command, job.args, { cwd: ROOT, stdio: live ? 'inherit' : ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(job.command, job.args, { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
   const chunks: Buffer[] = [];
-  child.stdout?.on('data', (d: Buffer) => chunks.push(d));
-  child.stderr?.on('data', (d: Buffer) => chunks.push(d));
+  child.stdout.on('data', (d: Buffer) => (live ? process.stdout.write(d) : chunks.push(d)));
+  child.stderr.on('data', (d: Buffer) => (live ? process.stderr.write(d) : chunks.push(d)));
+  // Kept even when shown live: the closing count reads the runners' totals from it.
+  if (live) child.stdout.on('data', (d: Buffer) => chunks.push(d));
   return new Promise((resolve) => {
     child.on('error', (err) => chunks.push(Buffer.from(`${job.command}: ${err.message}\n`)));
     child.on('close', (code) => resolve({ name: job.name, code, ms: performance.now() - started, output: Buffer.concat(chunks) }));
@@ -84,4 +86,8 @@ const outcomes = [...checks, ...before, system];
 process.stdout.write(heading('npm test'));
 for (const o of outcomes) process.stdout.write(`${o.code === 0 ? 'ok     ' : o.skipped ? 'skipped' : 'FAILED '}  ${seconds(o.ms).padStart(7)}  ${o.name}\n`);
 process.stdout.write(`total ${seconds(performance.now() - started)}\n`);
+// The node:test runners' totals (`# pass N`, `# fail N`) of both tiers, as one closing line.
+const total = (word: string): number =>
+  [...before, system].reduce((sum, o) => sum + [...o.output.toString().matchAll(new RegExp(`^# ${word} (\\d+)$`, 'gm'))].reduce((n, m) => n + Number(m[1]), 0), 0);
+process.stdout.write(`${total('pass')} passed, ${total('fail')} failed\n`);
 process.exitCode = outcomes.every((o) => o.code === 0) ? 0 : 1;
