@@ -128,7 +128,7 @@ export function resolveConfig(inputs: ConfigInputs): Config {
     }
   }
   for (const [key, value] of Object.entries(inputs.flags)) {
-    if (!(key in KEYS)) problems.push(`unknown option --${key}`);
+    if (!Object.hasOwn(KEYS, key)) problems.push(`unknown option --${key}`);
     else if (value !== undefined) {
       merged[key] = value;
       ambient.delete(key);
@@ -165,7 +165,7 @@ function readConfigFile(path: string, read: ((p: string) => string) | undefined,
   }
   const out: RawConfig = {};
   for (const [key, value] of Object.entries(doc as Record<string, unknown>)) {
-    if (!(key in KEYS)) {
+    if (!Object.hasOwn(KEYS, key)) {
       problems.push(`config file ${path}: unknown key ${JSON.stringify(key)}`);
     } else if (Array.isArray(value) && KEYS[key]!.list) {
       out[key] = value.map(String);

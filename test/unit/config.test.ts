@@ -205,3 +205,19 @@ test('bad Consul settings are reported together', () => {
     'consul-wait: must be a duration such as 10s, 5m or 87600h (got "5")',
   ]);
 });
+
+test('names of Object.prototype members are unknown keys, in the config file and as flags', () => {
+  const problems = (inputs: Partial<ConfigInputs>): string[] => {
+    try {
+      resolveConfig({ flags: {}, env: {}, ...inputs });
+      return [];
+    } catch (err) {
+      return [...(err as ConfigError).problems];
+    }
+  };
+  assert.deepEqual(problems({ configFile: 'svcdns.yaml', readFile: () => 'constructor: 1\ntoString: x\n' }), [
+    'config file svcdns.yaml: unknown key "constructor"',
+    'config file svcdns.yaml: unknown key "toString"',
+  ]);
+  assert.deepEqual(problems({ flags: { hasOwnProperty: 'x' } }), ['unknown option --hasOwnProperty']);
+});
