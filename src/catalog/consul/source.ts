@@ -31,38 +31,26 @@
  */
 
 import type { Logger } from 'pino';
-import type { Diagnostics } from '../../diagnostics/channels.js';
 import type { ConsulApi } from './api.js';
 import type { CatalogSink, CatalogSource } from '../source.js';
 import { Datacenters } from './datacenters.js';
 import { Publisher } from './publisher.js';
 import { Waits } from './waits.js';
-import { WatchRegistry } from './watches.js';
+import { WatchRegistry, type WatchRegistryOptions } from './watches.js';
 
-export interface ConsulSourceOptions {
+/** The watch registry's options (how reads are made and failures reported), and the source's own. */
+export interface ConsulSourceOptions extends Omit<WatchRegistryOptions, 'readiness' | 'onChange'> {
   api: ConsulApi;
   /** Describes where Consul is, for logs (never includes the token). */
   address: string;
   /** The local datacenter. */
   datacenter: string;
-  log: Logger;
-  /** Watch failures and recoveries are reported here (`state`), and logged by its subscriber. */
-  diagnostics: Diagnostics;
-  /** Send `?stale` so any server answers (Consul's DNS default). */
-  allowStale: boolean;
-  /** A stale answer from a server that last heard from the leader longer ago is re-read consistently. */
-  maxStaleMs: number;
-  /** Blocking wait per call, ms. */
-  waitMs: number;
-  /** Whether an ACL token is sent (to explain an empty catalog under a default-deny policy). */
-  hasToken?: boolean;
   watch?: 'auto' | 'all' | 'on-demand';
   watchAllLimit?: number;
   /** On-demand watches unused this long are dropped, ms. */
   watchIdleMs?: number;
   /** How often the list of datacenters is re-read, ms. */
   datacentersRefreshMs?: number;
-  random?: () => number;
   now?: () => number;
 }
 

@@ -37,9 +37,9 @@ export type BlockingRead<T> = (o: { dc: string; index: bigint; waitMs: number; s
 
 export interface WatchRegistryOptions {
   log: Logger;
-  /** Failures and recoveries are reported here (`state`). */
+  /** Watch failures and recoveries are reported here (`state`), and logged by its subscriber. */
   diagnostics: Diagnostics;
-  /** Send `?stale` so any server answers. */
+  /** Send `?stale` so any server answers (Consul's DNS default). */
   allowStale: boolean;
   /** A stale answer from a server that last heard from the leader longer ago is re-read consistently. */
   maxStaleMs: number;
