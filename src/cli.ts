@@ -67,6 +67,9 @@ async function main(): Promise<void> {
   }
   const log = createLogger(config);
   if (isWorker()) return worker(config, log.child({ worker: cluster.worker!.id }));
+  if (flags['consul-token'] !== undefined) {
+    log.warn('--consul-token on the command line can be read by every local user (ps, /proc/PID/cmdline): use --consul-token-file or CONSUL_HTTP_TOKEN');
+  }
   if (config.workers > 1) return primary(config, log);
 
   const server = await startedOrExit(log, () => SvcdnsServer.start({ config, log }));

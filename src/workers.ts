@@ -56,7 +56,9 @@ export async function runPrimary(config: Config, log: Logger): Promise<{ stop: (
     },
   });
 
-  cluster.setupPrimary({ serialization: 'advanced' });
+  // Workers get the primary's flags but never its ACL token (they read nothing from Consul): a
+  // command line is readable by every local user (ps, /proc/PID/cmdline).
+  cluster.setupPrimary({ serialization: 'advanced', args: withoutSecrets(process.argv.slice(2)) });
   let stopping = false;
   let addresses: string[] = [];
 
@@ -162,4 +164,15 @@ export async function runWorker(log: Logger, start: (options: { source: CatalogS
   });
   channel.send({ t: 'listening', addresses: server.addresses.map(formatHostPort) });
   return server;
+}
+
+/** `args` without `--consul-token VALUE` / `--consul-token=VALUE`. */
+export function withoutSecrets(args: readonly string[]): string[] {
+  const out: string[] = [];
+  for (let i = 0; i < args.length; i++) {
+    const arg = args[i]!;
+    if (arg === '--consul-token') i++;
+    else if (!arg.startsWith('--consul-token=')) out.push(arg);
+  }
+  return out;
 }

@@ -136,6 +136,28 @@ test('--workers 2 with Consul: one set of watches in the primary feeds both work
   });
 });
 
+test('--consul-token on the command line: a warning that names the safer ways (never the token); the workers never get it', async (t) => {
+  const sim = new ConsulSim({ aclTokens: ['s3cret-token-value'] });
+  await sim.start();
+  t.after(() => sim.stop());
+  sim.registerNode('dc1', { Node: 'a', Address: '10.30.0.1' });
+  sim.registerService('dc1', 'a', { ID: 'web-a', Service: 'web', Port: 80 });
+  const { cli, port } = await start(t, ['--workers', '2', '--consul', sim.url, '--consul-token', 's3cret-token-value', '--watch', 'all']);
+  await cli.waitForLog((l) => l.msg === 'consul catalog synced; ready');
+  assert.deepEqual(await overTcp(port, 'web.service.consul', 2), [['10.30.0.1'], ['10.30.0.1']], 'the primary read Consul with the token');
+  const warning = cli.logs.filter((l) => typeof l.msg === 'string' && l.msg.startsWith('--consul-token on the command line'));
+  assert.equal(warning.length, 1, 'warned once, by the primary');
+  assert.match(String(warning[0]!.msg), /--consul-token-file or CONSUL_HTTP_TOKEN/);
+  assert.ok(!JSON.stringify(cli.logs).includes('s3cret-token-value'), 'the token is in no log line');
+  const workers = await children(cli.child.pid!);
+  assert.equal(workers.length, 2);
+  for (const pid of workers) {
+    const cmdline = (await readFile(`/proc/${pid}/cmdline`, 'utf8')).split('\0');
+    assert.ok(cmdline.includes('--consul'), `worker ${pid} has the other flags`);
+    assert.ok(!cmdline.some((a) => a.includes('s3cret-token-value') || a.startsWith('--consul-token')), `worker ${pid}: ${cmdline.join(' ')}`);
+  }
+});
+
 test('--workers: a port that cannot be bound stops the whole server with status 1 and the reason', async () => {
   const taken = createSocket('udp4');
   taken.bind(0, '127.0.0.1');
