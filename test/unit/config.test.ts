@@ -221,3 +221,17 @@ test('names of Object.prototype members are unknown keys, in the config file and
   ]);
   assert.deepEqual(problems({ flags: { hasOwnProperty: 'x' } }), ['unknown option --hasOwnProperty']);
 });
+
+test('a bad Consul address is shown without the credentials it carries', () => {
+  const message = (consul: string): string => {
+    try {
+      resolveConfig({ flags: { consul }, env: {} });
+      return '';
+    } catch (err) {
+      return (err as ConfigError).message;
+    }
+  };
+  assert.equal(message('ftp://admin:hunter2@consul:8500'), 'consul: "ftp://[credentials]@consul:8500" is not an http(s) address such as 127.0.0.1:8500 or https://consul:8501');
+  assert.equal(message('admin:hunter2@'), 'consul: "[credentials]@" is not an http(s) address such as 127.0.0.1:8500 or https://consul:8501');
+  assert.equal(message('ftp://consul:8500'), 'consul: "ftp://consul:8500" is not an http(s) address such as 127.0.0.1:8500 or https://consul:8501');
+});
