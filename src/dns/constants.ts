@@ -76,3 +76,16 @@ export const MAX_UDP_SIZE = 4096;
 export const MAX_TCP_SIZE = 65535;
 /** The UDP payload size svcdns advertises in its own OPT record. */
 export const ADVERTISED_UDP_SIZE = 1232;
+
+const TYPE_NAMES = new Map<number, string>(Object.entries(RRType).map(([name, value]) => [value, name]));
+const RCODE_NAMES = new Map<number, string>(Object.entries(Rcode).map(([name, value]) => [value, name]));
+
+/** A record type as people write it: `A`, `SRV`; types without a name here as RFC 3597 writes them, `TYPE65`. */
+export function typeName(type: number): string {
+  return TYPE_NAMES.get(type) ?? `TYPE${type}`;
+}
+
+/** An rcode as people write it: `NOERROR`, `NXDOMAIN`; others as `RCODE11`. */
+export function rcodeName(rcode: number): string {
+  return RCODE_NAMES.get(rcode) ?? `RCODE${rcode}`;
+}
