@@ -77,12 +77,19 @@ export const MAX_TCP_SIZE = 65535;
 /** The UDP payload size svcdns advertises in its own OPT record. */
 export const ADVERTISED_UDP_SIZE = 1232;
 
-const TYPE_NAMES = new Map<number, string>(Object.entries(RRType).map(([name, value]) => [value, name]));
+/** Types svcdns never builds but clients ask for often enough that logs and metrics should name them. */
+const OTHER_TYPES = { HINFO: 13, NAPTR: 35, DS: 43, SSHFP: 44, RRSIG: 46, NSEC: 47, DNSKEY: 48, TLSA: 52, SVCB: 64, HTTPS: 65, CAA: 257 } as const;
+const TYPE_NAMES = new Map<number, string>([...Object.entries(RRType), ...Object.entries(OTHER_TYPES)].map(([name, value]) => [value, name]));
 const RCODE_NAMES = new Map<number, string>(Object.entries(Rcode).map(([name, value]) => [value, name]));
 
 /** A record type as people write it: `A`, `SRV`; types without a name here as RFC 3597 writes them, `TYPE65`. */
 export function typeName(type: number): string {
   return TYPE_NAMES.get(type) ?? `TYPE${type}`;
+}
+
+/** Whether `typeName` knows the type by name (metrics label the rest `other`, so labels stay few). */
+export function isNamedType(type: number): boolean {
+  return TYPE_NAMES.has(type);
 }
 
 /** An rcode as people write it: `NOERROR`, `NXDOMAIN`; others as `RCODE11`. */
