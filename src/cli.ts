@@ -5,7 +5,6 @@
  * with one line on stderr saying why.
  */
 
-import { readFileSync } from 'node:fs';
 import yargs from 'yargs';
 import { hideBin } from 'yargs/helpers';
 import cluster from 'node:cluster';
@@ -14,6 +13,7 @@ import { ConfigError, KEYS, envName, resolveConfig, type Config, type RawConfig 
 import { createLogger } from './log.js';
 import { formatHostPort } from './net/address.js';
 import { SvcdnsServer } from './server.js';
+import { VERSION } from './version.js';
 import { isWorker, runPrimary, runWorker } from './workers.js';
 
 const EXIT_USAGE = 2;
@@ -24,11 +24,6 @@ function fail(code: number, message: string): never {
   process.exit(code);
 }
 
-function version(): string {
-  const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string };
-  return pkg.version;
-}
-
 function parseFlags(argv: string[]): { flags: RawConfig; configFile: string | undefined } {
   let parser = yargs(argv)
     .scriptName('svcdns')
@@ -36,7 +31,7 @@ function parseFlags(argv: string[]): { flags: RawConfig; configFile: string | un
     .parserConfiguration({ 'camel-case-expansion': false, 'strip-aliased': true })
     .option('config', { type: 'string', describe: `YAML or JSON file of options (env ${envName('config')})`, requiresArg: true })
     .strict()
-    .version(version())
+    .version(VERSION)
     .help()
     .wrap(Math.min(110, process.stdout.columns || 110))
     .exitProcess(true)
