@@ -3,7 +3,7 @@
  * catalog file, resolv.conf) reports its state on the `state` channel as often as it learns it, and
  * this logs each change of state once: a problem when it first appears or changes, the recovery
  * when the last failing part of that thing is fine again. An outage is one line, however many
- * watches or retries it has.
+ * watches or retries it has. What is failing now is what /status shows (`failing()`).
  */
 
 import type { Diagnostics, StateEvent } from './channels.js';
@@ -14,10 +14,28 @@ interface KeyState {
   logged: string | null;
 }
 
-/** Starts logging state changes; returns the function that stops it. */
-export function logStateChanges(diagnostics: Diagnostics): () => void {
-  const states = new Map<string, KeyState>();
-  return diagnostics.state.subscribe((event: StateEvent) => {
+/** What is failing now: one entry per key, with the problem logged and the parts failing. */
+export interface Failing {
+  readonly key: string;
+  readonly problem: string | null;
+  readonly subjects: readonly string[];
+}
+
+/** Logs state changes from the moment it is made until `stop()`. */
+export class StateLog {
+  private readonly states = new Map<string, KeyState>();
+  readonly stop: () => void;
+
+  constructor(diagnostics: Diagnostics) {
+    this.stop = diagnostics.state.subscribe((event) => this.onEvent(event));
+  }
+
+  failing(): Failing[] {
+    return [...this.states].filter(([, s]) => s.failing.size > 0).map(([key, s]) => ({ key, problem: s.logged, subjects: [...s.failing] }));
+  }
+
+  private onEvent(event: StateEvent): void {
+    const states = this.states;
     if (event.forget) {
       states.delete(event.key);
       return;
@@ -43,5 +61,5 @@ export function logStateChanges(diagnostics: Diagnostics): () => void {
     if (state.failing.size > 0) return;
     if (state.logged !== null && event.message) log[event.level ?? 'info'](fields, event.message);
     states.delete(event.key);
-  });
+  }
 }

@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { pino } from 'pino';
 import { Diagnostics, type QueryEvent, type StateEvent } from '../../src/diagnostics/channels.js';
-import { logStateChanges } from '../../src/diagnostics/state-log.js';
+import { StateLog } from '../../src/diagnostics/state-log.js';
 import { createPipeline } from '../../src/pipeline/chain.js';
 import { NEXT, type Answer, type Request, type Stage } from '../../src/pipeline/stage.js';
 import { CATALOG } from '../support/catalog.js';
@@ -108,7 +108,7 @@ test('a real server: the query event names the stage that answered, and reply-ca
 
 test('the state logger: a problem once however often reported, a new problem again, the recovery once when every part is fine', () => {
   const diagnostics = new Diagnostics();
-  logStateChanges(diagnostics);
+  new StateLog(diagnostics);
   const lines: [string, string][] = [];
   const log = pino(
     { level: 'debug' },
