@@ -21,13 +21,14 @@ import { Problems, type ConfigComponent, type KeySpec, type RawConfig } from './
 import { replyCacheComponent, type ReplyCacheConfig } from './pipeline/config.js';
 import { splitList } from './config/values.js';
 import { forwardComponent, type ForwardSection } from './forward/config.js';
+import { httpComponent, type HttpConfig } from './http/config.js';
 import { listenComponent, type ListenConfig } from './listen/config.js';
 import { logComponent, type LogConfig } from './log.js';
 
 export type { RawConfig } from './config/component.js';
 
 /** Every component's options side by side. */
-export type Config = ListenConfig & AnswerConfig & ReplyCacheConfig & LogConfig & SourcesConfig & ForwardSection;
+export type Config = ListenConfig & AnswerConfig & ReplyCacheConfig & LogConfig & SourcesConfig & ForwardSection & HttpConfig;
 
 export class ConfigError extends Error {
   readonly code = 'SVCDNS_CONFIG_INVALID';
@@ -45,6 +46,7 @@ const COMPONENTS: readonly ConfigComponent<object>[] = [
   logComponent,
   ...SOURCE_KINDS.map((kind) => kind.config),
   forwardComponent,
+  httpComponent,
 ];
 
 /**

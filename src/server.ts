@@ -13,12 +13,16 @@ import { CatalogStore } from './catalog/store.js';
 import type { Config } from './config.js';
 import { Diagnostics } from './diagnostics/channels.js';
 import { logQueries } from './diagnostics/query-log.js';
-import { logStateChanges } from './diagnostics/state-log.js';
+import { ServerMetrics } from './diagnostics/metrics.js';
+import { StateLog } from './diagnostics/state-log.js';
 import { trackUsage } from './diagnostics/usage.js';
 import { Forwarder } from './forward/forwarder.js';
+import { listenHttp, type HttpEndpoint, type Observed } from './http/endpoint.js';
+import { buildStatus, readinessOf, type About, type MetricJson, type Phase, type Readiness, type Status } from './http/status.js';
 import { UpstreamSource } from './forward/upstream-source.js';
 import { formatHostPort, parseIp, type ListenAddress } from './net/address.js';
 import { listenTcp, type TcpListener } from './listen/tcp.js';
+import { listenError } from './net/listen-error.js';
 import { listenUdp, type UdpListener } from './listen/udp.js';
 import { AnswerStage } from './pipeline/answer.js';
 import { createPipeline } from './pipeline/chain.js';
@@ -42,7 +46,13 @@ export interface ServerOptions {
   source?: CatalogSource;
   /** Listening sockets shared with other processes through node:cluster (a --workers process). */
   sharedSockets?: boolean;
+  /**
+   * Metrics include the standard process_* and nodejs_* ones (default true). They are per process:
+   * an embedding program that collects its own says false.
+   */
+  defaultMetrics?: boolean;
 }
+
 
 export interface BoundAddress {
   host: string;
@@ -50,31 +60,28 @@ export interface BoundAddress {
 }
 
 export class SvcdnsServer {
+  private phaseNow: Phase = 'starting';
+  private metricsNow: ServerMetrics | null = null;
+  private http: HttpEndpoint | null = null;
+  private readonly startedAt = Date.now();
+  readonly replyCache: ReplyCache;
+  readonly handler: DnsHandler;
+  private readonly listeners: (UdpListener | TcpListener)[] = [];
+  private readonly bound: BoundAddress[] = [];
+  private readonly subscriptions: (() => void)[] = [];
+
   private constructor(
+    private readonly options: ServerOptions,
     readonly store: CatalogStore,
     readonly source: CatalogSource,
     readonly forwarder: Forwarder,
-    readonly replyCache: ReplyCache,
     private readonly upstreamSource: UpstreamSource,
-    readonly handler: DnsHandler,
     /** Every event this server publishes (src/diagnostics/channels.ts): subscribe to watch it. */
     readonly diagnostics: Diagnostics,
-    readonly addresses: readonly BoundAddress[],
-    private readonly listeners: readonly (UdpListener | TcpListener)[],
-    private readonly unsubscribe: () => void,
+    private readonly stateLog: StateLog,
     private readonly log: Logger,
-  ) {}
-
-  /** Loads the catalog, then binds every listen address (UDP and TCP on the same port). */
-  static async start(options: ServerOptions): Promise<SvcdnsServer> {
-    const { config, log } = options;
-    const diagnostics = new Diagnostics();
-    const subscriptions = [logStateChanges(diagnostics)];
-    const { forwarder, upstreamSource } = await createForwarder(options, diagnostics);
-    const store = new CatalogStore({ now: options.now, onlyPassing: config.onlyPassing, diagnostics });
-    const source = options.source ?? (await createSource(config, log, { diagnostics, reloadDebounceMs: options.reloadDebounceMs }));
-    await source.start(store);
-
+  ) {
+    const { config } = options;
     const answerer = new Answerer({
       domain: config.domain,
       altDomain: config.altDomain,
@@ -87,7 +94,7 @@ export class SvcdnsServer {
         return ip && !ip.bytes.every((b) => b === 0) ? [ip] : [];
       }),
     });
-    const replyCache = new ReplyCache({
+    this.replyCache = new ReplyCache({
       maxEntries: config.answerCacheSize,
       maxBytes: config.answerCacheMaxBytes,
       maxUdpSize: config.maxUdpSize,
@@ -96,41 +103,128 @@ export class SvcdnsServer {
     const recursion = new Recursion(config.forward.allowRecursion, forwarder);
     // The decision order for every query; each stage is one line (src/pipeline/stage.ts has the contract).
     const stages: Stage[] = [
-      ...(replyCache.enabled ? [replyCache] : []),
+      ...(this.replyCache.enabled ? [this.replyCache] : []),
       checkQuery,
       new AnswerStage({ answerer, source, fetchTimeoutMs: config.consul?.fetchTimeoutMs ?? 2000, log }),
       recursionAclStage,
       new ForwardStage(forwarder),
     ];
-    if (config.queryLog) subscriptions.push(logQueries(diagnostics, log));
-    if (source.touch) subscriptions.push(trackUsage(diagnostics, { touch: source.touch.bind(source) }));
-    const unsubscribe = (): void => subscriptions.forEach((u) => u());
-    const handler = createPipeline({
+    if (config.queryLog) this.subscriptions.push(logQueries(diagnostics, log));
+    if (source.touch) this.subscriptions.push(trackUsage(diagnostics, { touch: source.touch.bind(source) }));
+    this.handler = createPipeline({
       stages,
       context: { store, maxUdpSize: config.maxUdpSize, recursive: recursion.recursive },
       diagnostics,
       log,
     });
+  }
 
-    const listeners: (UdpListener | TcpListener)[] = [];
-    const addresses: BoundAddress[] = [];
+  /**
+   * Starts the HTTP endpoint (with --http-listen), loads the catalog, then binds every listen
+   * address (UDP and TCP on the same port). /ready says ready once all of that is done.
+   */
+  static async start(options: ServerOptions): Promise<SvcdnsServer> {
+    const { config, log } = options;
+    const diagnostics = new Diagnostics();
+    const stateLog = new StateLog(diagnostics);
+    let server: SvcdnsServer | null = null;
+    let forwarding: { forwarder: Forwarder; upstreamSource: UpstreamSource } | null = null;
+    let source: CatalogSource | null = null;
     try {
+      forwarding = await createForwarder(options, diagnostics);
+      const store = new CatalogStore({ now: options.now, onlyPassing: config.onlyPassing, diagnostics });
+      source = options.source ?? (await createSource(config, log, { diagnostics, reloadDebounceMs: options.reloadDebounceMs }));
+      server = new SvcdnsServer(options, store, source, forwarding.forwarder, forwarding.upstreamSource, diagnostics, stateLog, log);
+      // The endpoint comes first, so /ready can say "not yet" while the catalog loads. A --workers
+      // process leaves it to the primary (src/workers.ts), which speaks for them all.
+      if (config.httpListen.length > 0) {
+        if (options.sharedSockets) server.metrics();
+        else server.http = await listenHttp(config.httpListen, server.observed(), log);
+      }
+      await source.start(store);
       for (const at of config.listen) {
-        const pair = await bindPair(at, handler, config, log, !options.sharedSockets);
-        listeners.push(pair.udp, pair.tcp);
-        addresses.push({ host: at.host, port: pair.udp.port });
+        const pair = await bindPair(at, server.handler, config, log, !options.sharedSockets);
+        server.listeners.push(pair.udp, pair.tcp);
+        server.bound.push({ host: at.host, port: pair.udp.port });
       }
     } catch (err) {
-      await Promise.all(listeners.map((l) => l.close()));
-      unsubscribe();
-      replyCache.close();
-      upstreamSource.close();
-      forwarder.close();
-      await source.stop();
+      if (server) await server.close({ quiet: true });
+      else {
+        stateLog.stop();
+        forwarding?.upstreamSource.close();
+        forwarding?.forwarder.close();
+        await source?.stop();
+      }
       throw err;
     }
-    for (const a of addresses) log.info({ address: formatHostPort(a) }, 'listening (udp, tcp)');
-    return new SvcdnsServer(store, source, forwarder, replyCache, upstreamSource, handler, diagnostics, addresses, listeners, unsubscribe, log);
+    for (const a of server.bound) log.info({ address: formatHostPort(a) }, 'listening (udp, tcp)');
+    server.phaseNow = 'serving';
+    return server;
+  }
+
+  /** Host and bound port of each listen address, in the order given. */
+  get addresses(): readonly BoundAddress[] {
+    return this.bound;
+  }
+
+  /** The HTTP endpoint's bound addresses (none without --http-listen). */
+  get httpAddresses(): readonly BoundAddress[] {
+    return this.http?.addresses ?? [];
+  }
+
+  get phase(): Phase {
+    return this.phaseNow;
+  }
+
+  /**
+   * This server's metrics (src/diagnostics/metrics.ts), counted from the first call on (from the
+   * start with --http-listen): until someone asks, queries pay nothing for them.
+   */
+  metrics(): ServerMetrics {
+    this.metricsNow ??= new ServerMetrics(
+      this.diagnostics,
+      {
+        replyCache: () => (this.replyCache.enabled ? this.replyCache.stats() : null),
+        forwarder: () => this.forwarder.stats(),
+        catalog: () => this.store.current(),
+        consulWatches: () => this.source.watchCount ?? null,
+      },
+      { defaultMetrics: this.options.defaultMetrics ?? true },
+    );
+    return this.metricsNow;
+  }
+
+  /** Ready: serving (listeners bound, not stopping) a catalog. */
+  readiness(): Readiness {
+    return readinessOf(this.phaseNow, this.store.current() !== null, this.source.description);
+  }
+
+  /** What GET /status shows. */
+  async status(): Promise<Status> {
+    return buildStatus((await this.metrics().json()) as MetricJson[], this.about(1));
+  }
+
+  /** What only this process knows, for /status (a --workers primary adds its workers' metrics). */
+  about(workers: number): About {
+    return {
+      readiness: this.readiness(),
+      source: { kind: this.source.kind, description: this.source.description },
+      failing: this.stateLog.failing(),
+      workers,
+      startedAt: this.startedAt,
+      now: Date.now(),
+    };
+  }
+
+  /** What the HTTP endpoint shows of this server. */
+  private observed(): Observed {
+    this.metrics();
+    return {
+      metrics: () => this.metrics().text(),
+      readiness: () => this.readiness(),
+      healthy: () => this.phaseNow !== 'stopped',
+      status: () => this.status(),
+    };
   }
 
   /** Re-reads what comes from files now (SIGHUP): the catalog, and resolv.conf when upstreams come from it. */
@@ -138,14 +232,19 @@ export class SvcdnsServer {
     await Promise.all([this.source.reload(), this.upstreamSource.reload()]);
   }
 
-  async close(): Promise<void> {
+  async close(options: { quiet?: boolean } = {}): Promise<void> {
+    this.phaseNow = 'stopping';
     await Promise.all(this.listeners.map((l) => l.close()));
-    this.unsubscribe();
+    for (const u of this.subscriptions) u();
+    this.metricsNow?.close();
+    this.stateLog.stop();
     this.replyCache.close();
     this.upstreamSource.close();
     this.forwarder.close();
     await this.source.stop();
-    this.log.info('stopped');
+    await this.http?.close();
+    this.phaseNow = 'stopped';
+    if (!options.quiet) this.log.info('stopped');
   }
 }
 
@@ -197,14 +296,3 @@ async function bindPair(at: ListenAddress, handler: DnsHandler, config: Config, 
     }
   }
 }
-
-/** Turns a bind failure into a message that says what to do about it. */
-function listenError(at: ListenAddress, transport: 'udp' | 'tcp', err: unknown): Error {
-  const code = (err as NodeJS.ErrnoException).code;
-  const where = `cannot listen on ${formatHostPort(at)} (${transport})`;
-  if (code === 'EADDRINUSE') return new Error(`${where}: address already in use`, { cause: err });
-  if (code === 'EACCES') return new Error(`${where}: permission denied (ports below 1024 need root or CAP_NET_BIND_SERVICE)`, { cause: err });
-  if (code === 'EADDRNOTAVAIL') return new Error(`${where}: no such local address`, { cause: err });
-  return new Error(`${where}: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
-}
-

@@ -25,10 +25,16 @@ import type { CatalogData } from './catalog/types.js';
 import type { Config } from './config.js';
 import { formatHostPort, type HostPort } from './net/address.js';
 import { Diagnostics } from './diagnostics/channels.js';
-import { logStateChanges } from './diagnostics/state-log.js';
+import { aggregate, ServerMetrics } from './diagnostics/metrics.js';
+import { StateLog } from './diagnostics/state-log.js';
+import { listenHttp, type HttpEndpoint } from './http/endpoint.js';
+import { buildStatus, readinessOf, type MetricJson, type Phase, type Readiness } from './http/status.js';
+
 
 const RESPAWN_DELAY_MS = 1000;
 const STOP_GRACE_MS = 10_000;
+/** How long a scrape waits for the workers' metrics; one that does not answer in time is left out. */
+const SCRAPE_TIMEOUT_MS = 2000;
 
 export function isWorker(): boolean {
   return cluster.isWorker;
@@ -46,8 +52,63 @@ export async function runPrimary(config: Config, log: Logger): Promise<{ stop: (
     if (worker.isConnected()) worker.send(message);
   };
   const diagnostics = new Diagnostics();
-  logStateChanges(diagnostics);
+  const stateLog = new StateLog(diagnostics);
   const source = await createSource(config, log, { diagnostics });
+  const startedAt = Date.now();
+  let phase: Phase = 'starting';
+  let http: HttpEndpoint | null = null;
+  // The primary's own metrics: the catalog and Consul's watches (it runs the source), and its process.
+  const metrics = new ServerMetrics(
+    diagnostics,
+    { replyCache: () => null, forwarder: () => null, catalog: () => check.current(), consulWatches: () => source.watchCount ?? null },
+    { defaultMetrics: true },
+  );
+  const scrapes = new Map<number, { data: unknown[][]; pending: number; done: () => void }>();
+  let nextScrape = 0;
+  /** Every process's metrics as data: the primary's, then each worker's (a worker that does not answer in time is left out). */
+  const scrape = async (): Promise<unknown[][]> => {
+    const id = ++nextScrape;
+    const asked = [...workers].filter((w) => w.isConnected());
+    const data: unknown[][] = [await metrics.json()];
+    await new Promise<void>((resolve) => {
+      const timer = setTimeout(done, SCRAPE_TIMEOUT_MS);
+      function done(): void {
+        clearTimeout(timer);
+        scrapes.delete(id);
+        resolve();
+      }
+      scrapes.set(id, { data, pending: asked.length, done });
+      if (asked.length === 0) done();
+      for (const w of asked) send(w, { t: 'metrics', id });
+    });
+    return data;
+  };
+  const readiness = (): Readiness => readinessOf(phase, check.current() !== null, source.description);
+  if (config.httpListen.length > 0) {
+    http = await listenHttp(
+      config.httpListen,
+      {
+        metrics: async () => aggregate(await scrape()).metrics(),
+        readiness,
+        healthy: () => phase !== 'stopped',
+        status: async () => {
+          const all = await aggregate(await scrape()).getMetricsAsJSON();
+          return buildStatus(all as MetricJson[], {
+            readiness: readiness(),
+            source: { kind: source.kind, description: source.description },
+            failing: stateLog.failing(),
+            workers: workers.size,
+            startedAt,
+            now: Date.now(),
+          });
+        },
+      },
+      log,
+    ).catch(async (err: unknown) => {
+      await source.stop();
+      throw err;
+    });
+  }
   await source.start({
     replace(data) {
       check.replace(data); // throws on inconsistent data: nothing is sent then
@@ -90,6 +151,13 @@ export async function runPrimary(config: Config, log: Logger): Promise<{ stop: (
           case 'touch':
             for (const [dc, service] of message.used) source.touch?.(dc, service);
             break;
+          case 'metrics': {
+            const s = scrapes.get(message.id);
+            if (!s) break;
+            s.data.push(message.data);
+            if (--s.pending === 0) s.done();
+            break;
+          }
         }
       });
       worker.on('exit', (code, signal) => {
@@ -108,6 +176,7 @@ export async function runPrimary(config: Config, log: Logger): Promise<{ stop: (
 
   const stop = async (): Promise<void> => {
     stopping = true;
+    phase = 'stopping';
     await Promise.all(
       [...workers].map(
         (w) =>
@@ -123,6 +192,10 @@ export async function runPrimary(config: Config, log: Logger): Promise<{ stop: (
       ),
     );
     await source.stop();
+    metrics.close();
+    stateLog.stop();
+    await http?.close();
+    phase = 'stopped';
   };
 
   try {
@@ -131,6 +204,7 @@ export async function runPrimary(config: Config, log: Logger): Promise<{ stop: (
     await stop();
     throw err;
   }
+  phase = 'serving';
   return {
     stop,
     reload: () => {
@@ -144,6 +218,7 @@ export async function runPrimary(config: Config, log: Logger): Promise<{ stop: (
 /** What a worker runs: a full server (src/server.ts), fed by the primary, on the shared sockets. */
 export interface WorkerServer {
   readonly addresses: readonly HostPort[];
+  metrics(): { json(): Promise<unknown[]> };
   reload(): Promise<void>;
   close(): Promise<void>;
 }
@@ -161,6 +236,7 @@ export async function runWorker(log: Logger, start: (options: { source: CatalogS
   const server = await start({ source, sharedSockets: true });
   channel.onMessage((message) => {
     if (message.t === 'reload') void server.reload();
+    else if (message.t === 'metrics') void server.metrics().json().then((data) => channel.send({ t: 'metrics', id: message.id, data }));
   });
   channel.send({ t: 'listening', addresses: server.addresses.map(formatHostPort) });
   return server;

@@ -70,6 +70,17 @@ export interface SnapshotOptions {
   nextGeneration: () => number;
   /** Serve only passing instances (leave out warning too), as Consul's `only_passing`. */
   onlyPassing?: boolean;
+  /** When it was published, ms since the epoch (metrics and /status say how old the catalog is). */
+  publishedAt?: number;
+}
+
+/** How big a snapshot is, for metrics and /status. */
+export interface SnapshotCounts {
+  readonly nodes: number;
+  /** Services loaded, by datacenter and name. */
+  readonly services: number;
+  /** Service instances registered, whatever their health. */
+  readonly instances: number;
 }
 
 interface ServiceEntry extends ServiceView {
@@ -79,6 +90,9 @@ interface ServiceEntry extends ServiceView {
 
 export class Snapshot {
   readonly serial: number;
+  /** When it was published, ms since the epoch (0 when not told). */
+  readonly publishedAt: number;
+  readonly counts: SnapshotCounts;
   readonly datacenters: ReadonlySet<string>;
   private readonly services = new Map<string, ServiceEntry>();
   private readonly nodes = new Map<string, NodeView>();
@@ -93,6 +107,7 @@ export class Snapshot {
   /** Builds the indexes. `data` must be valid (sources validate at their boundary). */
   constructor(data: CatalogData, options: SnapshotOptions) {
     this.serial = options.serial;
+    this.publishedAt = options.publishedAt ?? 0;
     const dcs = new Set<string>();
 
     for (const n of data.nodes) {
@@ -169,6 +184,7 @@ export class Snapshot {
       };
     }
     this.datacenters = dcs;
+    this.counts = Object.freeze({ nodes: this.nodes.size, services: this.services.size, instances: data.services.length });
   }
 
   /**

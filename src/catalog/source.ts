@@ -26,6 +26,8 @@ export interface CatalogSink {
 }
 
 export interface CatalogSource {
+  /** The kind of source, as /status names it: `file`, `consul`, `relay` (a --workers process). */
+  readonly kind: string;
   /** Human-readable origin for logs, e.g. the file path. Never contains secrets. */
   readonly description: string;
   start(sink: CatalogSink): Promise<void>;
@@ -40,6 +42,8 @@ export interface CatalogSource {
   /** Sources that load on demand: a loaded service was just used (keeps its watch alive). */
   touch?(datacenter: string, service: string): void;
   stop(): Promise<void>;
+  /** Sources that keep reads running (Consul): how many, for metrics. */
+  readonly watchCount?: number;
 }
 
 /** A kind of catalog source, as src/catalog/sources.ts registers it; `C` is its part of the configuration. */

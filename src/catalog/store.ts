@@ -38,8 +38,9 @@ export class CatalogStore {
   replace(data: CatalogData): Snapshot {
     const previous = this.snapshot;
     // SOA serial: seconds since the epoch as Consul uses, but never going backwards or repeating.
-    const serial = Math.max(Math.floor(this.now() / 1000), (previous?.serial ?? 0) + 1) >>> 0;
-    const next = new Snapshot(data, { serial, previous, nextGeneration: () => ++this.generation, onlyPassing: this.onlyPassing });
+    const now = this.now();
+    const serial = Math.max(Math.floor(now / 1000), (previous?.serial ?? 0) + 1) >>> 0;
+    const next = new Snapshot(data, { serial, previous, nextGeneration: () => ++this.generation, onlyPassing: this.onlyPassing, publishedAt: now });
     this.snapshot = next;
     const published = this.options.diagnostics?.catalog;
     if (published?.hasSubscribers) published.publish({ snapshot: next, data });

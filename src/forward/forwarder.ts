@@ -65,6 +65,14 @@ export interface CachedReply {
   validUntil: number;
 }
 
+export interface ForwarderStats {
+  readonly cache: { readonly entries: number; readonly hits: number; readonly misses: number };
+  /** `IP:PORT` of each upstream in use and whether it is healthy (unhealthy ones are tried last). */
+  readonly upstreams: readonly { readonly upstream: string; readonly healthy: boolean }[];
+  /** Questions waiting on upstreams. */
+  readonly inflight: number;
+}
+
 /** The abort reason given to the exchanges still running when another upstream has answered. */
 const RACE_OVER = new Error('another upstream answered first');
 
@@ -75,6 +83,8 @@ export class Forwarder {
   private readonly now: () => number;
   private readonly log: Logger;
   private lastOverloadLog = -Infinity;
+  private cacheHits = 0;
+  private cacheMisses = 0;
 
   constructor(private readonly options: ForwarderOptions) {
     this.now = options.now ?? Date.now;
@@ -104,12 +114,14 @@ export class Forwarder {
     const key = cacheKey(query, packet);
     const hit = this.cache.get(key);
     if (hit) {
+      this.cacheHits++;
       const elapsed = Math.floor((this.now() - hit.storedAt) / 1000);
       return {
         reply: renderReply(hit.value, query, packet, elapsed, maxSize),
         validUntil: Math.min(hit.storedAt + (elapsed + 1) * 1000, hit.expiresAt),
       };
     }
+    this.cacheMisses++;
     let flight = this.inflight.get(key);
     if (flight === undefined) {
       if (this.inflight.size >= this.options.maxInflight) {
@@ -134,6 +146,15 @@ export class Forwarder {
 
   get cacheSize(): number {
     return this.cache.size;
+  }
+
+  /** For metrics and /status: the forward cache's counts, and each upstream's health now. */
+  stats(): ForwarderStats {
+    return {
+      cache: { entries: this.cache.size, hits: this.cacheHits, misses: this.cacheMisses },
+      upstreams: this.upstreams.all.map((u) => ({ upstream: u.label, healthy: u.healthy })),
+      inflight: this.inflight.size,
+    };
   }
 
   close(): void {

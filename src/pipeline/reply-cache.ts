@@ -107,7 +107,10 @@ export class ReplyCache implements Stage {
   handle(request: Request): StageResult {
     const packet = request.packet;
     const r = this.reader;
-    if (!r.read(packet, request.transport === 'tcp')) return NEXT;
+    if (!r.read(packet, request.transport === 'tcp')) {
+      this.misses++; // a question it cannot key (EDNS options, a cookie): the full path answers
+      return NEXT;
+    }
     const entry = this.entries.get(r.hash);
     if (entry === undefined || !this.isKeyOf(entry, packet)) {
       this.misses++;

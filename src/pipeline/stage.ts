@@ -17,7 +17,8 @@
 
 import type { Snapshot, ServiceGeneration } from '../catalog/snapshot.js';
 import { encodeReply, type Reply } from '../dns/codec.js';
-import { MAX_TCP_SIZE, MIN_UDP_SIZE } from '../dns/constants.js';
+import { HEADER_SIZE, MAX_TCP_SIZE, MIN_UDP_SIZE } from '../dns/constants.js';
+import { Pointers, walkName } from '../dns/name-walker.js';
 import { readQuery, type Query, type ReadResult } from '../dns/wire.js';
 import type { Client, Transport } from './handler.js';
 
@@ -102,6 +103,19 @@ export class Request {
     const read = this.read;
     if (read.kind !== 'query') throw new Error(`no query in this packet (${read.kind})`);
     return read.query;
+  }
+
+  /**
+   * The question's type, for counting: from the parsed query if a stage parsed it, else read past
+   * the name without parsing anything else (a reply cache hit). -1 when there is no question to read.
+   */
+  get questionType(): number {
+    const read = this.readResult;
+    if (read !== undefined) return read.kind === 'query' ? read.query.type : -1;
+    const p = this.packet;
+    if (p.length < HEADER_SIZE + 5 || (p[4] === 0 && p[5] === 0)) return -1;
+    const end = walkName(p, HEADER_SIZE, Pointers.STOP);
+    return end < 0 || end + 2 > p.length ? -1 : (p[end]! << 8) | p[end + 1]!;
   }
 
   /** The catalog now, read once: every stage of one request sees the same snapshot. */

@@ -55,6 +55,7 @@ export interface ConsulSourceOptions extends Omit<WatchRegistryOptions, 'readine
 }
 
 export class ConsulSource implements CatalogSource {
+  readonly kind = 'consul';
   readonly description: string;
   /** Resolves at the first full sync. */
   readonly ready: Promise<void>;
@@ -65,6 +66,11 @@ export class ConsulSource implements CatalogSource {
   private readonly waits: Waits;
   private sweepTimer: NodeJS.Timeout | null = null;
   private running = false;
+
+  /** Consul reads kept running, for metrics. */
+  get watchCount(): number {
+    return this.watches.size;
+  }
 
   constructor(private readonly options: ConsulSourceOptions) {
     this.description = `consul ${options.address}`;

@@ -71,6 +71,11 @@ export class WatchRegistry {
     return this.running.has(key);
   }
 
+  /** Reads running (blocking watches and the poll), for metrics. */
+  get size(): number {
+    return this.running.size;
+  }
+
   /**
    * Starts a blocking watch whose results go through `apply` and then trigger a publish. Stale
    * reads that are too stale (X-Consul-LastContact above --max-stale) are read again consistently.

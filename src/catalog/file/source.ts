@@ -34,6 +34,7 @@ export interface FileSourceOptions {
 export type ReloadOutcome = { ok: true; changed: boolean } | { ok: false; error: Error };
 
 export class FileSource extends EventEmitter<{ reload: [ReloadOutcome] }> implements CatalogSource {
+  readonly kind = 'file';
   readonly description: string;
   private readonly path: string;
   private readonly log: Logger;

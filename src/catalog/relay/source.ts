@@ -20,9 +20,17 @@ export type ToPrimary =
   | { t: 'hello' }
   | { t: 'want'; id: number; datacenter: string; service: string | null }
   | { t: 'touch'; used: [string, string][] }
-  | { t: 'listening'; addresses: string[] };
+  | { t: 'listening'; addresses: string[] }
+  /** The answer to `metrics`: the worker's registry as data (prom-client's getMetricsAsJSON). */
+  | { t: 'metrics'; id: number; data: unknown[] };
 
-export type ToWorker = { t: 'catalog'; data: CatalogData } | { t: 'empty' } | { t: 'wanted'; id: number; ok: boolean } | { t: 'reload' };
+export type ToWorker =
+  | { t: 'catalog'; data: CatalogData }
+  | { t: 'empty' }
+  | { t: 'wanted'; id: number; ok: boolean }
+  | { t: 'reload' }
+  /** A scrape of the primary's /metrics or /status: send yours. */
+  | { t: 'metrics'; id: number };
 
 export interface Channel {
   send(message: ToPrimary): void;
@@ -33,6 +41,7 @@ export interface Channel {
 const TOUCH_BATCH_MS = 1000;
 
 export class RelaySource implements CatalogSource {
+  readonly kind = 'relay';
   readonly description = 'the primary process (--workers)';
   private sink: CatalogSink | null = null;
   private unsubscribe: (() => void) | null = null;

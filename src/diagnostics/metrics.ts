@@ -1,0 +1,266 @@
+/**
+ * Prometheus metrics: a subscriber of the diagnostics seam, and readers of the components' own
+ * counts at scrape time. Every metric svcdns has is declared here, once (the README lists them).
+ *
+ * Cost: a query event does a few array increments and one bucket search (no label hashing, no
+ * allocation); everything else (label sets, text) is built when /metrics is scraped. The counts
+ * a component keeps anyway (reply cache and forward cache hits, upstream health, catalog size) are
+ * read at scrape time, not counted twice.
+ *
+ * prom-client formats the text, adds the standard `process_*` and `nodejs_*` metrics, and sums
+ * the registries of --workers processes (`aggregate`): each metric says how it aggregates
+ * (counters sum; a catalog gauge, the same in every process, takes the maximum).
+ */
+
+import { AggregatorRegistry, collectDefaultMetrics, Registry, type Aggregator, type Metric } from 'prom-client';
+import type { Snapshot } from '../catalog/snapshot.js';
+import { isNamedType, rcodeName, typeName } from '../dns/constants.js';
+import type { ForwarderStats } from '../forward/forwarder.js';
+import type { ReplyCacheStats } from '../pipeline/reply-cache.js';
+import { VERSION } from '../version.js';
+import type { Diagnostics, QueryEvent, UpstreamEvent } from './channels.js';
+
+/** What the metrics read at scrape time; each returns null when the part does not run here. */
+export interface MetricsReaders {
+  replyCache(): ReplyCacheStats | null;
+  forwarder(): ForwarderStats | null;
+  /** The snapshot served now (null before the first). */
+  catalog(): Snapshot | null;
+  /** The Consul source's watches running; null when no Consul source runs in this process. */
+  consulWatches(): number | null;
+}
+
+/** CoreDNS's request duration buckets (plugin/metrics/vars: exponential from 0.25 ms, doubling, 16). */
+export const DURATION_BUCKETS: readonly number[] = Array.from({ length: 16 }, (_, i) => 0.00025 * 2 ** i);
+
+const PROTOS = ['udp', 'tcp'] as const;
+/** rcodes with their own label value; the rest count under `other`. */
+const RCODE_SLOTS = 24;
+
+/** Type numbers that get their own label; one slot each, slot 0 is `other`. */
+const TYPE_SLOT = new Uint8Array(65536);
+const SLOT_TYPE: number[] = [-1];
+for (let t = 0; t < 65536; t++) {
+  if (isNamedType(t)) {
+    TYPE_SLOT[t] = SLOT_TYPE.length;
+    SLOT_TYPE.push(t);
+  }
+}
+
+/** A histogram kept in plain arrays: bucket counts (not cumulative), sum and count. */
+class Histogram {
+  readonly buckets: Float64Array;
+  sum = 0;
+  count = 0;
+
+  constructor(private readonly bounds: readonly number[]) {
+    this.buckets = new Float64Array(bounds.length + 1);
+  }
+
+  observe(seconds: number): void {
+    const b = this.bounds;
+    let i = 0;
+    while (i < b.length && seconds > b[i]!) i++;
+    this.buckets[i]!++;
+    this.sum += seconds;
+    this.count++;
+  }
+
+  values(name: string, labels: Record<string, string>): Value[] {
+    const out: Value[] = [];
+    let cumulative = 0;
+    for (let i = 0; i <= this.bounds.length; i++) {
+      cumulative += this.buckets[i]!;
+      out.push({ metricName: `${name}_bucket`, labels: { ...labels, le: i < this.bounds.length ? this.bounds[i]! : '+Inf' }, value: cumulative });
+    }
+    out.push({ metricName: `${name}_sum`, labels, value: this.sum }, { metricName: `${name}_count`, labels, value: this.count });
+    return out;
+  }
+}
+
+interface Value {
+  value: number;
+  labels: Record<string, string | number>;
+  metricName?: string;
+}
+
+/** Per upstream, from `upstream` events. */
+interface UpstreamCounts {
+  requests: number;
+  /** By rcode name. */
+  responses: Map<string, number>;
+  /** Tries that got no usable reply, by outcome (`timeout`, ...). */
+  failures: Map<string, number>;
+  duration: Histogram;
+  /** Recent latency of replies, seconds: an exponentially weighted mean (weight 1/8 to the newest). */
+  recent: number;
+}
+
+/** The metrics of one svcdns process; `registry` is what /metrics writes out. */
+export class ServerMetrics {
+  readonly registry = new Registry();
+  private readonly requests = new Float64Array(PROTOS.length * SLOT_TYPE.length);
+  private readonly responses = new Float64Array(PROTOS.length * (RCODE_SLOTS + 1));
+  private readonly duration = PROTOS.map(() => new Histogram(DURATION_BUCKETS));
+  private readonly upstreams = new Map<string, UpstreamCounts>();
+  private watchErrors = 0;
+  private readonly unsubscribe: (() => void)[];
+
+  /**
+   * `defaultMetrics`: also the standard process_* and nodejs_* metrics (one set per process: an
+   * embedding program that has its own passes false).
+   */
+  constructor(
+    diagnostics: Diagnostics,
+    private readonly read: MetricsReaders,
+    options: { defaultMetrics: boolean },
+  ) {
+    this.unsubscribe = [
+      diagnostics.query.subscribe((e) => this.onQuery(e)),
+      diagnostics.upstream.subscribe((e) => this.onUpstream(e)),
+      diagnostics.state.subscribe((e) => {
+        if (e.key === 'consul' && e.problem !== null) this.watchErrors++;
+      }),
+    ];
+    this.declare();
+    if (options.defaultMetrics) collectDefaultMetrics({ register: this.registry });
+  }
+
+  /** The Prometheus text of this process. */
+  text(): Promise<string> {
+    return this.registry.metrics();
+  }
+
+  /** The same as data, as --workers processes send it to the primary. */
+  json(): Promise<unknown[]> {
+    return this.registry.getMetricsAsJSON();
+  }
+
+  close(): void {
+    for (const u of this.unsubscribe) u();
+  }
+
+  private onQuery({ request, answer, durationNs }: QueryEvent): void {
+    const p = request.transport === 'tcp' ? 1 : 0;
+    const type = request.questionType;
+    this.requests[p * SLOT_TYPE.length + (type < 0 ? 0 : TYPE_SLOT[type]!)]!++;
+    const bytes = answer.bytes;
+    if (bytes === null) return;
+    const rcode = answer.rcode ?? bytes[3]! & 0xf;
+    this.responses[p * (RCODE_SLOTS + 1) + (rcode < RCODE_SLOTS ? rcode : RCODE_SLOTS)]!++;
+    this.duration[p]!.observe(durationNs / 1e9);
+  }
+
+  private onUpstream(e: UpstreamEvent): void {
+    let u = this.upstreams.get(e.upstream);
+    if (u === undefined) {
+      u = { requests: 0, responses: new Map(), failures: new Map(), duration: new Histogram(DURATION_BUCKETS), recent: -1 };
+      this.upstreams.set(e.upstream, u);
+    }
+    u.requests++;
+    const seconds = e.durationMs / 1000;
+    u.duration.observe(seconds);
+    if (e.rcode === null) {
+      u.failures.set(e.outcome, (u.failures.get(e.outcome) ?? 0) + 1);
+      return;
+    }
+    const name = rcodeName(e.rcode);
+    u.responses.set(name, (u.responses.get(name) ?? 0) + 1);
+    u.recent = u.recent < 0 ? seconds : u.recent + (seconds - u.recent) / 8;
+  }
+
+  private declare(): void {
+    const m = (name: string, help: string, type: 'counter' | 'gauge' | 'histogram', aggregator: Aggregator, values: () => Value[]): void => {
+      const get = () => Promise.resolve({ name, help, type, aggregator, values: values() });
+      this.registry.registerMetric({ name, help, type, aggregator, get, reset: () => undefined } as unknown as Metric);
+    };
+    const one = (value: number | null): Value[] => (value === null ? [] : [{ value, labels: {} }]);
+    const perUpstream = (f: (upstream: string, u: UpstreamCounts) => Value[]) => () => [...this.upstreams].flatMap(([upstream, u]) => f(upstream, u));
+
+    m('svcdns_dns_requests_total', 'DNS queries received, by transport and question type (other: types without a name).', 'counter', 'sum', () =>
+      PROTOS.flatMap((proto, p) =>
+        SLOT_TYPE.flatMap((type, slot) => {
+          const value = this.requests[p * SLOT_TYPE.length + slot]!;
+          return value === 0 ? [] : [{ value, labels: { proto, type: type < 0 ? 'other' : typeName(type) } }];
+        }),
+      ),
+    );
+    m('svcdns_dns_responses_total', 'DNS replies sent, by transport and rcode.', 'counter', 'sum', () =>
+      PROTOS.flatMap((proto, p) =>
+        Array.from({ length: RCODE_SLOTS + 1 }, (_, rcode) => {
+          const value = this.responses[p * (RCODE_SLOTS + 1) + rcode]!;
+          return value === 0 ? [] : [{ value, labels: { proto, rcode: rcode < RCODE_SLOTS ? rcodeName(rcode) : 'other' } }];
+        }).flat(),
+      ),
+    );
+    m('svcdns_dns_request_duration_seconds', 'Time from a query’s arrival to its reply, by transport.', 'histogram', 'sum', () =>
+      PROTOS.flatMap((proto, p) => this.duration[p]!.values('svcdns_dns_request_duration_seconds', { proto })),
+    );
+
+    m('svcdns_reply_cache_hits_total', 'Queries answered from the reply cache.', 'counter', 'sum', () => one(this.read.replyCache()?.hits ?? null));
+    m('svcdns_reply_cache_misses_total', 'Queries the reply cache could not answer.', 'counter', 'sum', () => one(this.read.replyCache()?.misses ?? null));
+    m('svcdns_reply_cache_entries', 'Questions held in the reply cache.', 'gauge', 'sum', () => one(this.read.replyCache()?.entries ?? null));
+    m('svcdns_forward_cache_hits_total', 'Forwarded questions answered from the forward cache.', 'counter', 'sum', () => one(this.read.forwarder()?.cache.hits ?? null));
+    m('svcdns_forward_cache_misses_total', 'Forwarded questions the forward cache could not answer.', 'counter', 'sum', () => one(this.read.forwarder()?.cache.misses ?? null));
+    m('svcdns_forward_cache_entries', 'Replies held in the forward cache.', 'gauge', 'sum', () => one(this.read.forwarder()?.cache.entries ?? null));
+
+    m('svcdns_forward_requests_total', 'Queries sent to each upstream (each try).', 'counter', 'sum', perUpstream((upstream, u) => [{ value: u.requests, labels: { upstream } }]));
+    m(
+      'svcdns_forward_responses_total',
+      'Replies from each upstream, by rcode.',
+      'counter',
+      'sum',
+      perUpstream((upstream, u) => [...u.responses].map(([rcode, value]) => ({ value, labels: { upstream, rcode } }))),
+    );
+    m(
+      'svcdns_forward_failures_total',
+      'Tries of each upstream that got no usable reply, by why (timeout, error, malformed, ...).',
+      'counter',
+      'sum',
+      perUpstream((upstream, u) => [...u.failures].map(([reason, value]) => ({ value, labels: { upstream, reason } }))),
+    );
+    m(
+      'svcdns_forward_request_duration_seconds',
+      'Time each try of each upstream took.',
+      'histogram',
+      'sum',
+      perUpstream((upstream, u) => u.duration.values('svcdns_forward_request_duration_seconds', { upstream })),
+    );
+    m(
+      'svcdns_forward_upstream_recent_latency_seconds',
+      'Recent reply time of each upstream: a moving average, the newest reply weighing 1/8.',
+      'gauge',
+      'average',
+      perUpstream((upstream, u) => (u.recent < 0 ? [] : [{ value: u.recent, labels: { upstream } }])),
+    );
+    // Each process judges health itself: with --workers the minimum says "unhealthy in some worker".
+    m('svcdns_upstream_healthy', 'Whether each upstream is healthy (1) or tried last until it answers a probe (0).', 'gauge', 'min', () =>
+      (this.read.forwarder()?.upstreams ?? []).map(({ upstream, healthy }) => ({ value: healthy ? 1 : 0, labels: { upstream } })),
+    );
+
+    // The catalog is the same in every --workers process: the maximum is its value.
+    m('svcdns_catalog_synced', 'Whether a catalog is being served (1: the file was read, or the first Consul sync is done).', 'gauge', 'max', () => [
+      { value: this.read.catalog() === null ? 0 : 1, labels: {} },
+    ]);
+    m('svcdns_catalog_services', 'Services in the catalog served (by datacenter and name; with Consul, those loaded).', 'gauge', 'max', () =>
+      one(this.read.catalog()?.counts.services ?? null),
+    );
+    m('svcdns_catalog_instances', 'Service instances in the catalog served, whatever their health.', 'gauge', 'max', () =>
+      one(this.read.catalog()?.counts.instances ?? null),
+    );
+    m('svcdns_catalog_last_change_timestamp_seconds', 'When the catalog served was published, seconds since the epoch.', 'gauge', 'max', () => {
+      const at = this.read.catalog()?.publishedAt;
+      return one(at ? at / 1000 : null);
+    });
+    m('svcdns_consul_watches', 'Consul reads kept running (blocking watches and polls).', 'gauge', 'sum', () => one(this.read.consulWatches()));
+    m('svcdns_consul_watch_errors_total', 'Failed Consul watch reads.', 'counter', 'sum', () => (this.read.consulWatches() === null ? [] : one(this.watchErrors)));
+    m('svcdns_build_info', 'The svcdns version and the Node.js version running it (always 1).', 'gauge', 'max', () => [
+      { value: 1, labels: { version: VERSION, node: process.version } },
+    ]);
+  }
+}
+
+/** --workers: every process's metrics (their `json()`s) as one registry, each metric aggregated its own way. */
+export function aggregate(registries: readonly unknown[][]): Registry {
+  return AggregatorRegistry.aggregate(registries as Parameters<typeof AggregatorRegistry.aggregate>[0]);
+}
