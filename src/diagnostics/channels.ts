@@ -23,11 +23,21 @@ import type { Snapshot } from '../catalog/snapshot.js';
 import type { CatalogData } from '../catalog/types.js';
 import type { Answer, Request } from '../pipeline/stage.js';
 
-/** A query's end: the request (transport, client, packet, parsed query) and its answer. */
+/**
+ * A query's end: the request (transport, client, packet, parsed query) and its answer. What the
+ * answer says of how it was had (src/pipeline/stage.ts, `Answer`), as subscribers read it:
+ * - `by`: the stage whose reply it is (`answer`: from the catalog; `forward`; `check-query`,
+ *   `recursion-acl`, `end`: refusals and errors of the query itself);
+ * - `hit`: a reply cache hit (a patched copy of a reply `by` made earlier; nothing else was asked);
+ * - `forwardHit`: forwarded, answered from the forward cache;
+ * - `tried` and `upstream`: forwarded to upstreams: those asked (`IP:PORT`, in order), and the one
+ *   whose reply this is (absent when none gave one: SERVFAIL).
+ * Published only for queries that arrived while someone listened (so `durationNs` is measured).
+ */
 export interface QueryEvent {
   readonly request: Request;
   readonly answer: Answer;
-  /** Nanoseconds from the packet's arrival to the answer (0 when nobody was listening at arrival). */
+  /** Nanoseconds from the packet's arrival (before any stage) to the answer. */
   readonly durationNs: number;
 }
 

@@ -52,8 +52,15 @@ export interface ForwarderOptions {
 export const MAX_WAITERS_PER_QUESTION = 100;
 
 interface Flight {
-  result: Promise<UpstreamMessage | null>;
+  result: Promise<Resolved>;
   waiters: number;
+}
+
+/** One upstream round: the message that won (null: none), whose it is, and every upstream asked. */
+interface Resolved {
+  message: UpstreamMessage | null;
+  upstream: string | null;
+  tried: readonly string[];
 }
 
 /**
@@ -72,6 +79,27 @@ export interface ForwarderStats {
   /** Questions waiting on upstreams. */
   readonly inflight: number;
 }
+
+/**
+ * How a question that went upstream ended (the forward stage puts `upstream` and `tried` on its
+ * Answer, where the query log and metrics read them). Upstreams are named `IP:PORT`, as logs write them.
+ */
+export interface Forwarded {
+  /** The reply for this client; null: none to give (the caller answers SERVFAIL); 'drop': no reply at all. */
+  readonly reply: Buffer | null | 'drop';
+  /** The upstream whose reply this is; null when no upstream gave one (every try failed, or none was made). */
+  readonly upstream: string | null;
+  /**
+   * The upstreams asked for this question, in the order asked, the one in `upstream` included (a
+   * client that joined an identical question in flight shares its round). Empty when none was asked
+   * (too many questions in flight, too many clients waiting on this one, no upstreams).
+   */
+  readonly tried: readonly string[];
+}
+
+/** Nothing asked, nothing to give: SERVFAIL. */
+const NOT_ASKED: Forwarded = Object.freeze({ reply: null, upstream: null, tried: Object.freeze([]) });
+const NOT_ASKED_DROP: Forwarded = Object.freeze({ ...NOT_ASKED, reply: 'drop' });
 
 /** The abort reason given to the exchanges still running when another upstream has answered. */
 const RACE_OVER = new Error('another upstream answered first');
@@ -106,11 +134,11 @@ export class Forwarder {
 
   /**
    * The reply for a forwarded question: at once from the cache (TTLs counted down, with the time
-   * they stay right), else a promise of its bytes; null when every upstream failed (the caller
-   * answers SERVFAIL) and for a client dropped because too many wait on the same question
-   * (`'drop'`). The promise never rejects.
+   * they stay right), else a promise of how the upstream round ended (`Forwarded`: its reply, null
+   * when every upstream failed, `'drop'` for a client dropped because too many wait on the same
+   * question; which upstream answered; which were asked). The promise never rejects.
    */
-  forward(query: Query, packet: Buffer, transport: Transport, maxSize: number): CachedReply | Promise<Buffer | null | 'drop'> {
+  forward(query: Query, packet: Buffer, transport: Transport, maxSize: number): CachedReply | Promise<Forwarded> {
     const key = cacheKey(query, packet);
     const hit = this.cache.get(key);
     if (hit) {
@@ -126,21 +154,20 @@ export class Forwarder {
     if (flight === undefined) {
       if (this.inflight.size >= this.options.maxInflight) {
         this.overloaded('too many questions waiting on upstreams (--upstream-max-inflight): answering SERVFAIL to new ones');
-        return Promise.resolve(null);
+        return Promise.resolve(NOT_ASKED);
       }
       flight = { result: this.fetch(key, query, packet, transport), waiters: 0 };
       this.inflight.set(key, flight);
     } else if (flight.waiters >= MAX_WAITERS_PER_QUESTION) {
       this.overloaded(`more than ${MAX_WAITERS_PER_QUESTION} clients waiting on one question: dropping the rest until it is answered`);
       // UDP clients retry (into the cache); a TCP client would just wait, so it gets SERVFAIL.
-      return Promise.resolve(transport === 'udp' ? 'drop' : null);
+      return Promise.resolve(transport === 'udp' ? NOT_ASKED_DROP : NOT_ASKED);
     }
     flight.waiters++;
-    return flight.result.then((message) => {
-      if (message === null) return null;
+    return flight.result.then(({ message, upstream, tried }): Forwarded => {
       // TC means "retry over TCP"; over TCP it means nothing. A TCP client gets SERVFAIL instead.
-      if (message.truncated && transport === 'tcp') return null;
-      return renderReply(message, query, packet, 0, maxSize);
+      if (message === null || (message.truncated && transport === 'tcp')) return { reply: null, upstream: null, tried };
+      return { reply: renderReply(message, query, packet, 0, maxSize), upstream, tried };
     });
   }
 
@@ -181,23 +208,24 @@ export class Forwarder {
   }
 
   /** One upstream round for a question, cached when it may be; never rejects. */
-  private async fetch(key: string, query: Query, packet: Buffer, transport: Transport): Promise<UpstreamMessage | null> {
+  private async fetch(key: string, query: Query, packet: Buffer, transport: Transport): Promise<Resolved> {
     try {
-      const message = await this.resolve(query, packet, transport);
+      const resolved = await this.resolve(query, packet, transport);
+      const { message } = resolved;
       if (message && !message.truncated && (message.rcode === Rcode.NOERROR || message.rcode === Rcode.NXDOMAIN)) {
         this.cache.set(key, message, message.cacheTtl * 1000);
       }
-      return message;
+      return resolved;
     } catch (err) {
       this.log.error({ err }, 'forwarding failed');
-      return null;
+      return { message: null, upstream: null, tried: [] };
     } finally {
       this.inflight.delete(key);
     }
   }
 
   /** Races the upstreams (see the header); the first NOERROR or NXDOMAIN wins. */
-  private resolve(query: Query, packet: Buffer, transport: Transport): Promise<UpstreamMessage | null> {
+  private resolve(query: Query, packet: Buffer, transport: Transport): Promise<Resolved> {
     const upstreams = this.upstreams;
     const order = upstreams.order();
     const { timeoutMs } = this.options;
@@ -209,25 +237,27 @@ export class Forwarder {
       let next = 0;
       let running = 0;
       let done = false;
-      let fallback: UpstreamMessage | null = null;
+      let fallback: { message: UpstreamMessage; upstream: string } | null = null;
+      const tried: string[] = [];
       let timer: NodeJS.Timeout | undefined;
-      const finish = (message: UpstreamMessage | null): void => {
+      const finish = (message: UpstreamMessage | null, upstream: string | null): void => {
         if (done) return;
         done = true;
         clearTimeout(timer);
         // Only exchanges still running need telling; and with a reason of our own, abort() does not
         // build a DOMException (with its stack) for every forwarded question.
         if (running > 0) abort.abort(RACE_OVER);
-        resolve(message);
+        resolve({ message, upstream, tried });
       };
       const launch = (): void => {
         clearTimeout(timer);
         if (done) return;
         if (next >= order.length) {
-          if (running === 0) finish(fallback);
+          if (running === 0) finish(fallback?.message ?? null, fallback?.upstream ?? null);
           return;
         }
         const upstream = order[next++]!;
+        tried.push(upstream.label);
         const started = performance.now();
         running++;
         void this.ask(upstream, query, packet, transport, deadline, abort.signal).then((outcome) => {
@@ -246,11 +276,11 @@ export class Forwarder {
             // Cancelled because another answered: a failure only if it had already had its time.
             if (outcome.reason !== 'aborted') upstreams.failed(upstream, outcome.reason);
             else if (performance.now() - started >= timeoutMs) upstreams.failed(upstream, 'timeout');
-            fallback ??= outcome.fallback ?? null;
+            if (outcome.fallback) fallback ??= { message: outcome.fallback, upstream: upstream.label };
           } else {
             const { rcode } = outcome.message;
             upstreams.succeeded(upstream);
-            if (rcode === Rcode.NOERROR || rcode === Rcode.NXDOMAIN) return finish(outcome.message);
+            if (rcode === Rcode.NOERROR || rcode === Rcode.NXDOMAIN) return finish(outcome.message, upstream.label);
             // SERVFAIL, REFUSED and the like come from a live upstream that will not answer this
             // name (split DNS: dnsmasq or an authoritative server refuses names it does not serve),
             // so they fail over for this question only and say nothing against its health.
@@ -260,7 +290,7 @@ export class Forwarder {
         });
         if (next < order.length) timer = setTimeout(launch, timeoutMs);
       };
-      if (order.length === 0) finish(null);
+      if (order.length === 0) finish(null, null);
       else launch();
     });
   }

@@ -4,6 +4,9 @@
  * pending reply. SERVFAIL when every upstream failed; no reply for a client dropped because too many
  * wait on the same question (it retries, into the cache).
  *
+ * Every answer says how it was had, for the query log and metrics: `forwardHit` (from the forward
+ * cache), or `tried` (the upstreams asked) and, when one of them gave the reply, `upstream`.
+ *
  * Answers from the forward cache say what the reply cache may keep: until the next whole second of
  * their age (their TTLs count down), and only while the catalog is the same (a change can make the
  * name ours).
@@ -11,7 +14,7 @@
 
 import { Rcode } from '../dns/constants.js';
 import type { Forwarder } from '../forward/forwarder.js';
-import type { Request, Stage, StageResult } from './stage.js';
+import type { Answer, Request, Stage, StageResult } from './stage.js';
 
 export class ForwardStage implements Stage {
   readonly name = 'forward';
@@ -22,13 +25,13 @@ export class ForwardStage implements Stage {
     const out = this.forwarder.forward(request.query, request.packet, request.transport, request.maxSize);
     if (!(out instanceof Promise)) {
       const snapshot = request.snapshot;
-      if (snapshot === null) return { bytes: out.reply };
-      return { bytes: out.reply, keep: { snapshot, dependsOn: null, rotation: null, validUntil: out.validUntil } };
+      if (snapshot === null) return { bytes: out.reply, forwardHit: true };
+      return { bytes: out.reply, forwardHit: true, keep: { snapshot, dependsOn: null, rotation: null, validUntil: out.validUntil } };
     }
-    return out.then((reply) => {
-      if (reply === 'drop') return { bytes: null };
-      if (reply === null) return request.fail(Rcode.SERVFAIL);
-      return { bytes: reply };
+    return out.then(({ reply, upstream, tried }): Answer => {
+      if (reply === 'drop') return { bytes: null, tried };
+      if (reply === null) return { ...request.fail(Rcode.SERVFAIL), tried };
+      return upstream === null ? { bytes: reply, tried } : { bytes: reply, upstream, tried };
     });
   }
 }

@@ -10,7 +10,8 @@
  * - `NEXT`: not mine; the next stage decides. When every stage says NEXT the chain answers
  *   REFUSED (nobody here serves that name for that client).
  * Values, never side channels: what a stage learns that a later one needs goes into the request
- * (`turn`), and what an earlier one needs to know about the answer goes into the answer (`keep`).
+ * (`turn`), and what an earlier one needs to know about the answer goes into the answer (`keep`),
+ * as does what the query log and metrics tell of it (`by`, `hit`, `forwardHit`, `upstream`, `tried`).
  * A stage may also implement `answered`: it is then told the answer a later stage gave to a
  * request it passed on (the reply cache keeps it).
  */
@@ -62,6 +63,21 @@ export interface Answer {
   readonly keep?: Keep;
   /** The catalog service the answer read, if any (usage tracking keeps on-demand watches alive). */
   readonly service?: ServiceGeneration | null;
+  /*
+   * How a forwarded answer was had (set by the forward stage; absent from every other answer, and
+   * from reply cache hits, which ask nothing of the forwarder). Exactly one of: `forwardHit`
+   * (from the forward cache, nobody asked) or `tried` (the question went to upstreams).
+   */
+  /** From the forward cache: no upstream was asked. */
+  readonly forwardHit?: boolean;
+  /**
+   * The upstreams asked for this question, `IP:PORT`, in the order asked (the one in `upstream`
+   * included; a query that joined an identical one in flight shares its round). Empty when none
+   * could be asked (too many questions in flight).
+   */
+  readonly tried?: readonly string[];
+  /** The upstream whose reply this is, `IP:PORT`; absent when none gave one (SERVFAIL). */
+  readonly upstream?: string;
 }
 
 /** What every request of one pipeline shares. */

@@ -127,7 +127,7 @@ describe('running', () => {
     }
   });
 
-  test('--query-log logs each query: client, transport, name as asked, type, rcode, size', async () => {
+  test('--query-log logs each query: client, transport, name as asked, type and rcode by name, size', async () => {
     const svc = startCli(['--listen', '127.0.0.1:0', '--query-log']);
     try {
       const listening = await svc.waitForLog((l) => l.msg === 'listening (udp, tcp)');
@@ -137,8 +137,8 @@ describe('running', () => {
       assert.equal(line.client, '127.0.0.1');
       assert.equal(typeof line.port, 'number');
       assert.deepEqual(
-        { transport: line.transport, name: line.name, type: line.type, rcode: line.rcode, answers: line.answers, tc: line.tc, component: line.component },
-        { transport: 'tcp', name: 'Web.Service.Consul', type: 28, rcode: 0, answers: 1, tc: false, component: 'query' },
+        { transport: line.transport, name: line.name, type: line.type, rcode: line.rcode, answers: line.answers, tc: line.tc, from: line.from, component: line.component },
+        { transport: 'tcp', name: 'Web.Service.Consul', type: 'AAAA', rcode: 'NOERROR', answers: 1, tc: false, from: 'catalog', component: 'query' },
       );
     } finally {
       await svc.stop();

@@ -474,17 +474,23 @@ test('c-ares (Node dns.Resolver) resolves forwarded names through svcdns', async
   assert.equal((await resolver.resolve4('big.example.test')).length, 120);
 });
 
-test('--query-log marks forwarded answers', async (t) => {
-  const { server, logs } = await setup(t, { flags: { 'query-log': 'true' } });
-  await dig(server.port, ['www.example.test', 'AAAA']);
+test('--query-log says where forwarded answers came from: the upstream, the forward cache, then the reply cache', async (t) => {
+  const { server, upstreams, logs } = await setup(t, { flags: { 'query-log': 'true' } });
+  const upstream = upstreams[0]!.address;
+  // No cookie (an EDNS option): the reply cache keys plain queries only. The clock stands still, so
+  // the forward cache's reply stays right for the reply cache's third ask.
+  for (let i = 0; i < 3; i++) await dig(server.port, ['www.example.test', 'AAAA', '+nocookie']);
   await dig(server.port, ['nope.example.test', 'A']);
   await dig(server.port, ['web.service.consul', 'A']);
-  const lines = logs.filter((l) => l.msg === 'query').map((l) => [l.name, l.rcode, l.answers, l.forwarded ?? false]);
+  const lines = logs.filter((l) => l.msg === 'query').map((l) => [l.name, l.type, l.rcode, l.answers, l.from, l.cache ?? null, l.upstream ?? null]);
   assert.deepEqual(lines, [
-    ['www.example.test', 0, 1, true],
-    ['nope.example.test', 3, 0, true],
-    ['web.service.consul', 0, 3, false],
+    ['www.example.test', 'AAAA', 'NOERROR', 1, 'forward', null, upstream],
+    ['www.example.test', 'AAAA', 'NOERROR', 1, 'forward', 'forward', null],
+    ['www.example.test', 'AAAA', 'NOERROR', 1, 'forward', 'reply', null],
+    ['nope.example.test', 'A', 'NXDOMAIN', 0, 'forward', null, upstream],
+    ['web.service.consul', 'A', 'NOERROR', 3, 'catalog', null, null],
   ]);
+  assert.equal(upstreams[0]!.received.length, 2, 'asked once per name');
 });
 
 test('upstreams from resolv.conf follow the file: REFUSED without RA, then forwarded with RA once it names one', async (t) => {

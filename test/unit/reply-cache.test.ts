@@ -304,7 +304,7 @@ test('QuestionReader: reads only plain queries; the key folds case and tells siz
   for (const [what, packet] of refused) assert.equal(key(packet), null, what);
 });
 
-test('--query-log logs every query, cache hits included, and the cache stays on: same lines as without the cache', async (t) => {
+test('--query-log logs every query, cache hits included, and the cache stays on: the same lines as without it, hits marked cache: reply', async (t) => {
   const logs: Record<string, unknown>[] = [];
   const s = await serve(t, { flags: { 'query-log': 'true' }, logs });
   const web = buildQuery('Web.Service.Consul', 'A');
@@ -315,10 +315,15 @@ test('--query-log logs every query, cache hits included, and the cache stays on:
   }
   // web has two instances: its two rotations are encoded by the full path, the third question is a hit.
   assert.equal(hits(s), 3, 'answered from the cache: web once, nope twice');
-  const lines = logs.filter((l) => l.msg === 'query').map((l) => [l.name, l.type, l.rcode, l.answers, l.transport, l.forwarded ?? false]);
-  const one = [
-    ['Web.Service.Consul', 1, 0, 2, 'udp', false],
-    ['nope.service.consul', 1, 3, 0, 'udp', false],
-  ];
-  assert.deepEqual(lines, [...one, ...one, ...one]);
+  const lines = logs.filter((l) => l.msg === 'query').map((l) => [l.name, l.type, l.rcode, l.answers, l.transport, l.from, l.cache ?? null]);
+  const webLine = ['Web.Service.Consul', 'A', 'NOERROR', 2, 'udp', 'catalog'];
+  const nopeLine = ['nope.service.consul', 'A', 'NXDOMAIN', 0, 'udp', 'catalog'];
+  assert.deepEqual(lines, [
+    [...webLine, null],
+    [...nopeLine, null],
+    [...webLine, null],
+    [...nopeLine, 'reply'],
+    [...webLine, 'reply'],
+    [...nopeLine, 'reply'],
+  ]);
 });
