@@ -16,6 +16,7 @@ import { dig, digEach } from '../support/dig.js';
 import { deltas, get, scrape } from '../support/metrics.js';
 import { runCli, startCli, type Running } from '../support/spawn.js';
 import { startUpstream, type TestUpstream } from '../support/upstream.js';
+import type { Status } from '../../src/http/status.js';
 
 interface Started {
   cli: Running;
@@ -149,7 +150,7 @@ describe('one process, a catalog file and a forwarding upstream', () => {
 
     const reply = await get(s.http, '/status');
     assert.equal(reply.type, 'application/json; charset=utf-8');
-    const status = JSON.parse(reply.body) as Record<string, any>;
+    const status = JSON.parse(reply.body) as Status;
     assert.equal(status.ready, true);
     assert.equal(status.workers, 1);
     assert.deepEqual(status.source, { kind: 'file', description: `file ${join(dir, 'catalog.yaml')}`, synced: true, failing: [] });
@@ -157,9 +158,9 @@ describe('one process, a catalog file and a forwarding upstream', () => {
     assert.equal(status.catalog.instances, 15);
     assert.equal(status.consul, null);
     assert.equal(status.upstreams.length, 1);
-    assert.equal(status.upstreams[0].upstream, upstream.address);
-    assert.equal(status.upstreams[0].healthy, true);
-    assert.equal(typeof status.upstreams[0].recentLatencyMs, 'number');
+    assert.equal(status.upstreams[0]!.upstream, upstream.address);
+    assert.equal(status.upstreams[0]!.healthy, true);
+    assert.equal(typeof status.upstreams[0]!.recentLatencyMs, 'number');
     assert.equal(status.caches.forward.hits, 1);
     assert.equal(status.caches.forward.hitRatio, 0.5);
     assert.ok(status.caches.reply.hits >= 4);
@@ -181,9 +182,9 @@ test('/ready: 503 with the reason until the first Consul sync, 200 after it', as
   assert.deepEqual(notYet, { status: 503, type: 'text/plain; charset=utf-8', body: `waiting for the first catalog from consul ${sim.url}\n` });
   assert.equal((await get(s.http, '/health')).status, 200, 'alive all the same');
   assert.equal((await scrape(s.http)).get('svcdns_catalog_synced'), 0);
-  const status = JSON.parse((await get(s.http, '/status')).body) as Record<string, any>;
+  const status = JSON.parse((await get(s.http, '/status')).body) as Status;
   assert.equal(status.source.synced, false);
-  assert.equal(status.source.failing[0].key, 'consul');
+  assert.equal(status.source.failing[0]!.key, 'consul');
 
   await sim.fault('none');
   await s.cli.waitForLog((l) => l.msg === 'consul catalog synced; ready', 20_000);
@@ -210,7 +211,7 @@ test('--workers 2: one scrape is the sum over both workers', async (t) => {
   const after = await scrape(s.http);
   assert.equal((after.get(name) ?? 0) - (before.get(name) ?? 0), 40);
   assert.equal(after.get('svcdns_catalog_services'), 9, 'the same catalog in every process: not added up');
-  const status = JSON.parse((await get(s.http, '/status')).body) as Record<string, any>;
+  const status = JSON.parse((await get(s.http, '/status')).body) as Status;
   assert.equal(status.workers, 2);
   assert.equal(status.ready, true);
 });
