@@ -14,6 +14,7 @@ import { createLogger } from './log.js';
 import { formatHostPort } from './net/address.js';
 import { SvcdnsServer } from './server.js';
 import { VERSION } from './version.js';
+import { summarize, type Status } from './http/status.js';
 import { isWorker, runPrimary, runWorker } from './workers.js';
 
 const EXIT_USAGE = 2;
@@ -75,6 +76,26 @@ async function main(): Promise<void> {
     `started: serving ${server.addresses.map(formatHostPort).join(', ')}`,
   );
   onSignals(log, () => server.reload(), () => server.close());
+  onStatusSignal(log, () => server.status());
+}
+
+/**
+ * SIGUSR1 logs the /status summary (as dnsmasq dumps its cache statistics on SIGUSR1), instead
+ * of Node's default of opening the inspector on 127.0.0.1:9229 (any listener turns that off, so
+ * one is installed first thing). Query counts run from the start with --http-listen, else from the
+ * first SIGUSR1. Before the server runs, and in a --workers process (the primary speaks for all),
+ * the signal is ignored.
+ */
+let reportStatus: { log: Logger; status: () => Promise<Status> } | null = null;
+process.on('SIGUSR1', () => {
+  reportStatus?.status().then(
+    (s) => reportStatus?.log.info(summarize(s), 'status'),
+    (err: unknown) => reportStatus?.log.error({ err }, 'status failed'),
+  );
+});
+
+function onStatusSignal(log: Logger, status: (() => Promise<Status>) | null): void {
+  reportStatus = status && { log, status };
 }
 
 /** SIGHUP reloads; the first SIGINT/SIGTERM stops, then exits 0 (1 if stopping failed). */
@@ -106,11 +127,13 @@ async function primary(config: Config, log: Logger): Promise<void> {
   const running = await startedOrExit(log, () => runPrimary(config, log));
   log.info({ workers: config.workers }, `started: serving ${running.addresses.join(', ')} with ${config.workers} worker processes`);
   onSignals(log, running.reload, running.stop);
+  onStatusSignal(log, running.status);
 }
 
 async function worker(config: Config, log: Logger): Promise<void> {
   const server = await startedOrExit(log, () => runWorker(log, (options) => SvcdnsServer.start({ config, log, ...options })));
   onSignals(log, null, () => server.close());
+  onStatusSignal(log, null);
 }
 
 /** What `start` resolves with; if it fails, the process exits 1 with its one-line reason. */

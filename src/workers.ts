@@ -28,7 +28,7 @@ import { Diagnostics } from './diagnostics/channels.js';
 import { aggregate, ServerMetrics } from './diagnostics/metrics.js';
 import { StateLog } from './diagnostics/state-log.js';
 import { listenHttp, type HttpEndpoint } from './http/endpoint.js';
-import { buildStatus, readinessOf, type MetricJson, type Phase, type Readiness } from './http/status.js';
+import { buildStatus, readinessOf, type MetricJson, type Phase, type Readiness, type Status } from './http/status.js';
 
 
 const RESPAWN_DELAY_MS = 1000;
@@ -44,7 +44,10 @@ export function isWorker(): boolean {
  * The primary: starts the source, then the workers; resolves with a stop function once every
  * worker listens, rejects (after stopping everything) if one cannot start.
  */
-export async function runPrimary(config: Config, log: Logger): Promise<{ stop: () => Promise<void>; reload: () => void; addresses: string[] }> {
+export async function runPrimary(
+  config: Config,
+  log: Logger,
+): Promise<{ stop: () => Promise<void>; reload: () => void; status: () => Promise<Status>; addresses: string[] }> {
   const check = new CatalogStore();
   let last: CatalogData | null = null;
   const workers = new Set<Worker>();
@@ -84,25 +87,21 @@ export async function runPrimary(config: Config, log: Logger): Promise<{ stop: (
     return data;
   };
   const readiness = (): Readiness => readinessOf(phase, check.current() !== null, source.description);
+  const status = async (): Promise<Status> => {
+    const all = await aggregate(await scrape()).getMetricsAsJSON();
+    return buildStatus(all as MetricJson[], {
+      readiness: readiness(),
+      source: { kind: source.kind, description: source.description },
+      failing: stateLog.failing(),
+      workers: workers.size,
+      startedAt,
+      now: Date.now(),
+    });
+  };
   if (config.httpListen.length > 0) {
     http = await listenHttp(
       config.httpListen,
-      {
-        metrics: async () => aggregate(await scrape()).metrics(),
-        readiness,
-        healthy: () => phase !== 'stopped',
-        status: async () => {
-          const all = await aggregate(await scrape()).getMetricsAsJSON();
-          return buildStatus(all as MetricJson[], {
-            readiness: readiness(),
-            source: { kind: source.kind, description: source.description },
-            failing: stateLog.failing(),
-            workers: workers.size,
-            startedAt,
-            now: Date.now(),
-          });
-        },
-      },
+      { metrics: async () => aggregate(await scrape()).metrics(), readiness, healthy: () => phase !== 'stopped', status },
       log,
     ).catch(async (err: unknown) => {
       await source.stop();
@@ -207,6 +206,7 @@ export async function runPrimary(config: Config, log: Logger): Promise<{ stop: (
   phase = 'serving';
   return {
     stop,
+    status,
     reload: () => {
       void source.reload();
       for (const w of workers) send(w, { t: 'reload' });

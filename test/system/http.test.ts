@@ -167,6 +167,18 @@ describe('one process, a catalog file and a forwarding upstream', () => {
     assert.ok(status.queries.total >= 214);
     assert.match(status.version, /^\d+\.\d+\.\d+/);
   });
+
+  test('SIGUSR1 logs the status summary and opens no debugger', async () => {
+    s.cli.child.kill('SIGUSR1');
+    const line = await s.cli.waitForLog((l) => l.msg === 'status');
+    assert.equal(line.ready, true);
+    assert.equal(line.source, 'file');
+    assert.equal(line.services, 9);
+    assert.equal(line.upstreamsHealthy, '1/1');
+    assert.ok(Number(line.queries) >= 214);
+    assert.equal(s.cli.logs.filter((l) => typeof l.raw === 'string' && l.raw.includes('Debugger listening')).length, 0);
+    assert.equal((await dig(s.dns, ['web.service.consul', 'A'])).status, 'NOERROR', 'still serving');
+  });
 });
 
 test('/ready: 503 with the reason until the first Consul sync, 200 after it', async (t) => {
