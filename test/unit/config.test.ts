@@ -26,6 +26,7 @@ test('defaults', () => {
     tcpIdleTimeout: 10,
     maxUdpSize: 4096,
     workers: 1,
+    httpListen: [],
     answerCacheSize: 10000,
     answerCacheMaxBytes: 33554432,
     logLevel: 'info',
