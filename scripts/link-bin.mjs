@@ -10,4 +10,9 @@ const binDir = `${root}node_modules/.bin`;
 chmodSync(target, 0o755);
 mkdirSync(binDir, { recursive: true });
 rmSync(`${binDir}/svcdns`, { force: true });
-symlinkSync('../../dist/cli.js', `${binDir}/svcdns`);
+try {
+  symlinkSync('../../dist/cli.js', `${binDir}/svcdns`);
+} catch (err) {
+  // Another build made the same link meanwhile (a copy of the checkout sharing node_modules).
+  if (err.code !== 'EEXIST') throw err;
+}

@@ -9,7 +9,9 @@ import yargs from 'yargs';
 import { hideBin } from 'yargs/helpers';
 import cluster from 'node:cluster';
 import type { Logger } from 'pino';
-import { ConfigError, KEYS, envName, resolveConfig, type Config, type RawConfig } from './config.js';
+import { fileURLToPath } from 'node:url';
+import { ConfigError, KEYS, KEY_GROUPS, envName, resolveConfig, type Config, type RawConfig } from './config.js';
+import type { KeySpec } from './config/component.js';
 import { createLogger } from './log.js';
 import { formatHostPort } from './net/address.js';
 import { SvcdnsServer } from './server.js';
@@ -25,24 +27,52 @@ function fail(code: number, message: string): never {
   process.exit(code);
 }
 
+/** How --help shows a key's value: `[number]`, `[HOST:PORT, repeatable]`, `[json|pretty]`, `[default: 10]`. */
+function describeKey(spec: KeySpec): string {
+  const type = spec.boolean ? 'boolean' : (spec.choices?.join('|') ?? spec.type ?? 'text');
+  const tags = [`[${type}${spec.list ? ', repeatable' : ''}]`];
+  if (spec.default !== undefined) tags.push(`[default: ${[spec.default].flat().join(', ') || 'none'}]`);
+  return `${spec.describe} ${tags.join(' ')}`;
+}
+
+const EXAMPLES: readonly [string, string][] = [
+  ['$0 --consul 127.0.0.1:8500', "the local Consul agent's catalog, on 127.0.0.1:8600"],
+  ['$0 --catalog catalog.yaml --listen 0.0.0.0:53', 'a catalog file, on port 53 of every IPv4 address'],
+  ['CONSUL_HTTP_ADDR=10.0.0.5:8500 $0 --workers 2', "Consul's own env vars; two answering processes"],
+  ['$0 --config /etc/svcdns/svcdns.yaml', 'every option from a YAML (or JSON) file'],
+  ['$0 --example --log-format pretty', 'try it out: the bundled example catalog (made-up addresses)'],
+];
+
 function parseFlags(argv: string[]): { flags: RawConfig; configFile: string | undefined } {
+  const readme = fileURLToPath(new URL('../README.md', import.meta.url));
   let parser = yargs(argv)
     .scriptName('svcdns')
-    .usage('$0 [options]\n\nServe Consul-style DNS names from a catalog. Every option can also be set as an\nSVCDNS_<NAME> env var (e.g. SVCDNS_LISTEN) or in a --config file under the same name.')
+    .usage(
+      '$0 [options]\n\nServe Consul-style DNS names from a catalog: a file (--catalog), Consul (--consul or\nCONSUL_HTTP_ADDR), or the bundled example (--example); one of them is needed. Every option can\nalso be set as an SVCDNS_<NAME> env var (e.g. SVCDNS_LISTEN) or in a --config file under the same name.',
+    )
     .parserConfiguration({ 'camel-case-expansion': false, 'strip-aliased': true })
-    .option('config', { type: 'string', describe: `YAML or JSON file of options (env ${envName('config')})`, requiresArg: true })
+    .option('config', { type: 'string', describe: `YAML or JSON file of options (env ${envName('config')}) [file]`, requiresArg: true })
     .strict()
     .version(VERSION)
+    .alias('version', 'v')
     .help()
+    .alias('help', 'h')
     .wrap(Math.min(110, process.stdout.columns || 110))
     .exitProcess(true)
     .fail((message, err) => fail(EXIT_USAGE, message ?? err?.message ?? 'bad arguments'));
+  // The types yargs would show are its parser's (every value is parsed as a string, then checked by
+  // its component): each key's own type is in its description instead.
+  (parser as unknown as { usageConfiguration(c: { 'hide-types': boolean }): void }).usageConfiguration({ 'hide-types': true });
   for (const [key, spec] of Object.entries(KEYS)) {
-    const describe = spec.default === undefined ? spec.describe : `${spec.describe} [default: ${[spec.default].flat().join(', ')}]`;
+    const describe = describeKey(spec);
     parser = spec.boolean
       ? parser.option(key, { type: 'boolean', describe })
       : parser.option(key, { type: 'string', array: spec.list === true, requiresArg: true, describe });
   }
+  for (const { title, keys } of KEY_GROUPS) parser = parser.group([...keys], `${title}:`);
+  parser = parser.group(['config', 'help', 'version'], 'General:');
+  for (const [command, description] of EXAMPLES) parser = parser.example(command, description);
+  parser = parser.epilog(`Install, the systemd unit, signals and every option at length: the README (${readme}).`);
   const parsed = parser.parseSync();
   const flags: RawConfig = {};
   for (const key of Object.keys(KEYS)) {
@@ -56,7 +86,7 @@ async function main(): Promise<void> {
   const { flags, configFile } = parseFlags(hideBin(process.argv));
   let config;
   try {
-    config = resolveConfig({ flags, env: process.env, configFile });
+    config = resolveConfig({ flags, env: process.env, configFile, requireSource: true });
   } catch (err) {
     if (err instanceof ConfigError) fail(EXIT_USAGE, err.message);
     throw err;

@@ -38,14 +38,17 @@ export class ConfigError extends Error {
   }
 }
 
-/** Every component, the catalog sources' (src/catalog/sources.ts) among them. */
+/**
+ * Every component, the catalog sources' (src/catalog/sources.ts) among them. Their order is that of
+ * the groups in --help (by each group's first component).
+ */
 const COMPONENTS: readonly ConfigComponent<object>[] = [
   listenComponent,
+  ...SOURCE_KINDS.map((kind) => kind.config),
   answerComponent,
   replyCacheComponent,
-  logComponent,
-  ...SOURCE_KINDS.map((kind) => kind.config),
   forwardComponent,
+  logComponent,
   httpComponent,
 ];
 
@@ -92,6 +95,14 @@ export const KEYS: Readonly<Record<string, KeySpec>> = Object.fromEntries(
   COMPONENTS.flatMap((c) => Object.entries(c.keys)).sort(([a], [b]) => rank(a) - rank(b)),
 );
 
+/** The keys under each component's group title, for --help: groups in component order, keys as in KEYS. */
+export const KEY_GROUPS: readonly { title: string; keys: readonly string[] }[] = (() => {
+  const groups = new Map<string, string[]>();
+  for (const c of COMPONENTS) if (!groups.has(c.group)) groups.set(c.group, []);
+  for (const key of Object.keys(KEYS)) groups.get(COMPONENTS[componentOf.get(key)!]!.group)!.push(key);
+  return [...groups].map(([title, keys]) => ({ title, keys }));
+})();
+
 export interface ConfigInputs {
   /** Flags as parsed by the CLI (only keys the user gave). */
   flags: RawConfig;
@@ -99,6 +110,11 @@ export interface ConfigInputs {
   /** Path of the config file, if any. */
   configFile?: string | undefined;
   readFile?: (path: string) => string;
+  /**
+   * A catalog source must be chosen (the CLI: there is no default source, so a host never serves
+   * the example's made-up addresses by mistake). Off for callers that bring their own source.
+   */
+  requireSource?: boolean;
 }
 
 export function envName(key: string): string {
@@ -138,17 +154,34 @@ export function resolveConfig(inputs: ConfigInputs): Config {
   }
   // One catalog source: an explicit choice (a catalog file) beats an ambient one (CONSUL_HTTP_ADDR),
   // which is dropped; two explicit choices (--catalog and --consul) are a contradiction.
-  const chosen = SOURCE_KINDS.map((kind) => kind.key).filter((key) => merged[key] !== undefined);
+  const chosen = SOURCE_KINDS.map((kind) => kind.key).filter((key) => chooses(key, merged[key]));
   const explicit = chosen.filter((key) => !ambient.has(key));
   const kept = explicit.length > 0 ? explicit : chosen;
   for (const key of chosen) if (!kept.includes(key)) delete merged[key];
   if (kept.length > 1) problems.push(`${kept.join(' and ')}: choose one source of the catalog`);
+  if (kept.length === 0 && inputs.requireSource) problems.push(noSource());
 
   const found = new Problems();
   const config = Object.assign({}, ...COMPONENTS.map((c) => c.build(merged, found, inputs.env))) as Config;
   problems.push(...found.list(rank));
   if (problems.length > 0) throw new ConfigError(problems);
   return Object.freeze(config);
+}
+
+/** Whether a source's key, as given, chooses it: a value, or for a switch (`example`) true. */
+function chooses(key: string, value: RawConfig[string]): boolean {
+  if (!KEYS[key]!.boolean) return value !== undefined;
+  const v = [value].flat().at(-1)?.trim().toLowerCase();
+  return v === 'true' || v === '1';
+}
+
+/** `no catalog source: give --catalog FILE, --consul URL (or CONSUL_HTTP_ADDR) or --example`, from the registry. */
+function noSource(): string {
+  const options = SOURCE_KINDS.map(({ key }) => {
+    const spec = KEYS[key]!;
+    return `--${key}${spec.type ? ` ${spec.type.toUpperCase()}` : ''}${spec.foreignEnv ? ` (or ${spec.foreignEnv})` : ''}`;
+  });
+  return `no catalog source: give ${options.slice(0, -1).join(', ')} or ${options.at(-1)!}`;
 }
 
 function readConfigFile(path: string, read: ((p: string) => string) | undefined, problems: string[]): RawConfig {

@@ -7,6 +7,7 @@ import { boolean, choice, single } from './config/values.js';
 export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
 
 const LOG_LEVELS: readonly LogLevel[] = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
+const LOG_FORMATS = ['json', 'pretty'] as const;
 
 export interface LogConfig {
   logLevel: LogLevel;
@@ -16,14 +17,15 @@ export interface LogConfig {
 }
 
 export const logComponent: ConfigComponent<LogConfig> = {
+  group: 'Logging',
   keys: {
-    'log-level': { describe: `log level: ${LOG_LEVELS.join(', ')}`, default: 'info' },
-    'log-format': { describe: 'log format: json or pretty', default: 'json' },
+    'log-level': { describe: 'the least severe level logged', choices: LOG_LEVELS, default: 'info' },
+    'log-format': { describe: 'log format (pretty: for people, on a terminal)', choices: LOG_FORMATS, default: 'json' },
     'query-log': { describe: 'log every query (client, name, type, rcode, size)', boolean: true, default: 'false' },
   },
   build: (raw, problems) => ({
     logLevel: choice(single(raw['log-level']), 'log-level', LOG_LEVELS, problems),
-    logFormat: choice(single(raw['log-format']), 'log-format', ['json', 'pretty'] as const, problems),
+    logFormat: choice(single(raw['log-format']), 'log-format', LOG_FORMATS, problems),
     queryLog: boolean(single(raw['query-log']), 'query-log', problems),
   }),
 };

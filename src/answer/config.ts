@@ -22,12 +22,13 @@ export interface AnswerConfig {
 const MAX_DOMAIN_LENGTH = MAX_NAME_LENGTH - 2 - (MAX_LABEL_LENGTH + '.service.'.length + MAX_LABEL_LENGTH + 1);
 
 export const answerComponent: ConfigComponent<AnswerConfig> = {
+  group: 'Answers',
   keys: {
-    domain: { describe: 'the Consul domain to answer', default: 'consul' },
-    'alt-domain': { describe: 'a second domain answered identically' },
-    datacenter: { describe: 'the local datacenter (names without one mean this one)', default: 'dc1' },
-    'service-ttl': { describe: 'TTL of service records, seconds', default: '0' },
-    'node-ttl': { describe: 'TTL of node records, seconds', default: '0' },
+    domain: { describe: 'the Consul domain to answer', type: 'domain', default: 'consul' },
+    'alt-domain': { describe: 'a second domain answered identically', type: 'domain' },
+    datacenter: { describe: 'the local datacenter (names without one mean this one)', type: 'name', default: 'dc1' },
+    'service-ttl': { describe: 'TTL of service records, seconds', type: 'number', default: '0' },
+    'node-ttl': { describe: 'TTL of node records, seconds', type: 'number', default: '0' },
     'only-passing': { describe: 'serve only passing instances (leave out warning ones too)', boolean: true, default: 'false' },
   },
   build(raw, problems) {

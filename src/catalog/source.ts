@@ -49,9 +49,9 @@ export interface CatalogSource {
 /** A kind of catalog source, as src/catalog/sources.ts registers it; `C` is its part of the configuration. */
 export interface SourceKind<C> {
   /**
-   * The key whose value chooses this source (`catalog`, `consul`); it has no default. When two are
-   * given, one set only by another tool's env var (CONSUL_HTTP_ADDR) gives way; otherwise that is a
-   * configuration problem.
+   * The key whose value chooses this source (`catalog`, `consul`; a switch, `example`, when true);
+   * no default chooses one. When two are given, one set only by another tool's env var
+   * (CONSUL_HTTP_ADDR) gives way; otherwise that is a configuration problem.
    */
   readonly key: string;
   /** Its keys and the builder of its options. */

@@ -6,6 +6,7 @@
 
 import type { Logger } from 'pino';
 import { consulSource } from './consul/kind.js';
+import { exampleSource } from './file/example.js';
 import { fileSource } from './file/kind.js';
 import type { CatalogSource, SourceKind, SourceOptions } from './source.js';
 
@@ -13,10 +14,8 @@ import type { CatalogSource, SourceKind, SourceOptions } from './source.js';
 export const SOURCES = {
   file: fileSource,
   consul: consulSource,
+  example: exampleSource,
 } as const;
-
-/** Used when the configuration chooses none: the file source, serving the bundled example catalog. */
-const DEFAULT_SOURCE = SOURCES.file;
 
 type UnionToIntersection<U> = (U extends unknown ? (u: U) => void : never) extends (i: infer I) => void ? I : never;
 type ConfigOf<K> = K extends SourceKind<infer C> ? C : never;
@@ -27,8 +26,12 @@ export type SourcesConfig = UnionToIntersection<ConfigOf<(typeof SOURCES)[keyof 
 /** The registered kinds, in order. */
 export const SOURCE_KINDS = Object.values(SOURCES);
 
-/** The catalog source the configuration chooses (the configuration lets at most one be chosen). */
+/**
+ * The catalog source the configuration chooses (the configuration lets at most one be chosen, and
+ * the CLI's at least one: there is no default source, see `requireSource` in src/config.ts).
+ */
 export function createSource(config: SourcesConfig & { datacenter: string }, log: Logger, options: SourceOptions): Promise<CatalogSource> {
-  const kind = SOURCE_KINDS.find((k) => k.configured(config)) ?? DEFAULT_SOURCE;
+  const kind = SOURCE_KINDS.find((k) => k.configured(config));
+  if (!kind) return Promise.reject(new Error(`no catalog source is configured (${SOURCE_KINDS.map((k) => `--${k.key}`).join(', ')})`));
   return kind.create(config, log, options);
 }

@@ -4,9 +4,19 @@
  * flags, the env vars and the config file's keys all come from them) and layers the values.
  */
 
+/**
+ * What a key's value is, as --help shows it: `number` (a whole number), `duration` (Go-style: 500ms,
+ * 10s, 5m, 87600h), an address form, a file path, a domain or a DNS label (`name`), or free `text`.
+ */
+export type ValueType = 'number' | 'duration' | 'HOST:PORT' | 'IP[:PORT]' | 'CIDR' | 'URL' | 'file' | 'domain' | 'name' | 'text';
+
 /** One configuration key, documented once. */
 export interface KeySpec {
   describe: string;
+  /** Its value's type for --help (the component's builder validates it); switches have none. */
+  type?: ValueType;
+  /** The values it takes, when they are a fixed few (--help lists them; the builder checks them). */
+  choices?: readonly string[];
   list?: boolean;
   /** A switch: a bare flag (`--query-log`, `--no-query-log`); true/false/1/0 elsewhere. */
   boolean?: boolean;
@@ -24,6 +34,11 @@ export type KeyTable = Readonly<Record<string, KeySpec>>;
 export type RawConfig = Record<string, string | string[] | undefined>;
 
 export interface ConfigComponent<T> {
+  /**
+   * The heading its keys appear under in --help (`Listening`, `Consul`...); components with the same
+   * title share one group.
+   */
+  group: string;
   /** Its keys, in the order --help lists them. */
   keys: KeyTable;
   /**

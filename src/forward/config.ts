@@ -31,18 +31,22 @@ export interface ForwardSection {
 /** Loopback and the private ranges: RFC 1918, RFC 4193 (ULA), RFC 6598 (carrier-grade NAT). */
 const DEFAULT_ALLOW_RECURSION = ['127.0.0.0/8', '::1/128', '10.0.0.0/8', '172.16.0.0/12', '192.168.0.0/16', '100.64.0.0/10', 'fc00::/7'];
 
+const POLICIES = ['sequential', 'random', 'round-robin'] as const;
+
 export const forwardComponent: ConfigComponent<ForwardSection> = {
+  group: 'Forwarding',
   keys: {
-    upstream: { describe: 'resolver to forward other names to, IP[:PORT] (repeatable; IPv6 as [::1]:53); default: the nameservers of --resolv-conf', list: true },
-    'resolv-conf': { describe: 'file whose nameserver lines are the upstreams when no --upstream is given', default: '/etc/resolv.conf' },
-    'upstream-policy': { describe: 'order in which upstreams are tried: sequential, random or round-robin', default: 'sequential' },
-    'upstream-timeout': { describe: 'how long one try of one upstream may take before the next is tried', default: '2s' },
-    'upstream-max-inflight': { describe: 'most questions waiting on upstreams at once; more get SERVFAIL at once (a flood of unique names cannot exhaust sockets)', default: '1000' },
-    'cache-size': { describe: 'forwarded answers kept in the cache (0: no cache)', default: '10000' },
-    'cache-max-bytes': { describe: 'bytes of forwarded answers kept in the cache at most', default: '67108864' },
-    'cache-max-ttl': { describe: 'longest time a forwarded answer is cached, seconds (also caps the TTLs served)', default: '3600' },
+    upstream: { describe: 'resolver to forward other names to (IPv6 as [::1]:53); default: the nameservers of --resolv-conf', type: 'IP[:PORT]', list: true },
+    'resolv-conf': { describe: 'file whose nameserver lines are the upstreams when no --upstream is given', type: 'file', default: '/etc/resolv.conf' },
+    'upstream-policy': { describe: 'order in which upstreams are tried', choices: POLICIES, default: 'sequential' },
+    'upstream-timeout': { describe: 'how long one try of one upstream may take before the next is tried', type: 'duration', default: '2s' },
+    'upstream-max-inflight': { describe: 'most questions waiting on upstreams at once; more get SERVFAIL at once (a flood of unique names cannot exhaust sockets)', type: 'number', default: '1000' },
+    'cache-size': { describe: 'forwarded answers kept in the cache (0: no cache)', type: 'number', default: '10000' },
+    'cache-max-bytes': { describe: 'bytes of forwarded answers kept in the cache at most', type: 'number', default: '67108864' },
+    'cache-max-ttl': { describe: 'longest time a forwarded answer is cached, seconds (also caps the TTLs served)', type: 'number', default: '3600' },
     'allow-recursion': {
-      describe: 'clients (CIDR, repeatable) whose other names are forwarded; others get REFUSED (the Consul domain is open to all)',
+      describe: 'clients whose other names are forwarded (the list replaces the default); others get REFUSED (the Consul domain is open to all)',
+      type: 'CIDR',
       list: true,
       default: [...DEFAULT_ALLOW_RECURSION],
     },
@@ -56,7 +60,7 @@ export const forwardComponent: ConfigComponent<ForwardSection> = {
         upstreams &&
         listOf(upstreams, 'upstream', (v) => parseHostPort(v, 53), 'IP[:PORT] (IPv6 as [::1]:53; hostnames cannot be used, resolving them would need DNS)', problems),
       resolvConf,
-      policy: choice(single(raw['upstream-policy']), 'upstream-policy', ['sequential', 'random', 'round-robin'] as const, problems),
+      policy: choice(single(raw['upstream-policy']), 'upstream-policy', POLICIES, problems),
       timeoutMs: positive(duration(single(raw['upstream-timeout']), 'upstream-timeout', problems), 'upstream-timeout', problems),
       maxInflight: integer(single(raw['upstream-max-inflight']), 'upstream-max-inflight', 1, 1_000_000, problems),
       cacheSize: integer(single(raw['cache-size']), 'cache-size', 0, 10_000_000, problems),

@@ -10,9 +10,11 @@ export interface HttpConfig {
 }
 
 export const httpComponent: ConfigComponent<HttpConfig> = {
+  group: 'Operations',
   keys: {
     'http-listen': {
-      describe: 'HOST:PORT to serve /metrics, /health, /ready and /status on over HTTP (repeatable; off unless given)',
+      describe: 'serve /metrics, /health, /ready and /status over HTTP on HOST:PORT (off unless given)',
+      type: 'HOST:PORT',
       list: true,
     },
   },

@@ -15,15 +15,17 @@ export interface ListenConfig {
 }
 
 export const listenComponent: ConfigComponent<ListenConfig> = {
+  group: 'Listening',
   keys: {
     listen: {
-      describe: 'HOST:PORT to serve DNS on, UDP and TCP (repeatable; IPv6 as [::1]:8600)',
+      describe: 'address to serve DNS on, UDP and TCP (IPv6 as [::1]:8600)',
+      type: 'HOST:PORT',
       list: true,
       default: ['127.0.0.1:8600'],
     },
-    'tcp-idle-timeout': { describe: 'close TCP connections idle this long, seconds', default: '10' },
-    'max-udp-size': { describe: 'largest UDP reply in bytes, whatever a client advertises (512..4096)', default: '4096' },
-    workers: { describe: 'processes answering queries, sharing the listen sockets, fed by one catalog source (1: no extra processes)', default: '1' },
+    'tcp-idle-timeout': { describe: 'close TCP connections idle this long, seconds', type: 'number', default: '10' },
+    'max-udp-size': { describe: 'largest UDP reply in bytes, whatever a client advertises (512..4096)', type: 'number', default: '4096' },
+    workers: { describe: 'processes answering queries, sharing the listen sockets, fed by one catalog source (1: no extra processes)', type: 'number', default: '1' },
   },
   build(raw, problems) {
     const listen = listOf(list(raw.listen), 'listen', parseListen, 'HOST:PORT with an IP address (IPv6 as [::1]:8600)', problems);

@@ -11,9 +11,10 @@ export interface ReplyCacheConfig {
 }
 
 export const replyCacheComponent: ConfigComponent<ReplyCacheConfig> = {
+  group: 'Answers',
   keys: {
-    'answer-cache-size': { describe: 'questions whose encoded replies are kept for the hot path (0: off)', default: '10000' },
-    'answer-cache-max-bytes': { describe: 'bytes of encoded replies kept for the hot path at most', default: '33554432' },
+    'answer-cache-size': { describe: 'questions whose encoded replies are kept for the hot path (0: off)', type: 'number', default: '10000' },
+    'answer-cache-max-bytes': { describe: 'bytes of encoded replies kept for the hot path at most', type: 'number', default: '33554432' },
   },
   build: (raw, problems) => ({
     answerCacheSize: integer(single(raw['answer-cache-size']), 'answer-cache-size', 0, 10_000_000, problems),

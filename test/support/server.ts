@@ -20,7 +20,7 @@ export interface TestServer {
 }
 
 export interface StartOptions {
-  /** Catalog file text (YAML/JSON); omitted: the bundled example catalog (or Consul, by flags). */
+  /** Catalog file text (YAML/JSON); omitted: the bundled example catalog (`example`), unless the flags choose Consul. */
   catalog?: string;
   /** Collects the server's log records here (JSON objects), instead of discarding them. */
   logs?: Record<string, unknown>[];
@@ -42,6 +42,8 @@ export async function startServer(options: StartOptions = {}): Promise<TestServe
   if (options.catalog !== undefined) {
     await writeFile(catalogPath, options.catalog);
     flags.catalog = catalogPath;
+  } else if (flags.consul === undefined && flags.catalog === undefined) {
+    flags.example = 'true';
   }
   const config = resolveConfig({ flags, env: {} });
   const logs = options.logs;

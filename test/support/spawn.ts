@@ -66,7 +66,12 @@ export interface Running {
 
 /** Starts the CLI and leaves it running; the caller must `stop()` it. */
 export function startCli(args: string[], env: NodeJS.ProcessEnv = {}): Running {
-  const child = spawn(process.execPath, [...CLI, ...args], { cwd: ROOT, env: { ...process.env, ...ENV, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  return startCommand(process.execPath, [...CLI, ...args], { cwd: ROOT, env });
+}
+
+/** Starts a program that logs JSON lines on stderr (svcdns as installed elsewhere), like startCli. */
+export function startCommand(command: string, args: string[], options: { cwd: string; env?: NodeJS.ProcessEnv }): Running {
+  const child = spawn(command, args, { cwd: options.cwd, env: { ...process.env, ...ENV, ...options.env }, stdio: ['ignore', 'pipe', 'pipe'] });
   const logs: Record<string, unknown>[] = [];
   const waiters: { test: (l: Record<string, unknown>) => boolean; resolve: (l: Record<string, unknown>) => void }[] = [];
   let partial = '';

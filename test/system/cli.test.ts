@@ -1,16 +1,17 @@
 /**
- * The svcdns command as users run it: exit codes and one-line reasons for bad input, the bundled
- * example catalog, signals.
+ * The svcdns command as users run it: exit codes and one-line reasons for bad input, no source
+ * without asking for the bundled example catalog, --help, signals.
  */
 
 import assert from 'node:assert/strict';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { CATALOG } from '../support/catalog.js';
 import { dig } from '../support/dig.js';
-import { runCli, startCli } from '../support/spawn.js';
+import { ROOT, runCli, startCli } from '../support/spawn.js';
 
 /** The one line on stderr that is not a JSON log record: the reason for the exit. */
 function oneLine(stderr: string): string {
@@ -41,7 +42,9 @@ describe('bad input exits non-zero with one line', { concurrency: 4 }, () => {
   ];
   for (const c of cases) {
     test(c.name, async () => {
-      const r = await runCli([...c.args, '--listen', c.args.includes('--listen') ? c.args[c.args.indexOf('--listen') + 1]! : '127.0.0.1:0'], c.env);
+      // A source, so that each case's line is about its own problem alone.
+      const source = c.args.includes('--catalog') ? [] : ['--example'];
+      const r = await runCli([...source, ...c.args, '--listen', c.args.includes('--listen') ? c.args[c.args.indexOf('--listen') + 1]! : '127.0.0.1:0'], c.env);
       assert.equal(r.code, c.code, r.stderr);
       assert.match(oneLine(r.stderr), c.line);
     });
@@ -57,17 +60,17 @@ describe('bad input exits non-zero with one line', { concurrency: 4 }, () => {
 
   test('a config file with an unknown key', async () => {
     const path = join(dir, 'svcdns.yaml');
-    await writeFile(path, 'listen: [127.0.0.1:0]\nrecursors: [1.1.1.1]\n');
+    await writeFile(path, 'listen: [127.0.0.1:0]\nexample: true\nrecursors: [1.1.1.1]\n');
     const r = await runCli(['--config', path]);
     assert.equal(r.code, 2);
     assert.equal(oneLine(r.stderr), `svcdns: error: config file ${path}: unknown key "recursors"`);
   });
 
   test('a port already in use', async () => {
-    const first = startCli(['--listen', '127.0.0.1:0']);
+    const first = startCli(['--example', '--listen', '127.0.0.1:0']);
     try {
       const line = await first.waitForLog((l) => l.msg === 'listening (udp, tcp)');
-      const r = await runCli(['--listen', String(line.address)]);
+      const r = await runCli(['--example', '--listen', String(line.address)]);
       assert.equal(r.code, 1);
       assert.equal(oneLine(r.stderr), `svcdns: error: cannot listen on ${String(line.address)} (udp): address already in use`);
     } finally {
@@ -75,22 +78,54 @@ describe('bad input exits non-zero with one line', { concurrency: 4 }, () => {
     }
   });
 
-  test('--help and --version exit 0', async () => {
-    const help = await runCli(['--help']);
-    assert.equal(help.code, 0);
-    assert.match(help.stdout, /--listen/);
-    assert.match(help.stdout, /SVCDNS_<NAME>/);
-    const version = await runCli(['--version']);
-    assert.equal(version.code, 0);
-    assert.match(version.stdout.trim(), /^\d+\.\d+\.\d+$/);
+  test('no catalog source at all: exit 2 naming the options that give one, with any other problem', async () => {
+    // CONSUL_HTTP_ADDR emptied: the machine running the tests may have one set.
+    const bare = await runCli(['--listen', '127.0.0.1:0'], { CONSUL_HTTP_ADDR: '' });
+    assert.equal(bare.code, 2);
+    assert.equal(oneLine(bare.stderr), 'svcdns: error: no catalog source: give --catalog FILE, --consul URL (or CONSUL_HTTP_ADDR) or --example');
+    const more = await runCli(['--listen', '127.0.0.1:0', '--node-ttl', 'x', '--no-example'], { CONSUL_HTTP_ADDR: '' });
+    assert.equal(more.code, 2);
+    assert.equal(
+      oneLine(more.stderr),
+      'svcdns: error: no catalog source: give --catalog FILE, --consul URL (or CONSUL_HTTP_ADDR) or --example; node-ttl: must be a whole number from 0 to 2147483647 (got "x")',
+    );
+  });
+
+  test('--help: options grouped by component with their value types, examples, the README; -h; --version and -v', async () => {
+    const [help, short, version, v] = await Promise.all([runCli(['--help']), runCli(['-h']), runCli(['--version']), runCli(['-v'])]);
+    assert.equal(help.code, 0, help.stderr);
+    assert.equal(short.code, 0, short.stderr);
+    assert.equal(short.stdout, help.stdout);
+    const text = help.stdout.replace(/\s+/g, ' ');
+    const headings = ['Listening:', 'Catalog file:', 'Consul:', 'Answers:', 'Forwarding:', 'Logging:', 'General:', 'Examples:'];
+    const at = headings.map((h) => help.stdout.search(new RegExp(`^${h}$`, 'm')));
+    assert.ok(at.every((i, n) => i >= 0 && (n === 0 || i > at[n - 1]!)), `headings in order: ${JSON.stringify(at)}\n${help.stdout}`);
+    const section = (n: number) => help.stdout.slice(at[n], at[n + 1]);
+    assert.match(section(0), /--tcp-idle-timeout/);
+    assert.match(section(1), /--example/);
+    assert.match(section(3), /--service-ttl/);
+    // Each value's own type, not the parser's "string".
+    assert.ok(text.includes('--tcp-idle-timeout close TCP connections idle this long, seconds [number] [default: 10]'), text);
+    assert.ok(text.includes('--upstream-timeout how long one try of one upstream may take before the next is tried [duration] [default: 2s]'), text);
+    assert.ok(text.includes('--listen address to serve DNS on, UDP and TCP (IPv6 as [::1]:8600) [HOST:PORT, repeatable] [default: 127.0.0.1:8600]'), text);
+    assert.ok(text.includes('--log-format log format (pretty: for people, on a terminal) [json|pretty] [default: json]'), text);
+    assert.ok(text.includes('--query-log log every query'), text);
+    assert.doesNotMatch(text, /\[string\]/);
+    assert.ok(text.includes('-h, --help Show help') && text.includes('-v, --version Show version number'), text);
+    assert.match(text, /SVCDNS_<NAME>/);
+    assert.ok(text.includes('svcdns --consul 127.0.0.1:8500 '), text);
+    const readme = /the README \((\/[^)]+)\)\.$/.exec(help.stdout.trim());
+    assert.ok(readme && existsSync(readme[1]!), `a README that exists: ${readme?.[1]}`);
+    const pkg = JSON.parse(await readFile(join(ROOT, 'package.json'), 'utf8')) as { version: string };
+    assert.deepEqual([version.code, version.stdout, v.code, v.stdout], [0, `${pkg.version}\n`, 0, `${pkg.version}\n`]);
   });
 });
 
 describe('running', () => {
-  test('with no catalog it serves the bundled example and says how to dig it', async () => {
-    const svc = startCli(['--listen', '127.0.0.1:0']);
+  test('--example serves the bundled example catalog and says how to dig it', async () => {
+    const svc = startCli(['--example', '--listen', '127.0.0.1:0']);
     try {
-      await svc.waitForLog((l) => l.msg === 'no catalog configured; serving the bundled example catalog');
+      await svc.waitForLog((l) => l.msg === 'serving the bundled example catalog (made-up addresses)');
       const listening = await svc.waitForLog((l) => l.msg === 'listening (udp, tcp)');
       const ready = await svc.waitForLog((l) => typeof l.msg === 'string' && l.msg.startsWith('started: serving'));
       const port = Number(String(listening.address).split(':')[1]);
@@ -128,7 +163,7 @@ describe('running', () => {
   });
 
   test('--query-log logs each query: client, transport, name as asked, type and rcode by name, size', async () => {
-    const svc = startCli(['--listen', '127.0.0.1:0', '--query-log']);
+    const svc = startCli(['--example', '--listen', '127.0.0.1:0', '--query-log']);
     try {
       const listening = await svc.waitForLog((l) => l.msg === 'listening (udp, tcp)');
       const port = Number(String(listening.address).split(':')[1]);
@@ -146,7 +181,7 @@ describe('running', () => {
   });
 
   test('without --query-log no query is logged', async () => {
-    const svc = startCli(['--listen', '127.0.0.1:0']);
+    const svc = startCli(['--example', '--listen', '127.0.0.1:0']);
     try {
       const listening = await svc.waitForLog((l) => l.msg === 'listening (udp, tcp)');
       const port = Number(String(listening.address).split(':')[1]);

@@ -163,7 +163,7 @@ test('--workers: a port that cannot be bound stops the whole server with status 
   taken.bind(0, '127.0.0.1');
   await once(taken, 'listening');
   try {
-    const { code, stderr } = await runCli(['--listen', `127.0.0.1:${taken.address().port}`, '--workers', '2']);
+    const { code, stderr } = await runCli(['--example', '--listen', `127.0.0.1:${taken.address().port}`, '--workers', '2']);
     assert.equal(code, 1);
     assert.match(stderr, /address already in use/);
   } finally {

@@ -18,6 +18,7 @@ test('defaults', () => {
   assert.deepEqual(resolveConfig({ flags: {}, env: {} }), {
     listen: [{ host: '127.0.0.1', port: 8600 }],
     catalog: null,
+    example: false,
     domain: 'consul',
     altDomain: null,
     datacenter: 'dc1',
@@ -197,6 +198,26 @@ test('a token given directly wins over a token file; the file is read at start, 
 test('a catalog file beats an ambient CONSUL_HTTP_ADDR; --catalog with --consul is an error', () => {
   assert.equal(resolveConfig({ flags: { catalog: 'c.yaml' }, env: { CONSUL_HTTP_ADDR: '127.0.0.1:8500' } }).consul, null);
   assert.deepEqual(problems({ flags: { catalog: 'c.yaml', consul: '127.0.0.1:8500' } }), ['catalog and consul: choose one source of the catalog']);
+});
+
+test('the CLI needs a catalog source: a file, Consul (CONSUL_HTTP_ADDR too) or the example, asked for', () => {
+  const none = 'no catalog source: give --catalog FILE, --consul URL (or CONSUL_HTTP_ADDR) or --example';
+  assert.deepEqual(problems({ requireSource: true }), [none]);
+  assert.deepEqual(problems({ requireSource: true, flags: { example: 'false' } }), [none]);
+  assert.deepEqual(problems({ requireSource: true, env: { SVCDNS_EXAMPLE: '0' } }), [none]);
+  assert.equal(resolveConfig({ flags: { catalog: 'c.yaml' }, env: {}, requireSource: true }).catalog, 'c.yaml');
+  assert.equal(resolveConfig({ flags: {}, env: { CONSUL_HTTP_ADDR: '127.0.0.1:8500' }, requireSource: true }).consul?.url.href, 'http://127.0.0.1:8500/');
+  assert.equal(resolveConfig({ flags: { example: 'true' }, env: {}, requireSource: true }).example, true);
+  assert.equal(resolveConfig({ flags: {}, env: { SVCDNS_EXAMPLE: '1' }, requireSource: true }).example, true);
+  // Without requireSource (a caller bringing its own source), none is fine.
+  assert.equal(resolveConfig({ flags: {}, env: {} }).example, false);
+});
+
+test('the example is a source like the others: with --catalog or --consul it is a contradiction; an ambient CONSUL_HTTP_ADDR gives way', () => {
+  assert.deepEqual(problems({ flags: { example: 'true', catalog: 'c.yaml' } }), ['catalog and example: choose one source of the catalog']);
+  assert.deepEqual(problems({ flags: { example: 'true', consul: '127.0.0.1:8500' } }), ['consul and example: choose one source of the catalog']);
+  const c = resolveConfig({ flags: { example: 'true' }, env: { CONSUL_HTTP_ADDR: '127.0.0.1:8500' }, requireSource: true });
+  assert.deepEqual([c.example, c.consul], [true, null]);
 });
 
 test('bad Consul settings are reported together', () => {

@@ -29,27 +29,30 @@ export interface ConsulConfig {
 }
 
 export interface ConsulSection {
-  /** Consul to watch, or null (then another source: the catalog file, or the bundled example). */
+  /** Consul to watch, or null (then another source: a catalog file, or the bundled example with --example). */
   consul: ConsulConfig | null;
 }
 
+const WATCH_MODES = ['auto', 'all', 'on-demand'] as const;
+
 export const consulComponent: ConfigComponent<ConsulSection> = {
+  group: 'Consul',
   keys: {
-    consul: { describe: 'Consul HTTP address to watch, e.g. http://127.0.0.1:8500 (env CONSUL_HTTP_ADDR)', foreignEnv: 'CONSUL_HTTP_ADDR' },
-    'consul-token': { describe: 'Consul ACL token (env CONSUL_HTTP_TOKEN); prefer --consul-token-file', foreignEnv: 'CONSUL_HTTP_TOKEN' },
-    'consul-token-file': { describe: 'file holding the Consul ACL token (env CONSUL_HTTP_TOKEN_FILE)', foreignEnv: 'CONSUL_HTTP_TOKEN_FILE' },
-    'consul-cacert': { describe: 'CA bundle to verify Consul over HTTPS (env CONSUL_CACERT)', foreignEnv: 'CONSUL_CACERT' },
-    'consul-client-cert': { describe: 'client certificate for Consul over HTTPS (env CONSUL_CLIENT_CERT)', foreignEnv: 'CONSUL_CLIENT_CERT' },
-    'consul-client-key': { describe: 'client key for Consul over HTTPS (env CONSUL_CLIENT_KEY)', foreignEnv: 'CONSUL_CLIENT_KEY' },
-    'consul-tls-server-name': { describe: "server name to verify in Consul's certificate (env CONSUL_TLS_SERVER_NAME)", foreignEnv: 'CONSUL_TLS_SERVER_NAME' },
+    consul: { describe: 'Consul HTTP address to watch, e.g. http://127.0.0.1:8500 (env CONSUL_HTTP_ADDR)', type: 'URL', foreignEnv: 'CONSUL_HTTP_ADDR' },
+    'consul-token': { describe: 'Consul ACL token (env CONSUL_HTTP_TOKEN); prefer --consul-token-file', type: 'text', foreignEnv: 'CONSUL_HTTP_TOKEN' },
+    'consul-token-file': { describe: 'file holding the Consul ACL token (env CONSUL_HTTP_TOKEN_FILE)', type: 'file', foreignEnv: 'CONSUL_HTTP_TOKEN_FILE' },
+    'consul-cacert': { describe: 'CA bundle to verify Consul over HTTPS (env CONSUL_CACERT)', type: 'file', foreignEnv: 'CONSUL_CACERT' },
+    'consul-client-cert': { describe: 'client certificate for Consul over HTTPS (env CONSUL_CLIENT_CERT)', type: 'file', foreignEnv: 'CONSUL_CLIENT_CERT' },
+    'consul-client-key': { describe: 'client key for Consul over HTTPS (env CONSUL_CLIENT_KEY)', type: 'file', foreignEnv: 'CONSUL_CLIENT_KEY' },
+    'consul-tls-server-name': { describe: "server name to verify in Consul's certificate (env CONSUL_TLS_SERVER_NAME)", type: 'text', foreignEnv: 'CONSUL_TLS_SERVER_NAME' },
     'consul-ssl-verify': { describe: "verify Consul's certificate (env CONSUL_HTTP_SSL_VERIFY)", boolean: true, default: 'true', foreignEnv: 'CONSUL_HTTP_SSL_VERIFY' },
     'allow-stale': { describe: 'read from any Consul server, not only the leader (as Consul DNS does)', boolean: true, default: 'true' },
-    'max-stale': { describe: 'a stale read from a server out of touch with the leader longer than this is re-read from the leader', default: '87600h' },
-    'consul-wait': { describe: 'how long each blocking query waits for a change', default: '5m' },
-    watch: { describe: 'which services to watch: all, on-demand (from their first query), or auto', default: 'auto' },
-    'watch-all-limit': { describe: 'with --watch auto: watch every service up to this many, else on demand', default: '500' },
-    'watch-idle': { describe: 'drop an on-demand watch after this long without queries', default: '10m' },
-    'fetch-timeout': { describe: 'how long a question waits for a service being fetched before SERVFAIL', default: '2s' },
+    'max-stale': { describe: 'a stale read from a server out of touch with the leader longer than this is re-read from the leader', type: 'duration', default: '87600h' },
+    'consul-wait': { describe: 'how long each blocking query waits for a change', type: 'duration', default: '5m' },
+    watch: { describe: 'which services to watch: all, on-demand (from their first query), or auto (by --watch-all-limit)', choices: WATCH_MODES, default: 'auto' },
+    'watch-all-limit': { describe: 'with --watch auto: watch every service up to this many, else on demand', type: 'number', default: '500' },
+    'watch-idle': { describe: 'drop an on-demand watch after this long without queries', type: 'duration', default: '10m' },
+    'fetch-timeout': { describe: 'how long a question waits for a service being fetched before SERVFAIL', type: 'duration', default: '2s' },
   },
   build(raw, problems, env) {
     const address = single(raw.consul);
@@ -70,7 +73,7 @@ export const consulComponent: ConfigComponent<ConsulSection> = {
       allowStale: boolean(single(raw['allow-stale']), 'allow-stale', problems),
       maxStaleMs: duration(single(raw['max-stale']), 'max-stale', problems),
       waitMs: Math.min(duration(single(raw['consul-wait']), 'consul-wait', problems), 600_000),
-      watch: choice(single(raw.watch), 'watch', ['auto', 'all', 'on-demand'] as const, problems),
+      watch: choice(single(raw.watch), 'watch', WATCH_MODES, problems),
       watchAllLimit: integer(single(raw['watch-all-limit']), 'watch-all-limit', 0, 1_000_000, problems),
       watchIdleMs: duration(single(raw['watch-idle']), 'watch-idle', problems),
       fetchTimeoutMs: duration(single(raw['fetch-timeout']), 'fetch-timeout', problems),

@@ -4,13 +4,14 @@ import type { ConfigComponent } from '../../config/component.js';
 import { single } from '../../config/values.js';
 
 export interface CatalogFileConfig {
-  /** Catalog file path, or null for the bundled example catalog (when no other source is configured). */
+  /** Catalog file path, or null when another source is chosen. */
   catalog: string | null;
 }
 
 export const catalogFileComponent: ConfigComponent<CatalogFileConfig> = {
+  group: 'Catalog file',
   keys: {
-    catalog: { describe: 'catalog file (YAML or JSON), reloaded when it changes; default: the bundled example' },
+    catalog: { describe: 'catalog file (YAML or JSON), reloaded when it changes and on SIGHUP', type: 'file' },
   },
   build(raw, problems) {
     const catalog = single(raw.catalog) ?? null;
