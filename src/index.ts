@@ -15,7 +15,6 @@ export { ConfigError } from './config.js';
 export { CatalogError } from './catalog/file/format.js';
 export type { CatalogNode, CatalogObject, CatalogService } from './catalog/file/format.js';
 export type { Health } from './catalog/types.js';
-export type { Logger } from 'pino';
 
 /** A configuration value: what the config file may hold for a key (lists for list keys). */
 export type OptionValue = string | number | boolean | readonly (string | number)[];

@@ -72,7 +72,7 @@ export function embeddedConfig(options: Readonly<Record<string, unknown>>, log: 
     try {
       // Checked even when the options have problems, so all of them are reported at once. The
       // datacenter only fills in nodes that name none: no problem depends on it.
-      source = new ObjectSource(object ?? {}, config?.datacenter ?? 'dc1', log);
+      source = new ObjectSource(object === undefined ? {} : object, config?.datacenter ?? 'dc1', log);
     } catch (err) {
       if (!(err instanceof CatalogError)) throw err;
       problems.push(...err.problems.map((p) => `catalog: ${p}`));

@@ -115,6 +115,20 @@ test('a catalog object and another source are a contradiction, as --catalog and 
   assert.deepEqual(err.problems, ['catalog and consul: choose one source of the catalog']);
 });
 
+test('a catalog that is not a mapping is a problem, not an empty catalog', async (t) => {
+  for (const catalog of [null, [], 7]) {
+    const err = await rejection(createServer({ ...BASE, catalog: catalog as never }));
+    assert.ok(err instanceof ConfigError);
+    assert.deepEqual(err.problems, ['catalog: must be a mapping']);
+  }
+  const server = await createServer({ ...BASE, catalog: webCatalog('10.0.0.1') });
+  t.after(() => server.close());
+  const err = await rejection(server.setCatalog(null as never));
+  assert.ok(err instanceof CatalogError);
+  assert.equal(err.message, 'catalog: must be a mapping');
+  assert.deepEqual(await aRecords(resolverFor(server), 'web.service.consul'), [{ address: '10.0.0.1', ttl: 0 }]);
+});
+
 test('setCatalog: a bad catalog is rejected with every problem and the old one keeps answering; a good one replaces it', async (t) => {
   const server = await createServer({ ...BASE, serviceTtl: 5, catalog: webCatalog('10.0.0.1', '10.0.0.2') });
   t.after(() => server.close());

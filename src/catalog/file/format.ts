@@ -100,8 +100,9 @@ type Obj = Record<string, unknown>;
 class Checker {
   readonly problems: string[] = [];
 
+  /** `path` is empty for the catalog as a whole. */
   fail(path: string, message: string): void {
-    this.problems.push(`${path}: ${message}`);
+    this.problems.push(path === '' ? message : `${path}: ${message}`);
   }
 
   object(value: unknown, path: string, allowed: readonly string[]): Obj | null {
