@@ -202,8 +202,8 @@ export function parseCatalogFile(text: string, file: string, defaultDatacenter: 
 
 /**
  * Validates a catalog already in memory (a parsed file, or a program's catalog object) into
- * CatalogData; every problem found, with its path, and nothing else is thrown. The data is only
- * meaningful when there are no problems.
+ * CatalogData, returning every problem found (each with its path) instead of throwing. The data is
+ * only meaningful when there are no problems.
  */
 export function checkCatalog(doc: unknown, defaultDatacenter: string): { data: CatalogData; problems: string[] } {
   const c = new Checker();
