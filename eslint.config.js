@@ -9,7 +9,7 @@ export default tseslint.config(
   ...tseslint.configs.recommendedTypeChecked,
   {
     languageOptions: {
-      parserOptions: { projectService: { allowDefaultProject: ['eslint.config.js', 'scripts/*.mjs'] }, tsconfigRootDir: import.meta.dirname },
+      parserOptions: { projectService: { allowDefaultProject: ['eslint.config.js', 'scripts/*.mjs', 'examples/*.mjs'] }, tsconfigRootDir: import.meta.dirname },
     },
     rules: {
       // node:test's describe/test return promises the runner itself awaits.
@@ -24,7 +24,9 @@ export default tseslint.config(
     },
   },
   {
-    files: ['eslint.config.js', 'scripts/*.mjs'],
+    files: ['eslint.config.js', 'scripts/*.mjs', 'examples/*.mjs'],
     ...tseslint.configs.disableTypeChecked,
   },
+  // The examples are programs users copy: Node's globals are theirs to use.
+  { files: ['examples/*.mjs'], languageOptions: { globals: { console: 'readonly', process: 'readonly' } } },
 );

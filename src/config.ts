@@ -198,16 +198,38 @@ function readConfigFile(path: string, read: ((p: string) => string) | undefined,
     problems.push(`config file ${path}: must be a mapping of option names to values`);
     return {};
   }
+  return mappingValues(doc as Record<string, unknown>, problems, {
+    keyOf: (name) => name,
+    unknown: (name) => `config file ${path}: unknown key ${JSON.stringify(name)}`,
+    notAValue: (name, list) => `config file ${path}: ${name} must be a ${list ? 'list or a ' : ''}single value`,
+  });
+}
+
+/** How a mapping of options names its options and words its problems (see `mappingValues`). */
+export interface MappingWords {
+  /** The key an option name stands for; undefined when none does. */
+  keyOf(name: string): string | undefined;
+  unknown(name: string): string;
+  notAValue(name: string, list: boolean): string;
+}
+
+/**
+ * The values of a mapping of option names to values, by key, as layering takes them: strings,
+ * numbers and booleans as strings, lists (for list keys) as lists of strings. Used for the config
+ * file and for the embedding API's options (src/index.ts), so both accept the same values.
+ */
+export function mappingValues(doc: Readonly<Record<string, unknown>>, problems: string[], words: MappingWords): RawConfig {
   const out: RawConfig = {};
-  for (const [key, value] of Object.entries(doc as Record<string, unknown>)) {
-    if (!Object.hasOwn(KEYS, key)) {
-      problems.push(`config file ${path}: unknown key ${JSON.stringify(key)}`);
+  for (const [name, value] of Object.entries(doc)) {
+    const key = words.keyOf(name);
+    if (key === undefined || !Object.hasOwn(KEYS, key)) {
+      problems.push(words.unknown(name));
     } else if (Array.isArray(value) && KEYS[key]!.list) {
       out[key] = value.map(String);
     } else if (typeof value === 'string' || typeof value === 'number' || typeof value === 'boolean') {
       out[key] = KEYS[key]!.list ? [String(value)] : String(value);
     } else {
-      problems.push(`config file ${path}: ${key} must be a ${KEYS[key]!.list ? 'list or a ' : ''}single value`);
+      problems.push(words.notAValue(name, KEYS[key]!.list === true));
     }
   }
   return out;

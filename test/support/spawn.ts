@@ -14,7 +14,7 @@ import { fileURLToPath } from 'node:url';
 export const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 
 /** Whether every src/**.ts has its dist/**.js, written after the source last changed. */
-function distIsCurrent(): boolean {
+export function distIsCurrent(): boolean {
   const src = join(ROOT, 'src');
   const sources = (readdirSync(src, { recursive: true }) as string[]).filter((f) => f.endsWith('.ts'));
   return sources.every((f) => {

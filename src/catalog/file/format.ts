@@ -19,22 +19,76 @@
  * ```
  *
  * Every problem in the file is reported, each with its path (`nodes[0].services[1].port`), in one
- * CatalogFileError, so a broken edit is fixed in one go.
+ * CatalogFileError, so a broken edit is fixed in one go. A catalog object given by a program (the
+ * embedding API, src/index.ts; the object source, src/catalog/object/) is checked by the same
+ * `checkCatalog`, so the file and the object cannot drift apart.
  */
 
 import { parse as parseYaml } from 'yaml';
 import { parseIp } from '../../net/address.js';
 import type { CatalogData, Health, NodeRecord, ServiceRecord } from '../types.js';
 
-export class CatalogFileError extends Error {
+/**
+ * A catalog that failed validation, with every problem in it (each with its path). `origin` names
+ * where it came from in the message: the file's path, or `catalog` for a catalog object given to
+ * the embedding API (src/index.ts).
+ */
+export class CatalogError extends Error {
   readonly code = 'SVCDNS_CATALOG_INVALID';
   constructor(
-    readonly file: string,
+    readonly origin: string,
     readonly problems: readonly string[],
   ) {
-    super(`${file}: ${problems.join('; ')}`);
+    super(`${origin}: ${problems.join('; ')}`);
+    this.name = 'CatalogError';
+  }
+}
+
+/** A catalog file that failed to parse or validate. */
+export class CatalogFileError extends CatalogError {
+  constructor(
+    readonly file: string,
+    problems: readonly string[],
+  ) {
+    super(file, problems);
     this.name = 'CatalogFileError';
   }
+}
+
+/**
+ * The catalog's shape, as the file holds it and as a program gives it to `createServer` and
+ * `setCatalog` (src/index.ts). The validation below is the contract; these types describe it.
+ */
+export interface CatalogObject {
+  /** Datacenter of the nodes that name none; default: the `datacenter` setting. */
+  datacenter?: string;
+  nodes?: CatalogNode[];
+}
+
+export interface CatalogNode {
+  /** A DNS label, unique within its datacenter. */
+  name: string;
+  /** IPv4 or IPv6. */
+  address: string;
+  datacenter?: string;
+  /** At most 64 pairs; keys up to 128 characters, values up to 512. */
+  meta?: Record<string, string | number | boolean>;
+  services?: CatalogService[];
+}
+
+export interface CatalogService {
+  /** A DNS label: the service's name in DNS (`NAME.service.consul`). */
+  name: string;
+  /** Unique on its node; default: the name. */
+  id?: string;
+  port: number;
+  /** IPv4 or IPv6; default: the node's address. */
+  address?: string;
+  tags?: string[];
+  /** SRV weights; default 1 and 1. */
+  weights?: { passing?: number; warning?: number };
+  /** Default: passing. */
+  health?: Health;
 }
 
 /** A DNS label as Consul serves it: letters, digits and inner hyphens (Consul's InvalidDnsRe). */
@@ -46,8 +100,9 @@ type Obj = Record<string, unknown>;
 class Checker {
   readonly problems: string[] = [];
 
+  /** `path` is empty for the catalog as a whole. */
   fail(path: string, message: string): void {
-    this.problems.push(`${path}: ${message}`);
+    this.problems.push(path === '' ? message : `${path}: ${message}`);
   }
 
   object(value: unknown, path: string, allowed: readonly string[]): Obj | null {
@@ -140,7 +195,17 @@ export function parseCatalogFile(text: string, file: string, defaultDatacenter: 
     throw new CatalogFileError(file, [`not valid YAML or JSON: ${message}`]);
   }
   if (doc === null || doc === undefined) throw new CatalogFileError(file, ['the file is empty']);
+  const { data, problems } = checkCatalog(doc, defaultDatacenter);
+  if (problems.length > 0) throw new CatalogFileError(file, problems);
+  return data;
+}
 
+/**
+ * Validates a catalog already in memory (a parsed file, or a program's catalog object) into
+ * CatalogData, returning every problem found (each with its path) instead of throwing. The data is
+ * only meaningful when there are no problems.
+ */
+export function checkCatalog(doc: unknown, defaultDatacenter: string): { data: CatalogData; problems: string[] } {
   const c = new Checker();
   const top = c.object(doc, '', ['datacenter', 'nodes']);
   const fileDc = c.label(top?.datacenter, 'datacenter', defaultDatacenter);
@@ -193,6 +258,5 @@ export function parseCatalogFile(text: string, file: string, defaultDatacenter: 
     });
   });
 
-  if (c.problems.length > 0) throw new CatalogFileError(file, c.problems);
-  return { nodes, services };
+  return { data: { nodes, services }, problems: c.problems };
 }
