@@ -5,7 +5,8 @@
  * one with the reply cache (the default) and one with `--answer-cache-size 0` (every query
  * decoded, answered and encoded). Each question (EDNS 4096, as dnsperf -e asks) goes straight
  * to the server's handler (also with one empty subscriber on the diagnostics seam's query channel,
- * the cost of being observed); beside them, in the same run, the only work the bare Node server of
+ * the cost of being observed, and with the metrics counting: src/diagnostics/metrics.ts, as
+ * --http-listen runs them); beside them, in the same run, the only work the bare Node server of
  * `npm run bench:dns` does per query: copy the same reply and patch its ID. Each figure is the
  * median of 7 runs of 200,000 calls (10,000 for the full path).
  *
@@ -50,6 +51,8 @@ const start = (extra: Record<string, string>): Promise<SvcdnsServer> =>
   });
 const cached = await start({});
 const uncached = await start({ 'answer-cache-size': '0' });
+const metered = await start({});
+metered.metrics();
 try {
   const client = { address: '127.0.0.1', port: 5353 };
   const rows: string[] = [];
@@ -59,6 +62,7 @@ try {
       const packet = buildQuery(serviceName(s), type, { udpSize: 4096 });
       for (let i = 0; i < CALLS; i++) {
         void cached.handler(packet, 'udp', client);
+        void metered.handler(packet, 'udp', client);
         if (i % 100 === 0) void uncached.handler(packet, 'udp', client);
       }
     }
@@ -74,6 +78,7 @@ try {
       const stop = cached.diagnostics.query.subscribe(() => {});
       const observed = time(() => void cached.handler(packet, 'udp', client));
       stop();
+      const withMetrics = time(() => void metered.handler(packet, 'udp', client));
       const full = time(() => void uncached.handler(packet, 'udp', client), FULL_PATH_CALLS);
       const copy = time(() => {
         const out = Buffer.from(reply);
@@ -81,20 +86,21 @@ try {
         out[1] = packet[1]!;
       });
       rows.push(
-        `| ${serviceName(s)} ${type} | ${reply.length} B | ${hot.toFixed(0)} ns | ${observed.toFixed(0)} ns | ${full.toFixed(0)} ns | ${copy.toFixed(0)} ns | ${(hot - copy).toFixed(0)} ns |`,
+        `| ${serviceName(s)} ${type} | ${reply.length} B | ${hot.toFixed(0)} ns | ${observed.toFixed(0)} ns | ${withMetrics.toFixed(0)} ns | ${full.toFixed(0)} ns | ${copy.toFixed(0)} ns | ${(hot - copy).toFixed(0)} ns |`,
       );
     }
   }
   const stats = cached.replyCache.stats();
   console.log(`\nWork per query in the handler, no sockets (median of ${RUNS} runs of ${CALLS.toLocaleString('en')} calls, ${FULL_PATH_CALLS.toLocaleString('en')} for the full path; node ${process.version})`);
   console.log(
-    "| question | reply | reply cache hit | hit, one query subscriber | full path (no reply cache) | bare server's work (copy + ID) | svcdns beyond the bare work |",
+    "| question | reply | reply cache hit | hit, one query subscriber | hit, metrics on | full path (no reply cache) | bare server's work (copy + ID) | svcdns beyond the bare work |",
   );
-  console.log('|---|---:|---:|---:|---:|---:|---:|');
+  console.log('|---|---:|---:|---:|---:|---:|---:|---:|');
   for (const row of rows) console.log(row);
   console.log(`\nReply cache: ${stats.hits.toLocaleString('en')} hits, ${stats.misses} misses (the misses encode each rotation once).`);
 } finally {
   await cached.close();
   await uncached.close();
+  await metered.close();
   await rm(dir, { recursive: true, force: true });
 }
