@@ -32,12 +32,17 @@ import type { Answer, Request } from '../pipeline/stage.js';
  * - `forwardHit`: forwarded, answered from the forward cache;
  * - `tried` and `upstream`: forwarded to upstreams: those asked (`IP:PORT`, in order), and the one
  *   whose reply this is (absent when none gave one: SERVFAIL).
- * Published only for queries that arrived while someone listened (so `durationNs` is measured).
+ * Published only for queries that arrived while someone listened.
  */
 export interface QueryEvent {
   readonly request: Request;
   readonly answer: Answer;
-  /** Nanoseconds from the packet's arrival (before any stage) to the answer. */
+  /**
+   * Nanoseconds to the answer: from the packet's arrival (before any stage) while a listener that
+   * times every query is subscribed (`subscribe(l, { timed: true })`: the query log); otherwise,
+   * for an answer that waited (an upstream, an on-demand fetch), from the moment it began to wait,
+   * and 0 for one given at once (a few µs of work, not worth two clock reads per query).
+   */
   readonly durationNs: number;
 }
 
@@ -91,20 +96,34 @@ export class Topic<T> {
     this.channel = channel(Symbol(name));
   }
 
+  private timedListeners = 0;
+
   /** Check this before building a message on a hot path. */
   get hasSubscribers(): boolean {
     return this.channel.hasSubscribers;
+  }
+
+  /** Some listener wants every message timed from its very start (see QueryEvent.durationNs). */
+  get timed(): boolean {
+    return this.timedListeners > 0;
   }
 
   publish(message: T): void {
     this.channel.publish(message);
   }
 
-  /** Returns the function that unsubscribes. */
-  subscribe(listener: (message: T) => void): () => void {
+  /** Returns the function that unsubscribes. `timed`: this listener needs every message timed. */
+  subscribe(listener: (message: T) => void, options: { timed?: boolean } = {}): () => void {
     const l = listener as (message: unknown) => void;
     this.channel.subscribe(l);
-    return () => void this.channel.unsubscribe(l);
+    if (options.timed) this.timedListeners++;
+    let subscribed = true;
+    return () => {
+      if (!subscribed) return;
+      subscribed = false;
+      this.channel.unsubscribe(l);
+      if (options.timed) this.timedListeners--;
+    };
   }
 }
 

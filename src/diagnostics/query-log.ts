@@ -60,5 +60,5 @@ export function logQueries(diagnostics: Diagnostics, log: Logger): () => void {
       },
       'query',
     );
-  });
+  }, { timed: true });
 }

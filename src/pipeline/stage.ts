@@ -105,8 +105,13 @@ export class Request {
     readonly transport: Transport,
     readonly client: Client,
     readonly context: RequestContext,
-    /** performance.now() at arrival, when someone listens to query events; else 0. */
-    readonly startedAt: number,
+    /** Someone listened to query events when it arrived: its answer is published. */
+    readonly observed: boolean,
+    /**
+     * performance.now() when timing began: at arrival when a listener wants every query timed
+     * (the query log); otherwise when a stage went pending (set by the chain); 0: not timed.
+     */
+    public startedAt: number,
   ) {}
 
   /** The full, checked read of the packet (dns/wire.ts), done once. */
