@@ -2,6 +2,11 @@
  * The composition root: builds the catalog store and source, the request pipeline (its stages, in
  * order, one line each), the diagnostics subscribers and the listeners from a Config, and tears
  * them down again. Tests start this in-process on port 0.
+ *
+ * Stopping (`shutdown`) goes through the phases of src/lifecycle/phase.ts: lameduck (DNS still
+ * answered, for `lameduckMs`; readiness says no), then stopping: the listeners stop taking queries,
+ * the queries in flight are answered (those still waiting after the drain time get SERVFAIL), TCP
+ * connections are ended after their replies; then stopped.
  */
 
 import { readFile } from 'node:fs/promises';
@@ -16,12 +21,15 @@ import { logQueries } from './diagnostics/query-log.js';
 import { logStateChanges } from './diagnostics/state-log.js';
 import { trackUsage } from './diagnostics/usage.js';
 import { Forwarder } from './forward/forwarder.js';
+import { PhaseTracker, type Phase } from './lifecycle/phase.js';
+import { catalogReload, liveSettings, type CatalogReload, type LiveSettings } from './lifecycle/reload.js';
 import { UpstreamSource } from './forward/upstream-source.js';
 import { formatHostPort, parseIp, type ListenAddress } from './net/address.js';
 import { listenTcp, type TcpListener } from './listen/tcp.js';
 import { listenUdp, type UdpListener } from './listen/udp.js';
 import { AnswerStage } from './pipeline/answer.js';
 import { createPipeline } from './pipeline/chain.js';
+import { InFlight } from './pipeline/in-flight.js';
 import { checkQuery } from './pipeline/check-query.js';
 import { ForwardStage } from './pipeline/forward.js';
 import type { DnsHandler } from './pipeline/handler.js';
@@ -49,6 +57,28 @@ export interface BoundAddress {
   port: number;
 }
 
+export interface ShutdownOptions {
+  /** How long DNS keeps answering before the listeners close, ms; default: --lameduck (as last reloaded). */
+  lameduckMs?: number;
+  /**
+   * How long the queries in flight when the listeners close may take before they get SERVFAIL, ms;
+   * default: --upstream-timeout, or --fetch-timeout if longer (what one forwarded try or one
+   * on-demand fetch may take anyway).
+   */
+  drainMs?: number;
+}
+
+/** What a server changes as it runs: its phase, its answers in flight, the settings a SIGHUP may change. */
+interface Running {
+  readonly phases: PhaseTracker;
+  readonly inFlight: InFlight;
+  readonly drainMs: number;
+  settings: LiveSettings;
+  /** Stops the --query-log subscription; null while the query log is off. */
+  queryLogOff: (() => void) | null;
+  stopping: Promise<void> | null;
+}
+
 export class SvcdnsServer {
   private constructor(
     readonly store: CatalogStore,
@@ -63,7 +93,18 @@ export class SvcdnsServer {
     private readonly listeners: readonly (UdpListener | TcpListener)[],
     private readonly unsubscribe: () => void,
     private readonly log: Logger,
+    private readonly running: Running,
   ) {}
+
+  /** Where the server is in its life: `serving` until a shutdown starts (readiness: phase === 'serving'). */
+  get phase(): Phase {
+    return this.running.phases.phase;
+  }
+
+  /** Calls `listener` with each new phase; returns the function that stops it. */
+  onPhaseChange(listener: (phase: Phase) => void): () => void {
+    return this.running.phases.onChange(listener);
+  }
 
   /** Loads the catalog, then binds every listen address (UDP and TCP on the same port). */
   static async start(options: ServerOptions): Promise<SvcdnsServer> {
@@ -102,15 +143,24 @@ export class SvcdnsServer {
       recursionAclStage,
       new ForwardStage(forwarder),
     ];
-    if (config.queryLog) subscriptions.push(logQueries(diagnostics, log));
     if (source.touch) subscriptions.push(trackUsage(diagnostics, { touch: source.touch.bind(source) }));
     const unsubscribe = (): void => subscriptions.forEach((u) => u());
+    const inFlight = new InFlight();
     const handler = createPipeline({
       stages,
       context: { store, maxUdpSize: config.maxUdpSize, recursive: recursion.recursive },
       diagnostics,
       log,
+      inFlight,
     });
+    const running: Running = {
+      phases: new PhaseTracker(),
+      inFlight,
+      drainMs: Math.max(config.forward.timeoutMs, config.consul?.fetchTimeoutMs ?? 0),
+      settings: liveSettings(config),
+      queryLogOff: config.queryLog ? logQueries(diagnostics, log) : null,
+      stopping: null,
+    };
 
     const listeners: (UdpListener | TcpListener)[] = [];
     const addresses: BoundAddress[] = [];
@@ -123,6 +173,7 @@ export class SvcdnsServer {
     } catch (err) {
       await Promise.all(listeners.map((l) => l.close()));
       unsubscribe();
+      running.queryLogOff?.();
       replyCache.close();
       upstreamSource.close();
       forwarder.close();
@@ -130,21 +181,69 @@ export class SvcdnsServer {
       throw err;
     }
     for (const a of addresses) log.info({ address: formatHostPort(a) }, 'listening (udp, tcp)');
-    return new SvcdnsServer(store, source, forwarder, replyCache, upstreamSource, handler, diagnostics, addresses, listeners, unsubscribe, log);
+    return new SvcdnsServer(store, source, forwarder, replyCache, upstreamSource, handler, diagnostics, addresses, listeners, unsubscribe, log, running);
   }
 
-  /** Re-reads what comes from files now (SIGHUP): the catalog, and resolv.conf when upstreams come from it. */
-  async reload(): Promise<void> {
-    await Promise.all([this.source.reload(), this.upstreamSource.reload()]);
+  /**
+   * Re-reads what comes from files now (SIGHUP): the catalog, and resolv.conf when upstreams come
+   * from it. Resolves with how the catalog's reload went, when its source can tell.
+   */
+  async reload(): Promise<CatalogReload> {
+    const [catalog] = await Promise.all([this.source.reload(), this.upstreamSource.reload()]);
+    return catalogReload(catalog);
   }
 
-  async close(): Promise<void> {
-    await Promise.all(this.listeners.map((l) => l.close()));
+  /** What a SIGHUP may change without a restart (src/lifecycle/reload.ts): log level, query log, lameduck. */
+  applySettings(settings: LiveSettings): void {
+    const running = this.running;
+    if (settings.logLevel !== running.settings.logLevel) this.log.level = settings.logLevel;
+    if (settings.queryLog && !running.queryLogOff) running.queryLogOff = logQueries(this.diagnostics, this.log);
+    if (!settings.queryLog && running.queryLogOff) {
+      running.queryLogOff();
+      running.queryLogOff = null;
+    }
+    running.settings = { ...settings };
+  }
+
+  /**
+   * Stops gracefully (SIGTERM): lameduck, then the listeners close and the queries in flight are
+   * answered (see ShutdownOptions), then everything else is released. Calls after the first
+   * return the first one's promise.
+   */
+  shutdown(options: ShutdownOptions = {}): Promise<void> {
+    this.running.stopping ??= this.windDown(options.lameduckMs ?? this.running.settings.lameduckMs, options.drainMs ?? this.running.drainMs);
+    return this.running.stopping;
+  }
+
+  /** Stops with no lameduck (tests, embedding); during a shutdown, waits for it. */
+  close(): Promise<void> {
+    return this.shutdown({ lameduckMs: 0 });
+  }
+
+  private async windDown(lameduckMs: number, drainMs: number): Promise<void> {
+    const { phases, inFlight } = this.running;
+    if (lameduckMs > 0) {
+      phases.enter('lameduck');
+      this.log.info({ lameduckMs }, 'lameduck: still answering DNS, no longer ready');
+      await new Promise((resolve) => setTimeout(resolve, lameduckMs));
+    }
+    phases.enter('stopping');
+    const closed = Promise.all(this.listeners.map((l) => l.close()));
+    // Said once the listeners have stopped taking queries, so whoever reads it may rely on that.
+    this.log.info({ inFlight: inFlight.size, drainMs }, 'listeners closing; answering the queries in flight');
+    const drained = setTimeout(() => {
+      if (inFlight.size > 0) this.log.warn({ unanswered: inFlight.size, drainMs }, 'drain time over: SERVFAIL to the queries still in flight');
+      inFlight.giveUp();
+    }, drainMs);
+    await closed;
+    clearTimeout(drained);
     this.unsubscribe();
+    this.running.queryLogOff?.();
     this.replyCache.close();
     this.upstreamSource.close();
     this.forwarder.close();
     await this.source.stop();
+    phases.enter('stopped');
     this.log.info('stopped');
   }
 }

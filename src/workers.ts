@@ -11,8 +11,12 @@
  *
  * Lifecycle: a worker that fails to start (the port is taken, say) stops the whole server with
  * exit status 1, as a single process would. A worker that dies later is logged and replaced after
- * a second. SIGHUP reloads the source and tells the workers to re-read resolv.conf; SIGINT/SIGTERM
- * stop the workers, then the source.
+ * a second. SIGHUP reloads the source and tells the workers to re-read resolv.conf and apply the
+ * settings that changed. SIGINT/SIGTERM: the primary tells every worker to shut down (`shutdown`:
+ * lameduck, drain, exit 0, as a single process does), waits for them (killing any still there
+ * `STOP_GRACE_MS` after the lameduck and drain time), then stops the source. A worker that gets
+ * the signal itself (systemd signals the whole control group, a terminal the whole process group)
+ * starts the same shutdown; the primary's message then changes nothing.
  */
 
 import cluster, { type Worker } from 'node:cluster';
@@ -23,6 +27,8 @@ import { createSource } from './catalog/sources.js';
 import { CatalogStore } from './catalog/store.js';
 import type { CatalogData } from './catalog/types.js';
 import type { Config } from './config.js';
+import { PhaseTracker, type Phase } from './lifecycle/phase.js';
+import { catalogReload, type CatalogReload, type LiveSettings } from './lifecycle/reload.js';
 import { formatHostPort, type HostPort } from './net/address.js';
 import { Diagnostics } from './diagnostics/channels.js';
 import { logStateChanges } from './diagnostics/state-log.js';
@@ -34,11 +40,25 @@ export function isWorker(): boolean {
   return cluster.isWorker;
 }
 
+/** The primary as the CLI (and an HTTP endpoint) sees it. */
+export interface Primary {
+  readonly addresses: string[];
+  /** The server's phase as a whole: the workers are told each step at the same moment. */
+  readonly phase: Phase;
+  onPhaseChange(listener: (phase: Phase) => void): () => void;
+  /** SIGHUP: reloads the source, tells the workers to re-read resolv.conf and apply `settings`. */
+  reload(settings: LiveSettings): Promise<CatalogReload>;
+  /** SIGTERM: every worker lameducks and drains, then exits; then the source stops. Idempotent. */
+  shutdown(lameduckMs: number): Promise<void>;
+  /** A second signal: every worker is killed now. */
+  kill(): void;
+}
+
 /**
- * The primary: starts the source, then the workers; resolves with a stop function once every
- * worker listens, rejects (after stopping everything) if one cannot start.
+ * The primary: starts the source, then the workers; resolves once every worker listens, rejects
+ * (after stopping everything) if one cannot start.
  */
-export async function runPrimary(config: Config, log: Logger): Promise<{ stop: () => Promise<void>; reload: () => void; addresses: string[] }> {
+export async function runPrimary(config: Config, log: Logger): Promise<Primary> {
   const check = new CatalogStore();
   let last: CatalogData | null = null;
   const workers = new Set<Worker>();
@@ -106,50 +126,77 @@ export async function runPrimary(config: Config, log: Logger): Promise<{ stop: (
       });
     });
 
-  const stop = async (): Promise<void> => {
+  const phases = new PhaseTracker();
+  // What a worker may take to stop besides the lameduck: its drain time (as the server reckons it), then a margin.
+  const drainMs = Math.max(config.forward.timeoutMs, config.consul?.fetchTimeoutMs ?? 0);
+  let stopped: Promise<void> | null = null;
+  const stop = async (lameduckMs: number): Promise<void> => {
     stopping = true;
+    phases.enter(lameduckMs > 0 ? 'lameduck' : 'stopping');
+    const lameduck = lameduckMs > 0 ? setTimeout(() => phases.enter('stopping'), lameduckMs) : null;
     await Promise.all(
       [...workers].map(
         (w) =>
           new Promise<void>((resolve) => {
             if (w.isDead()) return resolve();
-            const timer = setTimeout(() => w.process.kill('SIGKILL'), STOP_GRACE_MS);
+            const timer = setTimeout(() => w.process.kill('SIGKILL'), lameduckMs + drainMs + STOP_GRACE_MS);
             w.once('exit', () => {
               clearTimeout(timer);
               resolve();
             });
-            w.process.kill('SIGTERM');
+            if (w.isConnected()) send(w, { t: 'shutdown', lameduckMs });
+            else w.process.kill('SIGTERM');
           }),
       ),
     );
+    if (lameduck) clearTimeout(lameduck);
+    phases.enter('stopping');
     await source.stop();
+    phases.enter('stopped');
   };
+  const shutdown = (lameduckMs: number): Promise<void> => (stopped ??= stop(lameduckMs));
 
   try {
     await Promise.all(Array.from({ length: config.workers }, spawn));
   } catch (err) {
-    await stop();
+    await shutdown(0);
     throw err;
   }
   return {
-    stop,
-    reload: () => {
-      void source.reload();
-      for (const w of workers) send(w, { t: 'reload' });
-    },
     addresses,
+    get phase() {
+      return phases.phase;
+    },
+    onPhaseChange: (listener) => phases.onChange(listener),
+    reload: async (settings) => {
+      for (const w of workers) send(w, { t: 'reload', settings });
+      return catalogReload(await source.reload());
+    },
+    shutdown,
+    kill: () => {
+      stopping = true;
+      for (const w of workers) if (!w.isDead()) w.process.kill('SIGKILL');
+    },
   };
 }
 
 /** What a worker runs: a full server (src/server.ts), fed by the primary, on the shared sockets. */
 export interface WorkerServer {
   readonly addresses: readonly HostPort[];
-  reload(): Promise<void>;
+  reload(): Promise<unknown>;
+  applySettings(settings: LiveSettings): void;
   close(): Promise<void>;
 }
 
-/** A worker: `start` starts its server with the primary's relay as the catalog source. */
-export async function runWorker(log: Logger, start: (options: { source: CatalogSource; sharedSockets: true }) => Promise<WorkerServer>): Promise<WorkerServer> {
+/**
+ * A worker: `start` starts its server with the primary's relay as the catalog source. `shutdown`
+ * is called when the primary says to stop (the same as a SIGTERM to this process).
+ */
+export async function runWorker<S extends WorkerServer>(
+  log: Logger,
+  start: (options: { source: CatalogSource; sharedSockets: true }) => Promise<S>,
+  shutdown: (server: S, lameduckMs: number) => void,
+): Promise<S> {
   const channel = {
     send: (message: ToPrimary) => process.send?.(message),
     onMessage: (listener: (message: ToWorker) => void) => {
@@ -160,7 +207,10 @@ export async function runWorker(log: Logger, start: (options: { source: CatalogS
   const source = new RelaySource(channel, log);
   const server = await start({ source, sharedSockets: true });
   channel.onMessage((message) => {
-    if (message.t === 'reload') void server.reload();
+    if (message.t === 'reload') {
+      server.applySettings(message.settings);
+      void server.reload();
+    } else if (message.t === 'shutdown') shutdown(server, message.lameduckMs);
   });
   channel.send({ t: 'listening', addresses: server.addresses.map(formatHostPort) });
   return server;

@@ -9,7 +9,9 @@
  *   listens: otherwise it builds nothing and reads no clock);
  * - says REFUSED when every stage passed (nobody here serves that name for that client);
  * - catches what a stage throws (a bug, not bad input: bad input has its own answers), logs it,
- *   and answers SERVFAIL if the packet has a header to answer to.
+ *   and answers SERVFAIL if the packet has a header to answer to;
+ * - registers answers still pending with `inFlight`, so a stopping server can give up on them
+ *   (SERVFAIL, told to the stages and published like any answer).
  */
 
 import type { Logger } from 'pino';
@@ -17,6 +19,7 @@ import type { Diagnostics } from '../diagnostics/channels.js';
 import { Rcode } from '../dns/constants.js';
 import { errorReply } from '../dns/wire.js';
 import type { DnsHandler } from './handler.js';
+import type { InFlight } from './in-flight.js';
 import { NEXT, Request, type Answer, type RequestContext, type Stage } from './stage.js';
 
 export interface PipelineOptions {
@@ -24,10 +27,12 @@ export interface PipelineOptions {
   context: RequestContext;
   diagnostics: Diagnostics;
   log: Logger;
+  /** Where answers still pending are tracked, so a stopping server can wait for them or give up (SERVFAIL). */
+  inFlight?: InFlight;
 }
 
 export function createPipeline(options: PipelineOptions): DnsHandler {
-  const { stages, context, diagnostics, log } = options;
+  const { stages, context, diagnostics, log, inFlight } = options;
   const queries = diagnostics.query;
   const tail: Stage = { name: 'end', handle: (request) => request.fail(Rcode.REFUSED) };
   const chain = [...stages, tail];
@@ -54,7 +59,8 @@ export function createPipeline(options: PipelineOptions): DnsHandler {
         const result = chain[i]!.handle(request);
         if (result === NEXT) continue;
         if (!(result instanceof Promise)) return finish(request, i, result);
-        return result.then(
+        const tracked = inFlight ? inFlight.track(result, () => request.fail(Rcode.SERVFAIL)) : result;
+        return tracked.then(
           (answer) => finish(request, i, answer),
           (err: unknown) => failed(packet, err),
         );
