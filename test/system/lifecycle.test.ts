@@ -18,6 +18,7 @@ import * as dnsPacket from 'dns-packet';
 import { CATALOG } from '../support/catalog.js';
 import { buildQuery, decode, frame, udpExchange, zoneLines } from '../support/client.js';
 import { dig } from '../support/dig.js';
+import { within } from '../support/eventually.js';
 import { startCli, type Running } from '../support/spawn.js';
 import { startUpstream } from '../support/upstream.js';
 
@@ -26,6 +27,8 @@ interface HeldUpstream {
   address: string;
   /** Resolves with the next query to arrive (or one that already has, unclaimed). */
   nextQuery(): Promise<HeldQuery>;
+  /** Queries received so far. */
+  readonly received: number;
 }
 
 interface HeldQuery {
@@ -50,6 +53,7 @@ async function heldUpstream(t: TestContext): Promise<HeldUpstream> {
   });
   const arrived: HeldQuery[] = [];
   const waiting: ((q: HeldQuery) => void)[] = [];
+  let received = 0;
   const receive = (packet: Buffer, transport: 'udp' | 'tcp', send: (reply: Buffer) => void): void => {
     const query = dnsPacket.decode(packet);
     const question = query.questions![0]!;
@@ -64,6 +68,7 @@ async function heldUpstream(t: TestContext): Promise<HeldUpstream> {
         }),
       );
     const held = { name: question.name, transport, answer };
+    received++;
     const waiter = waiting.shift();
     if (waiter) waiter(held);
     else arrived.push(held);
@@ -84,6 +89,9 @@ async function heldUpstream(t: TestContext): Promise<HeldUpstream> {
   });
   return {
     address: `127.0.0.1:${port}`,
+    get received() {
+      return received;
+    },
     nextQuery: () => {
       const first = arrived.shift();
       return first ? Promise.resolve(first) : new Promise((resolve) => waiting.push(resolve));
@@ -107,11 +115,16 @@ async function tempDir(t: TestContext): Promise<string> {
   return dir;
 }
 
-/** A TCP connection that collects framed replies and notes the server's end of the stream. */
-function tcpClient(port: number): { socket: Socket; replies: Buffer[]; ended: Promise<void>; reply: (n: number) => Promise<Buffer> } {
+/**
+ * A TCP connection that collects framed replies; `reply(n)` rejects if the connection closes (or
+ * fails) before the nth reply, and `ended` resolves when the server ends its side.
+ */
+function tcpClient(port: number): { socket: Socket; ended: Promise<void>; reply: (n: number) => Promise<Buffer> } {
   const socket = connect({ port, host: '127.0.0.1' });
   const replies: Buffer[] = [];
+  let closed: Error | null = null;
   const waiters: (() => void)[] = [];
+  const wake = (): void => void waiters.splice(0).forEach((w) => w());
   let pending = Buffer.alloc(0);
   socket.on('data', (chunk: Buffer) => {
     pending = Buffer.concat([pending, chunk]);
@@ -119,19 +132,38 @@ function tcpClient(port: number): { socket: Socket; replies: Buffer[]; ended: Pr
       replies.push(pending.subarray(2, 2 + pending.readUInt16BE(0)));
       pending = pending.subarray(2 + pending.readUInt16BE(0));
     }
-    for (const w of waiters.splice(0)) w();
+    wake();
   });
-  const ended = once(socket, 'end').then(() => undefined);
+  socket.on('error', (err) => {
+    closed = err;
+    wake();
+  });
+  socket.on('close', () => {
+    closed ??= new Error('connection closed');
+    wake();
+  });
+  const ended = new Promise<void>((resolve, reject) => {
+    socket.once('end', resolve);
+    socket.once('close', () => reject(new Error('closed without an end of stream')));
+  });
   const reply = async (n: number): Promise<Buffer> => {
-    while (replies.length <= n) await new Promise<void>((resolve) => waiters.push(resolve));
+    while (replies.length <= n) {
+      if (closed) throw new Error(`no reply ${n}: ${closed.message}`);
+      await new Promise<void>((resolve) => waiters.push(resolve));
+    }
     return replies[n]!;
   };
-  return { socket, replies, ended, reply };
+  return { socket, ended, reply };
 }
 
+/** The exit code (null: killed by a signal); bounded, so a process that never exits fails the test. */
 function exited(cli: Running): Promise<number | null> {
-  if (cli.child.exitCode !== null) return Promise.resolve(cli.child.exitCode);
-  return once(cli.child, 'exit').then(([code]) => code as number | null);
+  if (cli.child.exitCode !== null || cli.child.signalCode !== null) return Promise.resolve(cli.child.exitCode);
+  return within(
+    once(cli.child, 'exit').then(([code]) => code as number | null),
+    20_000,
+    'the process exiting',
+  );
 }
 
 function messages(cli: Running): string[] {
@@ -188,20 +220,21 @@ test('queries in flight when SIGTERM comes (TCP and UDP, forwarded, upstream sti
 });
 
 test('past the drain time (--upstream-timeout) a query still in flight gets SERVFAIL, and the process exits 0', async (t) => {
-  // Two silent upstreams tried in turn: alone, the forwarder would answer after 2 x 1 s; the drain gives up after 1 s.
-  const first = await heldUpstream(t);
-  const second = await heldUpstream(t);
-  const { cli, port } = await start(t, ['--upstream', first.address, '--upstream', second.address, '--upstream-timeout', '1s']);
+  // Three silent upstreams tried in turn, 2 s each: the forwarder alone would say SERVFAIL after
+  // 6 s, having asked the third at 4 s; the drain gives up 2 s after the listeners close.
+  const upstreams = [await heldUpstream(t), await heldUpstream(t), await heldUpstream(t)];
+  const { cli, port } = await start(t, [...upstreams.flatMap((u) => ['--upstream', u.address]), '--upstream-timeout', '2s']);
   const tcp = tcpClient(port);
   await once(tcp.socket, 'connect');
   tcp.socket.write(frame(buildQuery('never.example', 'A')));
-  await first.nextQuery();
+  await upstreams[0]!.nextQuery();
   cli.child.kill('SIGTERM');
-  const over = await cli.waitForLog((l) => l.msg === 'drain time over: SERVFAIL to the queries still in flight');
-  assert.deepEqual([over.unanswered, over.drainMs], [1, 1000]);
   const reply = decode(await tcp.reply(0));
+  assert.equal(upstreams[2]!.received, 0, 'given up on before the forwarder got to the third upstream');
   assert.equal((reply.flags ?? 0) & 0xf, 2, 'SERVFAIL');
   assert.equal(reply.questions?.[0]?.name, 'never.example');
+  const over = await cli.waitForLog((l) => l.msg === 'drain time over: SERVFAIL to the queries still in flight');
+  assert.deepEqual([over.unanswered, over.drainMs], [1, 2000]);
   assert.equal(await exited(cli), 0);
   tcp.socket.destroy();
 });
