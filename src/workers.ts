@@ -62,6 +62,8 @@ export async function runPrimary(config: Config, log: Logger): Promise<Primary> 
   const check = new CatalogStore();
   let last: CatalogData | null = null;
   const workers = new Set<Worker>();
+  /** Workers that have said they listen: only they handle messages other than the catalog's. */
+  const listeningWorkers = new WeakSet<Worker>();
   const send = (worker: Worker, message: ToWorker): void => {
     if (worker.isConnected()) worker.send(message);
   };
@@ -94,6 +96,7 @@ export async function runPrimary(config: Config, log: Logger): Promise<Primary> 
             break;
           case 'listening':
             listening = true;
+            listeningWorkers.add(worker);
             addresses = message.addresses;
             resolve();
             break;
@@ -144,7 +147,8 @@ export async function runPrimary(config: Config, log: Logger): Promise<Primary> 
               clearTimeout(timer);
               resolve();
             });
-            if (w.isConnected()) send(w, { t: 'shutdown', lameduckMs });
+            // A worker still starting has its signal handlers but not yet its message handler.
+            if (listeningWorkers.has(w) && w.isConnected()) send(w, { t: 'shutdown', lameduckMs });
             else w.process.kill('SIGTERM');
           }),
       ),
