@@ -75,22 +75,20 @@ export function catalogReload(result: unknown): CatalogReload {
 }
 
 /**
- * The one line a SIGHUP logs: rejected (every problem; nothing of the configuration applied, the
- * last good catalog serving), changed (which keys; `catalog` for a new catalog), or unchanged. Keys
- * that need a restart are named in every case but rejection.
+ * The one line a SIGHUP logs: rejected (every problem; what was rejected, the configuration or the
+ * catalog, keeps its last good state, and whatever the other one changed is named), changed (which
+ * keys; `catalog` for a new catalog), or unchanged. Keys that need a restart are named too.
  */
 export function logReloadOutcome(log: Logger, config: ConfigReload, catalog: CatalogReload): void {
   const problems = [...(config.ok ? [] : config.problems), ...(catalog?.ok === false ? [catalog.problem] : [])];
+  const changed = [...(config.ok ? config.changed : []), ...(catalog?.ok === true && catalog.changed ? ['catalog'] : [])];
+  const restart = config.ok && config.restart.length > 0 ? config.restart : [];
+  const fields = { ...(changed.length > 0 && { changed }), ...(restart.length > 0 && { restartNeeded: restart }) };
   if (problems.length > 0) {
-    log.error({ problems }, 'SIGHUP: reload rejected; the last good configuration and catalog keep serving');
-    return;
-  }
-  if (!config.ok) return; // not reached: a rejected configuration has problems
-  const changed = [...config.changed, ...(catalog?.ok === true && catalog.changed ? ['catalog'] : [])];
-  const restart = config.restart.length > 0 ? { restartNeeded: config.restart } : {};
-  if (changed.length > 0) {
-    log.info({ changed, ...restart }, config.restart.length > 0 ? 'SIGHUP: reloaded: changed; some changes need a restart (running values kept)' : 'SIGHUP: reloaded: changed');
+    log.error({ problems, ...fields }, 'SIGHUP: reload rejected; the last good state keeps serving');
+  } else if (changed.length > 0) {
+    log.info(fields, restart.length > 0 ? 'SIGHUP: reloaded: changed; some changes need a restart (running values kept)' : 'SIGHUP: reloaded: changed');
   } else {
-    log.info(restart, config.restart.length > 0 ? 'SIGHUP: reloaded: unchanged; some changes need a restart (running values kept)' : 'SIGHUP: reloaded: unchanged');
+    log.info(fields, restart.length > 0 ? 'SIGHUP: reloaded: unchanged; some changes need a restart (running values kept)' : 'SIGHUP: reloaded: unchanged');
   }
 }

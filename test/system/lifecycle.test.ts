@@ -294,7 +294,7 @@ test('SIGHUP: one outcome line: unchanged; changed (log level and query log take
   await writeFile(config, `${base}log-level: loud\nquery-log: false\nservice-ttl: -1\n`);
   await writeFile(catalog, 'nodes: {');
   const rejected = await hup(4);
-  assert.equal(rejected.msg, 'SIGHUP: reload rejected; the last good configuration and catalog keep serving');
+  assert.equal(rejected.msg, 'SIGHUP: reload rejected; the last good state keeps serving');
   assert.equal(rejected.level, 50);
   const problems = rejected.problems as string[];
   assert.deepEqual(problems.slice(0, 2), ['service-ttl: must be a whole number from 0 to 2147483647 (got "-1")', 'log-level: must be one of fatal, error, warn, info, debug, trace, silent (got "loud")']);

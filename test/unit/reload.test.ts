@@ -50,20 +50,22 @@ test('flags and env still win over the file on reload', () => {
   assert.deepEqual(reloader.reload(), { ok: true, changed: [], restart: [], settings: { logLevel: 'warn', queryLog: true, lameduckMs: 0 } });
 });
 
-test('the one outcome line', () => {
+test('the one outcome line: a rejection names every problem, and what the other half changed', () => {
   const lines: Record<string, unknown>[] = [];
   const log = pino({ level: 'info' }, { write: (s: string) => void lines.push(JSON.parse(s) as Record<string, unknown>) });
   const settings = { logLevel: 'info' as const, queryLog: false, lameduckMs: 0 };
   logReloadOutcome(log, { ok: true, changed: [], restart: [], settings }, catalogReload({ ok: true, changed: false }));
   logReloadOutcome(log, { ok: true, changed: ['log-level'], restart: ['listen'], settings }, catalogReload({ ok: true, changed: true }));
   logReloadOutcome(log, { ok: false, problems: ['log-level: bad'] }, catalogReload({ ok: false, error: new Error('catalog.yaml: nodes: bad') }));
+  logReloadOutcome(log, { ok: true, changed: ['query-log'], restart: [], settings }, catalogReload({ ok: false, error: new Error('catalog.yaml: nodes: bad') }));
   logReloadOutcome(log, { ok: true, changed: [], restart: [], settings }, catalogReload(undefined));
   assert.deepEqual(
     lines.map(({ msg, changed, restartNeeded, problems }) => ({ msg, changed, restartNeeded, problems })),
     [
       { msg: 'SIGHUP: reloaded: unchanged', changed: undefined, restartNeeded: undefined, problems: undefined },
       { msg: 'SIGHUP: reloaded: changed; some changes need a restart (running values kept)', changed: ['log-level', 'catalog'], restartNeeded: ['listen'], problems: undefined },
-      { msg: 'SIGHUP: reload rejected; the last good configuration and catalog keep serving', changed: undefined, restartNeeded: undefined, problems: ['log-level: bad', 'catalog.yaml: nodes: bad'] },
+      { msg: 'SIGHUP: reload rejected; the last good state keeps serving', changed: undefined, restartNeeded: undefined, problems: ['log-level: bad', 'catalog.yaml: nodes: bad'] },
+      { msg: 'SIGHUP: reload rejected; the last good state keeps serving', changed: ['query-log'], restartNeeded: undefined, problems: ['catalog.yaml: nodes: bad'] },
       { msg: 'SIGHUP: reloaded: unchanged', changed: undefined, restartNeeded: undefined, problems: undefined },
     ],
   );
