@@ -1,17 +1,20 @@
 #!/usr/bin/env node
 /**
  * The svcdns command: parse flags, resolve the configuration, start the server, and stop cleanly on
- * SIGINT/SIGTERM. SIGHUP reloads the catalog file (and resolv.conf). A bad flag or an unusable catalog exits non-zero
- * with one line on stderr saying why.
+ * SIGINT/SIGTERM (lameduck, drain, exit 0; a second signal exits at once with 128 + its number).
+ * SIGHUP reloads the catalog file, resolv.conf and the --config file (src/lifecycle/reload.ts). A
+ * bad flag or an unusable catalog exits non-zero with one line on stderr saying why.
  */
 
+import { constants } from 'node:os';
 import yargs from 'yargs';
 import { hideBin } from 'yargs/helpers';
 import cluster from 'node:cluster';
 import type { Logger } from 'pino';
 import { fileURLToPath } from 'node:url';
-import { ConfigError, KEYS, KEY_GROUPS, envName, resolveConfig, type Config, type RawConfig } from './config.js';
+import { ConfigError, KEYS, KEY_GROUPS, envName, resolveLayers, type Config, type ConfigInputs, type RawConfig } from './config.js';
 import type { KeySpec } from './config/component.js';
+import { ConfigReloader, liveSettings, logReloadOutcome, type CatalogReload, type LiveSettings } from './lifecycle/reload.js';
 import { createLogger } from './log.js';
 import { formatHostPort } from './net/address.js';
 import { SvcdnsServer } from './server.js';
@@ -84,9 +87,10 @@ function parseFlags(argv: string[]): { flags: RawConfig; configFile: string | un
 
 async function main(): Promise<void> {
   const { flags, configFile } = parseFlags(hideBin(process.argv));
-  let config;
+  const inputs: ConfigInputs = { flags, env: process.env, configFile, requireSource: true };
+  let config, raw;
   try {
-    config = resolveConfig({ flags, env: process.env, configFile, requireSource: true });
+    ({ config, raw } = resolveLayers(inputs));
   } catch (err) {
     if (err instanceof ConfigError) fail(EXIT_USAGE, err.message);
     throw err;
@@ -96,17 +100,22 @@ async function main(): Promise<void> {
   if (flags['consul-token'] !== undefined) {
     log.warn('--consul-token on the command line can be read by every local user (ps, /proc/PID/cmdline): use --consul-token-file or CONSUL_HTTP_TOKEN');
   }
-  if (config.workers > 1) return primary(config, log);
+  const reloader = new ConfigReloader(inputs, raw);
+  if (config.workers > 1) return primary(config, log, reloader);
 
   const server = await startedOrExit(log, () => SvcdnsServer.start({ config, log }));
+  // Before saying "started": a signal sent on reading that line must find its handler.
+  onSignals(log, {
+    reload: { reloader, apply: (settings) => server.applySettings(settings), reloadFiles: () => server.reload() },
+    shutdown: () => server.shutdown(),
+  });
+  onStatusSignal(log, () => server.status());
   const first = server.addresses[0]!;
   const example = [...(server.store.current()?.allServices() ?? [])].find((s) => s.name !== 'consul')?.name ?? 'web';
   log.info(
     { try: `dig @${first.host} -p ${first.port} ${example}.service.${config.domain} SRV` },
     `started: serving ${server.addresses.map(formatHostPort).join(', ')}`,
   );
-  onSignals(log, () => server.reload(), () => server.close());
-  onStatusSignal(log, () => server.status());
 }
 
 /**
@@ -128,19 +137,48 @@ function onStatusSignal(log: Logger, status: (() => Promise<Status>) | null): vo
   reportStatus = status && { log, status };
 }
 
-/** SIGHUP reloads; the first SIGINT/SIGTERM stops, then exits 0 (1 if stopping failed). */
-function onSignals(log: Logger, reload: (() => unknown) | null, close: () => Promise<void>): void {
+interface SignalHandlers {
+  /** SIGHUP; null in a --workers process (the primary reloads and tells it what to do). */
+  reload: {
+    reloader: ConfigReloader;
+    /** Puts the settings a reloaded configuration has into effect. */
+    apply: (settings: LiveSettings) => void;
+    /** Re-reads the catalog and resolv.conf. */
+    reloadFiles: () => Promise<CatalogReload>;
+  } | null;
+  /** The first SIGINT/SIGTERM: lameduck, drain, stop. */
+  shutdown: () => Promise<void>;
+  /** A second one, before exiting at once (the primary kills its workers). */
+  kill?: () => void;
+}
+
+/**
+ * SIGHUP reloads and logs one outcome line. The first SIGINT/SIGTERM shuts down gracefully, then
+ * exits 0 (1 if stopping failed). A second one exits at once with 128 + the signal's number (130,
+ * 143), as a shell reports a process killed by it: the graceful stop was cut short, and replies
+ * may have been lost, so it is not reported as success.
+ */
+function onSignals(log: Logger, handlers: SignalHandlers): void {
+  const { reload } = handlers;
   process.on('SIGHUP', () => {
-    if (!reload) return; // a worker: the primary reloads and tells it what to do
-    log.info('SIGHUP: reloading the catalog (and resolv.conf, when the upstreams come from it)');
-    void reload();
+    if (!reload) return;
+    const config = reload.reloader.reload();
+    if (config.ok) reload.apply(config.settings);
+    reload.reloadFiles().then(
+      (catalog) => logReloadOutcome(log, config, catalog),
+      (err: unknown) => log.error({ err }, 'SIGHUP: reload failed'),
+    );
   });
   let stopping = false;
-  const stop = (signal: string): void => {
-    if (stopping) return;
+  const stop = (signal: 'SIGINT' | 'SIGTERM'): void => {
+    if (stopping) {
+      log.warn({ signal }, 'second signal: exiting now, without waiting for the queries in flight');
+      handlers.kill?.();
+      process.exit(128 + constants.signals[signal]);
+    }
     stopping = true;
     log.info({ signal }, 'shutting down');
-    close().then(
+    handlers.shutdown().then(
       () => process.exit(0),
       (err: unknown) => {
         log.error({ err }, 'shutdown failed');
@@ -153,16 +191,48 @@ function onSignals(log: Logger, reload: (() => unknown) | null, close: () => Pro
 }
 
 /** --workers N, the primary: the catalog source and N worker processes (src/workers.ts). */
-async function primary(config: Config, log: Logger): Promise<void> {
+async function primary(config: Config, log: Logger, reloader: ConfigReloader): Promise<void> {
   const running = await startedOrExit(log, () => runPrimary(config, log));
+  let settings = liveSettings(config);
+  onSignals(log, {
+    reload: {
+      reloader,
+      apply: (next) => {
+        log.level = next.logLevel;
+        settings = next;
+      },
+      reloadFiles: () => running.reload(settings),
+    },
+    shutdown: () => running.shutdown(settings.lameduckMs),
+    kill: () => running.kill(),
+  });
+  onStatusSignal(log, () => running.status());
   log.info({ workers: config.workers }, `started: serving ${running.addresses.join(', ')} with ${config.workers} worker processes`);
-  onSignals(log, running.reload, running.stop);
-  onStatusSignal(log, running.status);
 }
 
+/**
+ * A --workers process: stops when the primary says so, or on a signal of its own (the same
+ * shutdown). Its handlers are in place before it tells the primary it listens; a signal before its
+ * server has started ends it at once.
+ */
 async function worker(config: Config, log: Logger): Promise<void> {
-  const server = await startedOrExit(log, () => runWorker(log, (options) => SvcdnsServer.start({ config, log, ...options })));
-  onSignals(log, null, () => server.close());
+  let server: SvcdnsServer | null = null;
+  onSignals(log, { reload: null, shutdown: () => server?.shutdown() ?? Promise.resolve() });
+  const exitAfter = (stopped: Promise<void>): void =>
+    void stopped.then(
+      () => process.exit(0),
+      (err: unknown) => {
+        log.error({ err }, 'shutdown failed');
+        process.exit(EXIT_FAILURE);
+      },
+    );
+  await startedOrExit(log, () =>
+    runWorker(
+      log,
+      async (options) => (server = await SvcdnsServer.start({ config, log, ...options })),
+      (started, lameduckMs) => exitAfter(started.shutdown({ lameduckMs })),
+    ),
+  );
   onStatusSignal(log, null);
 }
 

@@ -22,13 +22,14 @@ import { replyCacheComponent, type ReplyCacheConfig } from './pipeline/config.js
 import { splitList } from './config/values.js';
 import { forwardComponent, type ForwardSection } from './forward/config.js';
 import { httpComponent, type HttpConfig } from './http/config.js';
+import { lifecycleComponent, type LifecycleConfig } from './lifecycle/config.js';
 import { listenComponent, type ListenConfig } from './listen/config.js';
 import { logComponent, type LogConfig } from './log.js';
 
 export type { RawConfig } from './config/component.js';
 
 /** Every component's options side by side. */
-export type Config = ListenConfig & AnswerConfig & ReplyCacheConfig & LogConfig & SourcesConfig & ForwardSection & HttpConfig;
+export type Config = ListenConfig & AnswerConfig & ReplyCacheConfig & LogConfig & SourcesConfig & ForwardSection & HttpConfig & LifecycleConfig;
 
 export class ConfigError extends Error {
   readonly code = 'SVCDNS_CONFIG_INVALID';
@@ -50,6 +51,7 @@ const COMPONENTS: readonly ConfigComponent<object>[] = [
   forwardComponent,
   logComponent,
   httpComponent,
+  lifecycleComponent,
 ];
 
 /**
@@ -123,6 +125,14 @@ export function envName(key: string): string {
 
 /** Merges and validates; throws ConfigError listing every problem. */
 export function resolveConfig(inputs: ConfigInputs): Config {
+  return resolveLayers(inputs).config;
+}
+
+/**
+ * `resolveConfig`, with the merged value of every key as well (after layering, before building):
+ * what a SIGHUP compares key by key to tell which keys changed (src/lifecycle/reload.ts).
+ */
+export function resolveLayers(inputs: ConfigInputs): { config: Config; raw: Readonly<RawConfig> } {
   const problems: string[] = [];
   const merged: RawConfig = {};
   for (const [key, spec] of Object.entries(KEYS)) merged[key] = spec.default;
@@ -165,7 +175,7 @@ export function resolveConfig(inputs: ConfigInputs): Config {
   const config = Object.assign({}, ...COMPONENTS.map((c) => c.build(merged, found, inputs.env))) as Config;
   problems.push(...found.list(rank));
   if (problems.length > 0) throw new ConfigError(problems);
-  return Object.freeze(config);
+  return { config: Object.freeze(config), raw: Object.freeze(merged) };
 }
 
 /** Whether a source's key, as given, chooses it: a value, or for a switch (`example`) true. */

@@ -18,7 +18,9 @@ import { StateLog } from './diagnostics/state-log.js';
 import { trackUsage } from './diagnostics/usage.js';
 import { Forwarder } from './forward/forwarder.js';
 import { listenHttp, type HttpEndpoint, type Observed } from './http/endpoint.js';
-import { buildStatus, readinessOf, type About, type MetricJson, type Phase, type Readiness, type Status } from './http/status.js';
+import { buildStatus, readinessOf, type About, type MetricJson, type Readiness, type Status } from './http/status.js';
+import { PhaseTracker, type Phase } from './lifecycle/phase.js';
+import { catalogReload, liveSettings, type CatalogReload, type LiveSettings } from './lifecycle/reload.js';
 import { UpstreamSource } from './forward/upstream-source.js';
 import { formatHostPort, parseIp, type ListenAddress } from './net/address.js';
 import { listenTcp, type TcpListener } from './listen/tcp.js';
@@ -26,6 +28,7 @@ import { listenError } from './net/listen-error.js';
 import { listenUdp, type UdpListener } from './listen/udp.js';
 import { AnswerStage } from './pipeline/answer.js';
 import { createPipeline } from './pipeline/chain.js';
+import { InFlight } from './pipeline/in-flight.js';
 import { checkQuery } from './pipeline/check-query.js';
 import { ForwardStage } from './pipeline/forward.js';
 import type { DnsHandler } from './pipeline/handler.js';
@@ -59,8 +62,27 @@ export interface BoundAddress {
   port: number;
 }
 
+export interface ShutdownOptions {
+  /** How long DNS keeps answering before the listeners close, ms; default: --lameduck (as last reloaded). */
+  lameduckMs?: number;
+  /**
+   * How long the queries in flight when the listeners close may take before they get SERVFAIL, ms;
+   * default: --upstream-timeout, or --fetch-timeout if longer (what one forwarded try or one
+   * on-demand fetch may take anyway).
+   */
+  drainMs?: number;
+}
+
 export class SvcdnsServer {
-  private phaseNow: Phase = 'starting';
+  private readonly phases = new PhaseTracker();
+  /** Answers pending (an upstream, a fetch): a stopping server answers them, or gives up on them. */
+  private readonly inFlight = new InFlight();
+  private readonly drainMs: number;
+  /** What a SIGHUP may change without a restart. */
+  private settings: LiveSettings;
+  /** Stops the --query-log subscription; null while the query log is off. */
+  private queryLogOff: (() => void) | null = null;
+  private stopping: Promise<void> | null = null;
   private metricsNow: ServerMetrics | null = null;
   private http: HttpEndpoint | null = null;
   private readonly startedAt = Date.now();
@@ -82,6 +104,8 @@ export class SvcdnsServer {
     private readonly log: Logger,
   ) {
     const { config } = options;
+    this.drainMs = Math.max(config.forward.timeoutMs, config.consul?.fetchTimeoutMs ?? 0);
+    this.settings = liveSettings(config);
     const answerer = new Answerer({
       domain: config.domain,
       altDomain: config.altDomain,
@@ -109,13 +133,14 @@ export class SvcdnsServer {
       recursionAclStage,
       new ForwardStage(forwarder),
     ];
-    if (config.queryLog) this.subscriptions.push(logQueries(diagnostics, log));
+    if (config.queryLog) this.queryLogOff = logQueries(diagnostics, log);
     if (source.touch) this.subscriptions.push(trackUsage(diagnostics, { touch: source.touch.bind(source) }));
     this.handler = createPipeline({
       stages,
       context: { store, maxUdpSize: config.maxUdpSize, recursive: recursion.recursive },
       diagnostics,
       log,
+      inFlight: this.inFlight,
     });
   }
 
@@ -148,7 +173,7 @@ export class SvcdnsServer {
         server.bound.push({ host: at.host, port: pair.udp.port });
       }
     } catch (err) {
-      if (server) await server.close({ quiet: true });
+      if (server) await server.windDown(0, 0, true);
       else {
         stateLog.stop();
         forwarding?.upstreamSource.close();
@@ -158,7 +183,7 @@ export class SvcdnsServer {
       throw err;
     }
     for (const a of server.bound) log.info({ address: formatHostPort(a) }, 'listening (udp, tcp)');
-    server.phaseNow = 'serving';
+    server.phases.enter('serving');
     return server;
   }
 
@@ -172,8 +197,14 @@ export class SvcdnsServer {
     return this.http?.addresses ?? [];
   }
 
+  /** Where the server is in its life (src/lifecycle/phase.ts); ready only while `serving`. */
   get phase(): Phase {
-    return this.phaseNow;
+    return this.phases.phase;
+  }
+
+  /** Calls `listener` with each new phase; returns the function that stops it. */
+  onPhaseChange(listener: (phase: Phase) => void): () => void {
+    return this.phases.onChange(listener);
   }
 
   /**
@@ -196,7 +227,7 @@ export class SvcdnsServer {
 
   /** Ready: serving (listeners bound, not stopping) a catalog. */
   readiness(): Readiness {
-    return readinessOf(this.phaseNow, this.store.current() !== null, this.source.description);
+    return readinessOf(this.phases.phase, this.store.current() !== null, this.source.description);
   }
 
   /** What GET /status shows. */
@@ -222,20 +253,65 @@ export class SvcdnsServer {
     return {
       metrics: () => this.metrics().text(),
       readiness: () => this.readiness(),
-      healthy: () => this.phaseNow !== 'stopped',
+      healthy: () => this.phases.phase !== 'stopped',
       status: () => this.status(),
     };
   }
 
-  /** Re-reads what comes from files now (SIGHUP): the catalog, and resolv.conf when upstreams come from it. */
-  async reload(): Promise<void> {
-    await Promise.all([this.source.reload(), this.upstreamSource.reload()]);
+  /**
+   * Re-reads what comes from files now (SIGHUP): the catalog, and resolv.conf when upstreams come
+   * from it. Resolves with how the catalog's reload went, when its source can tell.
+   */
+  async reload(): Promise<CatalogReload> {
+    const [catalog] = await Promise.all([this.source.reload(), this.upstreamSource.reload()]);
+    return catalogReload(catalog);
   }
 
-  async close(options: { quiet?: boolean } = {}): Promise<void> {
-    this.phaseNow = 'stopping';
-    await Promise.all(this.listeners.map((l) => l.close()));
+  /** What a SIGHUP may change without a restart (src/lifecycle/reload.ts): log level, query log, lameduck. */
+  applySettings(settings: LiveSettings): void {
+    if (settings.logLevel !== this.settings.logLevel) this.log.level = settings.logLevel;
+    if (settings.queryLog && !this.queryLogOff) this.queryLogOff = logQueries(this.diagnostics, this.log);
+    if (!settings.queryLog && this.queryLogOff) {
+      this.queryLogOff();
+      this.queryLogOff = null;
+    }
+    this.settings = { ...settings };
+  }
+
+  /**
+   * Stops gracefully (SIGTERM): lameduck (/ready already 503), then the listeners close and the
+   * queries in flight are answered (see ShutdownOptions), then everything else is released. Calls
+   * after the first return the first one's promise.
+   */
+  shutdown(options: ShutdownOptions = {}): Promise<void> {
+    this.stopping ??= this.windDown(options.lameduckMs ?? this.settings.lameduckMs, options.drainMs ?? this.drainMs);
+    return this.stopping;
+  }
+
+  /** Stops with no lameduck (tests, embedding); during a shutdown, waits for it. */
+  close(): Promise<void> {
+    return this.shutdown({ lameduckMs: 0 });
+  }
+
+  private async windDown(lameduckMs: number, drainMs: number, quiet = false): Promise<void> {
+    const { phases, inFlight } = this;
+    if (lameduckMs > 0) {
+      phases.enter('lameduck');
+      this.log.info({ lameduckMs }, 'lameduck: still answering DNS, no longer ready');
+      await new Promise((resolve) => setTimeout(resolve, lameduckMs));
+    }
+    phases.enter('stopping');
+    const closed = Promise.all(this.listeners.map((l) => l.close()));
+    // Said once the listeners have stopped taking queries, so whoever reads it may rely on that.
+    if (!quiet) this.log.info({ inFlight: inFlight.size, drainMs }, 'listeners closing; answering the queries in flight');
+    const drained = setTimeout(() => {
+      if (inFlight.size > 0) this.log.warn({ unanswered: inFlight.size, drainMs }, 'drain time over: SERVFAIL to the queries still in flight');
+      inFlight.giveUp();
+    }, drainMs);
+    await closed;
+    clearTimeout(drained);
     for (const u of this.subscriptions) u();
+    this.queryLogOff?.();
     this.metricsNow?.close();
     this.stateLog.stop();
     this.replyCache.close();
@@ -243,8 +319,8 @@ export class SvcdnsServer {
     this.forwarder.close();
     await this.source.stop();
     await this.http?.close();
-    this.phaseNow = 'stopped';
-    if (!options.quiet) this.log.info('stopped');
+    phases.enter('stopped');
+    if (!quiet) this.log.info('stopped');
   }
 }
 

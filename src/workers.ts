@@ -11,8 +11,12 @@
  *
  * Lifecycle: a worker that fails to start (the port is taken, say) stops the whole server with
  * exit status 1, as a single process would. A worker that dies later is logged and replaced after
- * a second. SIGHUP reloads the source and tells the workers to re-read resolv.conf; SIGINT/SIGTERM
- * stop the workers, then the source.
+ * a second. SIGHUP reloads the source and tells the workers to re-read resolv.conf and apply the
+ * settings that changed. SIGINT/SIGTERM: the primary tells every worker to shut down (`shutdown`:
+ * lameduck, drain, exit 0, as a single process does), waits for them (killing any still there
+ * `STOP_GRACE_MS` after the lameduck and drain time), then stops the source. A worker that gets
+ * the signal itself (systemd signals the whole control group, a terminal the whole process group)
+ * starts the same shutdown; the primary's message then changes nothing.
  */
 
 import cluster, { type Worker } from 'node:cluster';
@@ -23,13 +27,14 @@ import { createSource } from './catalog/sources.js';
 import { CatalogStore } from './catalog/store.js';
 import type { CatalogData } from './catalog/types.js';
 import type { Config } from './config.js';
+import { PhaseTracker, type Phase } from './lifecycle/phase.js';
+import { catalogReload, type CatalogReload, type LiveSettings } from './lifecycle/reload.js';
 import { formatHostPort, type HostPort } from './net/address.js';
 import { Diagnostics } from './diagnostics/channels.js';
 import { aggregate, ServerMetrics } from './diagnostics/metrics.js';
 import { StateLog } from './diagnostics/state-log.js';
 import { listenHttp, type HttpEndpoint } from './http/endpoint.js';
-import { buildStatus, readinessOf, type MetricJson, type Phase, type Readiness, type Status } from './http/status.js';
-
+import { buildStatus, readinessOf, type MetricJson, type Readiness, type Status } from './http/status.js';
 
 const RESPAWN_DELAY_MS = 1000;
 const STOP_GRACE_MS = 10_000;
@@ -40,17 +45,32 @@ export function isWorker(): boolean {
   return cluster.isWorker;
 }
 
+/** The primary as the CLI (and an HTTP endpoint) sees it. */
+export interface Primary {
+  readonly addresses: string[];
+  /** The server's phase as a whole: the workers are told each step at the same moment. */
+  readonly phase: Phase;
+  onPhaseChange(listener: (phase: Phase) => void): () => void;
+  /** SIGHUP: reloads the source, tells the workers to re-read resolv.conf and apply `settings`. */
+  reload(settings: LiveSettings): Promise<CatalogReload>;
+  /** SIGTERM: every worker lameducks and drains, then exits; then the source stops. Idempotent. */
+  shutdown(lameduckMs: number): Promise<void>;
+  /** A second signal: every worker is killed now. */
+  kill(): void;
+  /** GET /status, and SIGUSR1's summary: every process's metrics summed, with the source's state. */
+  status(): Promise<Status>;
+}
+
 /**
- * The primary: starts the source, then the workers; resolves with a stop function once every
- * worker listens, rejects (after stopping everything) if one cannot start.
+ * The primary: starts the source, then the workers; resolves once every worker listens, rejects
+ * (after stopping everything) if one cannot start.
  */
-export async function runPrimary(
-  config: Config,
-  log: Logger,
-): Promise<{ stop: () => Promise<void>; reload: () => void; status: () => Promise<Status>; addresses: string[] }> {
+export async function runPrimary(config: Config, log: Logger): Promise<Primary> {
   const check = new CatalogStore();
   let last: CatalogData | null = null;
   const workers = new Set<Worker>();
+  /** Workers that have said they listen: only they handle messages other than the catalog's. */
+  const listeningWorkers = new WeakSet<Worker>();
   const send = (worker: Worker, message: ToWorker): void => {
     if (worker.isConnected()) worker.send(message);
   };
@@ -58,7 +78,7 @@ export async function runPrimary(
   const stateLog = new StateLog(diagnostics);
   const source = await createSource(config, log, { diagnostics });
   const startedAt = Date.now();
-  let phase: Phase = 'starting';
+  const phases = new PhaseTracker();
   let http: HttpEndpoint | null = null;
   // The primary's own metrics: the catalog and Consul's watches (it runs the source), and its process.
   const metrics = new ServerMetrics(
@@ -71,7 +91,7 @@ export async function runPrimary(
   /** Every process's metrics as data: the primary's, then each worker's (a worker that does not answer in time is left out). */
   const scrape = async (): Promise<unknown[][]> => {
     const id = ++nextScrape;
-    const asked = [...workers].filter((w) => w.isConnected());
+    const asked = [...workers].filter((w) => w.isConnected() && listeningWorkers.has(w));
     const data: unknown[][] = [await metrics.json()];
     await new Promise<void>((resolve) => {
       const timer = setTimeout(done, SCRAPE_TIMEOUT_MS);
@@ -86,7 +106,7 @@ export async function runPrimary(
     });
     return data;
   };
-  const readiness = (): Readiness => readinessOf(phase, check.current() !== null, source.description);
+  const readiness = (): Readiness => readinessOf(phases.phase, check.current() !== null, source.description);
   const status = async (): Promise<Status> => {
     const all = await aggregate(await scrape()).getMetricsAsJSON();
     return buildStatus(all as MetricJson[], {
@@ -101,7 +121,7 @@ export async function runPrimary(
   if (config.httpListen.length > 0) {
     http = await listenHttp(
       config.httpListen,
-      { metrics: async () => aggregate(await scrape()).metrics(), readiness, healthy: () => phase !== 'stopped', status },
+      { metrics: async () => aggregate(await scrape()).metrics(), readiness, healthy: () => phases.phase !== 'stopped', status },
       log,
     ).catch(async (err: unknown) => {
       await source.stop();
@@ -134,6 +154,7 @@ export async function runPrimary(
             break;
           case 'listening':
             listening = true;
+            listeningWorkers.add(worker);
             addresses = message.addresses;
             resolve();
             break;
@@ -173,45 +194,62 @@ export async function runPrimary(
       });
     });
 
-  const stop = async (): Promise<void> => {
+  // What a worker may take to stop besides the lameduck: its drain time (as the server reckons it), then a margin.
+  const drainMs = Math.max(config.forward.timeoutMs, config.consul?.fetchTimeoutMs ?? 0);
+  let stopped: Promise<void> | null = null;
+  const stop = async (lameduckMs: number): Promise<void> => {
     stopping = true;
-    phase = 'stopping';
+    phases.enter(lameduckMs > 0 ? 'lameduck' : 'stopping');
+    const lameduck = lameduckMs > 0 ? setTimeout(() => phases.enter('stopping'), lameduckMs) : null;
     await Promise.all(
       [...workers].map(
         (w) =>
           new Promise<void>((resolve) => {
             if (w.isDead()) return resolve();
-            const timer = setTimeout(() => w.process.kill('SIGKILL'), STOP_GRACE_MS);
+            const timer = setTimeout(() => w.process.kill('SIGKILL'), lameduckMs + drainMs + STOP_GRACE_MS);
             w.once('exit', () => {
               clearTimeout(timer);
               resolve();
             });
-            w.process.kill('SIGTERM');
+            // A worker still starting has its signal handlers but not yet its message handler.
+            if (listeningWorkers.has(w) && w.isConnected()) send(w, { t: 'shutdown', lameduckMs });
+            else w.process.kill('SIGTERM');
           }),
       ),
     );
+    if (lameduck) clearTimeout(lameduck);
+    phases.enter('stopping');
     await source.stop();
     metrics.close();
     stateLog.stop();
     await http?.close();
-    phase = 'stopped';
+    phases.enter('stopped');
   };
+  const shutdown = (lameduckMs: number): Promise<void> => (stopped ??= stop(lameduckMs));
 
   try {
     await Promise.all(Array.from({ length: config.workers }, spawn));
   } catch (err) {
-    await stop();
+    await shutdown(0);
     throw err;
   }
-  phase = 'serving';
+  phases.enter('serving');
   return {
-    stop,
     status,
-    reload: () => {
-      void source.reload();
-      for (const w of workers) send(w, { t: 'reload' });
-    },
     addresses,
+    get phase() {
+      return phases.phase;
+    },
+    onPhaseChange: (listener) => phases.onChange(listener),
+    reload: async (settings) => {
+      for (const w of workers) send(w, { t: 'reload', settings });
+      return catalogReload(await source.reload());
+    },
+    shutdown,
+    kill: () => {
+      stopping = true;
+      for (const w of workers) if (!w.isDead()) w.process.kill('SIGKILL');
+    },
   };
 }
 
@@ -219,12 +257,20 @@ export async function runPrimary(
 export interface WorkerServer {
   readonly addresses: readonly HostPort[];
   metrics(): { json(): Promise<unknown[]> };
-  reload(): Promise<void>;
+  reload(): Promise<unknown>;
+  applySettings(settings: LiveSettings): void;
   close(): Promise<void>;
 }
 
-/** A worker: `start` starts its server with the primary's relay as the catalog source. */
-export async function runWorker(log: Logger, start: (options: { source: CatalogSource; sharedSockets: true }) => Promise<WorkerServer>): Promise<WorkerServer> {
+/**
+ * A worker: `start` starts its server with the primary's relay as the catalog source. `shutdown`
+ * is called when the primary says to stop (the same as a SIGTERM to this process).
+ */
+export async function runWorker<S extends WorkerServer>(
+  log: Logger,
+  start: (options: { source: CatalogSource; sharedSockets: true }) => Promise<S>,
+  shutdown: (server: S, lameduckMs: number) => void,
+): Promise<S> {
   const channel = {
     send: (message: ToPrimary) => process.send?.(message),
     onMessage: (listener: (message: ToWorker) => void) => {
@@ -235,7 +281,10 @@ export async function runWorker(log: Logger, start: (options: { source: CatalogS
   const source = new RelaySource(channel, log);
   const server = await start({ source, sharedSockets: true });
   channel.onMessage((message) => {
-    if (message.t === 'reload') void server.reload();
+    if (message.t === 'reload') {
+      server.applySettings(message.settings);
+      void server.reload();
+    } else if (message.t === 'shutdown') shutdown(server, message.lameduckMs);
     else if (message.t === 'metrics') void server.metrics().json().then((data) => channel.send({ t: 'metrics', id: message.id, data }));
   });
   channel.send({ t: 'listening', addresses: server.addresses.map(formatHostPort) });

@@ -61,8 +61,9 @@ export function choice<T extends string>(value: string | undefined, key: string,
   return value as T;
 }
 
-/** Go-style durations as Consul writes them: `87600h`, `5m`, `1m30s`, `500ms`, `10s`. */
+/** Go-style durations as Consul writes them: `87600h`, `5m`, `1m30s`, `500ms`, `10s`; and a bare `0`, as Go allows. */
 export function parseDuration(text: string): number | null {
+  if (text === '0') return 0;
   const units: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 };
   const parts = /^(?:\d+(?:\.\d+)?(?:ms|s|m|h))+$/.test(text) ? text.match(/\d+(?:\.\d+)?(?:ms|s|m|h)/g) : null;
   if (!parts) return null;

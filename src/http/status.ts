@@ -6,6 +6,7 @@
  */
 
 import type { Failing } from '../diagnostics/state-log.js';
+import type { Phase } from '../lifecycle/phase.js';
 import { VERSION } from '../version.js';
 
 /** One metric as prom-client's `getMetricsAsJSON` gives it. */
@@ -13,9 +14,6 @@ export interface MetricJson {
   name: string;
   values: { value: number; labels: Record<string, string | number>; metricName?: string }[];
 }
-
-/** Where a server is in its life: /ready says ready only while `serving`. */
-export type Phase = 'starting' | 'serving' | 'stopping' | 'stopped';
 
 export interface Readiness {
   readonly ready: boolean;
@@ -132,6 +130,7 @@ export function summarize(s: Status): Record<string, unknown> {
 /** /ready's answer for a server in `phase`, with or without a catalog from `source`. */
 export function readinessOf(phase: Phase, synced: boolean, source: string): Readiness {
   if (phase === 'starting') return { ready: false, reason: synced ? 'starting: DNS listeners not bound yet' : `starting: waiting for the first catalog from ${source}` };
+  if (phase === 'lameduck') return { ready: false, reason: 'lameduck: stopping, still answering DNS for now' };
   if (phase !== 'serving') return { ready: false, reason: `${phase}: not taking new queries` };
   if (!synced) return { ready: false, reason: `waiting for the first catalog from ${source}` };
   return { ready: true, reason: `ready: serving the catalog from ${source}` };

@@ -2,6 +2,12 @@
  * TCP listener: RFC 1035 4.2.2 / RFC 7766 framing (2-byte length prefix), several queries per
  * connection answered concurrently and replied to in order, an idle timeout, and back-pressure (no
  * reading while the client is not reading our replies, or while too many answers are outstanding). Garbage can only cost a connection slot until the idle timeout.
+ *
+ * Closing is graceful: no new connections; each open one gets the replies to the queries already
+ * read (frames handed to the pipeline; bytes after them are read and dropped), then our side is
+ * ended (FIN); idle ones are ended at once. A client that does not close its side within
+ * `LINGER_MS` after that is cut off. How long answers may take is the pipeline's to bound
+ * (src/pipeline/in-flight.ts).
  */
 
 import { createServer, type Server, type Socket } from 'node:net';
@@ -21,16 +27,26 @@ export interface TcpListenerOptions {
 export interface TcpListener {
   readonly server: Server;
   readonly port: number;
+  /** Stops accepting, lets every connection finish the replies it owes, then resolves once all are closed. */
   close(): Promise<void>;
 }
 
+/** After our side of a closing connection is ended, how long the client has to close its own. */
+export const LINGER_MS = 1000;
+
 export function listenTcp(at: ListenAddress, handler: DnsHandler, options: TcpListenerOptions, log: Logger): Promise<TcpListener> {
-  const sockets = new Set<Socket>();
+  /** Each open connection and the function that winds it down. */
+  const connections = new Map<Socket, () => void>();
+  let closing = false;
   // Half-open: a client may send its queries and close its side; it still gets every reply.
   const server = createServer({ noDelay: true, allowHalfOpen: true }, (socket) => {
-    sockets.add(socket);
-    socket.on('close', () => sockets.delete(socket));
-    serveConnection(socket, handler, options.idleTimeoutMs, log);
+    if (closing) {
+      // Accepted just before the listening socket closed (or handed over by the --workers primary).
+      socket.destroy();
+      return;
+    }
+    connections.set(socket, serveConnection(socket, handler, options.idleTimeoutMs, log));
+    socket.on('close', () => connections.delete(socket));
   });
   server.maxConnections = options.maxConnections ?? 1000;
   return new Promise((resolve, reject) => {
@@ -44,8 +60,10 @@ export function listenTcp(at: ListenAddress, handler: DnsHandler, options: TcpLi
         port: typeof address === 'object' && address ? address.port : at.port,
         close: () =>
           new Promise<void>((done) => {
-            for (const s of sockets) s.destroy();
+            closing = true;
+            // The callback comes once the listening socket is closed and every connection with it.
             server.close(() => done());
+            for (const windDown of connections.values()) windDown();
           }),
       });
     });
@@ -64,8 +82,11 @@ export const MAX_PENDING_PER_CONNECTION = 32;
  * in a list and joined once per frame (no quadratic re-copying for a frame dripped in byte by
  * byte). A partial frame must be complete within the idle timeout, so a slow drip cannot hold a
  * connection slot forever; a connection with answers outstanding is not idle.
+ *
+ * Returns the function that winds the connection down (the listener is closing): no more frames
+ * are answered, the replies owed are written, then our side is ended.
  */
-function serveConnection(socket: Socket, handler: DnsHandler, idleTimeoutMs: number, log: Logger): void {
+function serveConnection(socket: Socket, handler: DnsHandler, idleTimeoutMs: number, log: Logger): () => void {
   const client = { address: socket.remoteAddress ?? '', port: socket.remotePort ?? 0 };
   let chunks: Buffer[] = [];
   let buffered = 0;
@@ -75,6 +96,8 @@ function serveConnection(socket: Socket, handler: DnsHandler, idleTimeoutMs: num
   let pending = 0;
   /** The client has closed its side: close ours once every reply is written. */
   let ended = false;
+  /** The listener is closing: answer nothing more, close once every reply owed is written. */
+  let windingDown = false;
 
   const clearDeadline = (): void => {
     if (frameDeadline) clearTimeout(frameDeadline);
@@ -97,8 +120,17 @@ function serveConnection(socket: Socket, handler: DnsHandler, idleTimeoutMs: num
     maybeEnd();
   };
 
-  /** After the client's end: close once no reply is owed and no whole frame is left to answer. */
+  /**
+   * After the client's end: close once no reply is owed and no whole frame is left to answer.
+   * Winding down: close once no reply is owed.
+   */
   const maybeEnd = (): void => {
+    if (windingDown) {
+      if (slots.length === 0 && !socket.destroyed && !socket.writableEnded) {
+        socket.end(() => setTimeout(() => socket.destroy(), LINGER_MS).unref());
+      }
+      return;
+    }
     if (!ended || slots.length > 0 || socket.destroyed) return;
     if (buffered >= 2) {
       const head = chunks[0]!.length >= 2 ? chunks[0]! : Buffer.concat(chunks, buffered);
@@ -114,7 +146,7 @@ function serveConnection(socket: Socket, handler: DnsHandler, idleTimeoutMs: num
   const mayRead = (): boolean => !socket.writableNeedDrain && slots.length < MAX_PENDING_PER_CONNECTION;
 
   const answerFrames = (): void => {
-    while (!socket.destroyed && buffered >= 2) {
+    while (!socket.destroyed && !windingDown && buffered >= 2) {
       if (!mayRead()) {
         // Not reading is our doing, not the client's: no partial-frame deadline meanwhile.
         clearDeadline();
@@ -150,7 +182,7 @@ function serveConnection(socket: Socket, handler: DnsHandler, idleTimeoutMs: num
         answerFrames();
       });
     }
-    if (buffered > 0 && !frameDeadline && !socket.destroyed && !ended) {
+    if (buffered > 0 && !frameDeadline && !socket.destroyed && !ended && !windingDown) {
       frameDeadline = setTimeout(() => socket.destroy(), idleTimeoutMs);
     }
     maybeEnd();
@@ -174,8 +206,18 @@ function serveConnection(socket: Socket, handler: DnsHandler, idleTimeoutMs: num
     answerFrames();
   });
   socket.on('data', (chunk: Buffer) => {
+    if (windingDown) return; // read and dropped: reading on is how the client's close is seen
     chunks.push(chunk);
     buffered += chunk.length;
     answerFrames();
   });
+
+  return () => {
+    windingDown = true;
+    clearDeadline();
+    chunks = [];
+    buffered = 0;
+    socket.resume();
+    maybeEnd();
+  };
 }

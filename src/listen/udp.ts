@@ -4,6 +4,10 @@
  * Socket options from docs/udp-facts.md (measured): a `lookup` that returns the address as given (the
  * default runs dns.lookup and a nextTick on every send: +22% throughput without it) and a 1 MiB
  * receive buffer (no kernel drops in bursts). Sends take no callback (see `send`).
+ *
+ * Closing is graceful: datagrams arriving from then on are dropped unread (the client retries
+ * another server), replies still being worked on are sent when ready, and the socket closes after
+ * the last one. How long that may take is the pipeline's to bound (src/pipeline/in-flight.ts).
  */
 
 import { createSocket, type Socket } from 'node:dgram';
@@ -15,6 +19,7 @@ import type { ListenAddress } from '../net/address.js';
 export interface UdpListener {
   readonly socket: Socket;
   readonly port: number;
+  /** Stops reading queries, sends the replies still owed, then closes the socket. */
   close(): Promise<void>;
 }
 
@@ -30,13 +35,24 @@ export function listenUdp(at: ListenAddress, handler: DnsHandler, log: Logger, e
     recvBufferSize: 1 << 20,
     lookup: (address, _options, callback) => callback(null, address, family),
   });
+  let closing = false;
+  /** Replies being worked on; when closing, the socket closes as the last one is sent. */
+  let pending = 0;
+  let lastSent: (() => void) | null = null;
   socket.on('message', (packet, rinfo) => {
     // Port 0 cannot be replied to (Node throws on it): such a source is forged. Drop it unread.
-    if (rinfo.port === 0) return;
+    if (rinfo.port === 0 || closing) return;
     const reply = handler(packet, 'udp', rinfo);
     if (reply === null) return;
-    if (reply instanceof Promise) void reply.then((r) => r && send(r, rinfo.port, rinfo.address));
-    else send(reply, rinfo.port, rinfo.address);
+    if (!(reply instanceof Promise)) {
+      send(reply, rinfo.port, rinfo.address);
+      return;
+    }
+    pending++;
+    void reply.then((r) => {
+      if (r) send(r, rinfo.port, rinfo.address);
+      if (--pending === 0) lastSent?.();
+    });
   });
   const send = (reply: Buffer, port: number, address: string): void => {
     try {
@@ -57,7 +73,11 @@ export function listenUdp(at: ListenAddress, handler: DnsHandler, log: Logger, e
       resolve({
         socket,
         port: socket.address().port,
-        close: () => new Promise<void>((done) => socket.close(() => done())),
+        close: () => {
+          closing = true;
+          const owed = pending === 0 ? Promise.resolve() : new Promise<void>((done) => (lastSent = done));
+          return owed.then(() => new Promise<void>((done) => socket.close(() => done())));
+        },
       });
     });
   });

@@ -12,7 +12,9 @@
  *   clock reads (~110 ns) would be a tenth of a reply-cache hit's cost;
  * - says REFUSED when every stage passed (nobody here serves that name for that client);
  * - catches what a stage throws (a bug, not bad input: bad input has its own answers), logs it,
- *   and answers SERVFAIL if the packet has a header to answer to.
+ *   and answers SERVFAIL if the packet has a header to answer to;
+ * - registers answers still pending with `inFlight`, so a stopping server can give up on them
+ *   (SERVFAIL, told to the stages and published like any answer).
  */
 
 import type { Logger } from 'pino';
@@ -20,6 +22,7 @@ import type { Diagnostics } from '../diagnostics/channels.js';
 import { Rcode } from '../dns/constants.js';
 import { errorReply } from '../dns/wire.js';
 import type { DnsHandler } from './handler.js';
+import type { InFlight } from './in-flight.js';
 import { NEXT, Request, type Answer, type RequestContext, type Stage } from './stage.js';
 
 export interface PipelineOptions {
@@ -27,10 +30,12 @@ export interface PipelineOptions {
   context: RequestContext;
   diagnostics: Diagnostics;
   log: Logger;
+  /** Where answers still pending are tracked, so a stopping server can wait for them or give up (SERVFAIL). */
+  inFlight?: InFlight;
 }
 
 export function createPipeline(options: PipelineOptions): DnsHandler {
-  const { stages, context, diagnostics, log } = options;
+  const { stages, context, diagnostics, log, inFlight } = options;
   const queries = diagnostics.query;
   const tail: Stage = { name: 'end', handle: (request) => request.fail(Rcode.REFUSED) };
   const chain = [...stages, tail];
@@ -59,7 +64,8 @@ export function createPipeline(options: PipelineOptions): DnsHandler {
         if (result === NEXT) continue;
         if (!(result instanceof Promise)) return finish(request, i, result);
         if (observed && request.startedAt === 0) request.startedAt = performance.now();
-        return result.then(
+        const tracked = inFlight ? inFlight.track(result, () => request.fail(Rcode.SERVFAIL)) : result;
+        return tracked.then(
           (answer) => finish(request, i, answer),
           (err: unknown) => failed(packet, err),
         );

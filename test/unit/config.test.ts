@@ -34,6 +34,7 @@ test('defaults', () => {
     logFormat: 'json',
     queryLog: false,
     onlyPassing: false,
+    lameduckMs: 0,
     consul: null,
     forward: {
       upstreams: null,
@@ -256,4 +257,12 @@ test('a bad Consul address is shown without the credentials it carries', () => {
   assert.equal(message('ftp://admin:hunter2@consul:8500'), 'consul: "ftp://[credentials]@consul:8500" is not an http(s) address such as 127.0.0.1:8500 or https://consul:8501');
   assert.equal(message('admin:hunter2@'), 'consul: "[credentials]@" is not an http(s) address such as 127.0.0.1:8500 or https://consul:8501');
   assert.equal(message('ftp://consul:8500'), 'consul: "ftp://consul:8500" is not an http(s) address such as 127.0.0.1:8500 or https://consul:8501');
+});
+
+test('lameduck: a duration (Go style, or a bare 0), at most 1h', () => {
+  assert.equal(resolveConfig({ flags: { lameduck: '5s' }, env: {} }).lameduckMs, 5000);
+  assert.equal(resolveConfig({ flags: {}, env: { SVCDNS_LAMEDUCK: '1m30s' } }).lameduckMs, 90_000);
+  assert.equal(resolveConfig({ flags: {}, env: {}, configFile: 'f.yaml', readFile: () => 'lameduck: 0\n' }).lameduckMs, 0);
+  assert.deepEqual(problems({ flags: { lameduck: '5' } }), ['lameduck: must be a duration such as 10s, 5m or 87600h (got "5")']);
+  assert.deepEqual(problems({ flags: { lameduck: '2h' } }), ['lameduck: must be at most 1h (got "2h")']);
 });

@@ -10,6 +10,7 @@ import { pino } from 'pino';
 import { Diagnostics, type QueryEvent, type StateEvent } from '../../src/diagnostics/channels.js';
 import { StateLog } from '../../src/diagnostics/state-log.js';
 import { createPipeline } from '../../src/pipeline/chain.js';
+import { InFlight } from '../../src/pipeline/in-flight.js';
 import { NEXT, type Answer, type Request, type Stage } from '../../src/pipeline/stage.js';
 import { CATALOG } from '../support/catalog.js';
 import { buildQuery, udpExchange } from '../support/client.js';
@@ -18,8 +19,8 @@ import { startServer } from '../support/server.js';
 const client = { address: '127.0.0.1', port: 5353 };
 const silent = pino({ level: 'silent' });
 
-function pipeline(stages: Stage[], diagnostics = new Diagnostics()) {
-  return createPipeline({ stages, context: { store: { current: () => null }, maxUdpSize: 4096, recursive: () => false }, diagnostics, log: silent });
+function pipeline(stages: Stage[], diagnostics = new Diagnostics(), inFlight?: InFlight) {
+  return createPipeline({ stages, context: { store: { current: () => null }, maxUdpSize: 4096, recursive: () => false }, diagnostics, log: silent, inFlight });
 }
 
 const reply = (tag: number): Answer => ({ bytes: Buffer.from([tag]) });
@@ -48,6 +49,44 @@ test('stages run in order until one answers; the earlier ones are told of the an
   assert.deepEqual(seen, ['a']);
   assert.deepEqual(await out, Buffer.from([9]));
   assert.deepEqual(seen, ['a', 'a told slow']);
+});
+
+test('answers in flight: counted while pending; after giveUp they and later ones are SERVFAIL (told, published once), late answers dropped', async () => {
+  const inFlight = new InFlight();
+  const diagnostics = new Diagnostics();
+  const events: QueryEvent[] = [];
+  const unsubscribe = diagnostics.query.subscribe((e) => events.push(e));
+  const told: (number | undefined)[] = [];
+  let release!: (answer: Answer) => void;
+  const held = new Promise<Answer>((resolve) => (release = resolve));
+  const handler = pipeline(
+    [
+      { name: 'watch', handle: () => NEXT, answered: (_request: Request, answer: Answer) => void told.push(answer.rcode) },
+      { name: 'held', handle: (request) => (request.query.name === 'quick.test' ? Promise.resolve(reply(3)) : held) },
+    ],
+    diagnostics,
+    inFlight,
+  );
+  const quick = handler(buildQuery('quick.test', 'A'), 'udp', client);
+  const slow = handler(buildQuery('slow.test', 'TXT'), 'tcp', client);
+  assert.equal(inFlight.size, 2);
+  assert.deepEqual(await quick, Buffer.from([3]), 'an answer in time is the real one');
+  assert.equal(inFlight.size, 1);
+
+  inFlight.giveUp();
+  const servfail = (await slow) as Buffer;
+  assert.equal(servfail[3]! & 0xf, 2, 'SERVFAIL');
+  assert.equal(servfail.readUInt16BE(4), 1, 'with the question');
+  assert.equal(inFlight.size, 0);
+  const after = (await handler(buildQuery('late.test', 'A'), 'udp', client)) as Buffer;
+  assert.equal(after[3]! & 0xf, 2, 'work started after giving up is SERVFAIL at once');
+
+  release(reply(4));
+  await held;
+  await new Promise((resolve) => setImmediate(resolve));
+  assert.deepEqual(told, [undefined, 2, 2], 'the late answer is neither told nor published');
+  assert.equal(events.length, 3);
+  unsubscribe();
 });
 
 test('every stage passing: REFUSED; a stage that throws (or rejects): SERVFAIL with the query ID, logged; no header: no reply', async () => {

@@ -8,11 +8,14 @@
  * - worker → primary: `hello` once at start; `want` (on-demand fetch, answered by `wanted` with
  *   the same id, sent after the catalog holding it); `touch` (services answered, batched each second).
  * - primary → worker: `catalog` (a whole CatalogData, every time the source publishes), `empty`
- *   (the answer to `hello` while the source has published nothing yet), `wanted`.
+ *   (the answer to `hello` while the source has published nothing yet), `wanted`; and for the
+ *   worker's server rather than this source (src/workers.ts handles them): `reload` (SIGHUP: re-read
+ *   resolv.conf, apply the settings that changed) and `shutdown` (SIGTERM: lameduck, drain, exit).
  * IPC keeps the order of messages, so a `wanted` always comes after the catalog it waited for.
  */
 
 import type { Logger } from 'pino';
+import type { LiveSettings } from '../../lifecycle/reload.js';
 import type { CatalogSink, CatalogSource } from '../source.js';
 import type { CatalogData } from '../types.js';
 
@@ -28,7 +31,8 @@ export type ToWorker =
   | { t: 'catalog'; data: CatalogData }
   | { t: 'empty' }
   | { t: 'wanted'; id: number; ok: boolean }
-  | { t: 'reload' }
+  | { t: 'reload'; settings: LiveSettings }
+  | { t: 'shutdown'; lameduckMs: number }
   /** A scrape of the primary's /metrics or /status: send yours. */
   | { t: 'metrics'; id: number };
 
