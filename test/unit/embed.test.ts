@@ -198,6 +198,7 @@ test('logs go to the logger given, and close() may be called twice', async () =>
       { msg: 'catalog loaded', nodes: 2, instances: 2, address: undefined },
       { msg: 'listening (udp, tcp)', nodes: undefined, instances: undefined, address: `127.0.0.1:${port}` },
       { msg: 'catalog loaded', nodes: 1, instances: 1, address: undefined },
+      { msg: 'listeners closing; answering the queries in flight', nodes: undefined, instances: undefined, address: undefined },
       { msg: 'stopped', nodes: undefined, instances: undefined, address: undefined },
     ],
   );
