@@ -209,6 +209,22 @@ test('/ready: 503 with the reason until the first Consul sync, 200 after it', as
   assert.deepEqual((await dig(s.dns, ['web.service.consul', 'A', '+short'])).raw.trim().split('\n').pop(), '10.0.0.1');
 });
 
+test('/ready turns 503 the moment SIGTERM starts the lameduck; DNS and /health keep answering; exit 0', async (t) => {
+  const dir = await mkdtemp(join(tmpdir(), 'svcdns-http-'));
+  t.after(() => rm(dir, { recursive: true, force: true }));
+  await writeFile(join(dir, 'catalog.yaml'), CATALOG);
+  const s = await start(t, ['--catalog', join(dir, 'catalog.yaml'), '--lameduck', '3s']);
+  await s.cli.waitForLog((l) => String(l.msg).startsWith('started: serving'));
+  assert.equal((await get(s.http, '/ready')).status, 200);
+  const exited = new Promise<number | null>((resolve) => s.cli.child.once('exit', (code) => resolve(code)));
+  s.cli.child.kill('SIGTERM');
+  await s.cli.waitForLog((l) => l.msg === 'lameduck: still answering DNS, no longer ready');
+  assert.deepEqual(await get(s.http, '/ready'), { status: 503, type: 'text/plain; charset=utf-8', body: 'lameduck: stopping, still answering DNS for now\n' });
+  assert.equal((await get(s.http, '/health')).status, 200);
+  assert.equal((await dig(s.dns, ['web.service.consul', 'A'])).status, 'NOERROR');
+  assert.equal(await exited, 0);
+});
+
 test('--workers 2: one scrape is the sum over both workers', async (t) => {
   const dir = await mkdtemp(join(tmpdir(), 'svcdns-http-'));
   t.after(() => rm(dir, { recursive: true, force: true }));
