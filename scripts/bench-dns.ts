@@ -15,7 +15,12 @@
  *      the ceiling for a DNS server in Node. Their replies are svcdns's own replies to the questions
  *      of (1) and (2), one server each, so every svcdns row has a ceiling of the same reply size;
  *   5. dnsmasq and unbound (the Debian binaries, foreground, temporary config files) serving the
- *      same records as (1) from local data.
+ *      same records as (1) from local data;
+ *   6. svcdns with metrics on (issue 13): a process of its own started with `--http-listen` (the
+ *      others run without it, so their rows are metrics off), answering the questions of (1),
+ *      compared with the same bare ceilings. During every dnsperf run of its rows (and only then)
+ *      this script scrapes its /metrics once a second, as Prometheus would, and checks each scrape
+ *      (200, with `svcdns_dns_requests_total`); the scrapes' cost is in its CPU per answer.
  * Every server listens on 127.0.0.1 on a free port and is checked to answer correctly (exact
  * records, NOERROR, no TC) before the runs and again after them.
  *
@@ -40,6 +45,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import ts from 'typescript';
 import { assertAlive, Children, coreTimes, freePort, peakRssKiB, pinSelf, treeCpuSeconds, udpRcvbufErrors, type Child } from './bench/children.js';
 import { DNSPERF, dnsperfArgs, runDnsperf, type DnsperfRun } from './bench/dnsperf.js';
+import { emptyScrapeStats, scrapeEvery, scrapeOnce, sumOf, type ScrapeStats } from './bench/scrape.js';
 import {
   catalogYaml,
   check,
@@ -73,6 +79,13 @@ const MISS_NAMES_PER_SECOND = 80_000;
 const DNSMASQ = '/usr/sbin/dnsmasq';
 const UNBOUND = '/usr/sbin/unbound';
 const UNBOUND_CONTROL = '/usr/sbin/unbound-control';
+/** How often the metrics-on svcdns is scraped while its rows run (Prometheus's scrape_interval). */
+const SCRAPE_INTERVAL_MS = 1000;
+/** A scrape taking longer than this counts as failed (Prometheus's scrape_timeout is at most the interval; kept loose here). */
+const SCRAPE_TIMEOUT_MS = 5000;
+/** What every scrape must contain. */
+const SCRAPE_MUST_HAVE = 'svcdns_dns_requests_total';
+const METRICS_ON = 'svcdns, metrics on (scraped every 1 s)';
 
 // ---- options ----
 
@@ -261,6 +274,8 @@ async function main(children: Children, dir: string): Promise<string> {
   if (!Number.isFinite(upstreamQueries())) throw new Error('unbound-control gives no total.num.queries for the upstream');
 
   // svcdns: one process per kind of row, so the forward cache of one is not churned by another.
+  // None has --http-listen (and no SVCDNS_* variable reaches them) but the metrics-on one: the
+  // others' rows are metrics off, nothing subscribed to the diagnostics seam.
   const svcdnsEnv = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('SVCDNS_') && !k.startsWith('CONSUL_HTTP_')));
   const startSvcdns = async (name: string, core: number | string = SERVER_CORE, extraArgs: string[] = []): Promise<{ child: Child; port: number }> => {
     const port = await freePort();
@@ -273,6 +288,11 @@ async function main(children: Children, dir: string): Promise<string> {
   const svcdns = await startSvcdns('svcdns');
   const svcdnsHit = await startSvcdns('svcdns (forward hits)');
   const svcdnsMiss = await startSvcdns('svcdns (forward misses)');
+  const metricsPort = await freePort();
+  const svcdnsMetrics = await startSvcdns('svcdns (metrics on)', SERVER_CORE, ['--http-listen', `127.0.0.1:${metricsPort}`]);
+  const firstScrape = emptyScrapeStats();
+  await scrapeOnce(metricsPort, SCRAPE_MUST_HAVE, SCRAPE_TIMEOUT_MS, firstScrape);
+  if (firstScrape.ok !== 1) throw new Error(`svcdns (metrics on): GET /metrics failed: ${firstScrape.failures.join('; ')}`);
 
   const dnsmasqPort = await freePort();
   const dnsmasqConfPath = join(dir, 'dnsmasq.conf');
@@ -333,10 +353,11 @@ async function main(children: Children, dir: string): Promise<string> {
     ['A', (s: Service) => expectedFor(s, 'A')],
     ['SRV', (s: Service) => expectedFor(s, 'SRV')],
   ] as const;
-  for (const [server, child, port] of [
-    ['svcdns', svcdns.child, svcdns.port],
-    ['dnsmasq', dnsmasq, dnsmasqPort],
-    ['unbound', unbound, unboundPort],
+  for (const [server, key, child, port] of [
+    ['svcdns', 'svcdns', svcdns.child, svcdns.port],
+    [METRICS_ON, 'svcdns-metrics', svcdnsMetrics.child, svcdnsMetrics.port],
+    ['dnsmasq', 'dnsmasq', dnsmasq, dnsmasqPort],
+    ['unbound', 'unbound', unbound, unboundPort],
   ] as const) {
     for (const s of SERVICES) {
       for (const [type, expected] of kinds) {
@@ -345,7 +366,7 @@ async function main(children: Children, dir: string): Promise<string> {
           label: `${server}: ${e.name} ${type}`,
           server: child,
           port,
-          queryFile: queryFile(`${server}-${s.name}-${type}`, [`${e.name} ${type}`]),
+          queryFile: queryFile(`${key}-${s.name}-${type}`, [`${e.name} ${type}`]),
           check: () => check(server, port, e),
           dnsmasqLabel: `dnsmasq: ${e.name} ${type}`,
           ceilingLabel: bareLabel(e.name, type),
@@ -409,11 +430,18 @@ async function main(children: Children, dir: string): Promise<string> {
   // While one server is measured, every other server of the table is stopped (SIGSTOP): none of
   // them can then run a timer or a garbage collection on the core being measured. (Without this,
   // the forward-miss svcdns, idle with a 140 MB heap, collected it during other rows' runs.)
+  // The metrics-on svcdns is scraped during its own runs only (warm-up and p99 runs included):
+  // paused with the others the rest of the time, it could not answer a scrape anyway.
   const tableServers = new Set(targets.map((t) => t.server));
+  const scrapes = { warmUp: emptyScrapeStats(), measured: emptyScrapeStats(), p99: emptyScrapeStats() };
+  let scrapePhase: keyof typeof scrapes = 'warmUp';
+  /** Queries dnsperf sent the metrics-on svcdns, to compare with what its counter says at the end. */
+  let metricsSent = 0;
   const runOnce = async (t: Target, seconds: number, extra: { maxQps?: number; verbose?: boolean } = {}): Promise<DnsperfRun> => {
     const resume = children.pause([...tableServers].filter((c) => c !== t.server));
+    const stopScraping = t.server === svcdnsMetrics.child ? scrapeEvery(metricsPort, SCRAPE_INTERVAL_MS, SCRAPE_MUST_HAVE, SCRAPE_TIMEOUT_MS, scrapes[scrapePhase]) : null;
     try {
-      return await runDnsperf(children, {
+      const run = await runDnsperf(children, {
         port: t.port,
         queryFile: t.queryFile(seconds),
         seconds,
@@ -425,7 +453,10 @@ async function main(children: Children, dir: string): Promise<string> {
         server: t.server,
         ...extra,
       });
+      if (t.server === svcdnsMetrics.child) metricsSent += run.sent;
+      return run;
     } finally {
+      await stopScraping?.();
       resume();
     }
   };
@@ -468,6 +499,7 @@ async function main(children: Children, dir: string): Promise<string> {
 
   progress(`warm-up: ${WARMUP_SECONDS} s per target`);
   for (const t of targets) await runOnce(t, WARMUP_SECONDS);
+  scrapePhase = 'measured';
 
   for (let round = 0; round < ROUNDS; round++) {
     const order = targets.map((_, i) => targets[(i + round * 5) % targets.length]!);
@@ -483,6 +515,7 @@ async function main(children: Children, dir: string): Promise<string> {
   }
 
   for (const t of targets) t.p99.rate = Math.max(1, Math.floor(median(t.runs.map((r) => r.qps)) / 2));
+  scrapePhase = 'p99';
   for (let round = 0; round < P99_RUNS; round++) {
     const order = targets.map((_, i) => targets[(i + round * 5) % targets.length]!);
     for (const t of order) {
@@ -552,7 +585,10 @@ async function main(children: Children, dir: string): Promise<string> {
     assertAlive(t.server);
     t.rssKiB = peakRssKiB(t.server.pid);
   }
-  const svcdnsWarnings = [svcdns.child, svcdnsHit.child, svcdnsMiss.child, ...scaling.slice(0, 2).map((x) => x.child)].flatMap((c) => c.stderrLines.map((line) => `${c.name}: ${line}`));
+  const lastScrape = emptyScrapeStats();
+  const lastText = await scrapeOnce(metricsPort, SCRAPE_MUST_HAVE, SCRAPE_TIMEOUT_MS, lastScrape);
+  if (lastText === null) throw new Error(`svcdns (metrics on): GET /metrics after the runs failed: ${lastScrape.failures.join('; ')}`);
+  const svcdnsWarnings = [svcdns.child, svcdnsHit.child, svcdnsMiss.child, svcdnsMetrics.child, ...scaling.slice(0, 2).map((x) => x.child)].flatMap((c) => c.stderrLines.map((line) => `${c.name}: ${line}`));
 
   return report(header, targets, scaling, {
     upstreamDuringHits,
@@ -561,6 +597,9 @@ async function main(children: Children, dir: string): Promise<string> {
     missNamesUsed,
     wrapped,
     svcdnsWarnings,
+    scrapes,
+    metricsSent,
+    metricsRequests: sumOf(lastText, SCRAPE_MUST_HAVE),
     exampleArgs: dnsperfArgs({ port: svcdns.port, queryFile: 'QUERIES', seconds: SECONDS, clients: CLIENTS, outstanding: OUTSTANDING, timeoutSeconds: TIMEOUT_SECONDS }).join(' '),
   });
 }
@@ -588,6 +627,11 @@ interface Extra {
   missNamesUsed: number;
   wrapped: string[];
   svcdnsWarnings: string[];
+  /** The scrapes of the metrics-on svcdns, by phase. */
+  scrapes: { warmUp: ScrapeStats; measured: ScrapeStats; p99: ScrapeStats };
+  /** Queries dnsperf sent it, and the sum of its svcdns_dns_requests_total after the runs. */
+  metricsSent: number;
+  metricsRequests: number;
   exampleArgs: string;
 }
 
@@ -676,6 +720,7 @@ function report(header: string[], targets: Target[], scaling: ScalingRow[], extr
       ? `- svcdns wrote ${extra.svcdnsWarnings.length} log lines at warn or above, e.g.: \`${extra.svcdnsWarnings.slice(0, 3).join('` `')}\``
       : '- svcdns wrote no log line at warn or above during the runs.',
   ];
+  const metricsSection = metricsOn(targets, extra);
   const base = scaling[0];
   const scalingQps = (x: ScalingRow): number => median(x.runs.map((r) => r.qps));
   const scalingColumns = ['target (svc3.service.consul A)', 'queries/s (median)', 'range of rounds', 'CPU per answer (all processes)', 'lost', '× one svcdns process'];
@@ -702,8 +747,68 @@ function report(header: string[], targets: Target[], scaling: ScalingRow[], extr
     '',
     ...notes,
     '',
+    ...metricsSection,
     ...(scaling.length > 0 ? ['### Scaling with `--workers`', '', ...scalingTable, '', ...scalingNotes, ''] : []),
   ].join('\n');
+}
+
+/**
+ * The metrics-on rows beside the metrics-off rows for the same questions and their common bare
+ * ceiling (issue 13: cached answers with metrics scraped every second still ≥ 0.9× the ceiling).
+ */
+function metricsOn(targets: Target[], extra: Extra): string[] {
+  const byLabel = new Map(targets.map((t) => [t.label, t]));
+  const qps = (t: Target): number => median(t.runs.map((r) => r.qps));
+  const cpuUs = (t: Target): number => median(t.runs.map((r) => r.cpuPerAnswerUs));
+  const prefix = `${METRICS_ON}: `;
+  const rows = targets
+    .filter((t) => t.label.startsWith(prefix))
+    .map((on) => ({ question: on.label.slice(prefix.length), on, off: byLabel.get(`svcdns: ${on.label.slice(prefix.length)}`), bare: byLabel.get(on.ceilingLabel) }));
+  if (rows.length === 0) return [];
+  const geomean = (xs: number[]): number => Math.exp(xs.reduce((a, x) => a + Math.log(x), 0) / xs.length);
+  const ratios = { onBare: [] as number[], offBare: [] as number[], onOff: [] as number[], cpuOnBare: [] as number[], cpuOnOff: [] as number[] };
+  const cell = (t: Target | undefined, f: (t: Target) => string): string => (t ? f(t) : 'not measured');
+  const table = [
+    '| question | metrics off: queries/s | metrics on: queries/s | bare socket: queries/s | metrics on × bare | metrics off × bare | on ÷ off | CPU per answer: off / on / bare | × bare, CPU per answer (on) | on ÷ off, CPU per answer |',
+    '|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|',
+    ...rows.map(({ question, on, off, bare }) => {
+      const r = (a: Target | undefined, b: Target | undefined, list: number[], f: (t: Target) => number, inverse = false): string => {
+        if (!a || !b) return 'n/a';
+        const x = inverse ? f(b) / f(a) : f(a) / f(b);
+        list.push(x);
+        return `${x.toFixed(2)}×`;
+      };
+      return (
+        `| ${question} | ${cell(off, (t) => int(qps(t)))} | **${int(qps(on))}** | ${cell(bare, (t) => int(qps(t)))} | ` +
+        `**${r(on, bare, ratios.onBare, qps)}** | ${r(off, bare, ratios.offBare, qps)} | ${r(on, off, ratios.onOff, qps)} | ` +
+        `${cell(off, (t) => cpuUs(t).toFixed(1))} / ${cpuUs(on).toFixed(1)} / ${cell(bare, (t) => cpuUs(t).toFixed(1))} µs | ` +
+        `${r(on, bare, ratios.cpuOnBare, cpuUs, true)} | ${r(on, off, ratios.cpuOnOff, cpuUs, true)} |`
+      );
+    }),
+  ];
+  const g = (xs: number[]): string => (xs.length === rows.length ? `${geomean(xs).toFixed(2)}×` : 'n/a');
+  table.push(`| geometric mean | | | | **${g(ratios.onBare)}** | ${g(ratios.offBare)} | ${g(ratios.onOff)} | | ${g(ratios.cpuOnBare)} | ${g(ratios.cpuOnOff)} |`);
+
+  const { warmUp, measured, p99 } = extra.scrapes;
+  const all = [warmUp, measured, p99];
+  const failures = all.flatMap((x) => x.failures);
+  const durations = all.flatMap((x) => x.durationsMs);
+  const bytes = all.flatMap((x) => x.bytes);
+  const notes = [
+    `- Metrics on: one more svcdns process, the same command plus \`--http-listen 127.0.0.1:PORT\`, on core ${SERVER_CORE} like the others and paused (SIGSTOP) like them while other rows run; ` +
+      `the metrics-off rows are the plain svcdns process of the table above (no --http-listen: nothing subscribes to its diagnostics seam). Both are compared with the same bare socket, in the same run, ` +
+      `and every row is the median of the same interleaved rounds.`,
+    `- Scrapes: during every dnsperf run of the metrics-on rows, and only then, this script sent \`GET /metrics\` once a second (a new loopback connection each, from core ${CLIENT_CORE}, beside dnsperf): ` +
+      `${int(measured.ok)} good scrapes during the measured rounds, ${int(p99.ok)} during the p99 runs, ${int(warmUp.ok)} during the warm-up; ` +
+      (failures.length ? `**${failures.length} failed** (${[...new Set(failures)].slice(0, 3).join('; ')}). ` : 'none failed (each was 200 and had `svcdns_dns_requests_total`). ') +
+      (durations.length
+        ? `A scrape took ${ms(median(durations))} (median; max ${ms(Math.max(...durations))}) under full DNS load, ${int(median(bytes))} bytes of text. `
+        : '') +
+      `Its CPU (building the text, the HTTP exchange) is in the metrics-on rows' CPU per answer.`,
+    `- The counter matches: after the runs, \`svcdns_dns_requests_total\` summed ${int(extra.metricsRequests)} queries; dnsperf sent that process ${int(extra.metricsSent)} ` +
+      `(the difference: the correctness checks and the readiness probes, and queries dnsperf sent but the kernel dropped).`,
+  ];
+  return ['### Metrics on (issue 13): svcdns with `--http-listen`, scraped every second', '', ...table, '', ...notes, ''];
 }
 
 // ---- running, and stopping everything whatever happens ----
