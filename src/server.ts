@@ -18,7 +18,7 @@ import { StateLog } from './diagnostics/state-log.js';
 import { trackUsage } from './diagnostics/usage.js';
 import { Forwarder } from './forward/forwarder.js';
 import { listenHttp, type HttpEndpoint, type Observed } from './http/endpoint.js';
-import { buildStatus, readinessOf, type About, type MetricJson, type Readiness, type Status } from './http/status.js';
+import { buildStatus, readinessOf, type MetricJson, type Readiness, type Status } from './http/status.js';
 import { PhaseTracker, type Phase } from './lifecycle/phase.js';
 import { catalogReload, liveSettings, type CatalogReload, type LiveSettings } from './lifecycle/reload.js';
 import { UpstreamSource } from './forward/upstream-source.js';
@@ -232,19 +232,8 @@ export class SvcdnsServer {
 
   /** What GET /status shows. */
   async status(): Promise<Status> {
-    return buildStatus((await this.metrics().json()) as MetricJson[], this.about(1));
-  }
-
-  /** What only this process knows, for /status (a --workers primary adds its workers' metrics). */
-  about(workers: number): About {
-    return {
-      readiness: this.readiness(),
-      source: { kind: this.source.kind, description: this.source.description },
-      failing: this.stateLog.failing(),
-      workers,
-      startedAt: this.startedAt,
-      now: Date.now(),
-    };
+    const metrics = (await this.metrics().json()) as MetricJson[];
+    return buildStatus(metrics, { readiness: this.readiness(), source: this.source, failing: this.stateLog.failing(), workers: 1, startedAt: this.startedAt });
   }
 
   /** What the HTTP endpoint shows of this server. */

@@ -109,14 +109,7 @@ export async function runPrimary(config: Config, log: Logger): Promise<Primary> 
   const readiness = (): Readiness => readinessOf(phases.phase, check.current() !== null, source.description);
   const status = async (): Promise<Status> => {
     const all = await aggregate(await scrape()).getMetricsAsJSON();
-    return buildStatus(all as MetricJson[], {
-      readiness: readiness(),
-      source: { kind: source.kind, description: source.description },
-      failing: stateLog.failing(),
-      workers: workers.size,
-      startedAt,
-      now: Date.now(),
-    });
+    return buildStatus(all as MetricJson[], { readiness: readiness(), source, failing: stateLog.failing(), workers: workers.size, startedAt });
   };
   if (config.httpListen.length > 0) {
     http = await listenHttp(

@@ -24,13 +24,13 @@ export interface Readiness {
 /** What only the process serving /status knows. */
 export interface About {
   readonly readiness: Readiness;
+  /** The catalog source (only its kind and description are shown). */
   readonly source: { readonly kind: string; readonly description: string };
   readonly failing: readonly Failing[];
   /** Processes answering queries (--workers; 1 without). */
   readonly workers: number;
   /** When this process started, ms since the epoch. */
   readonly startedAt: number;
-  readonly now: number;
 }
 
 export interface Status {
@@ -56,7 +56,7 @@ interface CacheStatus {
   hitRatio: number | null;
 }
 
-export function buildStatus(metrics: readonly MetricJson[], about: About): Status {
+export function buildStatus(metrics: readonly MetricJson[], about: About, now = Date.now()): Status {
   const byName = new Map(metrics.map((m) => [m.name, m.values]));
   const values = (name: string) => byName.get(name) ?? [];
   const total = (name: string) => values(name).reduce((sum, v) => sum + v.value, 0);
@@ -79,16 +79,16 @@ export function buildStatus(metrics: readonly MetricJson[], about: About): Statu
   return {
     version: VERSION,
     node: process.version,
-    uptimeSeconds: Math.round((about.now - about.startedAt) / 1000),
+    uptimeSeconds: Math.round((now - about.startedAt) / 1000),
     ready: about.readiness.ready,
     reason: about.readiness.reason,
     workers: about.workers,
-    source: { ...about.source, synced: total('svcdns_catalog_synced') > 0, failing: [...about.failing] },
+    source: { kind: about.source.kind, description: about.source.description, synced: total('svcdns_catalog_synced') > 0, failing: [...about.failing] },
     catalog: {
       services: total('svcdns_catalog_services'),
       instances: total('svcdns_catalog_instances'),
       lastChange: lastChange > 0 ? new Date(lastChange * 1000).toISOString() : null,
-      ageSeconds: lastChange > 0 ? Math.max(0, Math.round(about.now / 1000 - lastChange)) : null,
+      ageSeconds: lastChange > 0 ? Math.max(0, Math.round(now / 1000 - lastChange)) : null,
     },
     consul: has('svcdns_consul_watches') ? { watches: total('svcdns_consul_watches'), watchErrors: total('svcdns_consul_watch_errors_total') } : null,
     upstreams: [...healthy].map(([upstream, h]) => ({
