@@ -1,24 +1,27 @@
 /**
  * Prometheus metrics: a subscriber of the diagnostics seam, and readers of the components' own
- * counts at scrape time. Every metric svcdns has is declared here, once (the README lists them).
+ * counts at scrape time. Every svcdns_* metric is declared here, once (the README lists them); the
+ * standard process_* and nodejs_* ones in process-metrics.ts.
  *
  * Cost: a query event does a few array increments and one bucket search (no label hashing, no
  * allocation); everything else (label sets, text) is built when /metrics is scraped. The counts
  * a component keeps anyway (reply cache and forward cache hits, upstream health, catalog size) are
  * read at scrape time, not counted twice.
  *
- * prom-client formats the text, adds the standard `process_*` and `nodejs_*` metrics, and sums
- * the registries of --workers processes (`aggregate`): each metric says how it aggregates
- * (counters sum; a catalog gauge, the same in every process, takes the maximum).
+ * prom-client formats the text and sums the registries of --workers processes (`aggregate`): each
+ * metric says how it aggregates (counters sum; a catalog gauge, the same in every process, takes
+ * the maximum).
  */
 
-import { AggregatorRegistry, collectDefaultMetrics, Registry, type Aggregator, type Metric } from 'prom-client';
+import { AggregatorRegistry, Registry } from 'prom-client';
 import type { Snapshot } from '../catalog/snapshot.js';
 import { isNamedType, rcodeName, typeName } from '../dns/constants.js';
 import type { ForwarderStats } from '../forward/forwarder.js';
 import type { ReplyCacheStats } from '../pipeline/reply-cache.js';
 import { VERSION } from '../version.js';
 import type { Diagnostics, QueryEvent, UpstreamEvent } from './channels.js';
+import { declarer, type Value } from './metric-values.js';
+import { declareProcessMetrics } from './process-metrics.js';
 
 /** What the metrics read at scrape time; each returns null when the part does not run here. */
 export interface MetricsReaders {
@@ -78,12 +81,6 @@ class Histogram {
   }
 }
 
-interface Value {
-  value: number;
-  labels: Record<string, string | number>;
-  metricName?: string;
-}
-
 /** Per upstream, from `upstream` events. */
 interface UpstreamCounts {
   requests: number;
@@ -123,9 +120,7 @@ export class ServerMetrics {
       }),
     ];
     this.declare();
-    // The event-loop delay monitor wakes the loop every `eventLoopMonitoringPrecision` ms: 100 times
-    // a second by default, 10 here (the p50/p99 it reports need no finer grain).
-    if (options.defaultMetrics) collectDefaultMetrics({ register: this.registry, eventLoopMonitoringPrecision: 100 });
+    if (options.defaultMetrics) declareProcessMetrics(declarer(this.registry));
   }
 
   /** The Prometheus text of this process. */
@@ -172,10 +167,7 @@ export class ServerMetrics {
   }
 
   private declare(): void {
-    const m = (name: string, help: string, type: 'counter' | 'gauge' | 'histogram', aggregator: Aggregator, values: () => Value[]): void => {
-      const get = () => Promise.resolve({ name, help, type, aggregator, values: values() });
-      this.registry.registerMetric({ name, help, type, aggregator, get, reset: () => undefined } as unknown as Metric);
-    };
+    const m = declarer(this.registry);
     const one = (value: number | null): Value[] => (value === null ? [] : [{ value, labels: {} }]);
     const perUpstream = (f: (upstream: string, u: UpstreamCounts) => Value[]) => () => [...this.upstreams].flatMap(([upstream, u]) => f(upstream, u));
 
