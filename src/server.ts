@@ -56,7 +56,6 @@ export interface ServerOptions {
   defaultMetrics?: boolean;
 }
 
-
 export interface BoundAddress {
   host: string;
   port: number;
@@ -192,19 +191,9 @@ export class SvcdnsServer {
     return this.bound;
   }
 
-  /** The HTTP endpoint's bound addresses (none without --http-listen). */
-  get httpAddresses(): readonly BoundAddress[] {
-    return this.http?.addresses ?? [];
-  }
-
   /** Where the server is in its life (src/lifecycle/phase.ts); ready only while `serving`. */
   get phase(): Phase {
     return this.phases.phase;
-  }
-
-  /** Calls `listener` with each new phase; returns the function that stops it. */
-  onPhaseChange(listener: (phase: Phase) => void): () => void {
-    return this.phases.onChange(listener);
   }
 
   /**

@@ -27,7 +27,7 @@ import { createSource } from './catalog/sources.js';
 import { CatalogStore } from './catalog/store.js';
 import type { CatalogData } from './catalog/types.js';
 import type { Config } from './config.js';
-import { PhaseTracker, type Phase } from './lifecycle/phase.js';
+import { PhaseTracker } from './lifecycle/phase.js';
 import { catalogReload, type CatalogReload, type LiveSettings } from './lifecycle/reload.js';
 import { formatHostPort, type HostPort } from './net/address.js';
 import { Diagnostics } from './diagnostics/channels.js';
@@ -48,9 +48,6 @@ export function isWorker(): boolean {
 /** The primary as the CLI (and an HTTP endpoint) sees it. */
 export interface Primary {
   readonly addresses: string[];
-  /** The server's phase as a whole: the workers are told each step at the same moment. */
-  readonly phase: Phase;
-  onPhaseChange(listener: (phase: Phase) => void): () => void;
   /** SIGHUP: reloads the source, tells the workers to re-read resolv.conf and apply `settings`. */
   reload(settings: LiveSettings): Promise<CatalogReload>;
   /** SIGTERM: every worker lameducks and drains, then exits; then the source stops. Idempotent. */
@@ -230,10 +227,6 @@ export async function runPrimary(config: Config, log: Logger): Promise<Primary> 
   return {
     status,
     addresses,
-    get phase() {
-      return phases.phase;
-    },
-    onPhaseChange: (listener) => phases.onChange(listener),
     reload: async (settings) => {
       for (const w of workers) send(w, { t: 'reload', settings });
       return catalogReload(await source.reload());

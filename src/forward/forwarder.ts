@@ -171,10 +171,6 @@ export class Forwarder {
     });
   }
 
-  get cacheSize(): number {
-    return this.cache.size;
-  }
-
   /** For metrics and /status: the forward cache's counts, and each upstream's health now. */
   stats(): ForwarderStats {
     return {

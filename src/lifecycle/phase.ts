@@ -13,22 +13,14 @@ const ORDER: readonly Phase[] = ['starting', 'serving', 'lameduck', 'stopping', 
 
 export class PhaseTracker {
   private current: Phase = 'starting';
-  private readonly listeners = new Set<(phase: Phase) => void>();
 
   get phase(): Phase {
     return this.current;
-  }
-
-  /** Calls `listener` with each new phase (not the current one); returns the function that stops it. */
-  onChange(listener: (phase: Phase) => void): () => void {
-    this.listeners.add(listener);
-    return () => this.listeners.delete(listener);
   }
 
   /** Moves to `phase`; a phase at or before the current one is ignored (phases never go back). */
   enter(phase: Phase): void {
     if (ORDER.indexOf(phase) <= ORDER.indexOf(this.current)) return;
     this.current = phase;
-    for (const listener of [...this.listeners]) listener(phase);
   }
 }
