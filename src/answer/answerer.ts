@@ -25,6 +25,8 @@ import {
   type ConsulName,
 } from './naming.js';
 import type { Instance, ServiceGeneration, Snapshot } from '../catalog/snapshot.js';
+import type { PreparedQueries } from '../catalog/queries.js';
+import { evaluateQuery, resultInstances, type QueryInstances } from './query.js';
 import { Rotator } from './rotation.js';
 
 export interface AnswererOptions {
@@ -45,6 +47,11 @@ export interface AnswererOptions {
    * `ns.DOMAIN`, the name server named when the catalog has no `consul` service.
    */
   nameserverAddresses: readonly IpAddress[];
+  /**
+   * Where `.query.` names are executed when the source does it (Consul); absent or null: from the
+   * snapshot's own query definitions (a catalog file's `queries:`).
+   */
+  queries?: PreparedQueries | null;
 }
 
 /** A reply, and what it was made from (for the reply cache and usage tracking; the encoder ignores it). */
@@ -57,6 +64,11 @@ export interface Answered extends Reply {
    * is (turn 0 is the set in catalog order). Without it, an answer is right for its snapshot only.
    */
   rotation?: { turn: number; count: number };
+  /**
+   * Made from a prepared query: never kept by the reply cache (a Consul execution is not in the
+   * snapshot, and may differ by client with `Near: _ip`).
+   */
+  preparedQuery?: boolean;
 }
 
 /**
@@ -68,11 +80,21 @@ export interface Pending {
   pending: { datacenter: string; service: string | null };
 }
 
-export function isPending(result: Answered | Pending | null): result is Pending {
+export function isPending(result: Answered | Pending | QueryPending | null): result is Pending {
   return result !== null && 'pending' in result;
 }
 
+/** A prepared query must be executed (by the source's `queries`) before the question is answered. */
+export interface QueryPending {
+  queryPending: { datacenter: string; name: string };
+}
+
+export function isQueryPending(result: Answered | Pending | QueryPending | null): result is QueryPending {
+  return result !== null && 'queryPending' in result;
+}
+
 const EMPTY: readonly RR[] = Object.freeze([]);
+const NO_INSTANCES: QueryInstances = Object.freeze({ instances: Object.freeze([]), ttl: null });
 /** Consul lists at most three servers in NS answers. */
 const MAX_NAMESERVERS = 3;
 
@@ -93,7 +115,7 @@ export class Answerer {
    * The reply for a question about our domain or a reverse name we know, or null when the name is
    * not ours to answer (the next resolver link decides).
    */
-  answer(query: Query, snapshot: Snapshot | null, turn?: number): Answered | Pending | null {
+  answer(query: Query, snapshot: Snapshot | null, turn?: number, client = ''): Answered | Pending | QueryPending | null {
     const match = matchDomain(query.labels, this.domains);
     if (!match) {
       return query.plain && isReverseName(query.labels) && snapshot ? this.reverse(query, snapshot) : null;
@@ -115,6 +137,8 @@ export class Answerer {
         return this.node(ctx, name);
       case 'addr':
         return this.addr(ctx, name);
+      case 'query':
+        return this.preparedQuery(ctx, name, turn, client);
       case 'structural':
         // An empty non-terminal such as `service.consul`: it exists because names exist below it.
         // NXDOMAIN here would tell RFC 8020 resolvers that nothing below exists (Consul says NXDOMAIN).
@@ -184,7 +208,14 @@ export class Answerer {
       const empty = name.tag !== null && view?.tagParents.has(name.tag) ? this.nodata(ctx) : this.nxdomain(ctx);
       return service ? { ...empty, service } : empty;
     }
-    const ttl = this.options.serviceTtl;
+    return this.instances(ctx, list, this.options.serviceTtl, service, turn);
+  }
+
+  /**
+   * The answer listing `list` (not empty): SRV records with their targets' addresses, or the
+   * addresses asked for, rotated; `service`: what the list was read from (prepared queries: none).
+   */
+  private instances(ctx: Ctx, list: readonly Instance[], ttl: number, service: ServiceGeneration | undefined, turn: number | undefined): Answered {
     const { query } = ctx;
     const listing = (r: Reply, rotation: number): Answered => ({ ...r, service, rotation: { turn: rotation, count: list.length } });
 
@@ -216,6 +247,29 @@ export class Answerer {
       answers.push(addressRecord(query.name, i.address, ttl));
     }
     return answers.length > 0 ? listing(reply(Rcode.NOERROR, answers, EMPTY, EMPTY), rotated.turn) : { ...this.nodata(ctx), service };
+  }
+
+  /**
+   * `NAME.query[.DC]`: as Consul's preparedQueryLookup. Unknown query or datacenter: NXDOMAIN; no
+   * instance: NXDOMAIN; none of the asked type: NODATA; Consul failing past the kept result's bound:
+   * SERVFAIL. The TTL is the query's DNS TTL, else the service TTL; SRV targets name the datacenter
+   * that answered (after a failover, the other one). `client` is the address Consul sorts by.
+   */
+  private preparedQuery(ctx: Ctx, name: Extract<ConsulName, { kind: 'query' }>, turn: number | undefined, client: string): Answered | QueryPending {
+    if (name.dc !== null && !ctx.snapshot.hasDatacenter(name.dc)) return this.nxdomain(ctx);
+    const dc = name.dc ?? this.options.datacenter;
+    let found: QueryInstances;
+    if (this.options.queries) {
+      const outcome = this.options.queries.peek(dc, name.name, client);
+      if (outcome === null) return { queryPending: { datacenter: dc, name: name.name } };
+      if (outcome.kind === 'failed') return reply(Rcode.SERVFAIL, EMPTY, EMPTY, EMPTY, false);
+      found = outcome.kind === 'not-found' ? NO_INSTANCES : resultInstances(outcome.result);
+    } else {
+      const definition = ctx.snapshot.query(dc, name.name);
+      found = definition ? evaluateQuery(definition, ctx.snapshot) : NO_INSTANCES;
+    }
+    const answered = found.instances.length === 0 ? this.nxdomain(ctx) : this.instances(ctx, found.instances, found.ttl ?? this.options.serviceTtl, undefined, turn);
+    return { ...answered, preparedQuery: true };
   }
 
   /** SRV target: the node name when the instance uses its node's address, else its `.addr.` name. */

@@ -9,6 +9,8 @@
  *            / "_" SERVICE "._" TAG ".service" [dc] "." DOMAIN   ; RFC 2782; _tcp/_udp: no tag
  *   node     = NODE ".node" [dc] "." DOMAIN
  *   addr     = HEX ".addr" [dc] "." DOMAIN             ; HEX: 8 (IPv4) or 32 (IPv6) hex digits
+ *   query    = NAME ".query" [dc] "." DOMAIN            ; a prepared query; NAME may contain dots
+ *            / "_" NAME "._" PROTO ".query" [dc] "." DOMAIN ; RFC 2782; PROTO is ignored
  *   dc       = "." DC / "." DC ".dc"                   ; one label; omitted: the local datacenter
  *
  * Empty non-terminals (`service.consul`, `service.dc1.consul`, `dc1.consul`, `_tcp.service.consul`)
@@ -29,6 +31,8 @@ export type ConsulName =
   | { kind: 'service'; service: string; tag: string | null; dc: string | null }
   | { kind: 'node'; node: string; dc: string | null }
   | { kind: 'addr'; address: IpAddress; dc: string | null }
+  /** A prepared query by name or ID; `dc`: the datacenter to execute it in (null: the local one). */
+  | { kind: 'query'; name: string; dc: string | null }
   /** An empty non-terminal: `service.consul`, `dc1.consul`, `_tcp.service.consul`. Exists, no records. */
   | { kind: 'structural'; dc: string | null }
   | { kind: 'invalid' };
@@ -91,13 +95,29 @@ export function parseConsulName(rest: readonly string[]): ConsulName {
       const address = parseHexAddress(parts[0]!);
       return address ? { kind: 'addr', address, dc } : { kind: 'invalid' };
     }
+    case 'query':
+      return parseQuery(parts, dc);
     default:
       return { kind: 'invalid' };
   }
 }
 
 function isKind(label: string): boolean {
-  return label === 'service' || label === 'node' || label === 'addr';
+  return label === 'service' || label === 'node' || label === 'addr' || label === 'query';
+}
+
+/**
+ * As Consul's dispatch: `_NAME._PROTO.query` (first and last labels starting with `_`) is the RFC
+ * 2782 form, the query being every label but the last with the first `_` removed; otherwise all
+ * the labels joined are the query's name or ID.
+ */
+function parseQuery(parts: readonly string[], dc: string | null): ConsulName {
+  const n = parts.length;
+  if (n >= 2 && parts[0]!.startsWith('_') && parts[n - 1]!.startsWith('_')) {
+    const name = parts.slice(0, -1).join('.').slice(1);
+    return name === '' ? { kind: 'invalid' } : { kind: 'query', name, dc };
+  }
+  return { kind: 'query', name: parts.join('.'), dc };
 }
 
 function parseService(parts: readonly string[], dc: string | null): ConsulName {

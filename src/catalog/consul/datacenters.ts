@@ -204,7 +204,7 @@ export class Datacenters {
   }
 
   /** The catalog as loaded now: every datacenter's nodes and loaded services, and what is not loaded yet. */
-  data(): Required<CatalogData> {
+  data(): Required<Omit<CatalogData, 'queries'>> {
     const nodes = new Map<string, NodeRecord>();
     const services: ServiceRecord[] = [];
     const pending: { datacenter: string; name: string }[] = [];
