@@ -48,8 +48,8 @@ export interface AnswererOptions {
    */
   nameserverAddresses: readonly IpAddress[];
   /**
-   * Where `.query.` names are executed when the source does it (Consul); absent or null: from the
-   * snapshot's own query definitions (a catalog file's `queries:`).
+   * Where `.query.` names the snapshot defines none for are executed: the source's `queries`
+   * (Consul; the primary for a --workers process). Absent or null: such names are NXDOMAIN.
    */
   queries?: PreparedQueries | null;
 }
@@ -258,15 +258,17 @@ export class Answerer {
   private preparedQuery(ctx: Ctx, name: Extract<ConsulName, { kind: 'query' }>, turn: number | undefined, client: string): Answered | QueryPending {
     if (name.dc !== null && !ctx.snapshot.hasDatacenter(name.dc)) return this.nxdomain(ctx);
     const dc = name.dc ?? this.options.datacenter;
-    let found: QueryInstances;
-    if (this.options.queries) {
+    // The catalog's own definitions (a catalog file) first; else the source executes it (Consul,
+    // or the primary for a --workers process, which says not-found when its source has none).
+    const definition = ctx.snapshot.query(dc, name.name);
+    let found: QueryInstances = NO_INSTANCES;
+    if (definition) {
+      found = evaluateQuery(definition, ctx.snapshot);
+    } else if (this.options.queries) {
       const outcome = this.options.queries.peek(dc, name.name, client);
       if (outcome === null) return { queryPending: { datacenter: dc, name: name.name } };
       if (outcome.kind === 'failed') return reply(Rcode.SERVFAIL, EMPTY, EMPTY, EMPTY, false);
-      found = outcome.kind === 'not-found' ? NO_INSTANCES : resultInstances(outcome.result);
-    } else {
-      const definition = ctx.snapshot.query(dc, name.name);
-      found = definition ? evaluateQuery(definition, ctx.snapshot) : NO_INSTANCES;
+      if (outcome.kind === 'result') found = resultInstances(outcome.result);
     }
     const answered = found.instances.length === 0 ? this.nxdomain(ctx) : this.instances(ctx, found.instances, found.ttl ?? this.options.serviceTtl, undefined, turn);
     return { ...answered, preparedQuery: true };
