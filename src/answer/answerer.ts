@@ -94,7 +94,7 @@ export function isQueryPending(result: Answered | Pending | QueryPending | null)
 }
 
 const EMPTY: readonly RR[] = Object.freeze([]);
-const NO_INSTANCES: QueryInstances = Object.freeze({ instances: Object.freeze([]), ttl: null });
+const NO_INSTANCES: QueryInstances = Object.freeze({ instances: Object.freeze([]), ttl: null, sorted: false });
 /** Consul lists at most three servers in NS answers. */
 const MAX_NAMESERVERS = 3;
 
@@ -270,7 +270,9 @@ export class Answerer {
       if (outcome.kind === 'failed') return reply(Rcode.SERVFAIL, EMPTY, EMPTY, EMPTY, false);
       if (outcome.kind === 'result') found = resultInstances(outcome.result);
     }
-    const answered = found.instances.length === 0 ? this.nxdomain(ctx) : this.instances(ctx, found.instances, found.ttl ?? this.options.serviceTtl, undefined, turn);
+    // Sorted by distance (Near): Consul's order, never rotated (its DNS does not shuffle them).
+    const rotation = found.sorted ? 0 : turn;
+    const answered = found.instances.length === 0 ? this.nxdomain(ctx) : this.instances(ctx, found.instances, found.ttl ?? this.options.serviceTtl, undefined, rotation);
     return { ...answered, preparedQuery: true };
   }
 

@@ -13,6 +13,8 @@ import type { QueryDefinition } from '../catalog/types.js';
 export interface QueryInstances {
   readonly instances: readonly Instance[];
   readonly ttl: number | null;
+  /** Consul sorted them by distance (`Near`): answers keep the order instead of rotating it. */
+  readonly sorted: boolean;
 }
 
 const evaluated = new WeakMap<QueryDefinition, { snapshot: Snapshot; value: QueryInstances }>();
@@ -33,7 +35,7 @@ export function evaluateQuery(definition: QueryDefinition, snapshot: Snapshot): 
     );
     if (instances.length > 0) break;
   }
-  const value = { instances: Object.freeze(instances), ttl: definition.ttl };
+  const value = { instances: Object.freeze(instances), ttl: definition.ttl, sorted: false };
   evaluated.set(definition, { snapshot, value });
   return value;
 }
@@ -62,7 +64,7 @@ export function resultInstances(result: QueryResult): QueryInstances {
     const i = byId.get(`${r.datacenter}\u0000${r.node}\u0000${r.id}`);
     return i ? [i] : [];
   });
-  const value = { instances: Object.freeze(instances), ttl: result.ttl };
+  const value = { instances: Object.freeze(instances), ttl: result.ttl, sorted: result.sorted };
   converted.set(result, value);
   return value;
 }

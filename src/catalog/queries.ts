@@ -22,6 +22,11 @@ export interface QueryResult {
   datacenter: string;
   /** The query's DNS TTL in seconds, null when it has none (then the service TTL applies). */
   ttl: number | null;
+  /**
+   * Consul sorted the instances by distance (the query has `Near`): answers keep that order, as
+   * Consul's DNS does. Otherwise Consul shuffled them, and answers rotate them instead.
+   */
+  sorted: boolean;
   nodes: readonly NodeRecord[];
   instances: readonly ServiceRecord[];
 }

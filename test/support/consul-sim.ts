@@ -1609,7 +1609,8 @@ function filterNonPassing<T extends { Checks: unknown[] }>(nodes: T[]): T[] {
 //
 // Sources (hashicorp/consul): website/content/api-docs/query.mdx (create: POST /v1/query -> {"ID"};
 // list: GET /v1/query; execute: GET /v1/query/:uuid-or-name/execute?dc=&limit= -> Service, Nodes
-// as health entries, DNS {TTL}, Datacenter, Failovers); agent/prepared_query_endpoint.go (404
+// as health entries, DNS {TTL}, Datacenter, Failovers; explain: GET /v1/query/:uuid-or-name/explain
+// -> {"Query": the definition}); agent/prepared_query_endpoint.go (404
 // "Query not found" for an unknown query on execute); agent/consul/prepared_query_endpoint.go
 // (Apply: "Must provide a Service name to query", "Bad DNS TTL", names unique per datacenter;
 // Execute: the query's datacenter, nodes.Filter(OnlyPassing) — critical always left out, warning
@@ -1618,7 +1619,8 @@ function filterNonPassing<T extends { Checks: unknown[] }>(nodes: T[]): T[] {
 // the first with nodes answers with its Datacenter, Failovers = how many were tried).
 // Modelling choices: the sim has no network coordinates, so NearestN takes the other datacenters in
 // the order the sim was given them, and results are not shuffled (Consul shuffles when it cannot
-// sort): node then service ID order, so tests are repeatable. Near, templates, sessions,
+// sort): node then service ID order, so tests are repeatable; Near is kept (explain shows it) but
+// sorts nothing. Near, templates, sessions,
 // IgnoreCheckIDs, NodeMeta/ServiceMeta filters and ACLs on queries are not modelled (a create
 // using any of them but Near gets 400 "consul-sim: ... is not supported").
 
@@ -1652,6 +1654,10 @@ class SimPreparedQueries {
     if (op === 'execute') {
       if (!query) throw new SimError(404, 'Query not found');
       return this.execute(query, dc, dcNamed, dcOrder);
+    }
+    if (op === 'explain') {
+      if (!query) throw new SimError(404, 'Query not found');
+      return { Query: query };
     }
     if (op === undefined && query && query.ID === idOrName) return [query];
     throw new SimError(404, 'Query not found');

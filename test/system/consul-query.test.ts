@@ -1,7 +1,8 @@
 /**
  * Prepared queries (`NAME.query[.DC].consul`) against the Consul simulator, seen through dig: the
  * query's own TTL, failover to another datacenter (SRV targets name it), unknown names, the client's
- * address passed for `Near: _ip`, executions reused so Consul is not asked once per question, and
+ * address passed for `Near: _ip` (and results kept per client for such queries, in Consul's
+ * order), executions reused so Consul is not asked once per question, and
  * Consul failing under a cached query (served for --query-max-stale, then SERVFAIL).
  */
 
@@ -107,6 +108,23 @@ describe('prepared queries from Consul', () => {
     await dig(s.port, ['web-v2.query.consul', 'A']);
     const executed = await sim.until(isExecute('web-v2'), 'web-v2 executed');
     assert.equal(executed.forwardedFor, '127.0.0.1');
+  });
+
+  test('Near: _ip: executed per client address (each its own source), answers keep Consul\'s order', async () => {
+    await createQuery(sim, { Name: 'web-near', Service: { Service: 'web', Near: '_ip' }, DNS: { TTL: '30s' } });
+    const expected = ['web-near.query.consul. 30 IN A 10.0.0.1', 'web-near.query.consul. 30 IN A 10.0.1.2'];
+    // Consul's order (the sim's: n1, n2) every time: a sorted result is not rotated.
+    for (let i = 0; i < 3; i++) assert.deepEqual((await dig(s.port, ['-b', '127.0.0.1', 'web-near.query.consul', 'A'])).answer, expected);
+    assert.deepEqual((await dig(s.port, ['-b', '127.0.0.2', 'web-near.query.consul', 'A'])).answer, expected);
+    const sources = sim.requests.filter(isExecute('web-near')).map((r) => r.forwardedFor);
+    assert.deepEqual(sources, ['127.0.0.1', '127.0.0.2'], 'one execution per client address, with that address');
+    // Without Near the result is shared by every client and rotated like a `.service` answer.
+    const before = sim.requests.filter(isExecute('web-all')).length;
+    const first = (await dig(s.port, ['-b', '127.0.0.2', 'web-all.query.consul', 'A'])).answer;
+    const second = (await dig(s.port, ['-b', '127.0.0.3', 'web-all.query.consul', 'A'])).answer;
+    assert.deepEqual(sorted(first), sorted(second));
+    assert.notDeepEqual(first, second, 'rotated');
+    assert.ok(sim.requests.filter(isExecute('web-all')).length - before <= 1, 'shared across clients');
   });
 
   test('many questions for one name cost Consul about one execution per freshness window', async () => {

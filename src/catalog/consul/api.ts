@@ -91,6 +91,11 @@ export interface ConsulApi {
    * Consul has no such query or no path to that datacenter (Consul's DNS says NXDOMAIN to both).
    */
   executeQuery(query: string, options: ExecuteOptions): Promise<QueryResult | null>;
+  /**
+   * What of a prepared query's definition decides how its results may be shared
+   * (/v1/query/:query/explain): its `Near` ('' when none). Null as for `executeQuery`.
+   */
+  explainQuery(query: string, options: Omit<ExecuteOptions, 'source'>): Promise<{ near: string } | null>;
 }
 
 export interface ExecuteOptions {
@@ -233,13 +238,37 @@ export function createConsulApi(connection: ConsulConnection): ConsulApi {
         );
         return toQueryResult(result.data, options.dc);
       } catch (err) {
-        // 404 "Query not found" (agent/prepared_query_endpoint.go); "No path to datacenter" is a 500
-        // whose text Consul's DNS also maps to NXDOMAIN (rCodeFromError: IsErrNoDCPath).
-        if (err instanceof ConsulApiError && (err.status === 404 || (err.status === 500 && /no path to datacenter/i.test(err.message)))) return null;
+        if (isQueryNotFound(err)) return null;
+        throw err;
+      }
+    },
+    async explainQuery(query, options) {
+      try {
+        const result = await call<{ Query?: { Service?: { Near?: string } } }>(
+          // The client reads this endpoint's body as a list (its `bodyItem`) and so drops Consul's
+          // object ({"Query": ...}); the response it returns still holds the decoded body.
+          async (o) => {
+            const [res] = (await client.query.explain({ ...o, query } as never)) as unknown as [Response & { body?: unknown }];
+            return [res, res.body];
+          },
+          { dc: options.dc, stale: options.stale, signal: options.signal },
+          { timeoutMs: options.timeoutMs },
+        );
+        return { near: result.data?.Query?.Service?.Near ?? '' };
+      } catch (err) {
+        if (isQueryNotFound(err)) return null;
         throw err;
       }
     },
   };
+}
+
+/**
+ * 404 "Query not found" (agent/prepared_query_endpoint.go); "No path to datacenter" is a 500 whose
+ * text Consul's DNS also maps to NXDOMAIN (rCodeFromError: IsErrNoDCPath).
+ */
+function isQueryNotFound(err: unknown): boolean {
+  return err instanceof ConsulApiError && (err.status === 404 || (err.status === 500 && /no path to datacenter/i.test(err.message)));
 }
 
 /** The part of papi's client (the consul client's HTTP layer) used to add a header per request. */
@@ -309,7 +338,7 @@ interface ConsulQueryExecution {
 function toQueryResult(body: ConsulQueryExecution | null | undefined, dc: string): QueryResult {
   const datacenter = body?.Datacenter || dc;
   const health = toServiceHealth(body?.Nodes ?? [], datacenter);
-  return { service: body?.Service ?? '', datacenter, ttl: queryTtl(body?.DNS?.TTL), nodes: health.nodes, instances: health.instances };
+  return { service: body?.Service ?? '', datacenter, ttl: queryTtl(body?.DNS?.TTL), sorted: false, nodes: health.nodes, instances: health.instances };
 }
 
 /**

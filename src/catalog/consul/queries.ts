@@ -13,8 +13,12 @@
  *   retried for RETRY_MS, so a down Consul is not asked once per question.
  * At most `maxEntries` entries; the oldest entry goes first when a new one needs room.
  *
- * The result is shared by every client asking for the name; the address Consul sorts `Near: _ip`
- * by is that of the client whose question caused the execution (README: divergences).
+ * Whether a result may be shared by every client depends on the query's `Near`, which an execution
+ * does not return, so the definition is read too (/v1/query/NAME/explain: once, then every
+ * DEFINITION_MS while in use; an unknown name costs that read only). `Near: _ip` sorts by the
+ * client's address: such a query's results are kept per client address (the address of the DNS
+ * client goes to Consul as X-Forwarded-For). Any other query's result is shared. With `Near` set,
+ * the result is `sorted` (answers keep Consul's order); without, answers rotate it.
  */
 
 import type { Logger } from 'pino';
@@ -27,9 +31,11 @@ export const MAX_FRESH_MS = 30_000;
 export const FRESH_NO_TTL_MS = 2_000;
 /** After a failed execution, the next waits this long (questions meanwhile get the kept outcome). */
 export const RETRY_MS = 1_000;
+/** A query's definition (its `Near`) is read again after this long, while in use. */
+export const DEFINITION_MS = 60_000;
 
 export interface QueryCacheOptions {
-  api: Pick<ConsulApi, 'executeQuery'>;
+  api: Pick<ConsulApi, 'executeQuery' | 'explainQuery'>;
   log: Logger;
   /** How long a result keeps serving after it was fetched while executions fail, ms. */
   maxStaleMs: number;
@@ -52,10 +58,23 @@ interface Entry {
   inFlight: Promise<void> | null;
 }
 
+/** What the cache knows of a query's definition. */
+interface Definition {
+  /** Its `Near` ('' when none, or when the definition could not be read). */
+  near: string;
+  /** Consul has no such query (or no such datacenter). */
+  missing: boolean;
+  /** When it was read (ms). */
+  at: number;
+  inFlight: Promise<void> | null;
+}
+
 const FAILED: QueryOutcome = Object.freeze({ kind: 'failed' });
+const NOT_FOUND: QueryOutcome = Object.freeze({ kind: 'not-found' });
 
 export class QueryCache implements PreparedQueries {
   private readonly entries = new Map<string, Entry>();
+  private readonly definitions = new Map<string, Definition>();
   private readonly now: () => number;
   private readonly maxEntries: number;
   private stopped = false;
@@ -72,29 +91,37 @@ export class QueryCache implements PreparedQueries {
   }
 
   peek(datacenter: string, name: string, source: string): QueryOutcome | null {
-    const entry = this.entries.get(key(datacenter, name));
-    if (!entry) return null;
+    const definition = this.definitions.get(key(datacenter, name));
+    if (!definition) return null;
     const now = this.now();
+    if (definition.missing) return now - definition.at < FRESH_NO_TTL_MS ? NOT_FOUND : null;
+    if (now - definition.at >= DEFINITION_MS && definition.inFlight === null) void this.explain(definition, datacenter, name);
+    const entry = this.entries.get(entryKey(datacenter, name, definition, source));
+    if (!entry) return null;
     if (now >= entry.freshUntil && entry.inFlight === null && now - entry.failedAt >= RETRY_MS) {
       // In use and no longer fresh: refresh in the background; this question gets what is kept.
-      void this.run(entry, datacenter, name, source);
+      void this.run(entry, definition, datacenter, name, source);
     }
     return this.servable(entry, now);
   }
 
-  execute(datacenter: string, name: string, source: string): Promise<void> {
-    if (this.stopped) return Promise.reject(new Error('consul source stopped'));
-    const k = key(datacenter, name);
-    let entry = this.entries.get(k);
-    if (!entry) {
-      entry = { outcome: null, fetchedAt: 0, freshUntil: 0, failedAt: 0, inFlight: null };
-      this.makeRoom();
-      this.entries.set(k, entry);
+  async execute(datacenter: string, name: string, source: string): Promise<void> {
+    if (this.stopped) throw new Error('consul source stopped');
+    const dk = key(datacenter, name);
+    let definition = this.definitions.get(dk);
+    if (!definition || (definition.missing && this.now() - definition.at >= FRESH_NO_TTL_MS)) {
+      definition ??= this.remember(this.definitions, dk, { near: '', missing: false, at: 0, inFlight: null });
+      await (definition.inFlight ?? this.explain(definition, datacenter, name));
     }
+    if (definition.missing || this.stopped) return;
+    const k = entryKey(datacenter, name, definition, source);
+    let entry = this.entries.get(k);
+    entry ??= this.remember(this.entries, k, { outcome: null, fetchedAt: 0, freshUntil: 0, failedAt: 0, inFlight: null });
     if (entry.inFlight) return entry.inFlight;
+    if (entry.outcome !== null && this.now() < entry.freshUntil) return;
     // A failure just now: the question gets the kept outcome (or SERVFAIL) without asking again.
-    if (entry.failedAt !== 0 && this.now() - entry.failedAt < RETRY_MS) return Promise.resolve();
-    return this.run(entry, datacenter, name, source);
+    if (entry.failedAt !== 0 && this.now() - entry.failedAt < RETRY_MS) return;
+    return this.run(entry, definition, datacenter, name, source);
   }
 
   /** Ends every execution in flight; nothing is executed after. */
@@ -102,6 +129,7 @@ export class QueryCache implements PreparedQueries {
     this.stopped = true;
     this.abort.abort();
     this.entries.clear();
+    this.definitions.clear();
   }
 
   /**
@@ -114,14 +142,36 @@ export class QueryCache implements PreparedQueries {
     return entry.failedAt !== 0 ? FAILED : null;
   }
 
-  private run(entry: Entry, datacenter: string, name: string, source: string): Promise<void> {
+  /** Reads the query's definition (its Near); a failure keeps what was known, or assumes no Near. */
+  private explain(definition: Definition, datacenter: string, name: string): Promise<void> {
+    const { api, timeoutMs, allowStale, log } = this.options;
+    const done = api
+      .explainQuery(name, { dc: datacenter, stale: allowStale, timeoutMs, signal: this.abort.signal })
+      .then(
+        (explained) => {
+          definition.missing = explained === null;
+          definition.near = explained?.near ?? '';
+        },
+        (err: unknown) => {
+          if (!this.stopped) log.debug({ err, datacenter, query: name }, 'prepared query definition not read; its results are shared');
+        },
+      )
+      .finally(() => {
+        definition.at = this.now();
+        definition.inFlight = null;
+      });
+    definition.inFlight = done;
+    return done;
+  }
+
+  private run(entry: Entry, definition: Definition, datacenter: string, name: string, source: string): Promise<void> {
     const { api, timeoutMs, allowStale, log } = this.options;
     const done = api
       .executeQuery(name, { dc: datacenter, source, stale: allowStale, timeoutMs, signal: this.abort.signal })
       .then(
         (result) => {
           const now = this.now();
-          entry.outcome = result === null ? { kind: 'not-found' } : { kind: 'result', result };
+          entry.outcome = result === null ? NOT_FOUND : { kind: 'result', result: { ...result, sorted: definition.near !== '' } };
           entry.fetchedAt = now;
           entry.freshUntil = now + freshFor(result?.ttl ?? null);
           entry.failedAt = 0;
@@ -139,11 +189,14 @@ export class QueryCache implements PreparedQueries {
     return done;
   }
 
-  /** Drops the oldest entry (insertion order) when the bound is reached. */
-  private makeRoom(): void {
-    if (this.entries.size < this.maxEntries) return;
-    const oldest = this.entries.keys().next();
-    if (!oldest.done) this.entries.delete(oldest.value);
+  /** Adds `value` under `k`, dropping the oldest entry (insertion order) when the bound is reached. */
+  private remember<T>(map: Map<string, T>, k: string, value: T): T {
+    if (map.size >= this.maxEntries) {
+      const oldest = map.keys().next();
+      if (!oldest.done) map.delete(oldest.value);
+    }
+    map.set(k, value);
+    return value;
   }
 }
 
@@ -155,4 +208,9 @@ function freshFor(ttlSeconds: number | null): number {
 
 function key(datacenter: string, name: string): string {
   return `${datacenter.toLowerCase()}\u0000${name.toLowerCase()}`;
+}
+
+/** Results of a `Near: _ip` query are kept per client address; others are shared. */
+function entryKey(datacenter: string, name: string, definition: Definition, source: string): string {
+  return `${key(datacenter, name)}\u0000${definition.near === '_ip' ? source : ''}`;
 }
