@@ -85,7 +85,7 @@ function stopChild(child: ChildProcess): Promise<void> {
 }
 
 /** Starts dnsmasq serving `data` (its flags) on a free port (another if that one was taken meanwhile); the test stops it. */
-export async function startDnsmasq(t: TestContext, data: readonly string[]): Promise<Dnsmasq> {
+export async function startDnsmasq(t: Pick<TestContext, 'after'>, data: readonly string[]): Promise<Dnsmasq> {
   try {
     accessSync(DNSMASQ, constants.X_OK);
   } catch {
