@@ -241,6 +241,13 @@ export class Answerer {
       return listing(withChase(reply(Rcode.NOERROR, answers, EMPTY, additional), chase), rotated.turn);
     }
 
+    if (query.type === RRType.CNAME) {
+      // The first hostname instance's CNAME, as Consul answers a CNAME question (IP instances have none).
+      const rotated = this.addressRotation.rotate(list, turn);
+      const host = rotated.items.map((i) => (wan ? i.wan : i.reach).any).find((at) => at?.host != null)?.host;
+      if (host === undefined) return { ...this.nodata(ctx), service };
+      return listing(reply(Rcode.NOERROR, [{ name: query.name, type: RRType.CNAME, ttl, target: host }], EMPTY, EMPTY), rotated.turn);
+    }
     const families = familiesFor(query.type);
     if (families === 0) return { ...this.nodata(ctx), service };
     const answers: RR[] = [];
@@ -310,7 +317,12 @@ export class Answerer {
     if (!view) return this.nxdomain(ctx);
     const { query } = ctx;
     const ttl = this.options.nodeTtl;
-    const endpoints = endpointsFor(this.translates(view.datacenter) ? view.wan : view.reach, familiesFor(query.type));
+    const reach = this.translates(view.datacenter) ? view.wan : view.reach;
+    if (query.type === RRType.CNAME) {
+      const host = reach.any?.host;
+      return host ? reply(Rcode.NOERROR, [{ name: query.name, type: RRType.CNAME, ttl: this.options.nodeTtl, target: host }], EMPTY, EMPTY) : this.nodata(ctx);
+    }
+    const endpoints = endpointsFor(reach, familiesFor(query.type));
     const address = endpoints.flatMap((at) => (at.ip === null ? [] : [addressRecord(query.name, at.ip, ttl)]));
     // A node whose address is a hostname: its CNAME (and the target's records), as Consul's makeRecordFromNode.
     const host = endpoints.find((at) => at.ip === null)?.host;

@@ -20,6 +20,7 @@ import { dig, type DigResult } from '../support/dig.js';
 import { startDnsmasq, TTL } from '../support/dnsmasq.js';
 import { eventually } from '../support/eventually.js';
 import { startServer, TEST_SERIAL, type TestServer } from '../support/server.js';
+import { startUpstream } from '../support/upstream.js';
 
 const UPSTREAM_DATA = [
   '--host-record=db.example.test,192.0.2.50,2001:db8::50',
@@ -97,6 +98,15 @@ describe('hostname addresses, catalog file, dnsmasq upstream', () => {
     assert.deepEqual(node.answer, ['ext.node.consul. 0 IN CNAME db.example.test.', `db.example.test. ${TTL} IN A 192.0.2.50`]);
   });
 
+  test('a CNAME question gets the CNAME alone; IP-only names have none (NODATA)', async () => {
+    assert.deepEqual((await ask(s, 'rds.service.consul', 'CNAME')).answer, ['rds.service.consul. 0 IN CNAME db.example.test.']);
+    assert.deepEqual((await ask(s, 'ext.node.consul', 'CNAME')).answer, ['ext.node.consul. 0 IN CNAME db.example.test.']);
+    const web = await ask(s, 'web.service.consul', 'CNAME');
+    assert.equal(web.status, 'NOERROR');
+    assert.deepEqual(web.answer, []);
+    assert.deepEqual(web.authority, [SOA]);
+  });
+
   test("a service's own hostname: the upstream's whole chain, in order", async () => {
     const a = await ask(s, 'api.service.consul');
     assert.deepEqual(a.answer, [
@@ -155,6 +165,37 @@ describe('hostname addresses, catalog file, dnsmasq upstream', () => {
     assert.equal(r.status, 'NOERROR');
     assert.deepEqual(r.answer, []);
     assert.deepEqual(r.authority, [SOA]);
+  });
+});
+
+describe('hostname targets from a misbehaving upstream', () => {
+  const catalog = `nodes: [{name: n1, address: 10.0.0.1, services: [{name: looped, port: 1, address: loop1.test}, {name: slow, port: 1, address: slow.test}]}]`;
+
+  test("a CNAME loop in the upstream's chain is cut where it comes back", async (t) => {
+    const upstream = await startUpstream({
+      records: [
+        { name: 'loop1.test', type: 'CNAME', ttl: 300, data: 'loop2.test' },
+        { name: 'loop2.test', type: 'CNAME', ttl: 300, data: 'loop1.test' },
+      ],
+    });
+    t.after(() => upstream.close());
+    const s = await startServer({ catalog, flags: { upstream: [upstream.address] } });
+    t.after(() => s.close());
+    const a = await ask(s, 'looped.service.consul');
+    assert.equal(a.status, 'NOERROR');
+    assert.deepEqual(a.answer, ['looped.service.consul. 0 IN CNAME loop1.test.', 'loop1.test. 300 IN CNAME loop2.test.', 'loop2.test. 300 IN CNAME loop1.test.']);
+  });
+
+  test('an upstream that never answers: the CNAME alone once the wait is over', async (t) => {
+    const upstream = await startUpstream({ records: [{ name: 'slow.test', type: 'A', ttl: 300, data: '192.0.2.99' }] });
+    upstream.behaviour = 'silent';
+    t.after(() => upstream.close());
+    const s = await startServer({ catalog, flags: { upstream: [upstream.address] } });
+    t.after(() => s.close());
+    const a = await dig(s.port, ['slow.service.consul', 'A', '+time=5']);
+    assert.equal(a.status, 'NOERROR');
+    assert.deepEqual(a.answer, ['slow.service.consul. 0 IN CNAME slow.test.']);
+    assert.equal(upstream.received.length, 1, 'asked once');
   });
 });
 
