@@ -7,6 +7,7 @@
 import { readFile } from 'node:fs/promises';
 import type { Logger } from 'pino';
 import { Answerer } from './answer/answerer.js';
+import { HostLookup } from './forward/lookup.js';
 import type { CatalogSource } from './catalog/source.js';
 import { createSource } from './catalog/sources.js';
 import { CatalogStore } from './catalog/store.js';
@@ -111,6 +112,7 @@ export class SvcdnsServer {
       datacenter: config.datacenter,
       serviceTtl: config.serviceTtl,
       nodeTtl: config.nodeTtl,
+      translateWanAddrs: config.translateWanAddrs,
       soa: { refresh: 3600, retry: 600, expire: 86400, minimum: 0 },
       nameserverAddresses: config.listen.flatMap((l) => {
         const ip = parseIp(l.host);
@@ -129,7 +131,7 @@ export class SvcdnsServer {
     const stages: Stage[] = [
       ...(this.replyCache.enabled ? [this.replyCache] : []),
       checkQuery,
-      new AnswerStage({ answerer, source, fetchTimeoutMs: config.consul?.fetchTimeoutMs ?? 2000, log }),
+      new AnswerStage({ answerer, source, fetchTimeoutMs: config.consul?.fetchTimeoutMs ?? 2000, lookup: new HostLookup(forwarder), log }),
       recursionAclStage,
       new ForwardStage(forwarder),
     ];

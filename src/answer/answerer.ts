@@ -24,8 +24,9 @@ import {
   parseReverseName,
   type ConsulName,
 } from './naming.js';
-import type { Instance, ServiceGeneration, Snapshot } from '../catalog/snapshot.js';
 import type { PreparedQueries } from '../catalog/queries.js';
+import type { Endpoint, Reach } from '../catalog/reach.js';
+import type { Instance, ServiceGeneration, Snapshot } from '../catalog/snapshot.js';
 import { evaluateQuery, resultInstances, type QueryInstances } from './query.js';
 import { Rotator } from './rotation.js';
 
@@ -40,6 +41,11 @@ export interface AnswererOptions {
   serviceTtl: number;
   /** TTL of node and addr records, seconds. */
   nodeTtl: number;
+  /**
+   * Answer questions about other datacenters with their `wan*` tagged addresses (and a service's
+   * `wan` port), as Consul's translate_wan_addrs.
+   */
+  translateWanAddrs?: boolean;
   /** SOA timers; `minimum` is also the negative-caching TTL (RFC 2308). */
   soa: { refresh: number; retry: number; expire: number; minimum: number };
   /**
@@ -65,10 +71,25 @@ export interface Answered extends Reply {
    */
   rotation?: { turn: number; count: number };
   /**
+   * Hostnames (instances and nodes whose address is one) whose records the answer still needs,
+   * resolved through the upstreams by the answer stage and added to `section`: after the CNAME in
+   * the answer section for A/AAAA, as additional data for SRV targets. Names in our own domain are
+   * never here: the answerer resolves them itself, one hop.
+   */
+  chase?: readonly Chase[];
+  /**
    * Made from a prepared query: never kept by the reply cache (a Consul execution is not in the
    * snapshot, and may differ by client with `Near: _ip`).
    */
   preparedQuery?: boolean;
+}
+
+export interface Chase {
+  /** The hostname, as the catalog spells it (no trailing dot). */
+  readonly name: string;
+  /** The record types wanted, A and/or AAAA. */
+  readonly types: readonly number[];
+  readonly section: 'answer' | 'additional';
 }
 
 /**
@@ -116,13 +137,21 @@ export class Answerer {
    * not ours to answer (the next resolver link decides).
    */
   answer(query: Query, snapshot: Snapshot | null, turn?: number, client = ''): Answered | Pending | QueryPending | null {
+    return this.answerAt(query, snapshot, turn, 0, client);
+  }
+
+  /**
+   * `hop`: 1 when answering a CNAME target of ours, whose own CNAMEs are then not followed.
+   * `client`: the asking client's address (prepared queries pass it to Consul for `Near: _ip`).
+   */
+  private answerAt(query: Query, snapshot: Snapshot | null, turn: number | undefined, hop: number, client = ''): Answered | Pending | QueryPending | null {
     const match = matchDomain(query.labels, this.domains);
     if (!match) {
       return query.plain && isReverseName(query.labels) && snapshot ? this.reverse(query, snapshot) : null;
     }
     if (!snapshot) return reply(Rcode.SERVFAIL, EMPTY, EMPTY, EMPTY, false);
     const domain = this.domainNames[match.index]!;
-    const ctx: Ctx = { query, snapshot, domain };
+    const ctx: Ctx = { query, snapshot, domain, hop };
     // A label with a '.' byte in it (`we\.b.service.consul`) names nothing in the catalog, whose
     // names are all plain labels; it exists in our zone's namespace all the same.
     if (!query.plain) return this.nxdomain(ctx);
@@ -177,7 +206,8 @@ export class Answerer {
       if (out.length === MAX_NAMESERVERS) break;
       if (seen.has(i.node.name)) continue;
       seen.add(i.node.name);
-      out.push({ target: `${i.node.name}.node.${i.node.datacenter}.${ctx.domain}`, addresses: [i.node.address] });
+      const addresses = [i.node.reach.a?.ip, i.node.reach.aaaa?.ip].filter((a): a is IpAddress => a != null);
+      out.push({ target: `${i.node.name}.node.${i.node.datacenter}.${ctx.domain}`, addresses });
     }
     if (out.length === 0) out.push({ target: `ns.${ctx.domain}`, addresses: this.options.nameserverAddresses });
     return out;
@@ -208,45 +238,73 @@ export class Answerer {
       const empty = name.tag !== null && view?.tagParents.has(name.tag) ? this.nodata(ctx) : this.nxdomain(ctx);
       return service ? { ...empty, service } : empty;
     }
-    return this.instances(ctx, list, this.options.serviceTtl, service, turn);
+    return this.instances(ctx, dc, list, this.options.serviceTtl, service, turn);
   }
 
   /**
-   * The answer listing `list` (not empty): SRV records with their targets' addresses, or the
-   * addresses asked for, rotated; `service`: what the list was read from (prepared queries: none).
+   * The answer listing `list` (not empty) of datacenter `dc`: SRV records with their targets'
+   * addresses, or the addresses asked for, rotated; `service`: what the list was read from
+   * (prepared queries: none).
    */
-  private instances(ctx: Ctx, list: readonly Instance[], ttl: number, service: ServiceGeneration | undefined, turn: number | undefined): Answered {
+  private instances(ctx: Ctx, dc: string, list: readonly Instance[], ttl: number, service: ServiceGeneration | undefined, turn: number | undefined): Answered {
     const { query } = ctx;
-    const listing = (r: Reply, rotation: number): Answered => ({ ...r, service, rotation: { turn: rotation, count: list.length } });
+    const wan = this.translates(dc);
+    const listing = (r: Answered, rotation: number): Answered => ({ ...r, service, rotation: { turn: rotation, count: list.length } });
 
     if (query.type === RRType.SRV) {
       const rotated = this.srvRotation.rotate(list, turn);
       const answers: RR[] = [];
       const additional: RR[] = [];
+      const chase: Chase[] = [];
       const targets = new Set<string>();
       for (const i of rotated.items) {
-        const target = this.srvTarget(i, ctx.domain);
-        answers.push({ name: query.name, type: RRType.SRV, ttl, priority: 1, weight: i.weight, port: i.port, target });
-        if (!targets.has(target)) {
-          targets.add(target);
-          additional.push(addressRecord(target, i.address, ttl));
-        }
+        const reach = wan ? i.wan : i.reach;
+        const at = reach.any;
+        if (at === null) continue;
+        const target =
+          at.ip === null
+            ? at.host
+            : at.viaNode
+              ? `${i.node.name}.node.${i.datacenter}.${ctx.domain}`
+              : `${hexAddress(at.ip)}.addr.${i.datacenter}.${ctx.domain}`;
+        answers.push({ name: query.name, type: RRType.SRV, ttl, priority: 1, weight: i.weight, port: reach.port, target });
+        if (targets.has(target.toLowerCase())) continue;
+        targets.add(target.toLowerCase());
+        if (at.ip !== null) additional.push(addressRecord(target, at.ip, ttl));
+        else this.hostRecords(ctx, at.host, [RRType.A, RRType.AAAA], 'additional', additional, chase);
       }
-      return listing(reply(Rcode.NOERROR, answers, EMPTY, additional), rotated.turn);
+      return listing(withChase(reply(Rcode.NOERROR, answers, EMPTY, additional), chase), rotated.turn);
     }
 
+    if (query.type === RRType.CNAME) {
+      // The first hostname instance's CNAME, as Consul answers a CNAME question (IP instances have none).
+      const rotated = this.addressRotation.rotate(list, turn);
+      const host = rotated.items.map((i) => (wan ? i.wan : i.reach).any).find((at) => at?.host != null)?.host;
+      if (host === undefined) return { ...this.nodata(ctx), service };
+      return listing(reply(Rcode.NOERROR, [{ name: query.name, type: RRType.CNAME, ttl, target: host }], EMPTY, EMPTY), rotated.turn);
+    }
     const families = familiesFor(query.type);
     if (families === 0) return { ...this.nodata(ctx), service };
     const answers: RR[] = [];
     const seen = new Set<string>();
+    let host: string | null = null;
     const rotated = this.addressRotation.rotate(list, turn);
     for (const i of rotated.items) {
-      if (!(families & familyBit(i.address)) || seen.has(i.address.text)) continue;
-      // Consul serves one A record per distinct address: instances sharing an address are one record.
-      seen.add(i.address.text);
-      answers.push(addressRecord(query.name, i.address, ttl));
+      for (const at of endpointsFor(wan ? i.wan : i.reach, families)) {
+        if (at.ip === null) {
+          host ??= at.host;
+        } else if (!seen.has(at.ip.text)) {
+          // Consul serves one A record per distinct address: instances sharing an address are one record.
+          seen.add(at.ip.text);
+          answers.push(addressRecord(query.name, at.ip, ttl));
+        }
+      }
     }
-    return answers.length > 0 ? listing(reply(Rcode.NOERROR, answers, EMPTY, EMPTY), rotated.turn) : { ...this.nodata(ctx), service };
+    if (answers.length > 0) return listing(reply(Rcode.NOERROR, answers, EMPTY, EMPTY), rotated.turn);
+    // Only hostname instances: the first one's CNAME (Consul's serviceNodeRecords: a CNAME answers
+    // only when no instance has an address, and only one, since a name with a CNAME has nothing else).
+    if (host !== null) return listing(this.cname(ctx, host, ttl), rotated.turn);
+    return { ...this.nodata(ctx), service };
   }
 
   /**
@@ -272,15 +330,49 @@ export class Answerer {
     }
     // Sorted by distance (Near): Consul's order, never rotated (its DNS does not shuffle them).
     const rotation = found.sorted ? 0 : turn;
-    const answered = found.instances.length === 0 ? this.nxdomain(ctx) : this.instances(ctx, found.instances, found.ttl ?? this.options.serviceTtl, undefined, rotation);
+    // The datacenter that answered (after a failover, another one): its SRV targets and, with
+    // --translate-wan-addrs, its WAN addresses, as Consul's lookup with the result's Datacenter.
+    const answeredBy = found.instances[0]?.datacenter ?? dc;
+    const answered =
+      found.instances.length === 0 ? this.nxdomain(ctx) : this.instances(ctx, answeredBy, found.instances, found.ttl ?? this.options.serviceTtl, undefined, rotation);
     return { ...answered, preparedQuery: true };
   }
 
-  /** SRV target: the node name when the instance uses its node's address, else its `.addr.` name. */
-  private srvTarget(i: Instance, domain: string): string {
-    return i.usesNodeAddress
-      ? `${i.node.name}.node.${i.datacenter}.${domain}`
-      : `${hexAddress(i.address)}.addr.${i.datacenter}.${domain}`;
+  /** `dc` is another datacenter whose WAN addresses answer (--translate-wan-addrs). */
+  private translates(dc: string): boolean {
+    return this.options.translateWanAddrs === true && dc.toLowerCase() !== this.options.datacenter.toLowerCase();
+  }
+
+  /**
+   * A CNAME to `host` for an A, AAAA or ANY question, with the target's address records: ours at
+   * once (one hop), others resolved by the answer stage (`chase`).
+   */
+  private cname(ctx: Ctx, host: string, ttl: number): Answered {
+    const answers: RR[] = [{ name: ctx.query.name, type: RRType.CNAME, ttl, target: host }];
+    const chase: Chase[] = [];
+    const types = ctx.query.type === RRType.ANY ? [RRType.A, RRType.AAAA] : [ctx.query.type];
+    this.hostRecords(ctx, host, types, 'answer', answers, chase);
+    return withChase(reply(Rcode.NOERROR, answers, EMPTY, EMPTY), chase);
+  }
+
+  /**
+   * The address records of a hostname: a name in our domain is answered from the snapshot now
+   * (its address records only: a CNAME of ours to another of ours is followed one hop, no more, so
+   * no loop), anything else is left to the answer stage to resolve upstream.
+   */
+  private hostRecords(ctx: Ctx, host: string, types: readonly number[], section: Chase['section'], into: RR[], chase: Chase[]): void {
+    const labels = domainLabels(host);
+    if (!matchDomain(labels, this.domains)) {
+      chase.push({ name: host, types, section });
+      return;
+    }
+    if (ctx.hop > 0) return;
+    for (const type of types) {
+      const inner: Query = { ...ctx.query, name: host, key: labels.join('.'), labels, type, plain: true };
+      const got = this.answerAt(inner, ctx.snapshot, undefined, 1);
+      if (got === null || isPending(got) || isQueryPending(got) || got.rcode !== Rcode.NOERROR) continue;
+      for (const rr of got.answers) if (rr.type === RRType.A || rr.type === RRType.AAAA) into.push(rr);
+    }
   }
 
   private node(ctx: Ctx, name: Extract<ConsulName, { kind: 'node' }>): Reply | Pending {
@@ -290,9 +382,19 @@ export class Answerer {
     if (!view && ctx.snapshot.nodesPending(dc)) return { pending: { datacenter: dc, service: null } };
     if (!view) return this.nxdomain(ctx);
     const { query } = ctx;
+    const ttl = this.options.nodeTtl;
+    const reach = this.translates(view.datacenter) ? view.wan : view.reach;
+    if (query.type === RRType.CNAME) {
+      const host = reach.any?.host;
+      return host ? reply(Rcode.NOERROR, [{ name: query.name, type: RRType.CNAME, ttl: this.options.nodeTtl, target: host }], EMPTY, EMPTY) : this.nodata(ctx);
+    }
+    const endpoints = endpointsFor(reach, familiesFor(query.type));
+    const address = endpoints.flatMap((at) => (at.ip === null ? [] : [addressRecord(query.name, at.ip, ttl)]));
+    // A node whose address is a hostname: its CNAME (and the target's records), as Consul's makeRecordFromNode.
+    const host = endpoints.find((at) => at.ip === null)?.host;
+    if (address.length === 0 && host !== undefined && query.type !== RRType.ANY) return this.cname(ctx, host, ttl);
     // Node meta as RFC 1464 TXT records, as Consul serves them for TXT and ANY questions.
-    const txt = query.type === RRType.TXT || query.type === RRType.ANY ? metaTxt(query.name, view.meta, this.options.nodeTtl) : [];
-    const address = familiesFor(query.type) & familyBit(view.address) ? [addressRecord(query.name, view.address, this.options.nodeTtl)] : [];
+    const txt = query.type === RRType.TXT || query.type === RRType.ANY ? metaTxt(query.name, view.meta, ttl) : [];
     const answers = [...address, ...txt];
     return answers.length > 0 ? reply(Rcode.NOERROR, answers, EMPTY, EMPTY) : this.nodata(ctx);
   }
@@ -352,6 +454,20 @@ interface Ctx {
   snapshot: Snapshot;
   /** The configured domain the question came in on (primary or alt), for names we generate. */
   domain: string;
+  /** 1 while answering a CNAME target of ours (its own CNAMEs are not followed). */
+  hop: number;
+}
+
+function withChase(r: Reply, chase: readonly Chase[]): Answered {
+  return chase.length > 0 ? { ...r, chase } : r;
+}
+
+/** The endpoints of a reach for the families asked: A questions its `a`, AAAA its `aaaa`, ANY both. */
+function endpointsFor(reach: Reach, families: number): Endpoint[] {
+  const out: Endpoint[] = [];
+  if (families & FAMILY_V4 && reach.a !== null && (reach.a.ip === null || reach.a.ip.family === 4)) out.push(reach.a);
+  if (families & FAMILY_V6 && reach.aaaa !== null && (reach.aaaa.ip === null || reach.aaaa.ip.family === 6)) out.push(reach.aaaa);
+  return out;
 }
 
 function reply(rcode: number, answers: readonly RR[], authority: readonly RR[], additional: readonly RR[], authoritative = true): Reply {

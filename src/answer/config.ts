@@ -12,6 +12,8 @@ export interface AnswerConfig {
   nodeTtl: number;
   /** Serve only passing instances: warning ones are left out too. */
   onlyPassing: boolean;
+  /** Other datacenters answered with their WAN tagged addresses (Consul's translate_wan_addrs). */
+  translateWanAddrs: boolean;
 }
 
 /**
@@ -30,6 +32,11 @@ export const answerComponent: ConfigComponent<AnswerConfig> = {
     'service-ttl': { describe: 'TTL of service records, seconds', type: 'number', default: '0' },
     'node-ttl': { describe: 'TTL of node records, seconds', type: 'number', default: '0' },
     'only-passing': { describe: 'serve only passing instances (leave out warning ones too)', boolean: true, default: 'false' },
+    'translate-wan-addrs': {
+      describe: "answer for other datacenters with their WAN tagged addresses and ports (Consul's translate_wan_addrs)",
+      boolean: true,
+      default: 'false',
+    },
   },
   build(raw, problems) {
     const config = {
@@ -39,6 +46,7 @@ export const answerComponent: ConfigComponent<AnswerConfig> = {
       serviceTtl: integer(single(raw['service-ttl']), 'service-ttl', 0, 2 ** 31 - 1, problems),
       nodeTtl: integer(single(raw['node-ttl']), 'node-ttl', 0, 2 ** 31 - 1, problems),
       onlyPassing: boolean(single(raw['only-passing']), 'only-passing', problems),
+      translateWanAddrs: boolean(single(raw['translate-wan-addrs']), 'translate-wan-addrs', problems),
     };
     if (config.altDomain !== null && config.altDomain === config.domain) problems.addOverall('alt-domain', 'must differ from domain');
     return config;

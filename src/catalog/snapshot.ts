@@ -8,12 +8,16 @@
  */
 
 import { parseIp, type IpAddress } from '../net/address.js';
+import { instanceReach, isAddressOrHostname, nodeReach, reachText, type Reach } from './reach.js';
 import type { CatalogData, Health, QueryDefinition } from './types.js';
 
 export interface NodeView {
   readonly name: string;
   readonly datacenter: string;
-  readonly address: IpAddress;
+  /** What the node answers with, by kind of question (reach.ts). */
+  readonly reach: Reach;
+  /** The same for questions from another datacenter with --translate-wan-addrs (its `wan*` tagged addresses). */
+  readonly wan: Reach;
   readonly meta: Readonly<Record<string, string>>;
 }
 
@@ -22,10 +26,10 @@ export interface Instance {
   readonly service: string;
   readonly datacenter: string;
   readonly node: NodeView;
-  /** The address clients should use: the service address, else the node address. */
-  readonly address: IpAddress;
-  /** True when the instance has no address of its own (SRV target is then the node name). */
-  readonly usesNodeAddress: boolean;
+  /** What the instance answers with, by kind of question: its own address, else its node's (reach.ts). */
+  readonly reach: Reach;
+  /** The same for questions from another datacenter with --translate-wan-addrs. */
+  readonly wan: Reach;
   readonly port: number;
   readonly tags: readonly string[];
   readonly health: Health;
@@ -112,25 +116,30 @@ export class Snapshot {
     this.publishedAt = options.publishedAt ?? 0;
     const dcs = new Set<string>();
 
+    const nodeRecords = new Map<string, CatalogData['nodes'][number]>();
     for (const n of data.nodes) {
-      const address = parseIp(n.address);
-      if (!address) throw new Error(`node ${n.name}: bad address ${n.address}`);
-      const view: NodeView = Object.freeze({ name: n.name, datacenter: n.datacenter, address, meta: n.meta });
+      const reach = nodeReach(n.address, n.taggedAddresses, false);
+      if (!reach.any) throw new Error(`node ${n.name}: bad address ${n.address}`);
+      const view: NodeView = Object.freeze({ name: n.name, datacenter: n.datacenter, reach, wan: nodeReach(n.address, n.taggedAddresses, true), meta: n.meta });
       this.nodes.set(key(n.datacenter, n.name), view);
+      nodeRecords.set(key(n.datacenter, n.name), n);
       dcs.add(n.datacenter.toLowerCase());
-      this.addReverse(address, { kind: 'node', name: n.name, datacenter: n.datacenter });
+      const address = parseIp(n.address);
+      if (address) this.addReverse(address, { kind: 'node', name: n.name, datacenter: n.datacenter });
     }
 
     const grouped = new Map<string, { name: string; datacenter: string; instances: Instance[] }>();
     for (const s of data.services) {
       const node = this.nodes.get(key(s.datacenter, s.node));
-      if (!node) throw new Error(`service ${s.id}: unknown node ${s.node}`);
-      const own = s.address === '' ? null : parseIp(s.address);
-      if (s.address !== '' && !own) throw new Error(`service ${s.id}: bad address ${s.address}`);
-      const address = own ?? node.address;
-      const usesNodeAddress = own === null || own.text === node.address.text;
-      if (!usesNodeAddress) {
-        this.addReverse(address, { kind: 'service', name: s.name, datacenter: s.datacenter });
+      const nodeRecord = nodeRecords.get(key(s.datacenter, s.node));
+      if (!node || !nodeRecord) throw new Error(`service ${s.id}: unknown node ${s.node}`);
+      const service = { address: s.address, port: s.port, tagged: s.taggedAddresses };
+      const host = { address: nodeRecord.address, tagged: nodeRecord.taggedAddresses };
+      const reach = instanceReach(service, host, false);
+      if (s.address !== '' && !isAddressOrHostname(s.address)) throw new Error(`service ${s.id}: bad address ${s.address}`);
+      const own = parseIp(s.address);
+      if (own && own.text !== parseIp(nodeRecord.address)?.text) {
+        this.addReverse(own, { kind: 'service', name: s.name, datacenter: s.datacenter });
       }
       const k = key(s.datacenter, s.name);
       let group = grouped.get(k);
@@ -146,8 +155,8 @@ export class Snapshot {
           service: s.name,
           datacenter: s.datacenter,
           node,
-          address,
-          usesNodeAddress,
+          reach,
+          wan: instanceReach(service, host, true),
           port: s.port,
           tags: Object.freeze([...s.tags]),
           health: s.health,
@@ -158,7 +167,7 @@ export class Snapshot {
 
     for (const [k, group] of grouped) {
       const fingerprint = JSON.stringify(
-        group.instances.map((i) => [i.id, i.node.name, i.address.text, i.usesNodeAddress, i.port, i.tags, i.health, i.weight]),
+        group.instances.map((i) => [i.id, i.node.name, reachText(i.reach), reachText(i.wan), i.port, i.tags, i.health, i.weight]),
       );
       const byTag = indexTags(group.instances);
       const before = options.previous?.services.get(k);

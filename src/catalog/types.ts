@@ -4,14 +4,18 @@
  * at their boundary; nothing past the store sees a source's format.
  */
 
+import type { NodeTagged, ServiceTagged } from './reach.js';
+
 export type Health = 'passing' | 'warning' | 'critical';
 
 export interface NodeRecord {
   datacenter: string;
   name: string;
-  /** An IPv4 or IPv6 address. */
+  /** An IPv4 or IPv6 address, or a hostname (answered as a CNAME, as Consul does). */
   address: string;
   meta: Readonly<Record<string, string>>;
+  /** Consul's node TaggedAddresses (`lan_ipv4`, `lan_ipv6`, `wan`, `wan_ipv4`, `wan_ipv6`): see reach.ts. */
+  taggedAddresses?: NodeTagged;
 }
 
 export interface ServiceRecord {
@@ -20,9 +24,14 @@ export interface ServiceRecord {
   node: string;
   id: string;
   name: string;
-  /** The instance's own address, or '' to use the node's address (as Consul's ServiceAddress). */
+  /**
+   * The instance's own address (an IP or a hostname), or '' to use the node's address (as Consul's
+   * ServiceAddress).
+   */
   address: string;
   port: number;
+  /** Consul's service TaggedAddresses (`lan_ipv4`, `lan_ipv6`, `wan`, ... with ports): see reach.ts. */
+  taggedAddresses?: ServiceTagged;
   tags: readonly string[];
   /** SRV weights by health state (Consul's `Weights`). */
   weights: { passing: number; warning: number };

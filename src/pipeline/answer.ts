@@ -7,20 +7,29 @@
  * and the question answered again once it arrives: a pending reply, bounded by --fetch-timeout,
  * after which the answer is SERVFAIL.
  *
- * Prepared queries the source executes itself (Consul) go the same way: the answerer says the
- * query must be executed, the source's `queries.execute` runs it (with the client's address, for
- * `Near: _ip`) and the question is answered again, all within --fetch-timeout.
+ * Catalog entries whose address is a hostname are answered with a CNAME; the target's address
+ * records are then resolved through the upstreams (`HostLookup`: the forwarder, its cache and its
+ * bounds), waited for at most --fetch-timeout, and added: after the CNAME for A/AAAA, as
+ * additional data for SRV targets. A target that does not resolve in time still gets its CNAME
+ * (NOERROR): the name exists, only the target's records are missing.
+ *
+ * Prepared queries the source executes itself (Consul) go the way of on-demand data: the answerer
+ * says the query must be executed, the source's `queries.execute` runs it (with the client's
+ * address, for `Near: _ip`) and the question is answered again, all within --fetch-timeout.
  *
  * Its answers say what the reply cache may keep: authoritative NOERROR and NXDOMAIN answered from
- * a snapshot, for as long as the service they list keeps its generation, else for the snapshot;
- * never an answer made from a prepared query (its execution is not in the snapshot).
+ * a snapshot, for as long as the service they list keeps its generation, else for the snapshot.
+ * Answers with records resolved upstream are not kept (their TTLs count down; the forward cache
+ * keeps the upstream's part, so they stay cheap), nor answers made from a prepared query (its
+ * execution is not in the snapshot).
  */
 
 import type { Logger } from 'pino';
 import { isPending, isQueryPending, type Answered, type Answerer, type Pending, type QueryPending } from '../answer/answerer.js';
 import type { Snapshot } from '../catalog/snapshot.js';
 import type { CatalogSource } from '../catalog/source.js';
-import { Rcode } from '../dns/constants.js';
+import { Rcode, type RRType } from '../dns/constants.js';
+import type { HostLookup, LookupResult } from '../forward/lookup.js';
 import { NEXT, type Answer, type Request, type Stage, type StageResult } from './stage.js';
 
 export interface AnswerStageOptions {
@@ -29,6 +38,8 @@ export interface AnswerStageOptions {
   source: Pick<CatalogSource, 'want' | 'queries'>;
   /** How long a question waits for data being fetched before SERVFAIL (--fetch-timeout), ms. */
   fetchTimeoutMs: number;
+  /** Resolves the targets of hostname CNAMEs upstream; absent: they are answered as a CNAME alone. */
+  lookup?: Pick<HostLookup, 'lookup'>;
   log: Logger;
 }
 
@@ -44,7 +55,40 @@ export class AnswerStage implements Stage {
     const answered = this.options.answerer.answer(request.query, snapshot, request.turn, client);
     if (answered === null) return NEXT;
     if (isPending(answered) || isQueryPending(answered)) return this.afterFetch(request, answered);
+    if (answered.chase !== undefined) return this.chased(request, answered);
     return toAnswer(request, answered, snapshot);
+  }
+
+  /**
+   * The answer with its hostname targets' records added: at once when the forward cache has them
+   * all, else once the upstreams have answered or --fetch-timeout has passed, whichever is first.
+   */
+  private chased(request: Request, answered: Answered): Answer | Promise<Answer> {
+    const { lookup, fetchTimeoutMs } = this.options;
+    const chase = answered.chase ?? [];
+    const asked = chase.flatMap((c) => c.types.map((type) => ({ c, got: lookup?.lookup(c.name, type as typeof RRType.A) ?? null })));
+    const finish = (results: readonly LookupResult[]): Answer => {
+      const answers = [...answered.answers];
+      const additional = [...answered.additional];
+      results.forEach((records, i) => {
+        if (records !== null) (asked[i]!.c.section === 'answer' ? answers : additional).push(...records);
+      });
+      return toAnswer(request, { ...answered, answers, additional, chase: undefined }, null);
+    };
+    if (!asked.some((a) => a.got instanceof Promise)) return finish(asked.map((a) => a.got as LookupResult));
+    let timer: NodeJS.Timeout | undefined;
+    const timedOut = new Promise<null>((resolve) => {
+      timer = setTimeout(() => resolve(null), fetchTimeoutMs);
+    });
+    // Each lookup on its own: a target that answers in time is added even if another does not.
+    const settled: LookupResult[] = asked.map(() => null);
+    const each = asked.map(async (a, i) => {
+      settled[i] = await a.got;
+    });
+    return Promise.race([Promise.all(each), timedOut]).then(() => {
+      clearTimeout(timer);
+      return finish(settled);
+    });
   }
 
   /** Waits (bounded) for the pending data or query execution, then answers again. */
@@ -69,7 +113,8 @@ export class AnswerStage implements Stage {
         clearTimeout(timer);
       }
       const again = answerer.answer(request.query, request.context.store.current(), undefined, client);
-      return again === null || isPending(again) || isQueryPending(again) ? request.fail(Rcode.SERVFAIL) : toAnswer(request, again, null);
+      if (again === null || isPending(again) || isQueryPending(again)) return request.fail(Rcode.SERVFAIL);
+      return again.chase !== undefined ? this.chased(request, again) : toAnswer(request, again, null);
     } catch (err) {
       log.debug({ err, pending: isPending(pending) ? pending.pending : pending.queryPending }, 'answer waited for data that did not arrive');
       return request.fail(Rcode.SERVFAIL);

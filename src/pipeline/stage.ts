@@ -97,6 +97,8 @@ export interface RequestContext {
 export class Request {
   /** Set by the reply cache on a miss for a rotation it lacks: the turn the answer is to give. */
   turn: number | undefined = undefined;
+  /** The question's type when a stage read it off the bytes already (a reply cache hit); -1: not known. */
+  knownType = -1;
   private readResult: ReadResult | undefined = undefined;
   private snap: Snapshot | null | undefined = undefined;
 
@@ -131,6 +133,7 @@ export class Request {
    * the name without parsing anything else (a reply cache hit). -1 when there is no question to read.
    */
   get questionType(): number {
+    if (this.knownType >= 0) return this.knownType;
     const read = this.readResult;
     if (read !== undefined) return read.kind === 'query' ? read.query.type : -1;
     const p = this.packet;

@@ -62,7 +62,7 @@
 import { createHash } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
-import type { AddressInfo, Socket } from 'node:net';
+import { isIP, type AddressInfo, type Socket } from 'node:net';
 import { gzipSync } from 'node:zlib';
 
 export interface SimOptions {
@@ -103,6 +103,8 @@ export interface SimService {
   Port?: number;
   Meta?: Record<string, string>;
   Weights?: { Passing: number; Warning: number };
+  /** Service tagged addresses (lan_ipv4, lan_ipv6, wan, ...); default none, as the agent registers services. */
+  TaggedAddresses?: Record<string, ServiceAddress>;
 }
 
 export interface SimCheck {
@@ -163,7 +165,7 @@ interface NodeRec {
   ModifyIndex: number;
 }
 
-interface ServiceAddress {
+export interface ServiceAddress {
   Address: string;
   Port: number;
 }
@@ -539,6 +541,8 @@ function stableUuid(seed: string): string {
 }
 
 function agentTaggedAddresses(address: string): Record<string, string> {
+  // A hostname: an external node (consul-esm registers those through the catalog API), which has none.
+  if (!isIP(address)) return {};
   const v6 = address.includes(':');
   return v6
     ? { lan: address, lan_ipv6: address, wan: address, wan_ipv6: address }
@@ -909,7 +913,7 @@ export class ConsulSim {
       Service: svc.Service,
       Tags: svc.Tags ? [...svc.Tags] : null,
       Address: svc.Address ?? '',
-      TaggedAddresses: null,
+      TaggedAddresses: svc.TaggedAddresses ? { ...svc.TaggedAddresses } : null,
       Meta: { ...(svc.Meta ?? {}) },
       Port: svc.Port ?? 0,
       Weights: validWeights(svc.Weights),

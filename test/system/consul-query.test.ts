@@ -127,6 +127,17 @@ describe('prepared queries from Consul', () => {
     assert.ok(sim.requests.filter(isExecute('web-all')).length - before <= 1, 'shared across clients');
   });
 
+  test('a result whose instance address is a hostname: the CNAME, as a `.service` answer gives it', async () => {
+    sim.registerNode('dc1', { Node: 'n3', Address: '10.0.0.3' });
+    sim.registerService('dc1', 'n3', { ID: 'ext1', Service: 'ext', Address: 'db.example.net', Port: 5432 });
+    await createQuery(sim, { Name: 'ext-q', Service: { Service: 'ext' }, DNS: { TTL: '4s' } });
+    // No upstream here: the target does not resolve, so the CNAME alone (NOERROR), not NXDOMAIN.
+    const a = await dig(s.port, ['ext-q.query.consul', 'A']);
+    assert.equal(a.status, 'NOERROR');
+    assert.deepEqual(a.answer, ['ext-q.query.consul. 4 IN CNAME db.example.net.']);
+    assert.deepEqual((await dig(s.port, ['ext-q.query.consul', 'SRV'])).answer, ['ext-q.query.consul. 4 IN SRV 1 1 5432 db.example.net.']);
+  });
+
   test('many questions for one name cost Consul about one execution per freshness window', async () => {
     const first = sim.requests.length;
     const started = Date.now();

@@ -54,9 +54,9 @@ test('createServer from the package: answers from a catalog object, setCatalog, 
   assert.deepEqual(first.answer, ['v1.api.service.consul. 30 IN SRV 1 1 8443 n1.node.dc1.consul.']);
   assert.deepEqual(first.additional, ['n1.node.dc1.consul. 30 IN A 10.1.0.1']);
 
-  await assert.rejects(server.setCatalog({ nodes: [{ name: 'n1', address: 'nowhere' }] }), (err) => {
+  await assert.rejects(server.setCatalog({ nodes: [{ name: 'n1', address: 'no where' }] }), (err) => {
     assert.ok(err instanceof CatalogError, 'the CatalogError class the package exports');
-    assert.deepEqual(err.problems, ['nodes[0].address: must be an IPv4 or IPv6 address (got "nowhere")']);
+    assert.deepEqual(err.problems, ['nodes[0].address: must be an IPv4 or IPv6 address or a hostname (got "no where")']);
     return true;
   });
   assert.deepEqual((await dig(port, ['api.service.consul', 'A'], host)).answer, ['api.service.consul. 30 IN A 10.1.0.1']);
@@ -105,7 +105,7 @@ test('examples/embed.mjs runs and prints what its comments promise, with nothing
   assert.deepEqual(stdout.split('\n'), [
     'first: web at 10.0.0.1 port 8080',
     'replaced: web at 10.0.0.2 port 8080',
-    'catalog: nodes[0].name: must be a DNS label (letters, digits, inner hyphens, at most 63) (got "node 2"); nodes[0].address: must be an IPv4 or IPv6 address (got nothing); nodes[0].services[0].port: must be an integer from 0 to 65535 (got nothing)',
+    'catalog: nodes[0].name: must be a DNS label (letters, digits, inner hyphens, at most 63) (got "node 2"); nodes[0].address: must be an IPv4 or IPv6 address or a hostname (got nothing); nodes[0].services[0].port: must be an integer from 0 to 65535 (got nothing)',
     'kept: web at 10.0.0.2 port 8080',
     '',
   ]);

@@ -9,21 +9,12 @@
  */
 
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
-import { createSocket } from 'node:dgram';
 import { Resolver } from 'node:dns/promises';
-import { once } from 'node:events';
-import { accessSync, constants } from 'node:fs';
-import { createServer } from 'node:net';
 import { test, type TestContext } from 'node:test';
-import { buildQuery, udpExchange } from '../support/client.js';
 import { dig, type DigResult } from '../support/dig.js';
+import { queriesSeen, startDnsmasq, TTL, type Dnsmasq } from '../support/dnsmasq.js';
 import { eventually } from '../support/eventually.js';
 import { TEST_NOW_MS, TEST_SERIAL, startServer, type TestServer } from '../support/server.js';
-
-const DNSMASQ = '/usr/sbin/dnsmasq';
-/** dnsmasq's TTL for all its local data (--local-ttl). */
-const TTL = 60;
 
 /** dnsmasq's local data, as its flags. */
 const DATA = [
@@ -42,109 +33,8 @@ const DATA = [
   '--host-record=sip.example.test,192.0.2.40',
 ];
 
-/** The name startDnsmasq asks dnsmasq directly (left out of queriesSeen). */
-const PROBE = 'probe.example.test';
-
 const CATALOG = 'nodes: [{name: n1, address: 10.0.0.1, services: [{name: web, port: 80}]}]';
 const SOA = `consul. 0 IN SOA ns.consul. hostmaster.consul. ${TEST_SERIAL} 3600 600 86400 0`;
-
-interface Dnsmasq {
-  /** `127.0.0.1:PORT`, as --upstream takes it. */
-  address: string;
-  port: number;
-  /** Everything dnsmasq wrote to stderr so far: its log, queries included (--log-queries). */
-  log(): string;
-  stop(): Promise<void>;
-}
-
-/** A UDP and TCP port free on 127.0.0.1 a moment ago (dnsmasq binds both). */
-async function freePort(): Promise<number> {
-  for (let attempt = 0; ; attempt++) {
-    const udp = createSocket('udp4');
-    await new Promise<void>((resolve, reject) => {
-      udp.once('error', reject);
-      udp.bind(0, '127.0.0.1', () => resolve());
-    });
-    const port = udp.address().port;
-    const tcp = createServer();
-    const free = await new Promise<boolean>((resolve) => {
-      tcp.once('error', () => resolve(false));
-      tcp.listen(port, '127.0.0.1', () => resolve(true));
-    });
-    udp.close();
-    if (free) {
-      await new Promise((resolve) => tcp.close(resolve));
-      return port;
-    }
-    if (attempt >= 20) throw new Error('no port free for both UDP and TCP on 127.0.0.1 after 20 tries');
-  }
-}
-
-function dnsmasqArgs(port: number): string[] {
-  return [
-    '--keep-in-foreground',
-    '--conf-file=/dev/null', // no /etc/dnsmasq.conf, no /etc/dnsmasq.d
-    '--no-resolv', // no upstreams: nothing leaves loopback
-    '--no-hosts',
-    '--bind-interfaces',
-    '--listen-address=127.0.0.1',
-    `--port=${port}`,
-    '--local=/test/',
-    `--local-ttl=${TTL}`,
-    '--pid-file=', // none (as root it would write /var/run/dnsmasq.pid)
-    // Stay the user we are: as root dnsmasq would switch to nobody and the group dip, which fails
-    // where those ids are not mapped (rootless containers). Ignored when not started as root.
-    '--user=root',
-    '--group=root',
-    '--log-facility=-',
-    '--log-queries',
-    ...DATA,
-  ];
-}
-
-function stopChild(child: ChildProcess): Promise<void> {
-  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve();
-  const exited = once(child, 'exit');
-  // SIGTERM: dnsmasq also ends the children it forks for TCP connections.
-  child.kill('SIGTERM');
-  const timer = setTimeout(() => child.kill('SIGKILL'), 3000);
-  return exited.then(() => clearTimeout(timer));
-}
-
-/** Starts dnsmasq on a free port (another if that one was taken meanwhile); the test stops it. */
-async function startDnsmasq(t: TestContext): Promise<Dnsmasq> {
-  try {
-    accessSync(DNSMASQ, constants.X_OK);
-  } catch {
-    assert.fail(`${DNSMASQ} is not installed: these tests forward to a real dnsmasq (Debian package dnsmasq-base). .ci/run installs it; here: apt-get install dnsmasq-base`);
-  }
-  for (let attempt = 1; ; attempt++) {
-    const port = await freePort();
-    const child = spawn(DNSMASQ, dnsmasqArgs(port), { stdio: ['ignore', 'ignore', 'pipe'] });
-    t.after(() => stopChild(child));
-    let stderr = '';
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    const outcome = await new Promise<string>((resolve) => {
-      const timer = setTimeout(() => resolve('not started within 5 s'), 5000);
-      const done = (why: string) => {
-        clearTimeout(timer);
-        resolve(why);
-      };
-      child.once('error', (err) => done(`cannot run: ${err.message}`));
-      child.once('exit', (code, signal) => done(`exited (${signal ?? `status ${code}`})`));
-      child.stderr.on('data', () => /started, version/.test(stderr) && done('started'));
-    });
-    if (outcome !== 'started') {
-      await stopChild(child);
-      if (/Address already in use/.test(stderr) && attempt < 5) continue;
-      assert.fail(`dnsmasq ${outcome}:\n${stderr}`);
-    }
-    // It has bound its sockets before it says "started"; one question makes sure it answers.
-    const probe = await udpExchange(port, buildQuery(PROBE, 'A'), 2000);
-    assert.ok(probe, `dnsmasq on port ${port} did not answer a probe:\n${stderr}`);
-    return { address: `127.0.0.1:${port}`, port, log: () => stderr, stop: () => stopChild(child) };
-  }
-}
 
 interface Setup {
   dnsmasq: Dnsmasq;
@@ -154,18 +44,13 @@ interface Setup {
 }
 
 async function setup(t: TestContext, flags: Record<string, string> = {}): Promise<Setup> {
-  const dnsmasq = await startDnsmasq(t);
+  const dnsmasq = await startDnsmasq(t, DATA);
   const clock = { now: TEST_NOW_MS };
   const server = await startServer({ catalog: CATALOG, flags: { upstream: [dnsmasq.address], ...flags }, now: () => clock.now });
   t.after(() => server.close());
   const resolver = new Resolver({ timeout: 2000, tries: 1 });
   resolver.setServers([`127.0.0.1:${server.port}`]);
   return { dnsmasq, server, resolver, clock };
-}
-
-/** dnsmasq's log lines for the questions it received, e.g. 'query[A] www.example.test'. */
-function queriesSeen(d: Dnsmasq): string[] {
-  return [...d.log().matchAll(/query\[(\w+)\] (\S+) from /g)].filter((m) => m[2] !== PROBE).map((m) => `query[${m[1]}] ${m[2]}`);
 }
 
 function sorted(lines: readonly string[]): string[] {

@@ -77,7 +77,7 @@ describe('catalog file reload', () => {
     const cmSource = new FileSource({ path: join(cm, 'catalog.yaml'), defaultDatacenter: 'dc1', log: pino({ level: 'silent' }), diagnostics: loggedDiagnostics(), debounceMs: 10 });
     await cmSource.start(store);
     t.after(() => cmSource.stop());
-    assert.equal(store.current()!.service('dc1', 'cache')!.instances[0]!.address.text, '10.0.1.5');
+    assert.equal(store.current()!.service('dc1', 'cache')!.instances[0]!.reach.any!.ip!.text, '10.0.1.5');
 
     await mkdir(join(cm, '..v2'));
     await writeFile(join(cm, '..v2', 'catalog.yaml'), CATALOG.replace('address: 10.0.1.5', 'address: 10.0.1.8'));
@@ -85,13 +85,13 @@ describe('catalog file reload', () => {
     const reloaded = nextReload(cmSource);
     await rename(join(cm, '..data_tmp'), join(cm, '..data'));
     assert.deepEqual(await reloaded, { ok: true, changed: true });
-    assert.equal(store.current()!.service('dc1', 'cache')!.instances[0]!.address.text, '10.0.1.8');
+    assert.equal(store.current()!.service('dc1', 'cache')!.instances[0]!.reach.any!.ip!.text, '10.0.1.8');
   });
 
   test('a broken edit keeps the last good catalog serving', async () => {
     const serial = s.server.store.current()!.serial;
     const reloaded = nextReload(source);
-    await writeFile(s.catalogPath, 'nodes:\n  - name: node1\n    address: not-an-ip\n');
+    await writeFile(s.catalogPath, 'nodes:\n  - name: node1\n    address: 10.0.0.300\n');
     const outcome = await reloaded;
     assert.equal(outcome.ok, false);
     assert.equal(s.server.store.current()!.serial, serial, 'nothing published');
@@ -157,9 +157,9 @@ nodes:
       - {name: web, port: 80}
 `),
       [
-        'nodes[0].colour: unknown key (expected one of: name, address, datacenter, meta, services)',
+        'nodes[0].colour: unknown key (expected one of: name, address, datacenter, meta, tagged_addresses, services)',
         'nodes[0].name: must be a DNS label (letters, digits, inner hyphens, at most 63) (got "bad_name")',
-        'nodes[0].address: must be an IPv4 or IPv6 address (got "10.0.0.300")',
+        'nodes[0].address: must be an IPv4 or IPv6 address or a hostname (got "10.0.0.300")',
         'nodes[0].services[0].health: must be one of passing, warning, critical (got "sick")',
         'nodes[0].services[0].port: must be an integer from 0 to 65535 (got -1)',
         'nodes[0].services[0].tags[1]: must be a non-empty string (got 7)',
@@ -176,6 +176,31 @@ nodes:
     ]);
     const many = Object.fromEntries(Array.from({ length: 65 }, (_, i) => [`k${i}`, 'v']));
     assert.deepEqual(problems(meta(many)), ['nodes[0].meta: at most 64 pairs (got 65)']);
+  });
+
+  test('addresses: IPs or hostnames; tagged addresses of the right family', () => {
+    assert.deepEqual(
+      problems(`
+nodes:
+  - name: a
+    address: db.example.com.
+    tagged_addresses: {lan_ipv4: "2001:db8::1", lan_ipv6: "2001:db8::1", wan: -x.example, lan6: 10.0.0.1}
+    services:
+      - {name: s, port: 1, address: "bad name", tagged_addresses: {wan: {address: 192.0.2.1, port: 70000}, wan_ipv6: 192.0.2.1}}
+      - {name: t, port: 1, address: my-rds.abc123.eu-west-1.rds.amazonaws.com}
+`),
+      [
+        'nodes[0].tagged_addresses.lan6: unknown key (expected one of: lan, lan_ipv4, lan_ipv6, wan, wan_ipv4, wan_ipv6)',
+        'nodes[0].tagged_addresses.lan_ipv4: must be an IPv4 address (got "2001:db8::1")',
+        'nodes[0].tagged_addresses.wan: must be an IPv4 or IPv6 address or a hostname (got "-x.example")',
+        'nodes[0].services[0].tagged_addresses.wan.port: must be an integer from 0 to 65535 (got 70000)',
+        'nodes[0].services[0].tagged_addresses.wan_ipv6: must be an IPv6 address (got "192.0.2.1")',
+        'nodes[0].services[0].address: must be an IPv4 or IPv6 address or a hostname (got "bad name")',
+      ],
+    );
+    const data = parseCatalogFile('nodes: [{name: a, address: DB.example.com., services: [{name: s, port: 1, tagged_addresses: {wan: 192.0.2.1}}]}]', 'c.yaml', 'dc1');
+    assert.equal(data.nodes[0]!.address, 'DB.example.com', 'kept as spelled, without the trailing dot');
+    assert.deepEqual(data.services[0]!.taggedAddresses, { wan: { address: '192.0.2.1', port: 0 } });
   });
 
   test('YAML syntax errors, empty files and duplicate nodes', () => {

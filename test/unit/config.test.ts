@@ -34,6 +34,7 @@ test('defaults', () => {
     logFormat: 'json',
     queryLog: false,
     onlyPassing: false,
+    translateWanAddrs: false,
     lameduckMs: 0,
     consul: null,
     forward: {

@@ -144,7 +144,7 @@ test('setCatalog: a bad catalog is rejected with every problem and the old one k
   assert.ok(err instanceof CatalogError);
   assert.deepEqual(err.problems, [
     'extra: unknown key (expected one of: datacenter, nodes, queries)',
-    'nodes[0].address: must be an IPv4 or IPv6 address (got "10.0.0.300")',
+    'nodes[0].address: must be an IPv4 or IPv6 address or a hostname (got "10.0.0.300")',
     'nodes[0].services[0].health: must be one of passing, warning, critical (got "sick")',
   ]);
   assert.equal(err.message, `catalog: ${err.problems.join('; ')}`);

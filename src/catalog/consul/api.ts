@@ -10,8 +10,8 @@
 import { EventEmitter } from 'node:events';
 import { Agent as HttpsAgent } from 'node:https';
 import Consul from 'consul';
-import { parseIp } from '../../net/address.js';
 import type { QueryResult } from '../queries.js';
+import { isAddressOrHostname } from '../reach.js';
 import type { Health, NodeRecord, ServiceRecord } from '../types.js';
 
 export interface ConsulConnection {
@@ -283,6 +283,7 @@ interface ConsulNode {
   Address: string;
   Datacenter?: string;
   Meta?: Record<string, string> | null;
+  TaggedAddresses?: Record<string, string> | null;
 }
 
 interface ConsulService {
@@ -292,6 +293,7 @@ interface ConsulService {
   Address?: string;
   Port?: number;
   Weights?: { Passing?: number; Warning?: number } | null;
+  TaggedAddresses?: Record<string, { Address?: string; Port?: number } | null> | null;
 }
 
 interface ConsulCheck {
@@ -306,12 +308,31 @@ interface ConsulHealthEntry {
 }
 
 /**
- * Nodes and instances whose address is not an IP address (Consul allows hostnames, which its DNS
- * serves as CNAMEs; svcdns does not yet) are left out here, so they cannot block the catalog.
+ * A node as svcdns keeps it. Its address may be an IP address or a hostname (external services,
+ * consul-esm): Consul's DNS answers those with a CNAME, and so does svcdns. Anything that is
+ * neither (Consul does not validate it) is left out, so it cannot block the catalog; so are tagged
+ * addresses that are neither, one by one.
  */
 function toNode(n: ConsulNode, dc: string | undefined): NodeRecord[] {
-  if (!n?.Node || !n.Address || !parseIp(n.Address)) return [];
-  return [{ datacenter: n.Datacenter ?? dc ?? '', name: n.Node, address: n.Address, meta: { ...(n.Meta ?? {}) } }];
+  if (!n?.Node || !n.Address || !isAddressOrHostname(n.Address)) return [];
+  const tagged = usable(Object.entries(n.TaggedAddresses ?? {}), (v) => v);
+  return [
+    {
+      datacenter: n.Datacenter ?? dc ?? '',
+      name: n.Node,
+      address: n.Address,
+      meta: { ...(n.Meta ?? {}) },
+      ...(tagged.length > 0 && { taggedAddresses: Object.fromEntries(tagged) }),
+    },
+  ];
+}
+
+/** Tagged addresses that svcdns can serve: an IP or a hostname (Consul stores any string). */
+function usable<V>(entries: [string, V][], address: (v: V) => string | undefined): [string, V][] {
+  return entries.filter(([, v]) => {
+    const a = address(v);
+    return typeof a === 'string' && isAddressOrHostname(a);
+  });
 }
 
 /**
@@ -378,9 +399,13 @@ function toServiceHealth(entries: readonly ConsulHealthEntry[], dc: string | und
   for (const e of entries) {
     const [node] = toNode(e.Node, dc);
     if (!node || !e.Service?.Service) continue;
-    if (e.Service.Address && !parseIp(e.Service.Address)) continue;
+    if (e.Service.Address && !isAddressOrHostname(e.Service.Address)) continue;
     nodes.set(node.name, node);
+    const tagged = usable(Object.entries(e.Service.TaggedAddresses ?? {}), (v) => v?.Address);
     instances.push({
+      ...(tagged.length > 0 && {
+        taggedAddresses: Object.fromEntries(tagged.map(([k, v]) => [k, { address: v!.Address!, port: v!.Port ?? 0 }])),
+      }),
       datacenter: node.datacenter,
       node: node.name,
       id: e.Service.ID || e.Service.Service,

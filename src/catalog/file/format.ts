@@ -5,14 +5,18 @@
  * datacenter: dc1            # optional; default: the --datacenter setting
  * nodes:
  *   - name: consul-1
- *     address: 192.168.0.129 # IPv4 or IPv6
+ *     address: 192.168.0.129 # IPv4 or IPv6, or a hostname (answered as a CNAME)
  *     datacenter: dc2        # optional, per node
  *     meta: {rack: r1}       # optional
+ *     tagged_addresses:      # optional: lan_ipv4, lan_ipv6, wan, wan_ipv4, wan_ipv6 (Consul's)
+ *       lan_ipv6: 2001:db8::81
  *     services:
  *       - name: httpbackend
  *         id: httpbackend-1  # optional; default: the name
  *         port: 8081
- *         address: 10.0.0.5  # optional; default: the node address
+ *         address: 10.0.0.5  # optional (IP or hostname); default: the node address
+ *         tagged_addresses:  # optional, as the node's, each an address or {address, port}
+ *           wan: {address: 203.0.113.5, port: 18081}
  *         tags: [http, v1]
  *         weights: {passing: 10, warning: 1}   # optional; default 1/1
  *         health: passing    # passing | warning | critical; default passing
@@ -34,6 +38,7 @@
 
 import { parse as parseYaml } from 'yaml';
 import { parseIp } from '../../net/address.js';
+import { parseHostname, type NodeTagged, type ServiceTagged } from '../reach.js';
 import type { CatalogData, Health, NodeRecord, QueryDefinition, ServiceRecord } from '../types.js';
 
 /**
@@ -95,9 +100,11 @@ export interface CatalogQuery {
 export interface CatalogNode {
   /** A DNS label, unique within its datacenter. */
   name: string;
-  /** IPv4 or IPv6. */
+  /** IPv4 or IPv6, or a hostname. */
   address: string;
   datacenter?: string;
+  /** Consul's tagged addresses: `lan_ipv4`, `lan_ipv6`, `wan`, `wan_ipv4`, `wan_ipv6`. */
+  tagged_addresses?: Record<string, string>;
   /** At most 64 pairs; keys up to 128 characters, values up to 512. */
   meta?: Record<string, string | number | boolean>;
   services?: CatalogService[];
@@ -109,8 +116,10 @@ export interface CatalogService {
   /** Unique on its node; default: the name. */
   id?: string;
   port: number;
-  /** IPv4 or IPv6; default: the node's address. */
+  /** IPv4 or IPv6, or a hostname; default: the node's address. */
   address?: string;
+  /** As the node's; a `wan` one may carry the port other datacenters use. */
+  tagged_addresses?: Record<string, string | { address: string; port?: number }>;
   tags?: string[];
   /** SRV weights; default 1 and 1. */
   weights?: { passing?: number; warning?: number };
@@ -121,6 +130,8 @@ export interface CatalogService {
 /** A DNS label as Consul serves it: letters, digits and inner hyphens (Consul's InvalidDnsRe). */
 const LABEL = /^[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?$/;
 const HEALTH: readonly Health[] = ['passing', 'warning', 'critical'];
+/** Consul's tagged address names that its DNS reads (agent/structs: TaggedAddressLANIPv4 ...). */
+const TAGGED = ['lan', 'lan_ipv4', 'lan_ipv6', 'wan', 'wan_ipv4', 'wan_ipv6'];
 
 type Obj = Record<string, unknown>;
 
@@ -161,13 +172,48 @@ class Checker {
     return value;
   }
 
+  /** An IP address or a hostname (a DNS name, kept without its trailing dot). */
   address(value: unknown, path: string, optional: boolean): string {
     if (value === undefined && optional) return '';
-    if (typeof value !== 'string' || !parseIp(value)) {
-      this.fail(path, `must be an IPv4 or IPv6 address (got ${show(value)})`);
+    if (typeof value === 'string' && parseIp(value)) return value;
+    const host = typeof value === 'string' ? parseHostname(value) : null;
+    if (host === null) {
+      this.fail(path, `must be an IPv4 or IPv6 address or a hostname (got ${show(value)})`);
       return '';
     }
-    return value;
+    return host;
+  }
+
+  /** The IP address a tagged address of this name must be: IPv4 for `*_ipv4`, IPv6 for `*_ipv6`. */
+  private taggedAddress(name: string, value: unknown, path: string): string {
+    const family = name.endsWith('_ipv4') ? 4 : name.endsWith('_ipv6') ? 6 : 0;
+    const ip = typeof value === 'string' ? parseIp(value) : null;
+    if (family !== 0 && ip?.family !== family) {
+      this.fail(path, `must be an IPv${family} address (got ${show(value)})`);
+      return '';
+    }
+    return this.address(value, path, false);
+  }
+
+  nodeTagged(value: unknown, path: string): NodeTagged | undefined {
+    if (value === undefined) return undefined;
+    const obj = this.object(value, path, TAGGED);
+    if (!obj) return undefined;
+    return Object.fromEntries(Object.entries(obj).map(([k, v]) => [k, this.taggedAddress(k, v, `${path}.${k}`)]));
+  }
+
+  serviceTagged(value: unknown, path: string): ServiceTagged | undefined {
+    if (value === undefined) return undefined;
+    const obj = this.object(value, path, TAGGED);
+    if (!obj) return undefined;
+    return Object.fromEntries(
+      Object.entries(obj).map(([k, v]) => {
+        const p = `${path}.${k}`;
+        if (typeof v === 'string') return [k, { address: this.taggedAddress(k, v, p), port: 0 }];
+        const o = this.object(v, p, ['address', 'port']);
+        return [k, { address: this.taggedAddress(k, o?.address, `${p}.address`), port: this.integer(o?.port, `${p}.port`, 0, 65535, 0) }];
+      }),
+    );
   }
 
   integer(value: unknown, path: string, min: number, max: number, fallback?: number): number {
@@ -242,19 +288,26 @@ export function checkCatalog(doc: unknown, defaultDatacenter: string): { data: C
 
   c.array(top?.nodes, 'nodes').forEach((rawNode, ni) => {
     const np = `nodes[${ni}]`;
-    const n = c.object(rawNode, np, ['name', 'address', 'datacenter', 'meta', 'services']);
+    const n = c.object(rawNode, np, ['name', 'address', 'datacenter', 'meta', 'tagged_addresses', 'services']);
     if (!n) return;
     const name = c.label(n.name, `${np}.name`);
     const datacenter = c.label(n.datacenter, `${np}.datacenter`, fileDc);
     const nodeKey = `${datacenter.toLowerCase()}/${name.toLowerCase()}`;
     if (name !== '' && nodeNames.has(nodeKey)) c.fail(`${np}.name`, `node ${name} appears twice in datacenter ${datacenter}`);
     nodeNames.add(nodeKey);
-    nodes.push({ datacenter, name, address: c.address(n.address, `${np}.address`, false), meta: c.meta(n.meta, `${np}.meta`) });
+    const nodeTagged = c.nodeTagged(n.tagged_addresses, `${np}.tagged_addresses`);
+    nodes.push({
+      datacenter,
+      name,
+      address: c.address(n.address, `${np}.address`, false),
+      meta: c.meta(n.meta, `${np}.meta`),
+      ...(nodeTagged && { taggedAddresses: nodeTagged }),
+    });
 
     const ids = new Set<string>();
     c.array(n.services, `${np}.services`).forEach((rawService, si) => {
       const sp = `${np}.services[${si}]`;
-      const s = c.object(rawService, sp, ['name', 'id', 'port', 'address', 'tags', 'weights', 'health']);
+      const s = c.object(rawService, sp, ['name', 'id', 'port', 'address', 'tagged_addresses', 'tags', 'weights', 'health']);
       if (!s) return;
       const serviceName = c.label(s.name, `${sp}.name`);
       let id = serviceName;
@@ -267,7 +320,9 @@ export function checkCatalog(doc: unknown, defaultDatacenter: string): { data: C
       const w = s.weights === undefined ? {} : c.object(s.weights, `${sp}.weights`, ['passing', 'warning']);
       const health = s.health ?? 'passing';
       if (!HEALTH.includes(health as Health)) c.fail(`${sp}.health`, `must be one of ${HEALTH.join(', ')} (got ${show(health)})`);
+      const serviceTagged = c.serviceTagged(s.tagged_addresses, `${sp}.tagged_addresses`);
       services.push({
+        ...(serviceTagged && { taggedAddresses: serviceTagged }),
         datacenter,
         node: name,
         id,
