@@ -9,6 +9,11 @@
  *   NOERROR with an empty answer and the SOA in authority (NODATA, RFC 2308);
  * - every reply about our domain is authoritative (AA).
  * ANY is answered minimally (RFC 8482): the A and AAAA records of the name, never everything.
+ *
+ * TTLs follow Consul: a service's records (A/AAAA/SRV, and an SRV answer's additional A/AAAA and
+ * node meta TXT) carry the TTL of the service asked (`serviceTtl`); node, `.addr.` and NS records
+ * the node TTL; the SOA record its own minimum, so that a negative answer is cached no longer than
+ * the SOA says (RFC 2308).
  */
 
 import { RRType, Rcode } from '../dns/constants.js';
@@ -24,8 +29,11 @@ import {
   parseReverseName,
   type ConsulName,
 } from './naming.js';
-import type { Instance, ServiceGeneration, Snapshot } from '../catalog/snapshot.js';
+import type { Instance, NodeView, ServiceGeneration, Snapshot } from '../catalog/snapshot.js';
 import { Rotator } from './rotation.js';
+import { metaTxtStrings } from './rfc1464.js';
+import type { ServiceTtls } from './ttl.js';
+import type { SoaTimers } from './config.js';
 
 export interface AnswererOptions {
   /** The primary domain, e.g. `consul`. */
@@ -34,12 +42,19 @@ export interface AnswererOptions {
   altDomain: string | null;
   /** The local datacenter: names without a datacenter label mean this one. */
   datacenter: string;
-  /** TTL of service records (A/AAAA/SRV of `.service.` names), seconds. */
-  serviceTtl: number;
+  /** TTL of each service's records (A/AAAA/SRV of `.service.` names), seconds. */
+  serviceTtl: ServiceTtls;
   /** TTL of node and addr records, seconds. */
   nodeTtl: number;
-  /** SOA timers; `minimum` is also the negative-caching TTL (RFC 2308). */
-  soa: { refresh: number; retry: number; expire: number; minimum: number };
+  /** SOA timers; `minimum` is also the negative-caching TTL (RFC 2308) and the SOA record's TTL. */
+  soa: SoaTimers;
+  /** At most this many address records in an A/AAAA/ANY answer about a service (Consul's a_record_limit); 0 or absent: all. */
+  aRecordLimit?: number;
+  /**
+   * Node meta as TXT in the additional section of SRV answers (for each target's node) and node
+   * A/AAAA answers (Consul's enable_additional_node_meta_txt); default true.
+   */
+  nodeMetaTxt?: boolean;
   /**
    * Addresses svcdns itself answers on (specific listen addresses, not wildcards): the A/AAAA of
    * `ns.DOMAIN`, the name server named when the catalog has no `consul` service.
@@ -111,6 +126,8 @@ export class Answerer {
         return this.apex(ctx);
       case 'service':
         return this.service(ctx, name, turn);
+      case 'srv':
+        return this.bareSrv(ctx, name, turn);
       case 'node':
         return this.node(ctx, name);
       case 'addr':
@@ -172,8 +189,11 @@ export class Answerer {
     return answers.length > 0 ? reply(Rcode.NOERROR, answers, EMPTY, EMPTY) : this.nodata(ctx);
   }
 
-  /** `turn`: which rotation of the instances to answer with (the reply cache asks); default, the next. */
-  private service(ctx: Ctx, name: Extract<ConsulName, { kind: 'service' }>, turn: number | undefined): Answered | Pending {
+  /**
+   * The instances a service name lists, or the reply when it lists none (NXDOMAIN, or NODATA for a
+   * dotted tag's parent), or pending when the service must be fetched first.
+   */
+  private lookupService(ctx: Ctx, name: ServiceName): { list: readonly Instance[]; service: ServiceGeneration | undefined } | Answered | Pending {
     const dc = name.dc ?? this.options.datacenter;
     if (name.dc !== null && !ctx.snapshot.hasDatacenter(name.dc)) return this.nxdomain(ctx);
     const view = ctx.snapshot.service(dc, name.service);
@@ -184,7 +204,26 @@ export class Answerer {
       const empty = name.tag !== null && view?.tagParents.has(name.tag) ? this.nodata(ctx) : this.nxdomain(ctx);
       return service ? { ...empty, service } : empty;
     }
-    const ttl = this.options.serviceTtl;
+    return { list, service };
+  }
+
+  /**
+   * `_NAME._TAG[.DC].DOMAIN`: SRV answered as for the `.service` form. Other types get NODATA where
+   * the SRV exists (Consul says NXDOMAIN, which would deny the SRV too, RFC 8020), NXDOMAIN where not.
+   */
+  private bareSrv(ctx: Ctx, name: Extract<ConsulName, { kind: 'srv' }>, turn: number | undefined): Answered | Pending {
+    if (ctx.query.type === RRType.SRV) return this.service(ctx, name, turn);
+    const found = this.lookupService(ctx, name);
+    if (!('list' in found)) return found;
+    return { ...this.nodata(ctx), service: found.service };
+  }
+
+  /** `turn`: which rotation of the instances to answer with (the reply cache asks); default, the next. */
+  private service(ctx: Ctx, name: ServiceName, turn: number | undefined): Answered | Pending {
+    const found = this.lookupService(ctx, name);
+    if (!('list' in found)) return found;
+    const { list, service } = found;
+    const ttl = this.options.serviceTtl.of(name.service);
     const { query } = ctx;
     const listing = (r: Reply, rotation: number): Answered => ({ ...r, service, rotation: { turn: rotation, count: list.length } });
 
@@ -201,7 +240,9 @@ export class Answerer {
           additional.push(addressRecord(target, i.address, ttl));
         }
       }
-      return listing(reply(Rcode.NOERROR, answers, EMPTY, additional), rotated.turn);
+      const r = reply(Rcode.NOERROR, answers, EMPTY, additional);
+      if (this.nodeMetaTxt) r.optionalAdditional = this.srvNodeMeta(rotated.items, ctx.domain, ttl);
+      return listing(r, rotated.turn);
     }
 
     const families = familiesFor(query.type);
@@ -209,13 +250,35 @@ export class Answerer {
     const answers: RR[] = [];
     const seen = new Set<string>();
     const rotated = this.addressRotation.rotate(list, turn);
+    const limit = this.options.aRecordLimit || Infinity;
     for (const i of rotated.items) {
+      // Consul's a_record_limit: the first N of this turn's order, so each turn is another window.
+      if (answers.length >= limit) break;
       if (!(families & familyBit(i.address)) || seen.has(i.address.text)) continue;
       // Consul serves one A record per distinct address: instances sharing an address are one record.
       seen.add(i.address.text);
       answers.push(addressRecord(query.name, i.address, ttl));
     }
     return answers.length > 0 ? listing(reply(Rcode.NOERROR, answers, EMPTY, EMPTY), rotated.turn) : { ...this.nodata(ctx), service };
+  }
+
+  /**
+   * Node meta of the SRV answer's instances, as Consul adds it: TXT records owned by each node's
+   * name (`NODE.node.DC.DOMAIN`, whatever the SRV target), once per node, with the service's TTL.
+   */
+  private srvNodeMeta(instances: readonly Instance[], domain: string, ttl: number): RR[] {
+    const nodes = new Set<NodeView>();
+    const out: RR[] = [];
+    for (const i of instances) {
+      if (nodes.has(i.node)) continue;
+      nodes.add(i.node);
+      out.push(...metaTxt(`${i.node.name}.node.${i.node.datacenter}.${domain}`, i.node.meta, ttl));
+    }
+    return out;
+  }
+
+  private get nodeMetaTxt(): boolean {
+    return this.options.nodeMetaTxt ?? true;
   }
 
   /** SRV target: the node name when the instance uses its node's address, else its `.addr.` name. */
@@ -232,11 +295,16 @@ export class Answerer {
     if (!view && ctx.snapshot.nodesPending(dc)) return { pending: { datacenter: dc, service: null } };
     if (!view) return this.nxdomain(ctx);
     const { query } = ctx;
-    // Node meta as RFC 1464 TXT records, as Consul serves them for TXT and ANY questions.
-    const txt = query.type === RRType.TXT || query.type === RRType.ANY ? metaTxt(query.name, view.meta, this.options.nodeTtl) : [];
+    // Node meta as RFC 1464 TXT records: the answer to TXT and ANY questions; with an A/AAAA
+    // answer, additional data (as Consul adds it, unless --no-node-meta-txt).
+    const inAnswer = query.type === RRType.TXT || query.type === RRType.ANY;
+    const txt = inAnswer ? metaTxt(query.name, view.meta, this.options.nodeTtl) : [];
     const address = familiesFor(query.type) & familyBit(view.address) ? [addressRecord(query.name, view.address, this.options.nodeTtl)] : [];
     const answers = [...address, ...txt];
-    return answers.length > 0 ? reply(Rcode.NOERROR, answers, EMPTY, EMPTY) : this.nodata(ctx);
+    if (answers.length === 0) return this.nodata(ctx);
+    const r = reply(Rcode.NOERROR, answers, EMPTY, EMPTY);
+    if (!inAnswer && this.nodeMetaTxt) r.optionalAdditional = metaTxt(query.name, view.meta, this.options.nodeTtl);
+    return r;
   }
 
   /** `.addr.` names encode the address itself; as in Consul, the datacenter label is not checked. */
@@ -257,7 +325,7 @@ export class Answerer {
       (e): RR => ({
         name: query.name,
         type: RRType.PTR,
-        ttl: e.kind === 'node' ? this.options.nodeTtl : this.options.serviceTtl,
+        ttl: e.kind === 'node' ? this.options.nodeTtl : this.options.serviceTtl.of(e.name),
         target: `${e.name}.${e.kind}.${e.datacenter}.${domain}`,
       }),
     );
@@ -289,6 +357,9 @@ export class Answerer {
   }
 }
 
+/** What a service lookup names, in either RFC 2782 form or the plain one. */
+type ServiceName = Extract<ConsulName, { kind: 'service' | 'srv' }>;
+
 interface Ctx {
   query: Query;
   snapshot: Snapshot;
@@ -319,12 +390,7 @@ function addressRecord(name: string, address: IpAddress, ttl: number): RR {
   return { name, type: address.family === 4 ? RRType.A : RRType.AAAA, ttl, address: address.bytes };
 }
 
-/** Node meta as TXT strings `key=value` (RFC 1464); keys starting `rfc1035-` give the bare value. */
+/** Node meta as TXT records, one per pair, in RFC 1464 form (src/answer/rfc1464.ts). */
 function metaTxt(name: string, meta: Readonly<Record<string, string>>, ttl: number): RR[] {
-  return Object.entries(meta).map(([k, v]) => ({
-    name,
-    type: RRType.TXT,
-    ttl,
-    strings: [k.startsWith('rfc1035-') ? v : `${k}=${v}`],
-  }));
+  return metaTxtStrings(meta).map((text) => ({ name, type: RRType.TXT, ttl, strings: [text] }));
 }

@@ -8,12 +8,13 @@ import { CatalogStore } from '../../src/catalog/store.js';
 import { Rcode } from '../../src/dns/constants.js';
 import { readQuery, type Query } from '../../src/dns/wire.js';
 import { buildQuery } from '../support/client.js';
+import { ServiceTtls } from '../../src/answer/ttl.js';
 
 const answerer = new Answerer({
   domain: 'consul',
   altDomain: null,
   datacenter: 'dc1',
-  serviceTtl: 0,
+  serviceTtl: new ServiceTtls(),
   nodeTtl: 0,
   soa: { refresh: 3600, retry: 600, expire: 86400, minimum: 0 },
   nameserverAddresses: [],

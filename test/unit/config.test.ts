@@ -3,6 +3,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { ConfigError, resolveConfig, type ConfigInputs } from '../../src/config.js';
+import { ServiceTtls } from '../../src/answer/ttl.js';
 
 function problems(inputs: Partial<ConfigInputs>): readonly string[] {
   try {
@@ -22,8 +23,11 @@ test('defaults', () => {
     domain: 'consul',
     altDomain: null,
     datacenter: 'dc1',
-    serviceTtl: 0,
+    serviceTtl: new ServiceTtls([['*', 0]]),
     nodeTtl: 0,
+    soa: { refresh: 3600, retry: 600, expire: 86400, minimum: 0 },
+    aRecordLimit: 0,
+    nodeMetaTxt: true,
     tcpIdleTimeout: 10,
     maxUdpSize: 4096,
     workers: 1,
@@ -128,7 +132,7 @@ test('precedence: defaults < file < env < flags; lists from env are comma-separa
     readFile: () => 'node-ttl: 1\nservice-ttl: 1\ndatacenter: DC7\ndomain: Consul.\n',
   });
   assert.equal(config.nodeTtl, 3);
-  assert.equal(config.serviceTtl, 2);
+  assert.equal(config.serviceTtl.of('any'), 2);
   assert.equal(config.datacenter, 'dc7');
   assert.equal(config.domain, 'consul');
   assert.deepEqual(config.listen, [
