@@ -62,6 +62,10 @@ const CASES: Case[] = [
   { q: 'foo.bar.consul', status: 'NXDOMAIN', answer: [], authority: [SOA()] },
   { q: 'dc9.consul', status: 'NXDOMAIN', answer: [], authority: [SOA()] },
   { q: 'web.query.consul', status: 'NXDOMAIN', answer: [], authority: [SOA()] },
+  // Cluster peering and sameness groups are not served (README: where svcdns differs from Consul).
+  { q: 'web.service.p1.peer.consul', status: 'NXDOMAIN', answer: [], authority: [SOA()] },
+  { q: 'web.service.default.ns.p1.peer.consul', type: 'SRV', status: 'NXDOMAIN', answer: [], authority: [SOA()] },
+  { q: 'web.service.g1.sg.consul', status: 'NXDOMAIN', answer: [], authority: [SOA()] },
 
   // Empty non-terminals exist (names live below them): NODATA, not NXDOMAIN (RFC 8020).
   { q: 'service.consul', status: 'NOERROR', answer: [], authority: [SOA()] },
