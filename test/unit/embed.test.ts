@@ -226,3 +226,9 @@ test('metrics(): a prom-client registry counting from the first call, the catalo
   assert.equal(value('svcdns_catalog_synced'), 1);
   assert.equal(text.includes('process_cpu_seconds_total'), false);
 });
+
+test('serviceTtl takes a mapping of patterns, as the config file does', async (t) => {
+  const server = await createServer({ ...BASE, serviceTtl: { web: 7, '*': 3 }, catalog: webCatalog('10.0.0.1') });
+  t.after(() => server.close());
+  assert.deepEqual(await aRecords(resolverFor(server), 'web.service.consul'), [{ address: '10.0.0.1', ttl: 7 }]);
+});
