@@ -215,6 +215,20 @@ function readConfigFile(path: string, read: ((p: string) => string) | undefined,
   });
 }
 
+function isMapping(value: unknown): value is Readonly<Record<string, unknown>> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
+/** `{web: 10, "db*": 30}` -> `['web=10', 'db*=30']`, a map key's items; null if a value is not a single value. */
+function mapItems(mapping: Readonly<Record<string, unknown>>): string[] | null {
+  const items: string[] = [];
+  for (const [name, value] of Object.entries(mapping)) {
+    if (typeof value !== 'string' && typeof value !== 'number') return null;
+    items.push(`${name}=${String(value)}`);
+  }
+  return items;
+}
+
 /** How a mapping of options names its options and words its problems (see `mappingValues`). */
 export interface MappingWords {
   /** The key an option name stands for; undefined when none does. */
@@ -236,6 +250,10 @@ export function mappingValues(doc: Readonly<Record<string, unknown>>, problems: 
       problems.push(words.unknown(name));
     } else if (Array.isArray(value) && KEYS[key]!.list) {
       out[key] = value.map(String);
+    } else if (KEYS[key]!.map && isMapping(value)) {
+      const items = mapItems(value);
+      if (items) out[key] = items;
+      else problems.push(words.notAValue(name, true));
     } else if (typeof value === 'string' || typeof value === 'number' || typeof value === 'boolean') {
       out[key] = KEYS[key]!.list ? [String(value)] : String(value);
     } else {

@@ -17,13 +17,16 @@ export { CatalogError } from './catalog/file/format.js';
 export type { CatalogNode, CatalogObject, CatalogService } from './catalog/file/format.js';
 export type { Health } from './catalog/types.js';
 
-/** A configuration value: what the config file may hold for a key (lists for list keys). */
-export type OptionValue = string | number | boolean | readonly (string | number)[];
+/**
+ * A configuration value: what the config file may hold for a key (lists for list keys, and for
+ * `serviceTtl` a mapping of patterns to seconds, `{ web: 10, 'db*': 30, '*': 5 }`).
+ */
+export type OptionValue = string | number | boolean | readonly (string | number)[] | Readonly<Record<string, string | number>>;
 
 /**
  * Options of {@link createServer}: every key of svcdns's config file (`svcdns --help` lists them)
  * in camelCase, e.g. `listen`, `domain`, `datacenter`, `consul`, `upstream`, `serviceTtl`,
- * `onlyPassing`, with the values the config file takes (`serviceTtl: 5` or `'5'`,
+ * `onlyPassing`, with the values the config file takes (`serviceTtl: 5` or `'5'` or `{ web: 10, '*': 5 }`,
  * `listen: ['127.0.0.1:0']`), plus `catalog` and `logger`.
  *
  * Unlike the command, `createServer` reads no environment variables (no `SVCDNS_*`, no

@@ -113,7 +113,9 @@ export class SvcdnsServer {
       serviceTtl: config.serviceTtl,
       nodeTtl: config.nodeTtl,
       translateWanAddrs: config.translateWanAddrs,
-      soa: { refresh: 3600, retry: 600, expire: 86400, minimum: 0 },
+      soa: config.soa,
+      aRecordLimit: config.aRecordLimit,
+      nodeMetaTxt: config.nodeMetaTxt,
       nameserverAddresses: config.listen.flatMap((l) => {
         const ip = parseIp(l.host);
         return ip && !ip.bytes.every((b) => b === 0) ? [ip] : [];

@@ -9,6 +9,11 @@
  *   NOERROR with an empty answer and the SOA in authority (NODATA, RFC 2308);
  * - every reply about our domain is authoritative (AA).
  * ANY is answered minimally (RFC 8482): the A and AAAA records of the name, never everything.
+ *
+ * TTLs follow Consul: a service's records (A/AAAA/SRV, and an SRV answer's additional A/AAAA and
+ * node meta TXT) carry the TTL of the service asked (`serviceTtl`); node, `.addr.` and NS records
+ * the node TTL; the SOA record its own minimum, so that a negative answer is cached no longer than
+ * the SOA says (RFC 2308).
  */
 
 import { RRType, Rcode } from '../dns/constants.js';
@@ -26,9 +31,12 @@ import {
 } from './naming.js';
 import type { PreparedQueries } from '../catalog/queries.js';
 import type { Endpoint, Reach } from '../catalog/reach.js';
-import type { Instance, ServiceGeneration, Snapshot } from '../catalog/snapshot.js';
+import type { Instance, NodeView, ServiceGeneration, Snapshot } from '../catalog/snapshot.js';
 import { evaluateQuery, resultInstances, type QueryInstances } from './query.js';
 import { Rotator } from './rotation.js';
+import { metaTxtStrings } from './rfc1464.js';
+import type { ServiceTtls } from './ttl.js';
+import type { SoaTimers } from './config.js';
 
 export interface AnswererOptions {
   /** The primary domain, e.g. `consul`. */
@@ -37,8 +45,8 @@ export interface AnswererOptions {
   altDomain: string | null;
   /** The local datacenter: names without a datacenter label mean this one. */
   datacenter: string;
-  /** TTL of service records (A/AAAA/SRV of `.service.` names), seconds. */
-  serviceTtl: number;
+  /** TTL of each service's records (A/AAAA/SRV of `.service.` names), seconds. */
+  serviceTtl: ServiceTtls;
   /** TTL of node and addr records, seconds. */
   nodeTtl: number;
   /**
@@ -46,8 +54,15 @@ export interface AnswererOptions {
    * `wan` port), as Consul's translate_wan_addrs.
    */
   translateWanAddrs?: boolean;
-  /** SOA timers; `minimum` is also the negative-caching TTL (RFC 2308). */
-  soa: { refresh: number; retry: number; expire: number; minimum: number };
+  /** SOA timers; `minimum` is also the negative-caching TTL (RFC 2308) and the SOA record's TTL. */
+  soa: SoaTimers;
+  /** At most this many address records in an A/AAAA/ANY answer about a service (Consul's a_record_limit); 0 or absent: all. */
+  aRecordLimit?: number;
+  /**
+   * Node meta as TXT in the additional section of SRV answers (for each target's node) and node
+   * A/AAAA answers (Consul's enable_additional_node_meta_txt); default true.
+   */
+  nodeMetaTxt?: boolean;
   /**
    * Addresses svcdns itself answers on (specific listen addresses, not wildcards): the A/AAAA of
    * `ns.DOMAIN`, the name server named when the catalog has no `consul` service.
@@ -115,7 +130,7 @@ export function isQueryPending(result: Answered | Pending | QueryPending | null)
 }
 
 const EMPTY: readonly RR[] = Object.freeze([]);
-const NO_INSTANCES: QueryInstances = Object.freeze({ instances: Object.freeze([]), ttl: null, sorted: false });
+const NO_INSTANCES: QueryInstances = Object.freeze({ service: '', instances: Object.freeze([]), ttl: null, sorted: false });
 /** Consul lists at most three servers in NS answers. */
 const MAX_NAMESERVERS = 3;
 
@@ -162,6 +177,8 @@ export class Answerer {
         return this.apex(ctx);
       case 'service':
         return this.service(ctx, name, turn);
+      case 'srv':
+        return this.bareSrv(ctx, name, turn);
       case 'node':
         return this.node(ctx, name);
       case 'addr':
@@ -226,8 +243,11 @@ export class Answerer {
     return answers.length > 0 ? reply(Rcode.NOERROR, answers, EMPTY, EMPTY) : this.nodata(ctx);
   }
 
-  /** `turn`: which rotation of the instances to answer with (the reply cache asks); default, the next. */
-  private service(ctx: Ctx, name: Extract<ConsulName, { kind: 'service' }>, turn: number | undefined): Answered | Pending {
+  /**
+   * The instances a service name lists, or the reply when it lists none (NXDOMAIN, or NODATA for a
+   * dotted tag's parent), or pending when the service must be fetched first.
+   */
+  private lookupService(ctx: Ctx, name: ServiceName): { list: readonly Instance[]; service: ServiceGeneration | undefined } | Answered | Pending {
     const dc = name.dc ?? this.options.datacenter;
     if (name.dc !== null && !ctx.snapshot.hasDatacenter(name.dc)) return this.nxdomain(ctx);
     const view = ctx.snapshot.service(dc, name.service);
@@ -238,7 +258,26 @@ export class Answerer {
       const empty = name.tag !== null && view?.tagParents.has(name.tag) ? this.nodata(ctx) : this.nxdomain(ctx);
       return service ? { ...empty, service } : empty;
     }
-    return this.instances(ctx, dc, list, this.options.serviceTtl, service, turn);
+    return { list, service };
+  }
+
+  /**
+   * `_NAME._TAG[.DC].DOMAIN`: SRV answered as for the `.service` form. Other types get NODATA where
+   * the SRV exists (Consul says NXDOMAIN, which would deny the SRV too, RFC 8020), NXDOMAIN where not.
+   */
+  private bareSrv(ctx: Ctx, name: Extract<ConsulName, { kind: 'srv' }>, turn: number | undefined): Answered | Pending {
+    if (ctx.query.type === RRType.SRV) return this.service(ctx, name, turn);
+    const found = this.lookupService(ctx, name);
+    if (!('list' in found)) return found;
+    return { ...this.nodata(ctx), service: found.service };
+  }
+
+  /** `turn`: which rotation of the instances to answer with (the reply cache asks); default, the next. */
+  private service(ctx: Ctx, name: ServiceName, turn: number | undefined): Answered | Pending {
+    const found = this.lookupService(ctx, name);
+    if (!('list' in found)) return found;
+    const { list, service } = found;
+    return this.instances(ctx, name.dc ?? this.options.datacenter, list, this.options.serviceTtl.of(name.service), service, turn);
   }
 
   /**
@@ -273,7 +312,9 @@ export class Answerer {
         if (at.ip !== null) additional.push(addressRecord(target, at.ip, ttl));
         else this.hostRecords(ctx, at.host, [RRType.A, RRType.AAAA], 'additional', additional, chase);
       }
-      return listing(withChase(reply(Rcode.NOERROR, answers, EMPTY, additional), chase), rotated.turn);
+      const r = withChase(reply(Rcode.NOERROR, answers, EMPTY, additional), chase);
+      if (this.nodeMetaTxt) r.optionalAdditional = this.srvNodeMeta(rotated.items, ctx.domain, ttl);
+      return listing(r, rotated.turn);
     }
 
     if (query.type === RRType.CNAME) {
@@ -289,11 +330,14 @@ export class Answerer {
     const seen = new Set<string>();
     let host: string | null = null;
     const rotated = this.addressRotation.rotate(list, turn);
+    const limit = this.options.aRecordLimit || Infinity;
     for (const i of rotated.items) {
+      // Consul's a_record_limit: the first N of this turn's order, so each turn is another window.
+      if (answers.length >= limit) break;
       for (const at of endpointsFor(wan ? i.wan : i.reach, families)) {
         if (at.ip === null) {
           host ??= at.host;
-        } else if (!seen.has(at.ip.text)) {
+        } else if (!seen.has(at.ip.text) && answers.length < limit) {
           // Consul serves one A record per distinct address: instances sharing an address are one record.
           seen.add(at.ip.text);
           answers.push(addressRecord(query.name, at.ip, ttl));
@@ -334,7 +378,7 @@ export class Answerer {
     // --translate-wan-addrs, its WAN addresses, as Consul's lookup with the result's Datacenter.
     const answeredBy = found.instances[0]?.datacenter ?? dc;
     const answered =
-      found.instances.length === 0 ? this.nxdomain(ctx) : this.instances(ctx, answeredBy, found.instances, found.ttl ?? this.options.serviceTtl, undefined, rotation);
+      found.instances.length === 0 ? this.nxdomain(ctx) : this.instances(ctx, answeredBy, found.instances, found.ttl ?? this.options.serviceTtl.of(found.service), undefined, rotation);
     return { ...answered, preparedQuery: true };
   }
 
@@ -375,6 +419,25 @@ export class Answerer {
     }
   }
 
+  /**
+   * Node meta of the SRV answer's instances, as Consul adds it: TXT records owned by each node's
+   * name (`NODE.node.DC.DOMAIN`, whatever the SRV target), once per node, with the service's TTL.
+   */
+  private srvNodeMeta(instances: readonly Instance[], domain: string, ttl: number): RR[] {
+    const nodes = new Set<NodeView>();
+    const out: RR[] = [];
+    for (const i of instances) {
+      if (nodes.has(i.node)) continue;
+      nodes.add(i.node);
+      out.push(...metaTxt(`${i.node.name}.node.${i.node.datacenter}.${domain}`, i.node.meta, ttl));
+    }
+    return out;
+  }
+
+  private get nodeMetaTxt(): boolean {
+    return this.options.nodeMetaTxt ?? true;
+  }
+
   private node(ctx: Ctx, name: Extract<ConsulName, { kind: 'node' }>): Reply | Pending {
     if (name.dc !== null && !ctx.snapshot.hasDatacenter(name.dc)) return this.nxdomain(ctx);
     const dc = name.dc ?? this.options.datacenter;
@@ -386,17 +449,22 @@ export class Answerer {
     const reach = this.translates(view.datacenter) ? view.wan : view.reach;
     if (query.type === RRType.CNAME) {
       const host = reach.any?.host;
-      return host ? reply(Rcode.NOERROR, [{ name: query.name, type: RRType.CNAME, ttl: this.options.nodeTtl, target: host }], EMPTY, EMPTY) : this.nodata(ctx);
+      return host ? reply(Rcode.NOERROR, [{ name: query.name, type: RRType.CNAME, ttl, target: host }], EMPTY, EMPTY) : this.nodata(ctx);
     }
     const endpoints = endpointsFor(reach, familiesFor(query.type));
     const address = endpoints.flatMap((at) => (at.ip === null ? [] : [addressRecord(query.name, at.ip, ttl)]));
     // A node whose address is a hostname: its CNAME (and the target's records), as Consul's makeRecordFromNode.
     const host = endpoints.find((at) => at.ip === null)?.host;
     if (address.length === 0 && host !== undefined && query.type !== RRType.ANY) return this.cname(ctx, host, ttl);
-    // Node meta as RFC 1464 TXT records, as Consul serves them for TXT and ANY questions.
-    const txt = query.type === RRType.TXT || query.type === RRType.ANY ? metaTxt(query.name, view.meta, ttl) : [];
+    // Node meta as RFC 1464 TXT records: the answer to TXT and ANY questions; with an A/AAAA
+    // answer, additional data (as Consul adds it, unless --no-node-meta-txt).
+    const inAnswer = query.type === RRType.TXT || query.type === RRType.ANY;
+    const txt = inAnswer ? metaTxt(query.name, view.meta, ttl) : [];
     const answers = [...address, ...txt];
-    return answers.length > 0 ? reply(Rcode.NOERROR, answers, EMPTY, EMPTY) : this.nodata(ctx);
+    if (answers.length === 0) return this.nodata(ctx);
+    const r = reply(Rcode.NOERROR, answers, EMPTY, EMPTY);
+    if (!inAnswer && this.nodeMetaTxt) r.optionalAdditional = metaTxt(query.name, view.meta, this.options.nodeTtl);
+    return r;
   }
 
   /** `.addr.` names encode the address itself; as in Consul, the datacenter label is not checked. */
@@ -417,7 +485,7 @@ export class Answerer {
       (e): RR => ({
         name: query.name,
         type: RRType.PTR,
-        ttl: e.kind === 'node' ? this.options.nodeTtl : this.options.serviceTtl,
+        ttl: e.kind === 'node' ? this.options.nodeTtl : this.options.serviceTtl.of(e.name),
         target: `${e.name}.${e.kind}.${e.datacenter}.${domain}`,
       }),
     );
@@ -448,6 +516,9 @@ export class Answerer {
     return reply(Rcode.NOERROR, EMPTY, [this.soa(ctx)], EMPTY);
   }
 }
+
+/** What a service lookup names, in either RFC 2782 form or the plain one. */
+type ServiceName = Extract<ConsulName, { kind: 'service' | 'srv' }>;
 
 interface Ctx {
   query: Query;
@@ -493,12 +564,7 @@ function addressRecord(name: string, address: IpAddress, ttl: number): RR {
   return { name, type: address.family === 4 ? RRType.A : RRType.AAAA, ttl, address: address.bytes };
 }
 
-/** Node meta as TXT strings `key=value` (RFC 1464); keys starting `rfc1035-` give the bare value. */
+/** Node meta as TXT records, one per pair, in RFC 1464 form (src/answer/rfc1464.ts). */
 function metaTxt(name: string, meta: Readonly<Record<string, string>>, ttl: number): RR[] {
-  return Object.entries(meta).map(([k, v]) => ({
-    name,
-    type: RRType.TXT,
-    ttl,
-    strings: [k.startsWith('rfc1035-') ? v : `${k}=${v}`],
-  }));
+  return metaTxtStrings(meta).map((text) => ({ name, type: RRType.TXT, ttl, strings: [text] }));
 }

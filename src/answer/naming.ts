@@ -7,14 +7,21 @@
  *            / service-name / node-name / addr-name
  *   service  = [TAG "."] SERVICE ".service" [dc] "." DOMAIN
  *            / "_" SERVICE "._" TAG ".service" [dc] "." DOMAIN   ; RFC 2782; _tcp/_udp: no tag
+ *   srv      = "_" SERVICE "._" TAG [dc] "." DOMAIN    ; RFC 2782 without "service": SRV only
  *   node     = NODE ".node" [dc] "." DOMAIN
  *   addr     = HEX ".addr" [dc] "." DOMAIN             ; HEX: 8 (IPv4) or 32 (IPv6) hex digits
  *   query    = NAME ".query" [dc] "." DOMAIN            ; a prepared query; NAME may contain dots
  *            / "_" NAME "._" PROTO ".query" [dc] "." DOMAIN ; RFC 2782; PROTO is ignored
  *   dc       = "." DC / "." DC ".dc"                   ; one label; omitted: the local datacenter
  *
- * Empty non-terminals (`service.consul`, `service.dc1.consul`, `dc1.consul`, `_tcp.service.consul`)
- * are `structural`: they exist (names live below them) but hold no records, so they get NODATA.
+ * Empty non-terminals (`service.consul`, `service.dc1.consul`, `dc1.consul`, `_tcp.service.consul`,
+ * `_tcp.consul`) are `structural`: they exist (names live below them) but hold no records, so they
+ * get NODATA.
+ *
+ * The `srv` form is Consul's (agent/dns.go `dispatch`): reading from the right, a label starting
+ * with `_` before any lookup kind makes the name a service lookup whose labels are those up to it
+ * and whose datacenter is what follows it. Consul takes it for SRV questions only (other types get
+ * NXDOMAIN there); the answerer serves it for SRV and gives other types NODATA where the SRV exists.
  *
  * As in Consul's parser, the labels are read from the right: the last is the lookup kind
  * ("service", "node", "addr") or else a datacenter, and only one datacenter label may stand
@@ -29,6 +36,8 @@ import { ipFromBytes, type IpAddress } from '../net/address.js';
 export type ConsulName =
   | { kind: 'apex' }
   | { kind: 'service'; service: string; tag: string | null; dc: string | null }
+  /** `_NAME._TAG[.DC].DOMAIN`: the RFC 2782 form without the `service` label. Only SRV records live here. */
+  | { kind: 'srv'; service: string; tag: string | null; dc: string | null }
   | { kind: 'node'; node: string; dc: string | null }
   | { kind: 'addr'; address: IpAddress; dc: string | null }
   /** A prepared query by name or ID; `dc`: the datacenter to execute it in (null: the local one). */
@@ -70,6 +79,8 @@ export function matchDomain(labels: readonly string[], domains: readonly (readon
 export function parseConsulName(rest: readonly string[]): ConsulName {
   let labels = rest;
   if (labels.length === 0) return { kind: 'apex' };
+  const underscore = bareSrvLabel(labels);
+  if (underscore >= 0) return parseBareSrv(labels.slice(0, underscore + 1), labels.slice(underscore + 1));
   let dc: string | null = null;
   const last = labels[labels.length - 1]!;
   if (last === 'dc' && labels.length >= 2 && (labels.length === 2 || isKind(labels[labels.length - 3]!))) {
@@ -100,6 +111,33 @@ export function parseConsulName(rest: readonly string[]): ConsulName {
     default:
       return { kind: 'invalid' };
   }
+}
+
+/**
+ * Where the RFC 2782 form without `service` ends: the index of the rightmost label starting with
+ * `_`, when no lookup kind stands to its right; else -1.
+ */
+function bareSrvLabel(labels: readonly string[]): number {
+  for (let i = labels.length - 1; i >= 0; i--) {
+    if (isKind(labels[i]!)) return -1;
+    if (labels[i]!.startsWith('_')) return i;
+  }
+  return -1;
+}
+
+/** `_NAME._TAG` (or `_TAG` alone, the empty non-terminal above it) and then at most a datacenter. */
+function parseBareSrv(parts: readonly string[], suffix: readonly string[]): ConsulName {
+  let dc: string | null;
+  if (suffix.length === 0) dc = null;
+  else if (suffix.length === 1) dc = suffix[0]!;
+  else if (suffix.length === 2 && suffix[1] === 'dc') dc = suffix[0]!;
+  else return { kind: 'invalid' };
+  if (parts.length === 1) return { kind: 'structural', dc };
+  if (parts.length !== 2 || !parts[0]!.startsWith('_')) return { kind: 'invalid' };
+  const service = parts[0]!.slice(1);
+  const tag = parts[1]!.slice(1);
+  if (service === '' || tag === '') return { kind: 'invalid' };
+  return { kind: 'srv', service, tag: tag === 'tcp' || tag === 'udp' ? null : tag, dc };
 }
 
 function isKind(label: string): boolean {

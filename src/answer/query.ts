@@ -11,6 +11,8 @@ import type { QueryDefinition } from '../catalog/types.js';
 
 /** What a query's answer lists: the instances (in order), the TTL it asks for (null: the service's). */
 export interface QueryInstances {
+  /** The service the query selected (its TTL applies when the query has none). */
+  readonly service: string;
   readonly instances: readonly Instance[];
   readonly ttl: number | null;
   /** Consul sorted them by distance (`Near`): answers keep the order instead of rotating it. */
@@ -35,7 +37,7 @@ export function evaluateQuery(definition: QueryDefinition, snapshot: Snapshot): 
     );
     if (instances.length > 0) break;
   }
-  const value = { instances: Object.freeze(instances), ttl: definition.ttl, sorted: false };
+  const value = { service: definition.service, instances: Object.freeze(instances), ttl: definition.ttl, sorted: false };
   evaluated.set(definition, { snapshot, value });
   return value;
 }
@@ -64,7 +66,7 @@ export function resultInstances(result: QueryResult): QueryInstances {
     const i = byId.get(`${r.datacenter}\u0000${r.node}\u0000${r.id}`);
     return i ? [i] : [];
   });
-  const value = { instances: Object.freeze(instances), ttl: result.ttl, sorted: result.sorted };
+  const value = { service: result.service, instances: Object.freeze(instances), ttl: result.ttl, sorted: result.sorted };
   converted.set(result, value);
   return value;
 }

@@ -166,8 +166,10 @@ export class Snapshot {
     }
 
     for (const [k, group] of grouped) {
+      // Node meta too: SRV answers carry the meta of their instances' nodes (as TXT), so a meta
+      // change must reach them.
       const fingerprint = JSON.stringify(
-        group.instances.map((i) => [i.id, i.node.name, reachText(i.reach), reachText(i.wan), i.port, i.tags, i.health, i.weight]),
+        group.instances.map((i) => [i.id, i.node.name, reachText(i.reach), reachText(i.wan), i.port, i.tags, i.health, i.weight, i.node.meta]),
       );
       const byTag = indexTags(group.instances);
       const before = options.previous?.services.get(k);

@@ -8,7 +8,7 @@
  * What a key's value is, as --help shows it: `number` (a whole number), `duration` (Go-style: 500ms,
  * 10s, 5m, 87600h), an address form, a file path, a domain or a DNS label (`name`), or free `text`.
  */
-export type ValueType = 'number' | 'duration' | 'HOST:PORT' | 'IP[:PORT]' | 'CIDR' | 'URL' | 'file' | 'domain' | 'name' | 'text';
+export type ValueType = 'number' | 'duration' | 'HOST:PORT' | 'IP[:PORT]' | 'CIDR' | 'URL' | 'file' | 'domain' | 'name' | 'text' | '[PATTERN=]SECONDS';
 
 /** One configuration key, documented once. */
 export interface KeySpec {
@@ -18,6 +18,11 @@ export interface KeySpec {
   /** The values it takes, when they are a fixed few (--help lists them; the builder checks them). */
   choices?: readonly string[];
   list?: boolean;
+  /**
+   * A list of `NAME=VALUE` items (set `list` too) that the config file, and the embedding API, may
+   * also write as a mapping `{NAME: VALUE}`: src/config.ts turns the mapping into those items.
+   */
+  map?: boolean;
   /** A switch: a bare flag (`--query-log`, `--no-query-log`); true/false/1/0 elsewhere. */
   boolean?: boolean;
   default?: string | string[];

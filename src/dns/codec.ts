@@ -7,8 +7,10 @@
  *
  * Fitting a reply to the client's size is one function, `encodeReply`, following RFC 2181 9:
  * 1. everything fits: send it;
- * 2. else drop the additional section (it is optional data; TC stays clear);
- * 3. else keep as many whole answer records as fit, drop authority, and set TC so the client knows
+ * 2. else drop the reply's optional additional records (node meta TXT), keeping the rest of the
+ *    additional section (SRV targets' addresses), if that fits (TC stays clear);
+ * 3. else drop the additional section (it is optional data; TC stays clear);
+ * 4. else keep as many whole answer records as fit, drop authority, and set TC so the client knows
  *    to retry over TCP. Because compression pointers only point backwards, cutting at a record
  *    boundary never leaves a dangling pointer, so the message is encoded once and cut.
  */
@@ -58,6 +60,11 @@ export interface Reply {
   answers: readonly RR[];
   authority: readonly RR[];
   additional: readonly RR[];
+  /**
+   * Additional records written after `additional`, and the first to go when the reply must shrink
+   * (node meta TXT: an SRV answer's glue addresses are worth more to a client than its meta).
+   */
+  optionalAdditional?: readonly RR[];
 }
 
 /** Defined with the other DNS numbers; still exported here for the modules that import it from the codec. */
@@ -93,6 +100,11 @@ export interface Layout {
   throughAuthority: boolean;
   /** Every record is present (nothing was cut before fitting). */
   whole: boolean;
+  /**
+   * When the additional section ends with optional records (`Reply.optionalAdditional`) and every
+   * record before them is present: where those before them end, and how many they are.
+   */
+  beforeOptional?: { end: number; count: number };
 }
 
 export interface Cut {
@@ -109,6 +121,9 @@ export interface Cut {
  */
 export function fitMessage(m: Layout, limit: number): Cut {
   if (m.whole && m.end <= limit) return { end: m.end, answer: m.answerEnds.length, authority: m.authority, additional: m.additional, truncated: false };
+  if (m.beforeOptional && m.throughAuthority && m.beforeOptional.end <= limit) {
+    return { end: m.beforeOptional.end, answer: m.answerEnds.length, authority: m.authority, additional: m.beforeOptional.count, truncated: false };
+  }
   if (m.throughAuthority && m.authorityEnd <= limit) {
     return { end: m.authorityEnd, answer: m.answerEnds.length, authority: m.authority, additional: 0, truncated: false };
   }
@@ -268,7 +283,8 @@ export function encodeReply(query: Query, packet: Buffer, reply: Reply, maxSize:
   }
 
   // Encode every record once, noting where each ends; stop at the first that does not fit at all.
-  const sections = [reply.answers, reply.authority, reply.additional];
+  const optional = reply.optionalAdditional ?? [];
+  const sections = [reply.answers, reply.authority, optional.length > 0 ? [...reply.additional, ...optional] : reply.additional];
   const ends: number[][] = [[], [], []];
   try {
     for (let s = 0; s < 3; s++) {
@@ -285,6 +301,11 @@ export function encodeReply(query: Query, packet: Buffer, reply: Reply, maxSize:
   const [answerEnds, authorityEnds, additionalEnds] = ends as [number[], number[], number[]];
   const authorityEnd = authorityEnds.at(-1) ?? answerEnds.at(-1) ?? query.questionEnd;
   const throughAuthority = answerEnds.length === reply.answers.length && authorityEnds.length === reply.authority.length;
+  const required = reply.additional.length;
+  const beforeOptional =
+    optional.length > 0 && throughAuthority && additionalEnds.length >= required
+      ? { end: required === 0 ? authorityEnd : additionalEnds[required - 1]!, count: required }
+      : undefined;
   const cut = fitMessage(
     {
       questionEnd: query.questionEnd,
@@ -294,7 +315,8 @@ export function encodeReply(query: Query, packet: Buffer, reply: Reply, maxSize:
       end: additionalEnds.at(-1) ?? authorityEnd,
       additional: additionalEnds.length,
       throughAuthority,
-      whole: throughAuthority && additionalEnds.length === reply.additional.length,
+      whole: throughAuthority && additionalEnds.length === sections[2]!.length,
+      ...(beforeOptional ? { beforeOptional } : {}),
     },
     Math.min(maxSize, MAX_TCP_SIZE) - optSize,
   );

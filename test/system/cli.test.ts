@@ -136,7 +136,12 @@ describe('running', () => {
         'httpbackend.service.consul. 0 IN SRV 1 1 8081 consul-2.node.dc1.consul.',
         'httpbackend.service.consul. 0 IN SRV 1 10 8081 consul-1.node.dc1.consul.',
       ]);
-      assert.deepEqual(r.additional.sort(), ['consul-1.node.dc1.consul. 0 IN A 192.168.0.129', 'consul-2.node.dc1.consul. 0 IN A 192.168.0.130']);
+      assert.deepEqual(r.additional.sort(), [
+        'consul-1.node.dc1.consul. 0 IN A 192.168.0.129',
+        'consul-1.node.dc1.consul. 0 IN TXT "rack=r1"',
+        'consul-2.node.dc1.consul. 0 IN A 192.168.0.130',
+        'consul-2.node.dc1.consul. 0 IN TXT "rack=r2"',
+      ]);
       assert.equal(await svc.stop('SIGTERM'), 0);
       assert.ok(svc.logs.some((l) => l.msg === 'stopped'));
     } finally {

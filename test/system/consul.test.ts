@@ -542,3 +542,53 @@ describe('Consul with a default-deny ACL policy and no token', () => {
     assert.equal(logs.filter((l) => l.msg === warning).length, 1, 'said once');
   });
 });
+
+describe('names, TTLs and records Consul users rely on, from Consul', () => {
+  let sim: ConsulSim;
+  let s: TestServer;
+  before(async () => {
+    sim = new ConsulSim();
+    await sim.start();
+    // Consul's agents register their node with this meta (agent/agent.go: the network segment).
+    sim.registerNode('dc1', { Node: 'consul-1', Address: '192.168.0.129', Meta: { 'consul-network-segment': '' } });
+    sim.registerNode('dc1', { Node: 'app-1', Address: '192.168.0.130', Meta: { 'RFC1035-info': 'v=1' } });
+    sim.registerService('dc1', 'consul-1', { ID: 'web1', Service: 'web', Port: 8080 });
+    sim.registerService('dc1', 'app-1', { ID: 'web2', Service: 'web', Port: 8081, Address: '192.168.0.131' });
+    sim.registerService('dc1', 'app-1', { ID: 'db1', Service: 'db-main', Port: 5432 });
+    s = await startServer({ flags: { ...FLAGS, consul: sim.url, 'service-ttl': ['1', 'db*=20', 'web=15'], 'node-ttl': '4', 'soa-min-ttl': '30' } });
+    await eventually(async () => assert.equal((await answers(s.port, 'web.service.consul')).status, 'NOERROR'));
+  });
+  after(async () => {
+    await s.close();
+    await sim.stop();
+  });
+
+  test('dig SRV: node meta TXT in the additional section, as Consul shows it, with the service TTL', async () => {
+    const r = await answers(s.port, '_web._tcp.consul', 'SRV');
+    assert.deepEqual(sorted(r.answer), ['_web._tcp.consul. 15 IN SRV 1 1 8080 consul-1.node.dc1.consul.', '_web._tcp.consul. 15 IN SRV 1 1 8081 c0a80083.addr.dc1.consul.']);
+    assert.deepEqual(sorted(r.additional), [
+      'app-1.node.dc1.consul. 15 IN TXT "v=1"',
+      'c0a80083.addr.dc1.consul. 15 IN A 192.168.0.131',
+      'consul-1.node.dc1.consul. 15 IN A 192.168.0.129',
+      'consul-1.node.dc1.consul. 15 IN TXT "consul-network-segment="',
+    ]);
+    const db = await answers(s.port, 'db-main.service.consul', 'SRV');
+    assert.deepEqual(db.answer, ['db-main.service.consul. 20 IN SRV 1 1 5432 app-1.node.dc1.consul.']);
+    const node = await answers(s.port, 'consul-1.node.consul');
+    assert.deepEqual([node.answer, node.additional], [['consul-1.node.consul. 4 IN A 192.168.0.129'], ['consul-1.node.consul. 4 IN TXT "consul-network-segment="']]);
+    const nx = await answers(s.port, '_nope._tcp.consul', 'SRV');
+    assert.deepEqual([nx.status, nx.authority.map((l) => l.split(' ').slice(0, 2).join(' '))], ['NXDOMAIN', ['consul. 30']]);
+  });
+
+  test('a change of node meta alone reaches the SRV answers (and their cached replies)', async () => {
+    // Every rotation of the answer asked once, so the reply cache holds them all (+nocookie: dig's
+    // cookie is an EDNS option, and queries with options bypass the reply cache).
+    const ask = () => dig(s.port, ['+nocookie', 'web.service.consul', 'SRV']);
+    for (let i = 0; i < 4; i++) assert.ok(!(await ask()).additional.some((l) => l.includes('rack=')));
+    sim.registerNode('dc1', { Node: 'consul-1', Address: '192.168.0.129', Meta: { 'consul-network-segment': '', rack: 'r9' } });
+    await eventually(async () => {
+      const r = await ask();
+      assert.ok(r.additional.includes('consul-1.node.dc1.consul. 15 IN TXT "rack=r9"'), r.raw);
+    });
+  });
+});

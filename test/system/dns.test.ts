@@ -25,6 +25,9 @@ interface Case {
 const SOA = (domain = 'consul') =>
   `${domain}. 0 IN SOA ns.${domain}. hostmaster.${domain}. ${TEST_SERIAL} 3600 600 86400 0`;
 
+/** node1's meta (rack: r1, rfc1035-note: raw value) as the TXT records owned by `owner`. */
+const NODE1_META = (owner: string) => [`${owner}. 0 IN TXT "rack=r1"`, `${owner}. 0 IN TXT "raw value"`];
+
 const CASES: Case[] = [
   // Services: A/AAAA, one record per healthy instance (critical left out, warning kept).
   { q: 'web.service.consul', status: 'NOERROR', answer: ['web.service.consul. 0 IN A 10.0.0.1', 'web.service.consul. 0 IN A 10.0.0.2'] },
@@ -59,6 +62,10 @@ const CASES: Case[] = [
   { q: 'foo.bar.consul', status: 'NXDOMAIN', answer: [], authority: [SOA()] },
   { q: 'dc9.consul', status: 'NXDOMAIN', answer: [], authority: [SOA()] },
   { q: 'web.query.consul', status: 'NXDOMAIN', answer: [], authority: [SOA()] },
+  // Cluster peering and sameness groups are not served (README: where svcdns differs from Consul).
+  { q: 'web.service.p1.peer.consul', status: 'NXDOMAIN', answer: [], authority: [SOA()] },
+  { q: 'web.service.default.ns.p1.peer.consul', type: 'SRV', status: 'NXDOMAIN', answer: [], authority: [SOA()] },
+  { q: 'web.service.g1.sg.consul', status: 'NXDOMAIN', answer: [], authority: [SOA()] },
 
   // Empty non-terminals exist (names live below them): NODATA, not NXDOMAIN (RFC 8020).
   { q: 'service.consul', status: 'NOERROR', answer: [], authority: [SOA()] },
@@ -68,23 +75,49 @@ const CASES: Case[] = [
   { q: 'eu.web.service.consul', status: 'NOERROR', answer: [], authority: [SOA()] },
   { q: 'us.web.service.consul', status: 'NXDOMAIN', answer: [], authority: [SOA()] },
 
-  // SRV: priority 1, weight by health state, node targets with their addresses as additional data.
-  // The same record set under the plain name and the RFC 2782 forms (_tcp/_udp: no tag filter).
-  ...['db.service.consul', '_db._tcp.service.consul', '_db._udp.service.consul'].map(
+  // SRV: priority 1, weight by health state, node targets with their addresses as additional data,
+  // and (as Consul adds them) the meta of each target's node as RFC 1464 TXT.
+  // The same record set under the plain name and the RFC 2782 forms (_tcp/_udp: no tag filter),
+  // with or without the `service` label (Consul's `_NAME._TAG[.DC].DOMAIN`).
+  ...['db.service.consul', '_db._tcp.service.consul', '_db._udp.service.consul', '_db._tcp.consul', '_db._tcp.dc1.consul', '_db._tcp.dc1.dc.consul'].map(
     (q): Case => ({
       q,
       type: 'SRV',
       status: 'NOERROR',
       answer: [`${q}. 0 IN SRV 1 10 5432 node1.node.dc1.consul.`, `${q}. 0 IN SRV 1 2 5432 node2.node.dc1.consul.`],
-      additional: ['node1.node.dc1.consul. 0 IN A 10.0.0.1', 'node2.node.dc1.consul. 0 IN A 10.0.0.2'],
+      additional: ['node1.node.dc1.consul. 0 IN A 10.0.0.1', 'node2.node.dc1.consul. 0 IN A 10.0.0.2', ...NODE1_META('node1.node.dc1.consul')],
     }),
   ),
+  {
+    q: '_web._tcp.dc2.consul',
+    type: 'SRV',
+    status: 'NOERROR',
+    answer: ['_web._tcp.dc2.consul. 0 IN SRV 1 1 80 far1.node.dc2.consul.'],
+    additional: ['far1.node.dc2.consul. 0 IN A 10.2.0.1'],
+  },
+  // The bare RFC 2782 name holds SRV records only: NODATA for other types (Consul: NXDOMAIN).
+  { q: '_db._tcp.consul', type: 'A', status: 'NOERROR', answer: [], authority: [SOA()] },
+  { q: '_db._tcp.consul', type: 'TXT', status: 'NOERROR', answer: [], authority: [SOA()] },
+  { q: '_nope._tcp.consul', type: 'SRV', status: 'NXDOMAIN', answer: [], authority: [SOA()] },
+  { q: '_nope._tcp.consul', type: 'A', status: 'NXDOMAIN', answer: [], authority: [SOA()] },
+  { q: '_db._v9.consul', type: 'SRV', status: 'NXDOMAIN', answer: [], authority: [SOA()] },
+  { q: '_db._tcp.dc9.consul', type: 'SRV', status: 'NXDOMAIN', answer: [], authority: [SOA()] },
+  { q: 'x._db._tcp.consul', type: 'SRV', status: 'NXDOMAIN', answer: [], authority: [SOA()] },
+  { q: '_tcp.consul', type: 'SRV', status: 'NOERROR', answer: [], authority: [SOA()] },
   {
     q: '_db._replica.service.consul',
     type: 'SRV',
     status: 'NOERROR',
     answer: ['_db._replica.service.consul. 0 IN SRV 1 2 5432 node2.node.dc1.consul.'],
     additional: ['node2.node.dc1.consul. 0 IN A 10.0.0.2'],
+  },
+  {
+    // A tag in the bare form.
+    q: '_web._v1.consul',
+    type: 'SRV',
+    status: 'NOERROR',
+    answer: ['_web._v1.consul. 0 IN SRV 1 1 80 node1.node.dc1.consul.'],
+    additional: ['node1.node.dc1.consul. 0 IN A 10.0.0.1', ...NODE1_META('node1.node.dc1.consul')],
   },
   {
     q: 'cache.service.consul',
@@ -102,9 +135,9 @@ const CASES: Case[] = [
   },
   { q: '_nope._tcp.service.consul', type: 'SRV', status: 'NXDOMAIN', answer: [], authority: [SOA()] },
 
-  // Nodes, with node meta as RFC 1464 TXT.
-  { q: 'node1.node.consul', status: 'NOERROR', answer: ['node1.node.consul. 0 IN A 10.0.0.1'] },
-  { q: 'NODE1.node.dc1.consul', status: 'NOERROR', answer: ['NODE1.node.dc1.consul. 0 IN A 10.0.0.1'] },
+  // Nodes, with node meta as RFC 1464 TXT: the answer to TXT, additional data with A/AAAA.
+  { q: 'node1.node.consul', status: 'NOERROR', answer: ['node1.node.consul. 0 IN A 10.0.0.1'], additional: NODE1_META('node1.node.consul') },
+  { q: 'NODE1.node.dc1.consul', status: 'NOERROR', answer: ['NODE1.node.dc1.consul. 0 IN A 10.0.0.1'], additional: NODE1_META('NODE1.node.dc1.consul') },
   { q: 'node6.node.consul', type: 'AAAA', status: 'NOERROR', answer: ['node6.node.consul. 0 IN AAAA 2001:db8::6'] },
   { q: 'node1.node.consul', type: 'AAAA', status: 'NOERROR', answer: [], authority: [SOA()] },
   { q: 'node1.node.consul', type: 'TXT', status: 'NOERROR', answer: ['node1.node.consul. 0 IN TXT "rack=r1"', 'node1.node.consul. 0 IN TXT "raw value"'] },
@@ -207,7 +240,7 @@ describe('settings that change answers', () => {
     const srv = await dig(s.port, ['_db._primary.service.cluster.local', 'SRV']);
     assert.equal(srv.status, 'NOERROR');
     assert.deepEqual(srv.answer, ['_db._primary.service.cluster.local. 30 IN SRV 1 10 5432 node1.node.dc1.cluster.local.']);
-    assert.deepEqual(srv.additional, ['node1.node.dc1.cluster.local. 30 IN A 10.0.0.1']);
+    assert.deepEqual(srv.additional, ['node1.node.dc1.cluster.local. 30 IN A 10.0.0.1', 'node1.node.dc1.cluster.local. 30 IN TXT "rack=r1"', 'node1.node.dc1.cluster.local. 30 IN TXT "raw value"']);
     const nx = await dig(s.port, ['nope.service.cluster.local']);
     assert.equal(nx.status, 'NXDOMAIN');
     assert.deepEqual(nx.authority, [SOA('cluster.local')]);
@@ -274,5 +307,108 @@ describe('a record set too big for a 512-byte UDP reply (sizes are tested in tes
     const ignoring = await dig(s.port, ['+noedns', '+ignore', NAME]);
     assert.ok(ignoring.flags.includes('tc'));
     assert.equal(ignoring.answer.length, FIT);
+  });
+});
+
+describe('per-service TTLs, SOA timers and --a-record-limit, as configured', () => {
+  let s: TestServer;
+  before(async () => {
+    s = await startServer({
+      catalog: CATALOG,
+      flags: {
+        'service-ttl': ['5', 'd*=20', 'db*=30', 'web=10'],
+        'node-ttl': '3',
+        'soa-refresh': '7200',
+        'soa-retry': '300',
+        'soa-expire': '604800',
+        'soa-min-ttl': '60',
+        'a-record-limit': '1',
+      },
+    });
+  });
+  after(() => s.close());
+
+  test('TTL precedence: the exact name, else the longest prefix, else *; SRV glue and node meta take the service TTL', async () => {
+    const [web, db, dual, cache, srv] = await digEach(s.port, [['web.service.consul', 'SRV'], ['db.service.consul', 'SRV'], ['dual.service.consul', 'SRV'], ['cache.service.consul'], ['_db._primary.consul', 'SRV']]);
+    assert.deepEqual(sorted(web!.answer), ['web.service.consul. 10 IN SRV 1 1 80 node1.node.dc1.consul.', 'web.service.consul. 10 IN SRV 1 1 80 node2.node.dc1.consul.'], 'exact: web');
+    assert.deepEqual(sorted(db!.answer), ['db.service.consul. 30 IN SRV 1 10 5432 node1.node.dc1.consul.', 'db.service.consul. 30 IN SRV 1 2 5432 node2.node.dc1.consul.'], 'db* beats d*');
+    assert.deepEqual(dual!.answer.map((l) => l.split(' ')[1]), ['20', '20'], 'd*');
+    assert.deepEqual(cache!.answer, ['cache.service.consul. 5 IN A 10.0.1.5'], '*');
+    assert.deepEqual(srv!.answer, ['_db._primary.consul. 30 IN SRV 1 10 5432 node1.node.dc1.consul.']);
+    assert.deepEqual(srv!.additional, ['node1.node.dc1.consul. 30 IN A 10.0.0.1', 'node1.node.dc1.consul. 30 IN TXT "rack=r1"', 'node1.node.dc1.consul. 30 IN TXT "raw value"']);
+  });
+
+  test('nodes take the node TTL, their meta too; PTR of a service address its service TTL', async () => {
+    const [node, ptr] = await digEach(s.port, [['node1.node.consul'], ['-x', '10.0.1.5']]);
+    assert.deepEqual(node!.answer, ['node1.node.consul. 3 IN A 10.0.0.1']);
+    assert.deepEqual(node!.additional, ['node1.node.consul. 3 IN TXT "rack=r1"', 'node1.node.consul. 3 IN TXT "raw value"']);
+    assert.deepEqual(ptr!.answer, ['5.1.0.10.in-addr.arpa. 5 IN PTR cache.service.dc1.consul.']);
+  });
+
+  test('the SOA carries the timers, and its minimum as its own TTL in NXDOMAIN and NODATA answers (RFC 2308)', async () => {
+    const soa = `consul. 60 IN SOA ns.consul. hostmaster.consul. ${TEST_SERIAL} 7200 300 604800 60`;
+    const [apex, nx, nodata] = await digEach(s.port, [['consul', 'SOA'], ['nope.service.consul'], ['web.service.consul', 'AAAA']]);
+    assert.deepEqual([apex!.status, apex!.answer], ['NOERROR', [soa]]);
+    assert.deepEqual([nx!.status, nx!.authority], ['NXDOMAIN', [soa]]);
+    assert.deepEqual([nodata!.status, nodata!.answer, nodata!.authority], ['NOERROR', [], [soa]]);
+  });
+
+  test('--a-record-limit 1: one address per answer, a different one each time; SRV keeps every instance', async () => {
+    const answers = await digEach(s.port, [['web.service.consul'], ['web.service.consul'], ['web.service.consul', 'SRV']]);
+    assert.deepEqual(answers.slice(0, 2).map((r) => r.answer.length), [1, 1]);
+    assert.deepEqual(sorted(answers.slice(0, 2).flatMap((r) => r.answer)), ['web.service.consul. 10 IN A 10.0.0.1', 'web.service.consul. 10 IN A 10.0.0.2']);
+    assert.equal(answers[2]!.answer.length, 2);
+  });
+});
+
+describe('--no-node-meta-txt', () => {
+  let s: TestServer;
+  before(async () => {
+    s = await startServer({ catalog: CATALOG, flags: { 'node-meta-txt': 'false' } });
+  });
+  after(() => s.close());
+
+  test('no meta in the additional section of SRV and node answers; TXT questions still get it', async () => {
+    const [srv, node, txt] = await digEach(s.port, [['db.service.consul', 'SRV'], ['node1.node.consul'], ['node1.node.consul', 'TXT']]);
+    assert.deepEqual(sorted(srv!.additional), ['node1.node.dc1.consul. 0 IN A 10.0.0.1', 'node2.node.dc1.consul. 0 IN A 10.0.0.2']);
+    assert.deepEqual([node!.answer, node!.additional], [['node1.node.consul. 0 IN A 10.0.0.1'], []]);
+    assert.deepEqual(txt!.answer, ['node1.node.consul. 0 IN TXT "rack=r1"', 'node1.node.consul. 0 IN TXT "raw value"']);
+  });
+});
+
+describe("node meta as RFC 1464 TXT, escaped as Consul's encodeKVasRFC1464 escapes it", () => {
+  let s: TestServer;
+  before(async () => {
+    const meta = JSON.stringify({ 'a=b': 'c`d', ' lead': 'v', 'trail  ': 'v', '`q': 'x', 'RFC1035-Raw': 'bare=yes', 'in side': 'v w' });
+    s = await startServer({ catalog: `nodes: [{name: odd, address: 10.9.0.1, meta: ${meta}, services: [{name: api, port: 1}]}]` });
+  });
+  after(() => s.close());
+
+  test('= and backquotes in keys, leading and trailing spaces of keys, backquotes in values; rfc1035- in any case', async () => {
+    const expected = ['"a`=b=c``d"', '"` lead=v"', '"trail` ` =v"', '"``q=x"', '"bare=yes"', '"in side=v w"'];
+    const [txt, srv] = await digEach(s.port, [['odd.node.consul', 'TXT'], ['_api._tcp.consul', 'SRV']]);
+    assert.deepEqual(txt!.answer, expected.map((t) => `odd.node.consul. 0 IN TXT ${t}`));
+    assert.deepEqual(srv!.additional, ['odd.node.dc1.consul. 0 IN A 10.9.0.1', ...expected.map((t) => `odd.node.dc1.consul. 0 IN TXT ${t}`)]);
+  });
+});
+
+describe('a reply that must shrink loses its node meta TXT first, then the glue, then answers', () => {
+  const COUNT = 6;
+  let s: TestServer;
+  before(async () => {
+    const nodes = Array.from({ length: COUNT }, (_, i) => `  - {name: n${i}, address: 10.5.0.${i + 1}, meta: {note: ${'m'.repeat(100)}}, services: [{name: web, port: 80}]}`);
+    s = await startServer({ catalog: `nodes:\n${nodes.join('\n')}\n` });
+  });
+  after(() => s.close());
+
+  test('512 bytes: every SRV record and its glue, no TXT, no TC; with room, the TXT too', async () => {
+    const small = await dig(s.port, ['+noedns', '+ignore', '_web._tcp.consul', 'SRV']);
+    assert.equal(small.answer.length, COUNT);
+    assert.deepEqual(sorted(small.additional), Array.from({ length: COUNT }, (_, i) => `n${i}.node.dc1.consul. 0 IN A 10.5.0.${i + 1}`));
+    assert.ok(!small.flags.includes('tc'), small.raw);
+    const large = await dig(s.port, ['+bufsize=4096', '_web._tcp.consul', 'SRV']);
+    assert.equal(large.answer.length, COUNT);
+    assert.equal(large.additional.filter((l) => l.includes(' IN TXT ')).length, COUNT);
+    assert.equal(large.additional.filter((l) => l.includes(' IN A ')).length, COUNT);
   });
 });

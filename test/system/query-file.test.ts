@@ -108,3 +108,18 @@ describe('the example catalog shows prepared queries', () => {
     assert.deepEqual(srv.additional, ['remote-1.node.dc2.consul. 0 IN A 10.1.0.10']);
   });
 });
+
+describe('a query without a TTL takes the TTL --service-ttl gives its service', () => {
+  let s: TestServer;
+  before(async () => {
+    s = await startServer({ catalog: CATALOG, flags: { 'service-ttl': ['web=9', '*=4'] } });
+  });
+  after(async () => {
+    await s.close();
+  });
+
+  test("the service's TTL without a query TTL; the query's own TTL wins", async () => {
+    assert.deepEqual((await dig(s.port, ['healthy-v1.query.consul', 'A'])).answer, ['healthy-v1.query.consul. 9 IN A 10.0.0.1']);
+    assert.deepEqual((await dig(s.port, ['stable.query.consul', 'A'])).answer, ['stable.query.consul. 30 IN A 10.0.0.2']);
+  });
+});

@@ -86,3 +86,27 @@ test('a TXT string longer than 255 bytes is split into 255-byte character-string
   assert.deepEqual(parts.map((p) => p.length), [255, 255, long.length - 510]);
   assert.equal(parts.join(''), long);
 });
+
+test('shrinking: the optional additional records (node meta TXT) go first, then the rest of the additional section, then answers with TC', () => {
+  const packet = buildQuery('db.service.consul', 'SRV');
+  const q = read(packet);
+  const targets = ['n1.node.dc1.consul', 'n2.node.dc1.consul'];
+  const srv = targets.map((target): RR => ({ name: q.name, type: RRType.SRV, ttl: 0, priority: 1, weight: 1, port: 80, target }));
+  const glue = targets.map((name, i): RR => ({ name, type: RRType.A, ttl: 0, address: parseIp(`10.0.0.${i + 1}`)!.bytes }));
+  const txt = targets.map((name): RR => ({ name, type: RRType.TXT, ttl: 0, strings: ['x'.repeat(100)] }));
+  const r = { ...reply(srv, glue), optionalAdditional: txt };
+  const sizes = (max: number) => {
+    const d = dnsPacket.decode(encodeReply(q, packet, r, max));
+    return [d.answers?.length, d.additionals?.map((a) => a.type).join(','), (d.flags! & dnsPacket.TRUNCATED_RESPONSE) !== 0];
+  };
+  const whole = encodeReply(q, packet, r, 65535).length;
+  const withoutTxt = encodeReply(q, packet, reply(srv, glue), 65535).length;
+  const withoutAdditional = encodeReply(q, packet, reply(srv), 65535).length;
+  assert.deepEqual(sizes(whole), [2, 'A,A,TXT,TXT', false]);
+  assert.deepEqual(sizes(whole - 1), [2, 'A,A', false], 'the TXT records go, the glue stays, no TC');
+  assert.deepEqual(sizes(withoutTxt), [2, 'A,A', false]);
+  assert.deepEqual(sizes(withoutTxt - 1), [2, '', false], 'then the whole additional section');
+  assert.deepEqual(sizes(withoutAdditional - 1), [1, '', true], 'then answers, with TC');
+  // Without optional records the cut is as before: additional section whole, or none.
+  assert.deepEqual(sizes(whole) && dnsPacket.decode(encodeReply(q, packet, reply(srv, glue), withoutTxt - 1)).additionals?.length, 0);
+});

@@ -3,6 +3,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { ConfigError, resolveConfig, type ConfigInputs } from '../../src/config.js';
+import { ServiceTtls } from '../../src/answer/ttl.js';
 
 function problems(inputs: Partial<ConfigInputs>): readonly string[] {
   try {
@@ -22,8 +23,11 @@ test('defaults', () => {
     domain: 'consul',
     altDomain: null,
     datacenter: 'dc1',
-    serviceTtl: 0,
+    serviceTtl: new ServiceTtls([['*', 0]]),
     nodeTtl: 0,
+    soa: { refresh: 3600, retry: 600, expire: 86400, minimum: 0 },
+    aRecordLimit: 0,
+    nodeMetaTxt: true,
     tcpIdleTimeout: 10,
     maxUdpSize: 4096,
     workers: 1,
@@ -129,7 +133,7 @@ test('precedence: defaults < file < env < flags; lists from env are comma-separa
     readFile: () => 'node-ttl: 1\nservice-ttl: 1\ndatacenter: DC7\ndomain: Consul.\n',
   });
   assert.equal(config.nodeTtl, 3);
-  assert.equal(config.serviceTtl, 2);
+  assert.equal(config.serviceTtl.of('any'), 2);
   assert.equal(config.datacenter, 'dc7');
   assert.equal(config.domain, 'consul');
   assert.deepEqual(config.listen, [
@@ -266,4 +270,49 @@ test('lameduck: a duration (Go style, or a bare 0), at most 1h', () => {
   assert.equal(resolveConfig({ flags: {}, env: {}, configFile: 'f.yaml', readFile: () => 'lameduck: 0\n' }).lameduckMs, 0);
   assert.deepEqual(problems({ flags: { lameduck: '5' } }), ['lameduck: must be a duration such as 10s, 5m or 87600h (got "5")']);
   assert.deepEqual(problems({ flags: { lameduck: '2h' } }), ['lameduck: must be at most 1h (got "2h")']);
+});
+
+test('service-ttl: PATTERN=SECONDS, exact beats the longest prefix beats *, a bare number is *; unmatched is 0', () => {
+  const ttl = resolveConfig({ flags: { 'service-ttl': ['5', 'db*=30', 'db-main*=40', 'db-main=50', 'Web=10'] }, env: {} }).serviceTtl;
+  assert.deepEqual(
+    ['web', 'WEB', 'webby', 'db', 'db-replica', 'db-main-2', 'db-main', 'other'].map((s) => [s, ttl.of(s)]),
+    [['web', 10], ['WEB', 10], ['webby', 5], ['db', 30], ['db-replica', 30], ['db-main-2', 40], ['db-main', 50], ['other', 5]],
+  );
+  const noStar = resolveConfig({ flags: { 'service-ttl': ['web=10'] }, env: {} }).serviceTtl;
+  assert.deepEqual([noStar.of('web'), noStar.of('db')], [10, 0], "without *, other services get Consul's default, 0");
+  // `--service-ttl 30` keeps its meaning: every service.
+  assert.equal(resolveConfig({ flags: { 'service-ttl': '30' }, env: {} }).serviceTtl.of('any'), 30);
+});
+
+test('service-ttl: a mapping in the config file, a comma-separated list in the env, repeated flags; each layer replaces the one below', () => {
+  const file = { configFile: 'svcdns.yaml', readFile: () => 'service-ttl: {web: 10, "db*": 30, "*": 5}\n' };
+  assert.deepEqual(resolveConfig({ flags: {}, env: {}, ...file }).serviceTtl.rules, ['*=5', 'db*=30', 'web=10']);
+  assert.deepEqual(resolveConfig({ flags: {}, env: {}, readFile: () => 'service-ttl: [web=10, "*=5"]\n', configFile: 'x.yaml' }).serviceTtl.rules, ['*=5', 'web=10']);
+  const env = { SVCDNS_SERVICE_TTL: 'api=7, *=1' };
+  assert.deepEqual(resolveConfig({ flags: {}, env, ...file }).serviceTtl.rules, ['*=1', 'api=7']);
+  assert.deepEqual(resolveConfig({ flags: { 'service-ttl': ['db=2'] }, env, ...file }).serviceTtl.rules, ['db=2']);
+});
+
+test('service-ttl: every bad item is named', () => {
+  assert.deepEqual(problems({ flags: { 'service-ttl': ['-1', 'a*b=5', 'web=soon', '=5', 'db*=99999999999'] } }), [
+    'service-ttl: must be a whole number from 0 to 2147483647 (got "-1")',
+    'service-ttl: "a*b=5": the pattern must be a service name, a prefix ending in *, or * (got "a*b")',
+    'service-ttl: "web=soon": the TTL must be a whole number from 0 to 2147483647',
+    'service-ttl: "=5": the pattern must be a service name, a prefix ending in *, or * (got "")',
+    'service-ttl: "db*=99999999999": the TTL must be a whole number from 0 to 2147483647',
+  ]);
+  assert.deepEqual(problems({ configFile: 'x.yaml', readFile: () => 'service-ttl: {web: [1]}\n' }), ['config file x.yaml: service-ttl must be a list or a single value']);
+});
+
+test("SOA timers (Consul's dns_config.soa defaults), a-record-limit and node-meta-txt", () => {
+  const config = resolveConfig({
+    flags: { 'soa-refresh': '7200', 'soa-retry': '300', 'soa-expire': '604800', 'soa-min-ttl': '30', 'a-record-limit': '3', 'node-meta-txt': 'false' },
+    env: {},
+  });
+  assert.deepEqual([config.soa, config.aRecordLimit, config.nodeMetaTxt], [{ refresh: 7200, retry: 300, expire: 604800, minimum: 30 }, 3, false]);
+  assert.deepEqual(problems({ flags: { 'soa-min-ttl': '-1', 'a-record-limit': 'x', 'node-meta-txt': 'maybe' } }), [
+    'soa-min-ttl: must be a whole number from 0 to 2147483647 (got "-1")',
+    'a-record-limit: must be a whole number from 0 to 65535 (got "x")',
+    'node-meta-txt: must be true or false (got "maybe")',
+  ]);
 });

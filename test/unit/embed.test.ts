@@ -57,11 +57,16 @@ test('every configuration key is an option: a value of the wrong shape for each 
   // `catalog` takes an object too (it is tested below); the rest take only config-file values.
   const keys = Object.keys(KEYS).filter((key) => key !== 'catalog');
   const options = Object.fromEntries(keys.map((key) => [optionName(key), { not: 'a value' }]));
-  const err = await rejection(createServer(options as never));
+  const err = await rejection(createServer(options));
   assert.ok(err instanceof ConfigError);
   assert.deepEqual(
     err.problems,
-    keys.map((key) => `${optionName(key)}: must be a ${KEYS[key]!.list ? 'list or a ' : ''}single value`),
+    // A map key (serviceTtl) takes a mapping: there the value is what is wrong, found by its
+    // component after the shapes are checked.
+    [
+      ...keys.filter((key) => !KEYS[key]!.map).map((key) => `${optionName(key)}: must be a ${KEYS[key]!.list ? 'list or a ' : ''}single value`),
+      ...keys.filter((key) => KEYS[key]!.map).map((key) => `${optionName(key)}: "not=a value": the TTL must be a whole number from 0 to 2147483647`),
+    ],
   );
 });
 
@@ -220,4 +225,10 @@ test('metrics(): a prom-client registry counting from the first call, the catalo
   assert.equal(value('svcdns_catalog_instances'), 2);
   assert.equal(value('svcdns_catalog_synced'), 1);
   assert.equal(text.includes('process_cpu_seconds_total'), false);
+});
+
+test('serviceTtl takes a mapping of patterns, as the config file does', async (t) => {
+  const server = await createServer({ ...BASE, serviceTtl: { web: 7, '*': 3 }, catalog: webCatalog('10.0.0.1') });
+  t.after(() => server.close());
+  assert.deepEqual(await aRecords(resolverFor(server), 'web.service.consul'), [{ address: '10.0.0.1', ttl: 7 }]);
 });

@@ -33,6 +33,28 @@ test('service names', () => {
   for (const [name, expected] of table) assert.deepEqual(parse(name), expected, name);
 });
 
+test("RFC 2782 without the service label, as Consul's parser reads it: _NAME._TAG[.DC]", () => {
+  const table: [string, ConsulName][] = [
+    ['_web._tcp.consul', { kind: 'srv', service: 'web', tag: null, dc: null }],
+    ['_web._udp.consul', { kind: 'srv', service: 'web', tag: null, dc: null }],
+    ['_web._v1.consul', { kind: 'srv', service: 'web', tag: 'v1', dc: null }],
+    ['_web._tcp.dc2.consul', { kind: 'srv', service: 'web', tag: null, dc: 'dc2' }],
+    ['_web._tcp.dc2.dc.consul', { kind: 'srv', service: 'web', tag: null, dc: 'dc2' }],
+    ['_Web._TCP.cluster.local', { kind: 'srv', service: 'web', tag: null, dc: null }],
+    // Above _web._tcp.consul: an empty non-terminal, like _tcp.service.consul.
+    ['_tcp.consul', { kind: 'structural', dc: null }],
+    ['_tcp.dc2.consul', { kind: 'structural', dc: 'dc2' }],
+    // A lookup kind to the right of the underscore label decides (the forms with "service").
+    ['_web._tcp.service.consul', { kind: 'service', service: 'web', tag: null, dc: null }],
+    ['_web._tcp.node.consul', { kind: 'node', node: '_web._tcp', dc: null }],
+  ];
+  for (const [name, expected] of table) assert.deepEqual(parse(name), expected, name);
+  // More than _NAME._TAG before the datacenter, a first label without "_", or more than a datacenter after it.
+  for (const name of ['x._web._tcp.consul', 'web._tcp.consul', '_web._tcp.dc1.x.consul', '_web._tcp.dc1.dc.x.consul', 'web.service._x.consul']) {
+    assert.equal(parse(name)?.kind, 'invalid', name);
+  }
+});
+
 test('nodes, addresses and the apex', () => {
   assert.deepEqual(parse('node1.node.consul'), { kind: 'node', node: 'node1', dc: null });
   assert.deepEqual(parse('node1.node.dc2.consul'), { kind: 'node', node: 'node1', dc: 'dc2' });
