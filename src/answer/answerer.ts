@@ -9,6 +9,12 @@
  *   NOERROR with an empty answer and the SOA in authority (NODATA, RFC 2308);
  * - every reply about our domain is authoritative (AA).
  * ANY is answered minimally (RFC 8482): the A and AAAA records of the name, never everything.
+ *
+ * Mesh names list other instances the same way as `.service` (health filter, rotation, SRV
+ * targets, the service TTL): `NAME.connect` the service's sidecar proxies and Connect-native
+ * instances, `NAME.ingress` the ingress gateways exposing it; none is NXDOMAIN, as in Consul.
+ * `NAME.virtual` is the service's virtual IP (A, the node TTL, local datacenter only), NXDOMAIN
+ * when it has none.
  */
 
 import { RRType, Rcode } from '../dns/constants.js';
@@ -24,7 +30,8 @@ import {
   parseReverseName,
   type ConsulName,
 } from './naming.js';
-import type { Instance, ServiceGeneration, Snapshot } from '../catalog/snapshot.js';
+import type { Instance, MeshView, ServiceGeneration, Snapshot } from '../catalog/snapshot.js';
+import type { MeshLookup } from '../catalog/types.js';
 import { Rotator } from './rotation.js';
 
 export interface AnswererOptions {
@@ -65,7 +72,8 @@ export interface Answered extends Reply {
  * answers again.
  */
 export interface Pending {
-  pending: { datacenter: string; service: string | null };
+  /** `lookup`: a mesh view of the service (`.connect`, `.ingress`) rather than its instances. */
+  pending: { datacenter: string; service: string | null; lookup?: MeshLookup };
 }
 
 export function isPending(result: Answered | Pending | null): result is Pending {
@@ -115,6 +123,10 @@ export class Answerer {
         return this.node(ctx, name);
       case 'addr':
         return this.addr(ctx, name);
+      case 'mesh':
+        return this.mesh(ctx, name, turn);
+      case 'virtual':
+        return this.virtual(ctx, name);
       case 'structural':
         // An empty non-terminal such as `service.consul`: it exists because names exist below it.
         // NXDOMAIN here would tell RFC 8020 resolvers that nothing below exists (Consul says NXDOMAIN).
@@ -184,6 +196,47 @@ export class Answerer {
       const empty = name.tag !== null && view?.tagParents.has(name.tag) ? this.nodata(ctx) : this.nxdomain(ctx);
       return service ? { ...empty, service } : empty;
     }
+    return this.listInstances(ctx, list, service, turn);
+  }
+
+  /** `NAME.connect` / `NAME.ingress`: the service's mesh endpoints, answered as `.service` answers instances. */
+  private mesh(ctx: Ctx, name: Extract<ConsulName, { kind: 'mesh' }>, turn: number | undefined): Answered | Pending {
+    const dc = name.dc ?? this.options.datacenter;
+    if (name.dc !== null && !ctx.snapshot.hasDatacenter(name.dc)) return this.nxdomain(ctx);
+    const view = ctx.snapshot.meshView(name.lookup, dc, name.service);
+    if (!view && ctx.snapshot.meshPending(name.lookup, dc, name.service)) {
+      return { pending: { datacenter: dc, service: name.service, lookup: name.lookup } };
+    }
+    if (!view || view.instances.length === 0) {
+      const none = this.nxdomain(ctx);
+      return view ? { ...none, service: generationOf(view) } : none;
+    }
+    return this.listInstances(ctx, view.instances, generationOf(view), turn);
+  }
+
+  /**
+   * `NAME.virtual`: the virtual IP Consul gave the service, read from its Connect endpoints. Virtual
+   * IPs are allocated per datacenter, so only the local one answers (Consul reads a label there as
+   * a peer name, which svcdns does not serve).
+   */
+  private virtual(ctx: Ctx, name: Extract<ConsulName, { kind: 'virtual' }>): Answered | Pending {
+    const local = this.options.datacenter;
+    if (name.dc !== null && name.dc !== local.toLowerCase()) return this.nxdomain(ctx);
+    const view = ctx.snapshot.meshView('connect', local, name.service);
+    if (!view && ctx.snapshot.meshPending('connect', local, name.service)) {
+      return { pending: { datacenter: local, service: name.service, lookup: 'connect' } };
+    }
+    const service = view && generationOf(view);
+    const address = view?.virtualIp ?? null;
+    let r: Reply;
+    if (!address) r = this.nxdomain(ctx);
+    else if (!(familiesFor(ctx.query.type) & familyBit(address))) r = this.nodata(ctx);
+    else r = reply(Rcode.NOERROR, [addressRecord(ctx.query.name, address, this.options.nodeTtl)], EMPTY, EMPTY);
+    return service ? { ...r, service } : r;
+  }
+
+  /** Answers with the instances in `list` (not empty), the next rotation or the one at `turn`. */
+  private listInstances(ctx: Ctx, list: readonly Instance[], service: ServiceGeneration | undefined, turn: number | undefined): Answered {
     const ttl = this.options.serviceTtl;
     const { query } = ctx;
     const listing = (r: Reply, rotation: number): Answered => ({ ...r, service, rotation: { turn: rotation, count: list.length } });
@@ -294,6 +347,10 @@ interface Ctx {
   snapshot: Snapshot;
   /** The configured domain the question came in on (primary or alt), for names we generate. */
   domain: string;
+}
+
+function generationOf(view: MeshView): ServiceGeneration {
+  return { datacenter: view.datacenter, service: view.name, generation: view.generation, lookup: view.lookup };
 }
 
 function reply(rcode: number, answers: readonly RR[], authority: readonly RR[], additional: readonly RR[], authoritative = true): Reply {

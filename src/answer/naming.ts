@@ -4,20 +4,24 @@
  * Grammar (after the domain suffix is removed; DOMAIN is --domain or --alt-domain):
  *
  *   name     = DOMAIN                                  ; apex: SOA, NS
- *            / service-name / node-name / addr-name
+ *            / service-name / node-name / addr-name / mesh-name / virtual-name
  *   service  = [TAG "."] SERVICE ".service" [dc] "." DOMAIN
  *            / "_" SERVICE "._" TAG ".service" [dc] "." DOMAIN   ; RFC 2782; _tcp/_udp: no tag
  *   node     = NODE ".node" [dc] "." DOMAIN
  *   addr     = HEX ".addr" [dc] "." DOMAIN             ; HEX: 8 (IPv4) or 32 (IPv6) hex digits
+ *   mesh     = *(LABEL ".") SERVICE (".connect" / ".ingress") [dc] "." DOMAIN
+ *   virtual  = *(LABEL ".") SERVICE ".virtual" [dc] "." DOMAIN
  *   dc       = "." DC / "." DC ".dc"                   ; one label; omitted: the local datacenter
  *
  * Empty non-terminals (`service.consul`, `service.dc1.consul`, `dc1.consul`, `_tcp.service.consul`)
  * are `structural`: they exist (names live below them) but hold no records, so they get NODATA.
  *
  * As in Consul's parser, the labels are read from the right: the last is the lookup kind
- * ("service", "node", "addr") or else a datacenter, and only one datacenter label may stand
+ * ("service", "node", "addr", "connect", "ingress", "virtual") or else a datacenter, and only one datacenter label may stand
  * between the kind and the domain. A TAG may itself contain dots (everything left of SERVICE).
- * Anything else inside the domain is `invalid` (NXDOMAIN).
+ * Anything else inside the domain is `invalid` (NXDOMAIN). Before `.connect`, `.ingress` and
+ * `.virtual` only the last label counts (the service): Consul ignores the labels left of it and
+ * filters no tag there. `.virtual`'s label after it is, in Consul, a peer or the datacenter.
  *
  * Reverse names (`d.c.b.a.in-addr.arpa`, 32 nibbles `.ip6.arpa`) are parsed by `parseReverseName`.
  */
@@ -29,6 +33,10 @@ export type ConsulName =
   | { kind: 'service'; service: string; tag: string | null; dc: string | null }
   | { kind: 'node'; node: string; dc: string | null }
   | { kind: 'addr'; address: IpAddress; dc: string | null }
+  /** `NAME.connect` (sidecar proxies, Connect-native instances) and `NAME.ingress` (ingress gateways). */
+  | { kind: 'mesh'; lookup: 'connect' | 'ingress'; service: string; dc: string | null }
+  /** `NAME.virtual`: the service's virtual IP. */
+  | { kind: 'virtual'; service: string; dc: string | null }
   /** An empty non-terminal: `service.consul`, `dc1.consul`, `_tcp.service.consul`. Exists, no records. */
   | { kind: 'structural'; dc: string | null }
   | { kind: 'invalid' };
@@ -91,13 +99,18 @@ export function parseConsulName(rest: readonly string[]): ConsulName {
       const address = parseHexAddress(parts[0]!);
       return address ? { kind: 'addr', address, dc } : { kind: 'invalid' };
     }
+    case 'connect':
+    case 'ingress':
+      return { kind: 'mesh', lookup: kind, service: parts[parts.length - 1]!, dc };
+    case 'virtual':
+      return { kind: 'virtual', service: parts[parts.length - 1]!, dc };
     default:
       return { kind: 'invalid' };
   }
 }
 
 function isKind(label: string): boolean {
-  return label === 'service' || label === 'node' || label === 'addr';
+  return label === 'service' || label === 'node' || label === 'addr' || label === 'connect' || label === 'ingress' || label === 'virtual';
 }
 
 function parseService(parts: readonly string[], dc: string | null): ConsulName {

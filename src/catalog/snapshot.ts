@@ -8,7 +8,7 @@
  */
 
 import { parseIp, type IpAddress } from '../net/address.js';
-import type { CatalogData, Health } from './types.js';
+import type { CatalogData, Health, MeshLookup, ServiceRecord } from './types.js';
 
 export interface NodeView {
   readonly name: string;
@@ -54,6 +54,15 @@ export interface ServiceGeneration {
   readonly datacenter: string;
   readonly service: string;
   readonly generation: number;
+  /** Absent: the service's own instances; else which of its mesh views (`.connect`, `.ingress`). */
+  readonly lookup?: MeshLookup;
+}
+
+/** A service's mesh endpoints (`.connect`, `.ingress`): served like its instances, generations apart. */
+export interface MeshView extends ServiceView {
+  readonly lookup: MeshLookup;
+  /** `connect` views: the service's virtual IP, if it has one (`.virtual` names). */
+  readonly virtualIp: IpAddress | null;
 }
 
 /** What a reverse (PTR) lookup of an address finds. */
@@ -95,6 +104,8 @@ export class Snapshot {
   readonly counts: SnapshotCounts;
   readonly datacenters: ReadonlySet<string>;
   private readonly services = new Map<string, ServiceEntry>();
+  /** Mesh views by `meshKey(lookup, dc, service)`. */
+  private readonly meshViews = new Map<string, MeshView & { readonly fingerprint: string }>();
   private readonly nodes = new Map<string, NodeView>();
   private readonly reverseIndex = new Map<string, ReverseEntry[]>();
   /** null: everything is loaded. Otherwise what exists but is not loaded (see CatalogData.partial). */
@@ -138,41 +149,30 @@ export class Snapshot {
       }
       dcs.add(s.datacenter.toLowerCase());
       if (s.health === 'critical' || (options.onlyPassing && s.health === 'warning')) continue;
-      group.instances.push(
-        Object.freeze({
-          id: s.id,
-          service: s.name,
-          datacenter: s.datacenter,
-          node,
-          address,
-          usesNodeAddress,
-          port: s.port,
-          tags: Object.freeze([...s.tags]),
-          health: s.health,
-          weight: s.health === 'warning' ? s.weights.warning : s.weights.passing,
-        }),
-      );
+      group.instances.push(instanceOf(s, node, address, usesNodeAddress));
     }
 
     for (const [k, group] of grouped) {
-      const fingerprint = JSON.stringify(
-        group.instances.map((i) => [i.id, i.node.name, i.address.text, i.usesNodeAddress, i.port, i.tags, i.health, i.weight]),
-      );
-      const byTag = indexTags(group.instances);
-      const before = options.previous?.services.get(k);
-      const generation = before && before.fingerprint === fingerprint ? before.generation : options.nextGeneration();
-      this.services.set(
-        k,
-        Object.freeze({
-          name: group.name,
-          datacenter: group.datacenter,
-          generation,
-          instances: Object.freeze(group.instances),
-          byTag,
-          tagParents: tagParents(byTag.keys()),
-          fingerprint,
-        }),
-      );
+      this.services.set(k, entryOf(group.name, group.datacenter, group.instances, options.previous?.services.get(k), options));
+    }
+
+    for (const m of data.mesh ?? []) {
+      const instances: Instance[] = [];
+      for (const s of m.instances) {
+        const node = this.nodes.get(key(s.datacenter, s.node));
+        if (!node) throw new Error(`${m.lookup} endpoint ${s.id} of ${m.service}: unknown node ${s.node}`);
+        const own = s.address === '' ? null : parseIp(s.address);
+        if (s.address !== '' && !own) throw new Error(`${m.lookup} endpoint ${s.id} of ${m.service}: bad address ${s.address}`);
+        if (s.health === 'critical' || (options.onlyPassing && s.health === 'warning')) continue;
+        instances.push(instanceOf(s, node, own ?? node.address, own === null || own.text === node.address.text));
+      }
+      const virtualIp = m.virtualIp === undefined ? null : parseIp(m.virtualIp);
+      if (m.virtualIp !== undefined && !virtualIp) throw new Error(`virtual IP of ${m.service}: bad address ${m.virtualIp}`);
+      const k = meshKey(m.lookup, m.datacenter, m.service);
+      const before = options.previous?.meshViews.get(k);
+      const entry = entryOf(m.service, m.datacenter, instances, before, options, virtualIp?.text ?? '');
+      this.meshViews.set(k, Object.freeze({ ...entry, lookup: m.lookup, virtualIp }));
+      dcs.add(m.datacenter.toLowerCase());
     }
     if (data.partial) {
       const lower = (list: readonly string[]) => new Set(list.map((d) => d.toLowerCase()));
@@ -199,6 +199,28 @@ export class Snapshot {
   /** Whether the datacenter's node list must be fetched before a node name can be answered. */
   nodesPending(dc: string): boolean {
     return this.partial !== null && !this.partial.nodeListsKnown.has(dc.toLowerCase());
+  }
+
+  /**
+   * Whether a mesh view must be fetched before it can be answered: not loaded, and the service is
+   * in its datacenter's service list (or the list is not known yet). Mesh views are loaded only on
+   * demand, so a service that is listed but whose view is absent is not known to have none.
+   */
+  meshPending(lookup: MeshLookup, dc: string, name: string): boolean {
+    if (!this.partial || this.meshViews.has(meshKey(lookup, dc, name))) return false;
+    if (!this.partial.serviceListsKnown.has(dc.toLowerCase())) return true;
+    return this.services.has(key(dc, name)) || this.partial.pending.has(key(dc, name));
+  }
+
+  /** The `.connect` or `.ingress` endpoints of service `name` in `dc`, if the catalog has them. */
+  meshView(lookup: MeshLookup, dc: string, name: string): MeshView | undefined {
+    return this.meshViews.get(meshKey(lookup, dc, name));
+  }
+
+  /** The generation `dep`'s service or mesh view has in this snapshot (undefined: it has none). */
+  generationOf(dep: ServiceGeneration): number | undefined {
+    const view = dep.lookup === undefined ? this.services.get(key(dep.datacenter, dep.service)) : this.meshView(dep.lookup, dep.datacenter, dep.service);
+    return view?.generation;
   }
 
   /** The service `name` in datacenter `dc` (both case-insensitive), if the catalog has it. */
@@ -237,6 +259,52 @@ export class Snapshot {
 
 function key(dc: string, name: string): string {
   return `${dc.toLowerCase()}\u0000${name.toLowerCase()}`;
+}
+
+function meshKey(lookup: MeshLookup, dc: string, name: string): string {
+  return `${lookup}\u0000${key(dc, name)}`;
+}
+
+function instanceOf(s: ServiceRecord, node: NodeView, address: IpAddress, usesNodeAddress: boolean): Instance {
+  return Object.freeze({
+    id: s.id,
+    service: s.name,
+    datacenter: s.datacenter,
+    node,
+    address,
+    usesNodeAddress,
+    port: s.port,
+    tags: Object.freeze([...s.tags]),
+    health: s.health,
+    weight: s.health === 'warning' ? s.weights.warning : s.weights.passing,
+  });
+}
+
+/**
+ * The view of one instance list, keeping `before`'s generation when what is served did not change.
+ * `extra`: anything else the view serves (a mesh view's virtual IP), part of the fingerprint.
+ */
+function entryOf(
+  name: string,
+  datacenter: string,
+  instances: Instance[],
+  before: ServiceEntry | undefined,
+  options: SnapshotOptions,
+  extra?: string,
+): ServiceEntry {
+  const served = instances.map((i) => [i.id, i.node.name, i.address.text, i.usesNodeAddress, i.port, i.tags, i.health, i.weight]);
+  const fingerprint = JSON.stringify(extra === undefined ? served : [served, extra]);
+  const byTag = indexTags(instances);
+  const generation = before && before.fingerprint === fingerprint ? before.generation : options.nextGeneration();
+  return Object.freeze({
+    name,
+    datacenter,
+    generation,
+    instances: Object.freeze(instances),
+    byTag,
+    tagParents: tagParents(byTag.keys()),
+    fingerprint,
+  });
 }
 
 function indexTags(instances: readonly Instance[]): ReadonlyMap<string, readonly Instance[]> {
