@@ -11,6 +11,7 @@ import { ConsulSim } from '../support/consul-sim.js';
 import { dig, digEach, type DigResult } from '../support/dig.js';
 import { eventually } from '../support/eventually.js';
 import { TEST_SERIAL, startServer, type TestServer } from '../support/server.js';
+import { startCli } from '../support/spawn.js';
 
 /** Distinct service and node TTLs, so each record shows which one it got. */
 const TTLS = { 'service-ttl': '30', 'node-ttl': '60' };
@@ -231,4 +232,24 @@ describe('mesh names from Consul', () => {
       assert.deepEqual(r.authority.map(sameSerial), [SOA]);
     });
   });
+});
+
+test('--workers 2 with Consul: a worker\'s .connect question is fetched by the primary (the lookup crosses the relay)', async (t) => {
+  const sim = new ConsulSim();
+  await sim.start();
+  t.after(() => sim.stop());
+  sim.registerNode('dc1', { Node: 'a', Address: '10.30.0.1' });
+  sim.registerService('dc1', 'a', { ID: 'web-a', Service: 'web', Port: 80 });
+  sim.registerMeshService('dc1', 'a', { ID: 'web-a-proxy', Service: 'web-sidecar-proxy', Kind: 'connect-proxy', Port: 21000, Proxy: { DestinationServiceName: 'web' } });
+  const cli = startCli(['--listen', '127.0.0.1:0', '--workers', '2', '--consul', sim.url]);
+  t.after(() => cli.stop());
+  const listening = await cli.waitForLog((l) => l.msg === 'listening (udp, tcp)');
+  const port = Number(String(listening.address).split(':').pop());
+  await cli.waitForLog((l) => l.msg === 'consul catalog synced; ready');
+  // Over TCP, each connection goes to one worker or the other.
+  for (let i = 0; i < 4; i++) {
+    const r = await dig(port, ['web.connect.consul', 'SRV', '+tcp']);
+    assert.deepEqual(r.answer, ['web.connect.consul. 0 IN SRV 1 1 21000 a.node.dc1.consul.'], `query ${i}`);
+  }
+  assert.equal(sim.requests.filter((r) => r.path === '/v1/health/connect/web' && r.query.index === undefined).length, 1, 'fetched once, for both workers');
 });
