@@ -253,3 +253,23 @@ test('--workers 2 with Consul: a worker\'s .connect question is fetched by the p
   }
   assert.equal(sim.requests.filter((r) => r.path === '/v1/health/connect/web' && r.query.index === undefined).length, 1, 'fetched once, for both workers');
 });
+
+test('an idle .connect watch is dropped after --watch-idle (even with --watch all), and the next question fetches again', async (t) => {
+  const sim = new ConsulSim();
+  await sim.start();
+  t.after(() => sim.stop());
+  sim.registerNode('dc1', { Node: 'a', Address: '10.30.0.1' });
+  sim.registerService('dc1', 'a', { ID: 'web-a', Service: 'web', Port: 80 });
+  sim.registerMeshService('dc1', 'a', { ID: 'web-a-proxy', Service: 'web-sidecar-proxy', Kind: 'connect-proxy', Port: 21000, Proxy: { DestinationServiceName: 'web' } });
+  const logs: Record<string, unknown>[] = [];
+  const s = await startServer({ flags: { consul: sim.url, 'consul-wait': '2s', watch: 'all', 'watch-idle': '400ms' }, logs });
+  t.after(() => s.close());
+  const connectReads = (): number => sim.requests.filter((r) => r.path === '/v1/health/connect/web').length;
+  await eventually(async () => assert.equal((await dig(s.port, ['web.connect.consul'])).status, 'NOERROR'));
+  const before = connectReads();
+  assert.ok(before >= 1, 'fetched');
+  await eventually(() => assert.ok(logs.some((l) => l.msg === 'idle on-demand watch dropped' && l.lookup === 'connect' && l.service === 'web'), 'connect watch dropped'), 3000);
+  assert.equal(logs.filter((l) => l.msg === 'idle on-demand watch dropped' && l.lookup === undefined).length, 0, 'service watches stay (--watch all)');
+  assert.deepEqual((await dig(s.port, ['web.connect.consul'])).answer, ['web.connect.consul. 0 IN A 10.30.0.1']);
+  assert.ok(connectReads() > before, 'fetched again');
+});
