@@ -103,8 +103,26 @@ test('snapshot: mesh views keep their generation while unchanged, apart from the
   assert.deepEqual(gens(vipChanged).map((g, i) => g === [service, connect, ingress][i]), [true, false, true], 'a new VIP: a new connect generation only');
   const proxyDown = build('240.0.0.1', 'critical', first);
   assert.deepEqual(proxyDown.meshView('connect', 'dc1', 'web')?.instances, [], 'critical proxies are not served');
+  assert.equal(proxyDown.meshView('connect', 'dc1', 'web')?.virtualIp?.text, '240.0.0.1', 'the virtual IP stays, as Consul\'s does, whatever the health');
   assert.equal(proxyDown.generationOf({ datacenter: 'dc1', service: 'web', generation: 0, lookup: 'ingress' }), ingress);
   assert.equal(proxyDown.generationOf({ datacenter: 'dc1', service: 'nope', generation: 0, lookup: 'connect' }), undefined);
+});
+
+test('snapshot: --only-passing leaves warning gateways and proxies out of mesh views, as out of services', () => {
+  const { data } = checkCatalog(
+    catalog([
+      { name: 'web', port: 80 },
+      { name: 'web-proxy', kind: 'connect-proxy', port: 21000, proxy: { destination: 'web' }, health: 'warning' },
+      { name: 'gw', kind: 'ingress-gateway', port: 8443, ingress: [{ service: 'web' }], health: 'warning' },
+    ]),
+    'dc1',
+  );
+  const all = new Snapshot(data, { serial: 1, nextGeneration: () => 1 });
+  assert.equal(all.meshView('ingress', 'dc1', 'web')?.instances.length, 1);
+  assert.equal(all.meshView('connect', 'dc1', 'web')?.instances[0]?.weight, 1, 'warning weight');
+  const passing = new Snapshot(data, { serial: 1, nextGeneration: () => 1, onlyPassing: true });
+  assert.equal(passing.meshView('ingress', 'dc1', 'web')?.instances.length, 0);
+  assert.equal(passing.meshView('connect', 'dc1', 'web')?.instances.length, 0);
 });
 
 test('snapshot: with a partial catalog a listed service\'s mesh view is pending until loaded, an unlisted one is not', () => {
