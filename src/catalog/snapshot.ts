@@ -132,12 +132,7 @@ export class Snapshot {
 
     const grouped = new Map<string, { name: string; datacenter: string; instances: Instance[] }>();
     for (const s of data.services) {
-      const node = this.nodes.get(key(s.datacenter, s.node));
-      if (!node) throw new Error(`service ${s.id}: unknown node ${s.node}`);
-      const own = s.address === '' ? null : parseIp(s.address);
-      if (s.address !== '' && !own) throw new Error(`service ${s.id}: bad address ${s.address}`);
-      const address = own ?? node.address;
-      const usesNodeAddress = own === null || own.text === node.address.text;
+      const { node, address, usesNodeAddress } = this.placement(s, 'service');
       if (!usesNodeAddress) {
         this.addReverse(address, { kind: 'service', name: s.name, datacenter: s.datacenter });
       }
@@ -159,12 +154,9 @@ export class Snapshot {
     for (const m of data.mesh ?? []) {
       const instances: Instance[] = [];
       for (const s of m.instances) {
-        const node = this.nodes.get(key(s.datacenter, s.node));
-        if (!node) throw new Error(`${m.lookup} endpoint ${s.id} of ${m.service}: unknown node ${s.node}`);
-        const own = s.address === '' ? null : parseIp(s.address);
-        if (s.address !== '' && !own) throw new Error(`${m.lookup} endpoint ${s.id} of ${m.service}: bad address ${s.address}`);
+        const { node, address, usesNodeAddress } = this.placement(s, `${m.lookup} endpoint of ${m.service}`);
         if (s.health === 'critical' || (options.onlyPassing && s.health === 'warning')) continue;
-        instances.push(instanceOf(s, node, own ?? node.address, own === null || own.text === node.address.text));
+        instances.push(instanceOf(s, node, address, usesNodeAddress));
       }
       const virtualIp = m.virtualIp === undefined ? null : parseIp(m.virtualIp);
       if (m.virtualIp !== undefined && !virtualIp) throw new Error(`virtual IP of ${m.service}: bad address ${m.virtualIp}`);
@@ -244,6 +236,18 @@ export class Snapshot {
   /** Every service, for diagnostics and tests. */
   allServices(): IterableIterator<ServiceView> {
     return this.services.values();
+  }
+
+  /**
+   * Where an instance is served: its node (which must exist) and its address, its own or else its
+   * node's. `what` names the record in errors.
+   */
+  private placement(s: ServiceRecord, what: string): { node: NodeView; address: IpAddress; usesNodeAddress: boolean } {
+    const node = this.nodes.get(key(s.datacenter, s.node));
+    if (!node) throw new Error(`${what} ${s.id}: unknown node ${s.node}`);
+    const own = s.address === '' ? null : parseIp(s.address);
+    if (s.address !== '' && !own) throw new Error(`${what} ${s.id}: bad address ${s.address}`);
+    return { node, address: own ?? node.address, usesNodeAddress: own === null || own.text === node.address.text };
   }
 
   private addReverse(address: IpAddress, entry: ReverseEntry): void {
