@@ -179,6 +179,9 @@ describe('mesh names from Consul', () => {
     sim.registerMeshService('dc1', 'n2', { ID: 'api1', Service: 'api', Port: 9090, Connect: { Native: true } });
     sim.registerMeshService('dc1', 'gw', { ID: 'ingress1', Service: 'ingress', Kind: 'ingress-gateway', Port: 8443 });
     sim.setIngressGateway('dc1', 'ingress', ['web']);
+    sim.registerNode('dc2', { Node: 'far', Address: '10.2.0.1' });
+    sim.registerService('dc2', 'far', { ID: 'web-far', Service: 'web', Port: 80 });
+    sim.registerMeshService('dc2', 'far', { ID: 'web-far-proxy', Service: 'web-sidecar-proxy', Kind: 'connect-proxy', Port: 21000, Proxy: { DestinationServiceName: 'web' } });
     // --watch all: the mesh views are still loaded on demand, from their first question.
     s = await startServer({ flags: { ...TTLS, consul: sim.url, 'consul-wait': '2s', watch: 'all' } });
   });
@@ -206,11 +209,13 @@ describe('mesh names from Consul', () => {
     assert.ok(sim.requests.some((r) => r.path === '/v1/health/connect/web'), 'read from /v1/health/connect/web');
   });
 
-  test('.ingress and .virtual', () =>
+  test('.ingress, .virtual, and .connect in another datacenter', () =>
     check(s.port, [
       // Consul answers the gateway's own port (its DNS does not read the listeners).
       { q: 'web.ingress.consul', type: 'SRV', status: 'NOERROR', answer: ['web.ingress.consul. 30 IN SRV 1 1 8443 gw.node.dc1.consul.'], additional: ['gw.node.dc1.consul. 30 IN A 10.0.0.9'] },
       { q: 'db.ingress.consul', ...NXDOMAIN },
+      // Another datacenter: its lists and then the mesh view fetched with ?dc=dc2 on the first question.
+      { q: 'web.connect.dc2.consul', type: 'SRV', status: 'NOERROR', answer: ['web.connect.dc2.consul. 30 IN SRV 1 1 21000 far.node.dc2.consul.'], additional: ['far.node.dc2.consul. 30 IN A 10.2.0.1'] },
       { q: 'web.virtual.consul', status: 'NOERROR', answer: ['web.virtual.consul. 60 IN A 240.0.0.1'] },
       { q: 'api.virtual.consul', ...NXDOMAIN },
     ], true));

@@ -201,3 +201,18 @@ test('simulator: /v1/health/ingress/NAME lists the gateways whose config entry e
   assert.ok(woken.meta.index > none.meta.index);
   assert.equal(woken.data.virtualIp, undefined);
 });
+
+test('svcdns\'s client sends its ACL token on mesh reads (the request is its own, not the consul client\'s)', async (t) => {
+  const s = new ConsulSim({ aclTokens: ['s3cret'] });
+  await s.start();
+  t.after(() => s.stop());
+  s.registerNode('dc1', { Node: 'n1', Address: '10.0.0.1' });
+  s.registerMeshService('dc1', 'n1', { ID: 'api1', Service: 'api', Port: 9090, Connect: { Native: true } });
+  const tls = { ca: null, cert: null, key: null, serverName: null, verify: true };
+  const withToken = await createConsulApi({ url: new URL(s.url), token: 's3cret', tls }).mesh('connect', 'api', { dc: 'dc1' });
+  assert.deepEqual(withToken.data.instances.map((i) => i.id), ['api1']);
+  assert.equal(s.requests.at(-1)?.token, 's3cret');
+  const anonymous = await createConsulApi({ url: new URL(s.url), token: null, tls }).mesh('connect', 'api', { dc: 'dc1' });
+  assert.deepEqual(anonymous.data.instances, [], 'without a token: filtered to nothing, as Consul does');
+  assert.equal(anonymous.meta.defaultAclPolicy, 'deny');
+});
