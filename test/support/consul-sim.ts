@@ -54,8 +54,9 @@
  *    registerService defaults Meta to {}. PUT /v1/catalog/register stores exactly what it is given
  *    (absent maps are null), as Consul's catalog does. Names are matched case-insensitively.
  *  - The service mesh (section "Service mesh" below): sidecar proxies, Connect-native services,
- *    ingress gateways and virtual IPs, registered through the JS API only; /v1/health/connect/:name
- *    and /v1/health/ingress/:name, blocking like /v1/health/service/:name.
+ *    ingress gateways and virtual IPs (Kind, Proxy, Connect also read from PUT /v1/catalog/register;
+ *    virtual IPs and ingress config entries through the JS API only); /v1/health/connect/:name and
+ *    /v1/health/ingress/:name, blocking like /v1/health/service/:name.
  *  - Not modelled: terminating/mesh gateways, namespaces/partitions/peers, ?filter and ?node-meta
  *    (answered 400 "consul-sim: ... is not supported" rather than silently ignored), ?cached (always
  *    fresh), ?near (no coordinates, so Consul would not sort either), max_stale, X-Cache.
@@ -1505,6 +1506,7 @@ export class ConsulSim {
         Port: dInt(svcRaw, 'Port', S),
         Weights: validWeights(weights),
         EnableTagOverride: dBool(svcRaw, 'EnableTagOverride', S),
+        ...decodeMesh(svcRaw, S),
       };
     }
     const rawChecks: Record<string, unknown>[] = [];
@@ -1668,6 +1670,25 @@ function filterNonPassing<T extends { Checks: unknown[] }>(nodes: T[]): T[] {
 // instance as TaggedAddresses["consul-virtual"] = {Address: VIP, Port: the instance's port}.
 // Modelling choice: the index of these results is the datacenter's catalog and config index
 // (Consul keeps finer ones), so a parked mesh query wakes on any catalog write in its datacenter.
+
+/** Kind, Proxy.DestinationServiceName and Connect.Native of a registered NodeService (the rest of the mesh config is not modelled). */
+function decodeMesh(svcRaw: Record<string, unknown>, where: string): Pick<ServiceRec, 'Kind' | 'Proxy' | 'Connect'> {
+  const out: Pick<ServiceRec, 'Kind' | 'Proxy' | 'Connect'> = {};
+  const kind = dStr(svcRaw, 'Kind', where);
+  if (kind !== '') out.Kind = kind;
+  const proxy = field(svcRaw, 'Proxy');
+  if (proxy !== undefined && proxy !== null) {
+    if (!isObj(proxy)) throw new DecodeError(`json: cannot unmarshal ${jsonKind(proxy)} into Go struct field ${where}.Proxy of type structs.ConnectProxyConfig`);
+    const destination = dStr(proxy, 'DestinationServiceName', `${where}.Proxy`);
+    if (destination !== '') out.Proxy = { DestinationServiceName: destination };
+  }
+  const connect = field(svcRaw, 'Connect');
+  if (connect !== undefined && connect !== null) {
+    if (!isObj(connect)) throw new DecodeError(`json: cannot unmarshal ${jsonKind(connect)} into Go struct field ${where}.Connect of type structs.ServiceConnect`);
+    if (dBool(connect, 'Native', `${where}.Connect`)) out.Connect = { Native: true };
+  }
+  return out;
+}
 
 /** The service a proxy or Connect-native instance serves, or null for any other instance. */
 function meshServed(s: { Kind?: string; Service: string; Proxy?: { DestinationServiceName: string }; Connect?: { Native: boolean } }): string | null {

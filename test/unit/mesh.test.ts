@@ -216,3 +216,14 @@ test('svcdns\'s client sends its ACL token on mesh reads (the request is its own
   assert.deepEqual(anonymous.data.instances, [], 'without a token: filtered to nothing, as Consul does');
   assert.equal(anonymous.meta.defaultAclPolicy, 'deny');
 });
+
+test('simulator: PUT /v1/catalog/register takes Kind, Proxy and Connect, and /v1/health/connect/ lists the result', async (t) => {
+  const s = await sim(t);
+  const put = await fetch(`${s.url}/v1/catalog/register`, {
+    method: 'PUT',
+    body: JSON.stringify({ Node: 'n1', Address: '10.0.0.1', Service: { ID: 'web1-proxy', Service: 'web-sidecar-proxy', Kind: 'connect-proxy', Port: 21000, Proxy: { DestinationServiceName: 'web' } } }),
+  });
+  assert.equal(put.status, 200);
+  const body = (await (await fetch(`${s.url}/v1/health/connect/web`)).json()) as { Service: Record<string, unknown> }[];
+  assert.deepEqual(body.map((e) => [e.Service.Kind, e.Service.ID, (e.Service.Proxy as Record<string, unknown>).DestinationServiceName]), [['connect-proxy', 'web1-proxy', 'web']]);
+});
