@@ -17,8 +17,8 @@
  * are `structural`: they exist (names live below them) but hold no records, so they get NODATA.
  *
  * As in Consul's parser, the labels are read from the right: the last is the lookup kind
- * ("service", "node", "addr", "connect", "ingress", "virtual") or else a datacenter, and only one datacenter label may stand
- * between the kind and the domain. A TAG may itself contain dots (everything left of SERVICE).
+ * ("service", "node", "addr", "connect", "ingress", "virtual") or else a datacenter, and only one
+ * datacenter label may stand between the kind and the domain. A TAG may itself contain dots (everything left of SERVICE).
  * Anything else inside the domain is `invalid` (NXDOMAIN). Before `.connect`, `.ingress` and
  * `.virtual` only the last label counts (the service): Consul ignores the labels left of it and
  * filters no tag there. `.virtual`'s label after it is, in Consul, a peer or the datacenter.

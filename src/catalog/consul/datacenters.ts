@@ -11,8 +11,9 @@
  * - A service's mesh views (`connect`, `ingress`: its endpoints, from /v1/health/connect|ingress)
  *   are watched from their first question only (`useMesh`), whatever --watch says, and only if
  *   the service list has the service; idle ones are swept like on-demand services.
- * - A service that leaves the list is dropped at once (its mesh views too); the idle sweep drops on-demand services
- *   unused for --watch-idle, and remote datacenters nobody asks about (`onDropped`: their waits end).
+ * - A service that leaves the list is dropped at once (its mesh views too); the idle sweep drops
+ *   on-demand services and mesh views unused for --watch-idle, and remote datacenters nobody asks
+ *   about (`onDropped`: their waits end).
  * - `synced()` says whether the first snapshot can go out; `data()` is the catalog to publish,
  *   with what exists but is not loaded yet (CatalogData.partial).
  *

@@ -5,8 +5,8 @@
  * `want` loads what a question needs (through datacenters.ts) and waits for it. Questions waiting
  * for one thing share one Wait, keyed by that thing: `nodes/DC/` (a datacenter's node list),
  * `list/DC/` (its service list), `health/DC/service` (a service's instances), `connect/DC/service`
- * and `ingress/DC/service` (its mesh views). So there are at most
- * as many waits as catalog entries, however many questions. A wait ends at the first publish in
+ * and `ingress/DC/service` (its mesh views). So there are at most as many waits as catalog
+ * entries, however many questions. A wait ends at the first publish in
  * which what it waits for holds (`published`), when its datacenter is dropped (`endDatacenter`: the
  * question asks again), or at stop (`endAll`). How long a question waits is bounded by its caller
  * (--fetch-timeout).
