@@ -45,8 +45,8 @@ export class Waits {
 
   /**
    * Loads what a question needs: the datacenter's node list (`service` null), or its service list
-   * and then, if the service is in it, the service. A health watch starts only for a service the
-   * list confirms, so made-up names cost nothing but the list.
+   * and then, if the service is in it, the service (with `lookup`, its `connect` or `ingress` view).
+   * A watch starts only for a service the list confirms, so made-up names cost nothing but the list.
    */
   async want(datacenter: string, service: string | null, lookup?: MeshLookup): Promise<void> {
     const dc = datacenter.toLowerCase();
