@@ -89,8 +89,8 @@ export class AnswerStage implements Stage {
   private async afterFetch(request: Request, pending: Pending): Promise<Answer> {
     const { source, fetchTimeoutMs, answerer, log } = this.options;
     try {
-      const { datacenter, service } = pending.pending;
-      const fetched = source.want ? source.want(datacenter, service) : Promise.reject(new Error('source cannot fetch'));
+      const { datacenter, service, lookup } = pending.pending;
+      const fetched = source.want ? source.want(datacenter, service, lookup) : Promise.reject(new Error('source cannot fetch'));
       let timer: NodeJS.Timeout | undefined;
       const timeout = new Promise<never>((_, reject) => {
         timer = setTimeout(() => reject(new Error('fetch timed out')), fetchTimeoutMs);
