@@ -25,6 +25,8 @@ for (let i = 1; i <= 3; i++) {
   sim.registerNode('dc1', { Node: `app-${i}`, Address: `10.10.1.${i}`, Meta: { rack: `r${i}` } });
   sim.registerService('dc1', `app-${i}`, { ID: `web-${i}`, Service: 'web', Port: 8080, Tags: [i === 3 ? 'v2' : 'v1'], Weights: { Passing: 10, Warning: 1 } });
   sim.setCheck('dc1', `app-${i}`, { CheckID: 'serfHealth', Status: 'passing' });
+  // The service mesh: a sidecar proxy beside each web instance (web.connect.consul SRV, web.virtual.consul).
+  sim.registerMeshService('dc1', `app-${i}`, { ID: `web-${i}-sidecar-proxy`, Service: 'web-sidecar-proxy', Kind: 'connect-proxy', Port: 21000, Proxy: { DestinationServiceName: 'web' } }, { virtualIps: true });
 }
 sim.registerNode('dc1', { Node: 'db-1', Address: '10.10.2.1' });
 sim.registerService('dc1', 'db-1', { ID: 'postgres-1', Service: 'postgres', Port: 5432, Tags: ['primary'] });

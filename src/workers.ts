@@ -154,13 +154,13 @@ export async function runPrimary(config: Config, log: Logger): Promise<Primary> 
               send(worker, { t: 'wanted', id: message.id, ok: false });
               break;
             }
-            source.want(message.datacenter, message.service).then(
+            source.want(message.datacenter, message.service, message.lookup).then(
               () => send(worker, { t: 'wanted', id: message.id, ok: true }),
               () => send(worker, { t: 'wanted', id: message.id, ok: false }),
             );
             break;
           case 'touch':
-            for (const [dc, service] of message.used) source.touch?.(dc, service);
+            for (const [dc, service, lookup] of message.used) source.touch?.(dc, service, lookup);
             break;
           case 'query':
             answerQuery(source, message, (outcome) => send(worker, { t: 'queried', id: message.id, outcome }));

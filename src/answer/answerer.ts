@@ -14,6 +14,12 @@
  * node meta TXT) carry the TTL of the service asked (`serviceTtl`); node, `.addr.` and NS records
  * the node TTL; the SOA record its own minimum, so that a negative answer is cached no longer than
  * the SOA says (RFC 2308).
+ *
+ * Mesh names list other instances the same way as `.service` (health filter, rotation, SRV
+ * targets, the service TTL): `NAME.connect` the service's sidecar proxies and Connect-native
+ * instances, `NAME.ingress` the ingress gateways exposing it; none is NXDOMAIN, as in Consul.
+ * `NAME.virtual` is the service's virtual IP (A, the node TTL, local datacenter only), NXDOMAIN
+ * when it has none.
  */
 
 import { RRType, Rcode } from '../dns/constants.js';
@@ -31,7 +37,8 @@ import {
 } from './naming.js';
 import type { PreparedQueries } from '../catalog/queries.js';
 import type { Endpoint, Reach } from '../catalog/reach.js';
-import type { Instance, NodeView, ServiceGeneration, Snapshot } from '../catalog/snapshot.js';
+import type { Instance, MeshView, NodeView, ServiceGeneration, Snapshot } from '../catalog/snapshot.js';
+import type { MeshLookup } from '../catalog/types.js';
 import { evaluateQuery, resultInstances, type QueryInstances } from './query.js';
 import { Rotator } from './rotation.js';
 import { metaTxtStrings } from './rfc1464.js';
@@ -113,7 +120,8 @@ export interface Chase {
  * answers again.
  */
 export interface Pending {
-  pending: { datacenter: string; service: string | null };
+  /** `lookup`: a mesh view of the service (`.connect`, `.ingress`) rather than its instances. */
+  pending: { datacenter: string; service: string | null; lookup?: MeshLookup };
 }
 
 export function isPending(result: Answered | Pending | QueryPending | null): result is Pending {
@@ -185,6 +193,10 @@ export class Answerer {
         return this.addr(ctx, name);
       case 'query':
         return this.preparedQuery(ctx, name, turn, client);
+      case 'mesh':
+        return this.mesh(ctx, name, turn);
+      case 'virtual':
+        return this.virtual(ctx, name);
       case 'structural':
         // An empty non-terminal such as `service.consul`: it exists because names exist below it.
         // NXDOMAIN here would tell RFC 8020 resolvers that nothing below exists (Consul says NXDOMAIN).
@@ -276,16 +288,50 @@ export class Answerer {
   private service(ctx: Ctx, name: ServiceName, turn: number | undefined): Answered | Pending {
     const found = this.lookupService(ctx, name);
     if (!('list' in found)) return found;
-    const { list, service } = found;
-    return this.instances(ctx, name.dc ?? this.options.datacenter, list, this.options.serviceTtl.of(name.service), service, turn);
+    return this.listInstances(ctx, found.list, found.service, turn, this.options.serviceTtl.of(name.service), name.dc ?? this.options.datacenter);
+  }
+
+  /** `NAME.connect` / `NAME.ingress`: the service's mesh endpoints, answered as `.service` answers instances. */
+  private mesh(ctx: Ctx, name: Extract<ConsulName, { kind: 'mesh' }>, turn: number | undefined): Answered | Pending {
+    const dc = name.dc ?? this.options.datacenter;
+    if (name.dc !== null && !ctx.snapshot.hasDatacenter(name.dc)) return this.nxdomain(ctx);
+    const view = ctx.snapshot.meshView(name.lookup, dc, name.service);
+    if (!view && ctx.snapshot.meshPending(name.lookup, dc, name.service)) {
+      return { pending: { datacenter: dc, service: name.service, lookup: name.lookup } };
+    }
+    if (!view || view.instances.length === 0) {
+      const none = this.nxdomain(ctx);
+      return view ? { ...none, service: generationOf(view) } : none;
+    }
+    return this.listInstances(ctx, view.instances, generationOf(view), turn, this.options.serviceTtl.of(name.service), dc);
   }
 
   /**
-   * The answer listing `list` (not empty) of datacenter `dc`: SRV records with their targets'
-   * addresses, or the addresses asked for, rotated; `service`: what the list was read from
-   * (prepared queries: none).
+   * `NAME.virtual`: the virtual IP Consul gave the service, read from its Connect endpoints. Virtual
+   * IPs are allocated per datacenter, so only the local one answers (Consul reads a label there as
+   * a peer name, which svcdns does not serve).
    */
-  private instances(ctx: Ctx, dc: string, list: readonly Instance[], ttl: number, service: ServiceGeneration | undefined, turn: number | undefined): Answered {
+  private virtual(ctx: Ctx, name: Extract<ConsulName, { kind: 'virtual' }>): Answered | Pending {
+    const local = this.options.datacenter;
+    if (name.dc !== null && name.dc !== local.toLowerCase()) return this.nxdomain(ctx);
+    const view = ctx.snapshot.meshView('connect', local, name.service);
+    if (!view && ctx.snapshot.meshPending('connect', local, name.service)) {
+      return { pending: { datacenter: local, service: name.service, lookup: 'connect' } };
+    }
+    const service = view && generationOf(view);
+    const address = view?.virtualIp ?? null;
+    let r: Reply;
+    if (!address) r = this.nxdomain(ctx);
+    else if (!(familiesFor(ctx.query.type) & familyBit(address))) r = this.nodata(ctx);
+    else r = reply(Rcode.NOERROR, [addressRecord(ctx.query.name, address, this.options.nodeTtl)], EMPTY, EMPTY);
+    return service ? { ...r, service } : r;
+  }
+
+  /**
+   * Answers with the instances in `list` (not empty), the next rotation or the one at `turn`, with
+   * `ttl`; `dc` is the datacenter asked about (whose WAN addresses answer with --translate-wan-addrs).
+   */
+  private listInstances(ctx: Ctx, list: readonly Instance[], service: ServiceGeneration | undefined, turn: number | undefined, ttl: number, dc: string): Answered {
     const { query } = ctx;
     const wan = this.translates(dc);
     const listing = (r: Answered, rotation: number): Answered => ({ ...r, service, rotation: { turn: rotation, count: list.length } });
@@ -377,8 +423,8 @@ export class Answerer {
     // The datacenter that answered (after a failover, another one): its SRV targets and, with
     // --translate-wan-addrs, its WAN addresses, as Consul's lookup with the result's Datacenter.
     const answeredBy = found.instances[0]?.datacenter ?? dc;
-    const answered =
-      found.instances.length === 0 ? this.nxdomain(ctx) : this.instances(ctx, answeredBy, found.instances, found.ttl ?? this.options.serviceTtl.of(found.service), undefined, rotation);
+    const ttl = found.ttl ?? this.options.serviceTtl.of(found.service);
+    const answered = found.instances.length === 0 ? this.nxdomain(ctx) : this.listInstances(ctx, found.instances, undefined, rotation, ttl, answeredBy);
     return { ...answered, preparedQuery: true };
   }
 
@@ -539,6 +585,10 @@ function endpointsFor(reach: Reach, families: number): Endpoint[] {
   if (families & FAMILY_V4 && reach.a !== null && (reach.a.ip === null || reach.a.ip.family === 4)) out.push(reach.a);
   if (families & FAMILY_V6 && reach.aaaa !== null && (reach.aaaa.ip === null || reach.aaaa.ip.family === 6)) out.push(reach.aaaa);
   return out;
+}
+
+function generationOf(view: MeshView): ServiceGeneration {
+  return { datacenter: view.datacenter, service: view.name, generation: view.generation, lookup: view.lookup };
 }
 
 function reply(rcode: number, answers: readonly RR[], authority: readonly RR[], additional: readonly RR[], authoritative = true): Reply {

@@ -4,7 +4,7 @@
  * Grammar (after the domain suffix is removed; DOMAIN is --domain or --alt-domain):
  *
  *   name     = DOMAIN                                  ; apex: SOA, NS
- *            / service-name / node-name / addr-name
+ *            / service-name / node-name / addr-name / mesh-name / virtual-name
  *   service  = [TAG "."] SERVICE ".service" [dc] "." DOMAIN
  *            / "_" SERVICE "._" TAG ".service" [dc] "." DOMAIN   ; RFC 2782; _tcp/_udp: no tag
  *   srv      = "_" SERVICE "._" TAG [dc] "." DOMAIN    ; RFC 2782 without "service": SRV only
@@ -12,6 +12,8 @@
  *   addr     = HEX ".addr" [dc] "." DOMAIN             ; HEX: 8 (IPv4) or 32 (IPv6) hex digits
  *   query    = NAME ".query" [dc] "." DOMAIN            ; a prepared query; NAME may contain dots
  *            / "_" NAME "._" PROTO ".query" [dc] "." DOMAIN ; RFC 2782; PROTO is ignored
+ *   mesh     = *(LABEL ".") SERVICE (".connect" / ".ingress") [dc] "." DOMAIN
+ *   virtual  = *(LABEL ".") SERVICE ".virtual" [dc] "." DOMAIN
  *   dc       = "." DC / "." DC ".dc"                   ; one label; omitted: the local datacenter
  *
  * Empty non-terminals (`service.consul`, `service.dc1.consul`, `dc1.consul`, `_tcp.service.consul`,
@@ -24,9 +26,11 @@
  * NXDOMAIN there); the answerer serves it for SRV and gives other types NODATA where the SRV exists.
  *
  * As in Consul's parser, the labels are read from the right: the last is the lookup kind
- * ("service", "node", "addr") or else a datacenter, and only one datacenter label may stand
- * between the kind and the domain. A TAG may itself contain dots (everything left of SERVICE).
- * Anything else inside the domain is `invalid` (NXDOMAIN).
+ * ("service", "node", "addr", "connect", "ingress", "virtual") or else a datacenter, and only one
+ * datacenter label may stand between the kind and the domain. A TAG may itself contain dots (everything left of SERVICE).
+ * Anything else inside the domain is `invalid` (NXDOMAIN). Before `.connect`, `.ingress` and
+ * `.virtual` only the last label counts (the service): Consul ignores the labels left of it and
+ * filters no tag there. `.virtual`'s label after it is, in Consul, a peer or the datacenter.
  *
  * Reverse names (`d.c.b.a.in-addr.arpa`, 32 nibbles `.ip6.arpa`) are parsed by `parseReverseName`.
  */
@@ -42,6 +46,10 @@ export type ConsulName =
   | { kind: 'addr'; address: IpAddress; dc: string | null }
   /** A prepared query by name or ID; `dc`: the datacenter to execute it in (null: the local one). */
   | { kind: 'query'; name: string; dc: string | null }
+  /** `NAME.connect` (sidecar proxies, Connect-native instances) and `NAME.ingress` (ingress gateways). */
+  | { kind: 'mesh'; lookup: 'connect' | 'ingress'; service: string; dc: string | null }
+  /** `NAME.virtual`: the service's virtual IP. */
+  | { kind: 'virtual'; service: string; dc: string | null }
   /** An empty non-terminal: `service.consul`, `dc1.consul`, `_tcp.service.consul`. Exists, no records. */
   | { kind: 'structural'; dc: string | null }
   | { kind: 'invalid' };
@@ -108,6 +116,11 @@ export function parseConsulName(rest: readonly string[]): ConsulName {
     }
     case 'query':
       return parseQuery(parts, dc);
+    case 'connect':
+    case 'ingress':
+      return { kind: 'mesh', lookup: kind, service: parts[parts.length - 1]!, dc };
+    case 'virtual':
+      return { kind: 'virtual', service: parts[parts.length - 1]!, dc };
     default:
       return { kind: 'invalid' };
   }
@@ -141,7 +154,7 @@ function parseBareSrv(parts: readonly string[], suffix: readonly string[]): Cons
 }
 
 function isKind(label: string): boolean {
-  return label === 'service' || label === 'node' || label === 'addr' || label === 'query';
+  return label === 'service' || label === 'node' || label === 'addr' || label === 'connect' || label === 'ingress' || label === 'virtual' || label === 'query';
 }
 
 /**

@@ -9,7 +9,7 @@
 
 import { parseIp, type IpAddress } from '../net/address.js';
 import { instanceReach, isAddressOrHostname, nodeReach, reachText, type Reach } from './reach.js';
-import type { CatalogData, Health, QueryDefinition } from './types.js';
+import type { CatalogData, Health, MeshLookup, NodeRecord, QueryDefinition, ServiceRecord } from './types.js';
 
 export interface NodeView {
   readonly name: string;
@@ -58,6 +58,15 @@ export interface ServiceGeneration {
   readonly datacenter: string;
   readonly service: string;
   readonly generation: number;
+  /** Absent: the service's own instances; else which of its mesh views (`.connect`, `.ingress`). */
+  readonly lookup?: MeshLookup;
+}
+
+/** A service's mesh endpoints (`.connect`, `.ingress`): served like its instances, generations apart. */
+export interface MeshView extends ServiceView {
+  readonly lookup: MeshLookup;
+  /** `connect` views: the service's virtual IP, if it has one (`.virtual` names). */
+  readonly virtualIp: IpAddress | null;
 }
 
 /** What a reverse (PTR) lookup of an address finds. */
@@ -99,7 +108,11 @@ export class Snapshot {
   readonly counts: SnapshotCounts;
   readonly datacenters: ReadonlySet<string>;
   private readonly services = new Map<string, ServiceEntry>();
+  /** Mesh views by `meshKey(lookup, dc, service)`. */
+  private readonly meshViews = new Map<string, MeshView & { readonly fingerprint: string }>();
   private readonly nodes = new Map<string, NodeView>();
+  /** The nodes as the source gave them: what an instance's reach is worked out from. */
+  private readonly nodeRecords = new Map<string, NodeRecord>();
   private readonly reverseIndex = new Map<string, ReverseEntry[]>();
   /** Prepared queries defined with the catalog (a catalog file's `queries:`), by datacenter and name. */
   private readonly queries = new Map<string, QueryDefinition>();
@@ -116,13 +129,12 @@ export class Snapshot {
     this.publishedAt = options.publishedAt ?? 0;
     const dcs = new Set<string>();
 
-    const nodeRecords = new Map<string, CatalogData['nodes'][number]>();
     for (const n of data.nodes) {
       const reach = nodeReach(n.address, n.taggedAddresses, false);
       if (!reach.any) throw new Error(`node ${n.name}: bad address ${n.address}`);
       const view: NodeView = Object.freeze({ name: n.name, datacenter: n.datacenter, reach, wan: nodeReach(n.address, n.taggedAddresses, true), meta: n.meta });
       this.nodes.set(key(n.datacenter, n.name), view);
-      nodeRecords.set(key(n.datacenter, n.name), n);
+      this.nodeRecords.set(key(n.datacenter, n.name), n);
       dcs.add(n.datacenter.toLowerCase());
       const address = parseIp(n.address);
       if (address) this.addReverse(address, { kind: 'node', name: n.name, datacenter: n.datacenter });
@@ -130,16 +142,9 @@ export class Snapshot {
 
     const grouped = new Map<string, { name: string; datacenter: string; instances: Instance[] }>();
     for (const s of data.services) {
-      const node = this.nodes.get(key(s.datacenter, s.node));
-      const nodeRecord = nodeRecords.get(key(s.datacenter, s.node));
-      if (!node || !nodeRecord) throw new Error(`service ${s.id}: unknown node ${s.node}`);
-      const service = { address: s.address, port: s.port, tagged: s.taggedAddresses };
-      const host = { address: nodeRecord.address, tagged: nodeRecord.taggedAddresses };
-      const reach = instanceReach(service, host, false);
-      if (s.address !== '' && !isAddressOrHostname(s.address)) throw new Error(`service ${s.id}: bad address ${s.address}`);
-      const own = parseIp(s.address);
-      if (own && own.text !== parseIp(nodeRecord.address)?.text) {
-        this.addReverse(own, { kind: 'service', name: s.name, datacenter: s.datacenter });
+      const { node, reach, wan, reverse } = this.placement(s, 'service');
+      if (reverse) {
+        this.addReverse(reverse, { kind: 'service', name: s.name, datacenter: s.datacenter });
       }
       const k = key(s.datacenter, s.name);
       let group = grouped.get(k);
@@ -149,43 +154,27 @@ export class Snapshot {
       }
       dcs.add(s.datacenter.toLowerCase());
       if (s.health === 'critical' || (options.onlyPassing && s.health === 'warning')) continue;
-      group.instances.push(
-        Object.freeze({
-          id: s.id,
-          service: s.name,
-          datacenter: s.datacenter,
-          node,
-          reach,
-          wan: instanceReach(service, host, true),
-          port: s.port,
-          tags: Object.freeze([...s.tags]),
-          health: s.health,
-          weight: s.health === 'warning' ? s.weights.warning : s.weights.passing,
-        }),
-      );
+      group.instances.push(instanceOf(s, node, reach, wan));
     }
 
     for (const [k, group] of grouped) {
-      // Node meta too: SRV answers carry the meta of their instances' nodes (as TXT), so a meta
-      // change must reach them.
-      const fingerprint = JSON.stringify(
-        group.instances.map((i) => [i.id, i.node.name, reachText(i.reach), reachText(i.wan), i.port, i.tags, i.health, i.weight, i.node.meta]),
-      );
-      const byTag = indexTags(group.instances);
-      const before = options.previous?.services.get(k);
-      const generation = before && before.fingerprint === fingerprint ? before.generation : options.nextGeneration();
-      this.services.set(
-        k,
-        Object.freeze({
-          name: group.name,
-          datacenter: group.datacenter,
-          generation,
-          instances: Object.freeze(group.instances),
-          byTag,
-          tagParents: tagParents(byTag.keys()),
-          fingerprint,
-        }),
-      );
+      this.services.set(k, entryOf(group.name, group.datacenter, group.instances, options.previous?.services.get(k), options));
+    }
+
+    for (const m of data.mesh ?? []) {
+      const instances: Instance[] = [];
+      for (const s of m.instances) {
+        const { node, reach, wan } = this.placement(s, `${m.lookup} endpoint of ${m.service}`);
+        if (s.health === 'critical' || (options.onlyPassing && s.health === 'warning')) continue;
+        instances.push(instanceOf(s, node, reach, wan));
+      }
+      const virtualIp = m.virtualIp === undefined ? null : parseIp(m.virtualIp);
+      if (m.virtualIp !== undefined && !virtualIp) throw new Error(`virtual IP of ${m.service}: bad address ${m.virtualIp}`);
+      const k = meshKey(m.lookup, m.datacenter, m.service);
+      const before = options.previous?.meshViews.get(k);
+      const entry = entryOf(m.service, m.datacenter, instances, before, options, virtualIp?.text ?? '');
+      this.meshViews.set(k, Object.freeze({ ...entry, lookup: m.lookup, virtualIp }));
+      dcs.add(m.datacenter.toLowerCase());
     }
     if (data.partial) {
       const lower = (list: readonly string[]) => new Set(list.map((d) => d.toLowerCase()));
@@ -218,6 +207,28 @@ export class Snapshot {
     return this.partial !== null && !this.partial.nodeListsKnown.has(dc.toLowerCase());
   }
 
+  /**
+   * Whether a mesh view must be fetched before it can be answered: not loaded, and the service is
+   * in its datacenter's service list (or the list is not known yet). Mesh views are loaded only on
+   * demand, so a service that is listed but whose view is absent is not known to have none.
+   */
+  meshPending(lookup: MeshLookup, dc: string, name: string): boolean {
+    if (!this.partial || this.meshViews.has(meshKey(lookup, dc, name))) return false;
+    if (!this.partial.serviceListsKnown.has(dc.toLowerCase())) return true;
+    return this.services.has(key(dc, name)) || this.partial.pending.has(key(dc, name));
+  }
+
+  /** The `.connect` or `.ingress` endpoints of service `name` in `dc`, if the catalog has them. */
+  meshView(lookup: MeshLookup, dc: string, name: string): MeshView | undefined {
+    return this.meshViews.get(meshKey(lookup, dc, name));
+  }
+
+  /** The generation `dep`'s service or mesh view has in this snapshot (undefined: it has none). */
+  generationOf(dep: ServiceGeneration): number | undefined {
+    const view = dep.lookup === undefined ? this.services.get(key(dep.datacenter, dep.service)) : this.meshView(dep.lookup, dep.datacenter, dep.service);
+    return view?.generation;
+  }
+
   /** The service `name` in datacenter `dc` (both case-insensitive), if the catalog has it. */
   service(dc: string, name: string): ServiceView | undefined {
     return this.services.get(key(dc, name));
@@ -246,6 +257,26 @@ export class Snapshot {
     return this.services.values();
   }
 
+  /**
+   * Where an instance is served: its node (which must exist) and its address, its own or else its
+   * node's. `what` names the record in errors.
+   */
+  /**
+   * Where an instance (or a mesh endpoint) is reached, LAN and WAN views (reach.ts), and its own
+   * address when it is an IP other than its node's (a PTR name of its own).
+   */
+  private placement(s: ServiceRecord, what: string): { node: NodeView; reach: Reach; wan: Reach; reverse: IpAddress | null } {
+    const node = this.nodes.get(key(s.datacenter, s.node));
+    const record = this.nodeRecords.get(key(s.datacenter, s.node));
+    if (!node || !record) throw new Error(`${what} ${s.id}: unknown node ${s.node}`);
+    if (s.address !== '' && !isAddressOrHostname(s.address)) throw new Error(`${what} ${s.id}: bad address ${s.address}`);
+    const service = { address: s.address, port: s.port, tagged: s.taggedAddresses };
+    const host = { address: record.address, tagged: record.taggedAddresses };
+    const own = parseIp(s.address);
+    const reverse = own && own.text !== parseIp(record.address)?.text ? own : null;
+    return { node, reach: instanceReach(service, host, false), wan: instanceReach(service, host, true), reverse };
+  }
+
   private addReverse(address: IpAddress, entry: ReverseEntry): void {
     const k = address.bytes.toString('hex');
     const list = this.reverseIndex.get(k);
@@ -259,6 +290,54 @@ export class Snapshot {
 
 function key(dc: string, name: string): string {
   return `${dc.toLowerCase()}\u0000${name.toLowerCase()}`;
+}
+
+function meshKey(lookup: MeshLookup, dc: string, name: string): string {
+  return `${lookup}\u0000${key(dc, name)}`;
+}
+
+function instanceOf(s: ServiceRecord, node: NodeView, reach: Reach, wan: Reach): Instance {
+  return Object.freeze({
+    id: s.id,
+    service: s.name,
+    datacenter: s.datacenter,
+    node,
+    reach,
+    wan,
+    port: s.port,
+    tags: Object.freeze([...s.tags]),
+    health: s.health,
+    weight: s.health === 'warning' ? s.weights.warning : s.weights.passing,
+  });
+}
+
+/**
+ * The view of one instance list, keeping `before`'s generation when what is served did not change.
+ * `extra`: anything else the view serves (a mesh view's virtual IP), part of the fingerprint.
+ */
+function entryOf(
+  name: string,
+  datacenter: string,
+  instances: Instance[],
+  before: ServiceEntry | undefined,
+  options: SnapshotOptions,
+  extra?: string,
+): ServiceEntry {
+  // Node meta too: SRV answers carry the meta of their instances' nodes (as TXT), so a meta change
+  // must reach them.
+  const served = instances.map((i) => [i.id, i.node.name, reachText(i.reach), reachText(i.wan), i.port, i.tags, i.health, i.weight, i.node.meta]);
+  const fingerprint = JSON.stringify(extra === undefined ? served : [served, extra]);
+  const byTag = indexTags(instances);
+  const generation = before && before.fingerprint === fingerprint ? before.generation : options.nextGeneration();
+  return Object.freeze({
+    name,
+    datacenter,
+    generation,
+    instances: Object.freeze(instances),
+    byTag,
+    tagParents: tagParents(byTag.keys()),
+    fingerprint,
+  });
 }
 
 function indexTags(instances: readonly Instance[]): ReadonlyMap<string, readonly Instance[]> {

@@ -19,7 +19,7 @@ import type { Logger } from 'pino';
 import type { ConfigComponent } from '../config/component.js';
 import type { Diagnostics } from '../diagnostics/channels.js';
 import type { PreparedQueries } from './queries.js';
-import type { CatalogData } from './types.js';
+import type { CatalogData, MeshLookup } from './types.js';
 
 export interface CatalogSink {
   /** Publishes a complete catalog; throws if the data is inconsistent (nothing is published then). */
@@ -37,11 +37,12 @@ export interface CatalogSource {
   /**
    * Sources that load on demand: fetch (and from then on watch) `service` of `datacenter`, or with
    * `service` null its node list; resolves once a snapshot holding it (or knowing it does not
-   * exist) is published. Callers bound the wait themselves.
+   * exist) is published. Callers bound the wait themselves. With `lookup`, the service's mesh
+   * view (`.connect`, `.ingress` endpoints) instead of its instances.
    */
-  want?(datacenter: string, service: string | null): Promise<void>;
-  /** Sources that load on demand: a loaded service was just used (keeps its watch alive). */
-  touch?(datacenter: string, service: string): void;
+  want?(datacenter: string, service: string | null, lookup?: MeshLookup): Promise<void>;
+  /** Sources that load on demand: a loaded service (or its mesh view) was just used (keeps its watch alive). */
+  touch?(datacenter: string, service: string, lookup?: MeshLookup): void;
   /**
    * Sources that execute prepared queries themselves (Consul). Without it, `.query.` names are
    * answered from the catalog's own query definitions (CatalogData.queries).

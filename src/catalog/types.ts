@@ -48,6 +48,12 @@ export interface CatalogData {
    */
   queries?: readonly QueryDefinition[];
   /**
+   * Service mesh endpoints by the service they serve (`.connect` and `.ingress` names). Absent or
+   * without an entry for a service: it has none. Sources that load lazily list only what they loaded
+   * (an entry with no instances is loaded: none), and the snapshot treats the rest as pending.
+   */
+  mesh?: readonly MeshEntry[];
+  /**
    * Sources that load lazily (Consul on demand) say what they know exists without having loaded
    * it. Absent: everything is loaded (a catalog file).
    */
@@ -80,4 +86,22 @@ export interface QueryDefinition {
   failover: readonly string[];
   /** Seconds (Consul's DNS.TTL); null: the service TTL. */
   ttl: number | null;
+}
+
+/** The mesh lookups: `NAME.connect` (sidecar proxies, Connect-native instances), `NAME.ingress` (gateways). */
+export type MeshLookup = 'connect' | 'ingress';
+
+/** The mesh endpoints of one service, as Consul's /v1/health/connect/NAME or /v1/health/ingress/NAME list them. */
+export interface MeshEntry {
+  lookup: MeshLookup;
+  datacenter: string;
+  /** The service served: the proxies' destination, the native service, the service a gateway exposes. */
+  service: string;
+  /**
+   * The endpoints, each on a node of the catalog: the proxy's or gateway's own address and port (for
+   * a gateway from a catalog file, the port of the listener exposing `service` when it names one).
+   */
+  instances: readonly ServiceRecord[];
+  /** `connect` only: the service's virtual IP (Consul's `consul-virtual` tagged address), if it has one. */
+  virtualIp?: string;
 }

@@ -9,10 +9,11 @@
  */
 
 import type { ServiceGeneration } from '../catalog/snapshot.js';
+import type { MeshLookup } from '../catalog/types.js';
 import type { Diagnostics } from './channels.js';
 
 export interface UsageOptions {
-  touch: (datacenter: string, service: string) => void;
+  touch: (datacenter: string, service: string, lookup?: MeshLookup) => void;
   intervalMs?: number;
 }
 
@@ -26,7 +27,7 @@ export function trackUsage(diagnostics: Diagnostics, options: UsageOptions): () 
     const service = answer.service;
     if (!service || told.has(service)) return;
     told.add(service);
-    options.touch(service.datacenter, service.service);
+    options.touch(service.datacenter, service.service, service.lookup);
   });
   return () => {
     clearInterval(timer);

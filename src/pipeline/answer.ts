@@ -98,7 +98,7 @@ export class AnswerStage implements Stage {
     try {
       const fetched = isPending(pending)
         ? source.want
-          ? source.want(pending.pending.datacenter, pending.pending.service)
+          ? source.want(pending.pending.datacenter, pending.pending.service, pending.pending.lookup)
           : Promise.reject(new Error('source cannot fetch'))
         : source.queries
           ? source.queries.execute(pending.queryPending.datacenter, pending.queryPending.name, client)

@@ -245,7 +245,7 @@ export class ReplyCache implements Stage {
   private stillRight(entry: Entry, current: Snapshot | null): boolean {
     const dep = entry.dependsOn;
     if (current === null || dep === null || entry.forwarded) return false;
-    if (current.service(dep.datacenter, dep.service)?.generation !== dep.generation) return false;
+    if (current.generationOf(dep) !== dep.generation) return false;
     entry.snapshot = current;
     return true;
   }

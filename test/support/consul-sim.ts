@@ -54,7 +54,11 @@
  *    registerService defaults Meta to {}. PUT /v1/catalog/register stores exactly what it is given
  *    (absent maps are null), as Consul's catalog does. Names are matched case-insensitively.
  *  - Prepared queries (section "Prepared queries" at the end of this file): see SimPreparedQueries.
- *  - Not modelled: Connect/proxies/gateways, namespaces/partitions/peers, ?filter and ?node-meta
+ *  - The service mesh (section "Service mesh" below): sidecar proxies, Connect-native services,
+ *    ingress gateways and virtual IPs (Kind, Proxy, Connect also read from PUT /v1/catalog/register;
+ *    virtual IPs and ingress config entries through the JS API only); /v1/health/connect/:name and
+ *    /v1/health/ingress/:name, blocking like /v1/health/service/:name.
+ *  - Not modelled: terminating/mesh gateways, namespaces/partitions/peers, ?filter and ?node-meta
  *    (answered 400 "consul-sim: ... is not supported" rather than silently ignored), ?cached (always
  *    fresh), ?near (no coordinates, so Consul would not sort either), max_stale, X-Cache.
  */
@@ -105,6 +109,12 @@ export interface SimService {
   Weights?: { Passing: number; Warning: number };
   /** Service tagged addresses (lan_ipv4, lan_ipv6, wan, ...); default none, as the agent registers services. */
   TaggedAddresses?: Record<string, ServiceAddress>;
+  /** Consul's ServiceKind: absent for a typical service. */
+  Kind?: 'connect-proxy' | 'ingress-gateway';
+  /** connect-proxy: the service it fronts. */
+  Proxy?: { DestinationServiceName: string };
+  /** Connect-native: the service speaks mTLS itself. */
+  Connect?: { Native?: boolean };
 }
 
 export interface SimCheck {
@@ -181,6 +191,10 @@ interface ServiceRec {
   Port: number;
   Weights: Weights;
   EnableTagOverride: boolean;
+  /** The mesh (registered through the JS API only); absent: a typical service. */
+  Kind?: string;
+  Proxy?: { DestinationServiceName: string };
+  Connect?: { Native: boolean };
   CreateIndex: number;
   ModifyIndex: number;
 }
@@ -263,6 +277,12 @@ class DcState {
   readonly serviceIndex = new Map<string, number>();
   /** `service_last_extinction`; 0 = never set. */
   extinction = 0;
+  /** Ingress gateway config entries: gateway name (lower-cased) -> the services its listeners expose. */
+  readonly ingressConfig = new Map<string, string[]>();
+  /** Index of the last config entry write (the ingress mapping). */
+  tableConfig = 0;
+  /** Virtual IPs by service name (lower-cased), as Consul's service-virtual-ip table. */
+  readonly virtualIps = new Map<string, string>();
 
   constructor(readonly name: string) {}
 
@@ -447,10 +467,16 @@ class DcState {
   }
 
   healthEntries(serviceName: string, tags: string[] | null): { Node: unknown; Service: unknown; Checks: unknown[] }[] {
-    const { byName, checksByNode } = this.lookups();
+    const { byName } = this.lookups();
     const instances = (byName.get(lc(serviceName)) ?? [])
-      .filter((s) => tags === null || tags.every((t) => (s.Tags ?? []).some((x) => lc(x) === lc(t))))
-      .sort((a, b) => cmp(lc(a.Node), lc(b.Node)) || cmp(lc(a.ID), lc(b.ID)));
+      .filter((s) => tags === null || tags.every((t) => (s.Tags ?? []).some((x) => lc(x) === lc(t))));
+    return this.entriesOf(instances);
+  }
+
+  /** Health entries of these instances, ordered by node then service ID, node-level checks first. */
+  entriesOf(list: ServiceRec[]): { Node: unknown; Service: unknown; Checks: unknown[] }[] {
+    const { checksByNode } = this.lookups();
+    const instances = [...list].sort((a, b) => cmp(lc(a.Node), lc(b.Node)) || cmp(lc(a.ID), lc(b.ID)));
     return instances.map((s) => {
       const node = this.node(s.Node);
       if (!node) throw new SimError(500, 'Missing node registration');
@@ -500,14 +526,15 @@ function nodeJson(n: NodeRec): Record<string, unknown> {
 }
 
 function serviceJson(s: ServiceRec): Record<string, unknown> {
-  const out: Record<string, unknown> = { ID: s.ID, Service: s.Service, Tags: s.Tags ?? [], Address: s.Address };
+  const out: Record<string, unknown> = s.Kind ? { Kind: s.Kind } : {}; // `json:",omitempty"`, first in NodeService
+  Object.assign(out, { ID: s.ID, Service: s.Service, Tags: s.Tags ?? [], Address: s.Address });
   if (s.TaggedAddresses && Object.keys(s.TaggedAddresses).length > 0) out.TaggedAddresses = sortedMap(s.TaggedAddresses);
   out.Meta = sortedMap(s.Meta);
   if (s.Port !== 0) out.Port = s.Port; // `json:",omitempty"`
   out.Weights = { Passing: s.Weights.Passing, Warning: s.Weights.Warning };
   out.EnableTagOverride = s.EnableTagOverride;
-  out.Proxy = { Mode: '', MeshGateway: {}, Expose: {} };
-  out.Connect = {};
+  out.Proxy = s.Proxy ? { DestinationServiceName: s.Proxy.DestinationServiceName, Mode: '', MeshGateway: {}, Expose: {} } : { Mode: '', MeshGateway: {}, Expose: {} };
+  out.Connect = s.Connect?.Native ? { Native: true } : {};
   out.PeerName = '';
   out.CreateIndex = s.CreateIndex;
   out.ModifyIndex = s.ModifyIndex;
@@ -700,7 +727,7 @@ function anonymousDenied(resource: 'node' | 'service', name: string): SimError {
 // ---------------------------------------------------------------------------------------------
 // The simulator
 
-type ReadKind = 'services' | 'nodes' | 'health';
+type ReadKind = 'services' | 'nodes' | 'health' | 'connect' | 'ingress';
 
 interface ReadQuery {
   kind: ReadKind;
@@ -730,6 +757,8 @@ const ROUTES: Record<string, { methods: string[] }> = {
   '/v1/catalog/services': { methods: ['GET'] },
   '/v1/catalog/nodes': { methods: ['GET'] },
   '/v1/health/service/': { methods: ['GET'] },
+  '/v1/health/connect/': { methods: ['GET'] },
+  '/v1/health/ingress/': { methods: ['GET'] },
   '/v1/catalog/register': { methods: ['PUT'] },
   '/v1/catalog/deregister': { methods: ['PUT'] },
   '/v1/query': { methods: ['GET', 'POST'] },
@@ -957,6 +986,50 @@ export class ConsulSim {
     this.write(state, (idx) => state.deleteCheck(idx, node, checkId));
   }
 
+  // --- the service mesh (see "Service mesh" below) ------------------------------------------
+
+  /**
+   * Registers a sidecar proxy, a Connect-native service or an ingress gateway (`svc.Kind`, `Proxy`,
+   * `Connect`) as registerService does. With `virtualIps`, a proxy or native service gets its
+   * service's virtual IP as the `consul-virtual` tagged address, as Consul's state store does.
+   */
+  registerMeshService(dc: string, node: string, svc: SimService, options: { virtualIps?: boolean } = {}): void {
+    const state = this.dcState(dc);
+    if (!state.node(node)) throw new Error(`Missing node registration: ${node}`);
+    if (svc.Kind === 'connect-proxy' && !svc.Proxy?.DestinationServiceName) throw new Error('Proxy.DestinationServiceName must be set');
+    const rec = {
+      ID: svc.ID ?? svc.Service,
+      Service: svc.Service,
+      Tags: svc.Tags ? [...svc.Tags] : null,
+      Address: svc.Address ?? '',
+      TaggedAddresses: null as Record<string, ServiceAddress> | null,
+      Meta: { ...(svc.Meta ?? {}) },
+      Port: svc.Port ?? 0,
+      Weights: validWeights(svc.Weights),
+      EnableTagOverride: false,
+      ...(svc.Kind ? { Kind: svc.Kind } : {}),
+      ...(svc.Proxy ? { Proxy: { DestinationServiceName: svc.Proxy.DestinationServiceName } } : {}),
+      ...(svc.Connect?.Native ? { Connect: { Native: true } } : {}),
+    };
+    this.write(state, (idx) => {
+      const served = meshServed(rec);
+      if (options.virtualIps && served !== null) rec.TaggedAddresses = { 'consul-virtual': { Address: assignVirtualIp(state, served), Port: rec.Port } };
+      state.ensureService(idx, node, rec);
+    });
+  }
+
+  /**
+   * Writes an ingress-gateway config entry: the gateway `gateway` exposes `services` on its
+   * listeners (ports are not modelled: Consul's /v1/health/ingress/ answers gateway instances).
+   */
+  setIngressGateway(dc: string, gateway: string, services: string[]): void {
+    const state = this.dcState(dc);
+    this.write(state, (idx) => {
+      state.ingressConfig.set(lc(gateway), [...services]);
+      state.tableConfig = Math.max(state.tableConfig, idx);
+    });
+  }
+
   // --- internals: state ----------------------------------------------------------------------
 
   private dcState(dc: string): DcState {
@@ -976,7 +1049,11 @@ export class ConsulSim {
   }
 
   private resultIndex(q: ReadQuery): number {
-    const idx = q.kind === 'services' ? q.dc.tableServices : q.kind === 'nodes' ? q.dc.tableNodes : q.dc.healthIndex(q.serviceName);
+    const idx =
+      q.kind === 'services' ? q.dc.tableServices
+      : q.kind === 'nodes' ? q.dc.tableNodes
+      : q.kind === 'health' ? q.dc.healthIndex(q.serviceName)
+      : meshIndex(q.dc);
     return Math.max(idx, 1); // SetQueryMeta: never 0
   }
 
@@ -1100,7 +1177,8 @@ export class ConsulSim {
     const url = new URL(req.url ?? '/', 'http://127.0.0.1');
     const path = decodePath(url.pathname);
     const method = req.method ?? 'GET';
-    const pattern = path.startsWith('/v1/health/service/') ? '/v1/health/service/' : path.startsWith('/v1/query/') ? '/v1/query/' : path;
+    const subtree = ['/v1/health/service/', '/v1/health/connect/', '/v1/health/ingress/', '/v1/query/'].find((p) => path.startsWith(p));
+    const pattern = subtree ?? path;
     const route = ROUTES[pattern];
     if (!route) {
       if (path === '/v1/health/service') {
@@ -1145,6 +1223,10 @@ export class ConsulSim {
         return this.handleRead(req, res, url.searchParams, 'nodes', '');
       case '/v1/health/service/':
         return this.handleRead(req, res, url.searchParams, 'health', path.slice('/v1/health/service/'.length));
+      case '/v1/health/connect/':
+        return this.handleRead(req, res, url.searchParams, 'connect', path.slice('/v1/health/connect/'.length));
+      case '/v1/health/ingress/':
+        return this.handleRead(req, res, url.searchParams, 'ingress', path.slice('/v1/health/ingress/'.length));
       case '/v1/catalog/register':
         return this.handleWrite(req, res, url.searchParams, 'register');
       case '/v1/catalog/deregister':
@@ -1217,7 +1299,7 @@ export class ConsulSim {
 
   /** Errors of read endpoints: catalog handlers defer setMeta, so zero meta (index 1) goes out too. */
   private failRead(req: IncomingMessage, res: ServerResponse, kind: ReadKind, status: number, text: string): void {
-    if (kind !== 'health') {
+    if (kind === 'services' || kind === 'nodes') {
       res.setHeader('X-Consul-Lastcontact', '0');
       res.setHeader('X-Consul-Index', '1');
       res.setHeader('X-Consul-Knownleader', 'false');
@@ -1260,7 +1342,7 @@ export class ConsulSim {
         return;
       }
     }
-    if (kind === 'health' && serviceName === '') {
+    if ((kind === 'health' || kind === 'connect' || kind === 'ingress') && serviceName === '') {
       this.sendText(req, res, 400, 'Missing service name', true);
       return;
     }
@@ -1320,8 +1402,10 @@ export class ConsulSim {
     res.setHeader('X-Consul-Lastcontact', String(servedByLeader ? 0 : Math.max(0, Math.floor(this.lastContactMs))));
     res.setHeader('X-Consul-Index', String(index));
     res.setHeader('X-Consul-Knownleader', this.leader ? 'true' : 'false');
-    if (q.kind !== 'health') res.setHeader('X-Consul-Effective-Consistency', q.consistent ? 'consistent' : q.stale ? 'stale' : 'leader');
-    res.setHeader('X-Consul-Query-Backend', q.kind === 'health' && q.minIndex > 0 ? 'streaming' : 'blocking-query');
+    const catalogRead = q.kind === 'services' || q.kind === 'nodes';
+    if (catalogRead) res.setHeader('X-Consul-Effective-Consistency', q.consistent ? 'consistent' : q.stale ? 'stale' : 'leader');
+    // Streaming serves service health, Connect included; ingress results are blocking queries.
+    res.setHeader('X-Consul-Query-Backend', (q.kind === 'health' || q.kind === 'connect') && q.minIndex > 0 ? 'streaming' : 'blocking-query');
 
     let body: unknown;
     if (q.kind === 'services') {
@@ -1329,7 +1413,7 @@ export class ConsulSim {
     } else if (q.kind === 'nodes') {
       body = q.anonymous ? [] : q.dc.catalogNodes();
     } else {
-      let entries = q.anonymous ? [] : q.dc.healthEntries(q.serviceName, q.tags);
+      let entries = q.anonymous ? [] : q.kind === 'health' ? q.dc.healthEntries(q.serviceName, q.tags) : meshEntries(q.dc, q.kind, q.serviceName);
       // ?passing is read after the RPC in Consul (so a bad value is only reported then).
       let passing = false;
       if (q.params.has('passing')) {
@@ -1458,6 +1542,7 @@ export class ConsulSim {
         Port: dInt(svcRaw, 'Port', S),
         Weights: validWeights(weights),
         EnableTagOverride: dBool(svcRaw, 'EnableTagOverride', S),
+        ...decodeMesh(svcRaw, S),
       };
     }
     const rawChecks: Record<string, unknown>[] = [];
@@ -1753,4 +1838,66 @@ class SimPreparedQueries {
       return q.Service.Tags.every((t) => (t.startsWith('!') ? !tags.has(lc(t.slice(1))) : tags.has(lc(t))));
     });
   }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Service mesh
+//
+// Followed (hashicorp/consul): website/content/api-docs/health.mdx ("List Service Instances for
+// Mesh-capable Service", "List Service Instances for Ingress Gateways Associated with a Service");
+// agent/consul/state/catalog.go: checkServiceNodes(connect=true) lists the connect-proxy instances
+// whose Proxy.DestinationServiceName is the service and the service's Connect.Native instances;
+// CheckIngressServiceNodes lists the instances of the ingress gateways whose config entry exposes
+// the service (the gateway-services mapping), with the gateways' own ports; ensureServiceTxn gives
+// a proxy's destination (or a native service) a virtual IP from 240.0.0.1 up and stores it on the
+// instance as TaggedAddresses["consul-virtual"] = {Address: VIP, Port: the instance's port}.
+// Modelling choice: the index of these results is the datacenter's catalog and config index
+// (Consul keeps finer ones), so a parked mesh query wakes on any catalog write in its datacenter.
+
+/** Kind, Proxy.DestinationServiceName and Connect.Native of a registered NodeService (the rest of the mesh config is not modelled). */
+function decodeMesh(svcRaw: Record<string, unknown>, where: string): Pick<ServiceRec, 'Kind' | 'Proxy' | 'Connect'> {
+  const out: Pick<ServiceRec, 'Kind' | 'Proxy' | 'Connect'> = {};
+  const kind = dStr(svcRaw, 'Kind', where);
+  if (kind !== '') out.Kind = kind;
+  const proxy = field(svcRaw, 'Proxy');
+  if (proxy !== undefined && proxy !== null) {
+    if (!isObj(proxy)) throw new DecodeError(`json: cannot unmarshal ${jsonKind(proxy)} into Go struct field ${where}.Proxy of type structs.ConnectProxyConfig`);
+    const destination = dStr(proxy, 'DestinationServiceName', `${where}.Proxy`);
+    if (destination !== '') out.Proxy = { DestinationServiceName: destination };
+  }
+  const connect = field(svcRaw, 'Connect');
+  if (connect !== undefined && connect !== null) {
+    if (!isObj(connect)) throw new DecodeError(`json: cannot unmarshal ${jsonKind(connect)} into Go struct field ${where}.Connect of type structs.ServiceConnect`);
+    if (dBool(connect, 'Native', `${where}.Connect`)) out.Connect = { Native: true };
+  }
+  return out;
+}
+
+/** The service a proxy or Connect-native instance serves, or null for any other instance. */
+function meshServed(s: { Kind?: string; Service: string; Proxy?: { DestinationServiceName: string }; Connect?: { Native: boolean } }): string | null {
+  if (s.Kind === 'connect-proxy') return s.Proxy?.DestinationServiceName ?? null;
+  return s.Connect?.Native ? s.Service : null;
+}
+
+/** The service's virtual IP, allocated on first use from 240.0.0.1 up (assignServiceVirtualIP). */
+function assignVirtualIp(state: DcState, service: string): string {
+  const known = state.virtualIps.get(lc(service));
+  if (known) return known;
+  const n = state.virtualIps.size + 1;
+  const vip = `240.0.${Math.floor(n / 256)}.${n % 256}`;
+  state.virtualIps.set(lc(service), vip);
+  return vip;
+}
+
+function meshIndex(dc: DcState): number {
+  return Math.max(dc.tableNodes, dc.tableServices, dc.tableChecks, dc.tableConfig, dc.extinction);
+}
+
+/** /v1/health/connect/:name and /v1/health/ingress/:name, before ?passing. */
+function meshEntries(dc: DcState, kind: 'connect' | 'ingress', serviceName: string): { Node: unknown; Service: unknown; Checks: unknown[] }[] {
+  const name = lc(serviceName);
+  const all = [...dc.services.values()];
+  if (kind === 'connect') return dc.entriesOf(all.filter((s) => lc(meshServed(s) ?? '') === name));
+  const gateways = new Set([...dc.ingressConfig].filter(([, services]) => services.some((x) => lc(x) === name)).map(([g]) => g));
+  return dc.entriesOf(all.filter((s) => s.Kind === 'ingress-gateway' && gateways.has(lc(s.Service))));
 }

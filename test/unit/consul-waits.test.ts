@@ -23,13 +23,16 @@ function fakeLoader(): Loader & { states: Map<string, DcState>; loaded: string[]
     use(dc) {
       let state = states.get(dc);
       if (!state) {
-        state = { name: dc, local: false, nodes: null, serviceNames: null, health: new Map(), lastUsed: new Map(), lastUsedDc: 0 };
+        state = { name: dc, local: false, nodes: null, serviceNames: null, health: new Map(), lastUsed: new Map(), mesh: new Map(), meshLastUsed: new Map(), lastUsedDc: 0 };
         states.set(dc, state);
       }
       return state;
     },
     useService(state, key) {
       loaded.push(`${state.name}/${key}`);
+    },
+    useMesh(state, lookup, key) {
+      loaded.push(`${lookup}:${state.name}/${key}`);
     },
   };
 }
@@ -146,7 +149,7 @@ function publisherFor(synced: () => boolean) {
       },
     }),
   );
-  const data: Required<Omit<CatalogData, 'queries'>> = { nodes: [], services: [], partial: { datacenters: ['dc1'], serviceListsKnown: [], nodeListsKnown: [], pending: [] } };
+  const data: Required<Omit<CatalogData, 'queries'>> = { nodes: [], services: [], mesh: [], partial: { datacenters: ['dc1'], serviceListsKnown: [], nodeListsKnown: [], pending: [] } };
   let published = 0;
   const publisher = new Publisher({ log, synced, data: () => data, onPublished: () => published++ });
   const snapshots: CatalogData[] = [];

@@ -10,9 +10,10 @@
 import { EventEmitter } from 'node:events';
 import { Agent as HttpsAgent } from 'node:https';
 import Consul from 'consul';
+import { parseIp } from '../../net/address.js';
 import type { QueryResult } from '../queries.js';
 import { isAddressOrHostname } from '../reach.js';
-import type { Health, NodeRecord, ServiceRecord } from '../types.js';
+import type { Health, MeshLookup, NodeRecord, ServiceRecord } from '../types.js';
 
 export interface ConsulConnection {
   /** Base address, e.g. http://127.0.0.1:8500 or https://consul.service:8501. */
@@ -77,6 +78,12 @@ export interface ServiceHealth {
   instances: ServiceRecord[];
 }
 
+/** A service's mesh endpoints with their health (/v1/health/connect/:name, /v1/health/ingress/:name). */
+export interface MeshHealth extends ServiceHealth {
+  /** `connect`: the service's virtual IP, from its endpoints' `consul-virtual` tagged address. */
+  virtualIp?: string;
+}
+
 /** What the Consul source needs from Consul. Tests may substitute their own. */
 export interface ConsulApi {
   datacenters(signal?: AbortSignal): Promise<string[]>;
@@ -86,6 +93,8 @@ export interface ConsulApi {
   nodes(options: ReadOptions): Promise<Result<NodeRecord[]>>;
   /** Instances of a service with their health (/v1/health/service/:name). */
   health(service: string, options: ReadOptions): Promise<Result<ServiceHealth>>;
+  /** The service's Connect endpoints or ingress gateways, with their health (/v1/health/connect|ingress/:name). */
+  mesh(lookup: MeshLookup, service: string, options: ReadOptions): Promise<Result<MeshHealth>>;
   /**
    * Executes a prepared query by name or ID (/v1/query/:query/execute) in `options.dc`; null when
    * Consul has no such query or no path to that datacenter (Consul's DNS says NXDOMAIN to both).
@@ -229,6 +238,12 @@ export function createConsulApi(connection: ConsulConnection): ConsulApi {
       const result = await call<ConsulHealthEntry[]>((o) => client.health.service({ ...o, service } as never), options);
       return { data: toServiceHealth(result.data ?? [], options.dc), meta: result.meta };
     },
+    async mesh(lookup, service, options) {
+      const result = await call<ConsulHealthEntry[]>((o) => meshHealthRequest(client, lookup, service, o), options);
+      const entries = result.data ?? [];
+      const virtualIp = lookup === 'connect' ? virtualIpOf(entries) : undefined;
+      return { data: { ...toServiceHealth(entries, options.dc), ...(virtualIp ? { virtualIp } : {}) }, meta: result.meta };
+    },
     async executeQuery(query, options) {
       try {
         const result = await call<ConsulQueryExecution>(
@@ -271,9 +286,61 @@ function isQueryNotFound(err: unknown): boolean {
   return err instanceof ConsulApiError && (err.status === 404 || (err.status === 500 && /no path to datacenter/i.test(err.message)));
 }
 
-/** The part of papi's client (the consul client's HTTP layer) used to add a header per request. */
+/** The parts of the `consul` client (a papi Client) that a request of our own needs. */
 interface PapiClient {
+  _defaults?: { token?: string };
+  _get(req: Record<string, unknown>, next: (request: PapiRequest, done: (stop: boolean, err?: unknown, value?: unknown) => void) => void): Promise<unknown>;
   _ext(event: 'onCreate', fn: (request: { ctx?: unknown; opts: { headers?: Record<string, string> } }, next: () => void) => void): void;
+}
+
+interface PapiRequest {
+  err?: Error & { response?: unknown };
+  res: { body: unknown };
+  ctx?: { includeResponse?: boolean };
+}
+
+/**
+ * GET /v1/health/connect/:service or /v1/health/ingress/:service, which the `consul` client has no
+ * call for: the request its `health.service` makes (the same query options, token and context),
+ * on the mesh path, answering [response, body] as the client's calls do for our RequestContext.
+ */
+function meshHealthRequest(client: Consul, lookup: MeshLookup, service: string, opts: Record<string, unknown>): Promise<unknown> {
+  const papi = client as unknown as PapiClient;
+  const token = papi._defaults?.token;
+  const query: Record<string, unknown> = {};
+  if (opts.dc) query.dc = opts.dc;
+  if (opts.stale) query.stale = '1';
+  if (opts.index !== undefined) query.index = opts.index;
+  if (opts.wait !== undefined) query.wait = opts.wait;
+  const req: Record<string, unknown> = {
+    name: `health.${lookup}`,
+    path: `/health/${lookup}/{service}`,
+    params: { service },
+    query,
+    headers: token ? { 'x-consul-token': token } : {},
+    ctx: opts.ctx,
+    timeout: opts.timeout,
+  };
+  return papi._get(req, (request, next) => {
+    if (request.err) {
+      if (request.ctx?.includeResponse) request.err.response = request.res;
+      next(false, request.err);
+      return;
+    }
+    next(false, undefined, request.ctx?.includeResponse ? [request.res, request.res.body] : request.res.body);
+  });
+}
+
+/**
+ * Consul gives a service in the mesh a virtual IP and shows it on each of its Connect endpoints as
+ * the `consul-virtual` tagged address (agent/consul/state/catalog.go, ensureServiceTxn).
+ */
+function virtualIpOf(entries: readonly ConsulHealthEntry[]): string | undefined {
+  for (const e of entries) {
+    const address = e.Service?.TaggedAddresses?.['consul-virtual']?.Address;
+    if (address && parseIp(address)) return address;
+  }
+  return undefined;
 }
 
 // Consul's JSON, as documented for /v1/catalog/nodes and /v1/health/service/:service.

@@ -8,8 +8,12 @@
  * - A service's health is watched when the local datacenter is watched whole (`--watch all`, or
  *   `auto` under --watch-all-limit services, decided when the local service list first arrives),
  *   or from its first question (`useService`), and only if the service list has it.
- * - A service that leaves the list is dropped at once; the idle sweep drops on-demand services
- *   unused for --watch-idle, and remote datacenters nobody asks about (`onDropped`: their waits end).
+ * - A service's mesh views (`connect`, `ingress`: its endpoints, from /v1/health/connect|ingress)
+ *   are watched from their first question only (`useMesh`), whatever --watch says, and only if
+ *   the service list has the service; idle ones are swept like on-demand services.
+ * - A service that leaves the list is dropped at once (its mesh views too); the idle sweep drops
+ *   on-demand services and mesh views unused for --watch-idle, and remote datacenters nobody asks
+ *   about (`onDropped`: their waits end).
  * - `synced()` says whether the first snapshot can go out; `data()` is the catalog to publish,
  *   with what exists but is not loaded yet (CatalogData.partial).
  *
@@ -17,9 +21,9 @@
  */
 
 import type { Logger } from 'pino';
-import type { ConsulApi, ServiceHealth } from './api.js';
+import type { ConsulApi, MeshHealth, ServiceHealth } from './api.js';
 import type { ConsulConfig } from './config.js';
-import type { CatalogData, NodeRecord, ServiceRecord } from '../types.js';
+import type { CatalogData, MeshEntry, MeshLookup, NodeRecord, ServiceRecord } from '../types.js';
 import type { WatchRegistry } from './watches.js';
 
 export interface DcState {
@@ -37,6 +41,10 @@ export interface DcState {
   readonly health: Map<string, ServiceHealth>;
   /** On-demand services: when each was last used (first asked for, while not loaded yet). */
   readonly lastUsed: Map<string, number>;
+  /** Mesh views loaded, keyed `LOOKUP/service` (`connect/web`, the service lower-cased). */
+  readonly mesh: Map<string, MeshHealth>;
+  /** Mesh views asked for: when each was last used. Same keys as `mesh`. */
+  readonly meshLastUsed: Map<string, number>;
   /** When a name in this datacenter was last asked for (remote datacenters are dropped when idle). */
   lastUsedDc: number;
 }
@@ -93,13 +101,21 @@ export class Datacenters {
     this.watchHealth(state, key);
   }
 
-  /** A loaded service was just used: keeps its datacenter and its on-demand watch alive. */
-  touch(datacenter: string, service: string): void {
+  /** A mesh view of service `key` (lower-cased, in the service list) was asked for: marked used, watched. */
+  useMesh(state: DcState, lookup: MeshLookup, key: string): void {
+    state.meshLastUsed.set(`${lookup}/${key}`, this.options.now());
+    this.watchMesh(state, lookup, key);
+  }
+
+  /** A loaded service (or mesh view) was just used: keeps its datacenter and its on-demand watch alive. */
+  touch(datacenter: string, service: string, lookup?: MeshLookup): void {
     const state = this.dcs.get(datacenter.toLowerCase());
     if (!state) return;
     state.lastUsedDc = this.options.now();
     const key = service.toLowerCase();
-    if (state.lastUsed.has(key)) state.lastUsed.set(key, this.options.now());
+    const used = lookup ? state.meshLastUsed : state.lastUsed;
+    const k = lookup ? `${lookup}/${key}` : key;
+    if (used.has(k)) used.set(k, this.options.now());
   }
 
   /** The list of datacenters that exist, as read from Consul. */
@@ -121,6 +137,8 @@ export class Datacenters {
       serviceNames: null,
       health: new Map(),
       lastUsed: new Map(),
+      mesh: new Map(),
+      meshLastUsed: new Map(),
       lastUsedDc: this.options.now(),
     };
     this.dcs.set(dc, state);
@@ -142,9 +160,31 @@ export class Datacenters {
     for (const key of [...state.health.keys(), ...state.lastUsed.keys()]) {
       if (!state.serviceNames.has(key)) this.dropService(state, key);
     }
+    for (const mk of [...state.mesh.keys(), ...state.meshLastUsed.keys()]) {
+      if (!state.serviceNames.has(meshService(mk))) this.dropMesh(state, mk);
+    }
     if (state.local && this.watchAllLocal) for (const key of state.serviceNames.keys()) this.watchHealth(state, key);
     // Services asked for before the list arrived: watch those that exist.
     for (const key of state.lastUsed.keys()) this.watchHealth(state, key);
+    for (const mk of state.meshLastUsed.keys()) this.watchMesh(state, meshLookup(mk), meshService(mk));
+  }
+
+  /** Starts the watch of a service's mesh view, by the service's lower-cased name. */
+  private watchMesh(state: DcState, lookup: MeshLookup, key: string): void {
+    const watchKey = `${lookup}/${state.name}/${key}`;
+    if (this.options.watches.has(watchKey)) return;
+    const name = state.serviceNames?.get(key);
+    if (name === undefined) return;
+    this.options.watches.watch<MeshHealth>(watchKey, state.name, (o) => this.options.api.mesh(lookup, name, o), (h) => {
+      state.mesh.set(`${lookup}/${key}`, h);
+    });
+  }
+
+  /** `mk`: a mesh key, `LOOKUP/service`. */
+  private dropMesh(state: DcState, mk: string): void {
+    this.options.watches.stop(`${meshLookup(mk)}/${state.name}/${meshService(mk)}`);
+    state.mesh.delete(mk);
+    state.meshLastUsed.delete(mk);
   }
 
   /** Starts the health watch of a service, by its lower-cased name. */
@@ -181,7 +221,14 @@ export class Datacenters {
         this.options.log.debug({ datacenter: state.name, service }, 'idle on-demand watch dropped');
         changed = true;
       }
-      if (!state.local && state.lastUsed.size === 0 && state.lastUsedDc < cutoff) {
+      // Mesh views are on demand even when every local service is watched.
+      for (const [mk, used] of state.meshLastUsed) {
+        if (used >= cutoff || (!state.mesh.has(mk) && used >= cutoff - idle)) continue;
+        this.dropMesh(state, mk);
+        this.options.log.debug({ datacenter: state.name, service: meshService(mk), lookup: meshLookup(mk) }, 'idle on-demand watch dropped');
+        changed = true;
+      }
+      if (!state.local && state.lastUsed.size === 0 && state.meshLastUsed.size === 0 && state.lastUsedDc < cutoff) {
         this.options.watches.stop(`nodes/${state.name}`);
         this.options.watches.stop(`services/${state.name}`);
         this.dcs.delete(state.name);
@@ -207,6 +254,7 @@ export class Datacenters {
   data(): Required<Omit<CatalogData, 'queries'>> {
     const nodes = new Map<string, NodeRecord>();
     const services: ServiceRecord[] = [];
+    const mesh: MeshEntry[] = [];
     const pending: { datacenter: string; name: string }[] = [];
     for (const state of this.dcs.values()) {
       for (const n of state.nodes ?? []) nodes.set(`${state.name}/${n.name}`, n);
@@ -215,12 +263,19 @@ export class Datacenters {
         for (const n of h.nodes) if (!nodes.has(`${state.name}/${n.name}`)) nodes.set(`${state.name}/${n.name}`, n);
         services.push(...h.instances);
       }
+      for (const [mk, h] of state.mesh) {
+        for (const n of h.nodes) if (!nodes.has(`${state.name}/${n.name}`)) nodes.set(`${state.name}/${n.name}`, n);
+        const key = meshService(mk);
+        const service = state.serviceNames?.get(key) ?? key;
+        mesh.push({ lookup: meshLookup(mk), datacenter: state.name, service, instances: h.instances, ...(h.virtualIp ? { virtualIp: h.virtualIp } : {}) });
+      }
       for (const [key, name] of state.serviceNames ?? []) if (!state.health.has(key)) pending.push({ datacenter: state.name, name });
     }
     const dcs = [...this.dcs.values()];
     return {
       nodes: [...nodes.values()],
       services,
+      mesh,
       partial: {
         datacenters: [...new Set([...(this.known ?? []), ...this.dcs.keys()])],
         serviceListsKnown: dcs.filter((s) => s.serviceNames !== null).map((s) => s.name),
@@ -229,4 +284,14 @@ export class Datacenters {
       },
     };
   }
+}
+
+/** The lookup of a mesh key (`connect/web` -> `connect`). */
+function meshLookup(mk: string): MeshLookup {
+  return mk.slice(0, mk.indexOf('/')) as MeshLookup;
+}
+
+/** The service of a mesh key (`connect/web` -> `web`). */
+function meshService(mk: string): string {
+  return mk.slice(mk.indexOf('/') + 1);
 }

@@ -34,6 +34,7 @@
 import type { Logger } from 'pino';
 import type { ConsulApi } from './api.js';
 import type { CatalogSink, CatalogSource } from '../source.js';
+import type { MeshLookup } from '../types.js';
 import { Datacenters } from './datacenters.js';
 import { Publisher } from './publisher.js';
 import { QueryCache } from './queries.js';
@@ -167,12 +168,12 @@ export class ConsulSource implements CatalogSource {
   }
 
   /** Loads what a question needs and resolves once a published snapshot has it (waits.ts). */
-  async want(datacenter: string, service: string | null): Promise<void> {
+  async want(datacenter: string, service: string | null, lookup?: MeshLookup): Promise<void> {
     if (!this.running) throw new Error('consul source stopped');
-    return this.waits.want(datacenter, service);
+    return this.waits.want(datacenter, service, lookup);
   }
 
-  touch(datacenter: string, service: string): void {
-    this.datacenters.touch(datacenter, service);
+  touch(datacenter: string, service: string, lookup?: MeshLookup): void {
+    this.datacenters.touch(datacenter, service, lookup);
   }
 }

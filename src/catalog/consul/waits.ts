@@ -4,17 +4,19 @@
  *
  * `want` loads what a question needs (through datacenters.ts) and waits for it. Questions waiting
  * for one thing share one Wait, keyed by that thing: `nodes/DC/` (a datacenter's node list),
- * `list/DC/` (its service list), `health/DC/service` (a service's instances). So there are at most
- * as many waits as catalog entries, however many questions. A wait ends at the first publish in
+ * `list/DC/` (its service list), `health/DC/service` (a service's instances), `connect/DC/service`
+ * and `ingress/DC/service` (its mesh views). So there are at most as many waits as catalog
+ * entries, however many questions. A wait ends at the first publish in
  * which what it waits for holds (`published`), when its datacenter is dropped (`endDatacenter`: the
  * question asks again), or at stop (`endAll`). How long a question waits is bounded by its caller
  * (--fetch-timeout).
  */
 
+import type { MeshLookup } from '../types.js';
 import type { Datacenters } from './datacenters.js';
 
 /** What the waits ask of the datacenters' state: a datacenter to use, a service to load. */
-export type Loader = Pick<Datacenters, 'use' | 'useService'>;
+export type Loader = Pick<Datacenters, 'use' | 'useService' | 'useMesh'>;
 
 /** What the waits need to know of publishing (publisher.ts). */
 export interface PublishState {
@@ -43,10 +45,10 @@ export class Waits {
 
   /**
    * Loads what a question needs: the datacenter's node list (`service` null), or its service list
-   * and then, if the service is in it, the service. A health watch starts only for a service the
-   * list confirms, so made-up names cost nothing but the list.
+   * and then, if the service is in it, the service (with `lookup`, its `connect` or `ingress` view).
+   * A watch starts only for a service the list confirms, so made-up names cost nothing but the list.
    */
-  async want(datacenter: string, service: string | null): Promise<void> {
+  async want(datacenter: string, service: string | null, lookup?: MeshLookup): Promise<void> {
     const dc = datacenter.toLowerCase();
     const state = this.datacenters.use(dc);
     if (service === null) return this.waitFor(`nodes/${dc}/`, () => state.nodes !== null);
@@ -54,6 +56,10 @@ export class Waits {
     const key = service.toLowerCase();
     // Not in the list: it does not exist (the wait covers a publish still to come with that list).
     if (!state.serviceNames?.has(key)) return this.waitFor(`list/${dc}/`, () => state.serviceNames !== null);
+    if (lookup) {
+      this.datacenters.useMesh(state, lookup, key);
+      return this.waitFor(`${lookup}/${dc}/${key}`, () => state.mesh.has(`${lookup}/${key}`) || !state.serviceNames?.has(key));
+    }
     this.datacenters.useService(state, key);
     return this.waitFor(`health/${dc}/${key}`, () => state.health.has(key) || !state.serviceNames?.has(key));
   }
@@ -69,7 +75,7 @@ export class Waits {
 
   /** Datacenter `dc` (lower-cased) was dropped: its waits end, and their questions ask again. */
   endDatacenter(dc: string): void {
-    for (const kind of ['list', 'nodes', 'health']) this.endWaits(`${kind}/${dc}/`);
+    for (const kind of ['list', 'nodes', 'health', 'connect', 'ingress']) this.endWaits(`${kind}/${dc}/`);
   }
 
   /** Every wait ends (the source stops). */

@@ -20,6 +20,18 @@
  *         tags: [http, v1]
  *         weights: {passing: 10, warning: 1}   # optional; default 1/1
  *         health: passing    # passing | warning | critical; default passing
+ *       - name: web-sidecar-proxy          # the service mesh (`.connect`, `.ingress`, `.virtual`):
+ *         kind: connect-proxy              # a sidecar proxy, in `web.connect`
+ *         port: 21000
+ *         proxy: {destination: web}
+ *         virtual_ip: 240.0.0.1            # optional: web's virtual IP (`web.virtual`), IPv4
+ *       - name: api
+ *         port: 9090
+ *         connect: {native: true}          # Connect-native: in `api.connect` itself
+ *       - name: ingress
+ *         kind: ingress-gateway            # in `web.ingress` and `api.ingress`
+ *         port: 8443
+ *         ingress: [{service: web, port: 8080}, {service: api}]  # port: the listener's; default the gateway's
  * queries:                   # optional: prepared queries, `NAME.query[.DC].DOMAIN`
  *   - name: web-eu           # the query's name (a DNS name: labels joined by dots)
  *     service: web
@@ -39,7 +51,7 @@
 import { parse as parseYaml } from 'yaml';
 import { parseIp } from '../../net/address.js';
 import { parseHostname, type NodeTagged, type ServiceTagged } from '../reach.js';
-import type { CatalogData, Health, NodeRecord, QueryDefinition, ServiceRecord } from '../types.js';
+import type { CatalogData, Health, MeshEntry, MeshLookup, NodeRecord, QueryDefinition, ServiceRecord } from '../types.js';
 
 /**
  * A catalog that failed validation, with every problem in it (each with its path). `origin` names
@@ -125,6 +137,16 @@ export interface CatalogService {
   weights?: { passing?: number; warning?: number };
   /** Default: passing. */
   health?: Health;
+  /** Consul's service kind; default a typical service. */
+  kind?: 'connect-proxy' | 'ingress-gateway';
+  /** connect-proxy: the service it is the sidecar of (the proxy is in `DESTINATION.connect`). */
+  proxy?: { destination: string };
+  /** A Connect-native service is in its own `NAME.connect`. */
+  connect?: { native?: boolean };
+  /** ingress-gateway: the services it exposes, each with its listener's port (default: the gateway's). */
+  ingress?: { service: string; port?: number }[];
+  /** connect-proxy or Connect-native: the virtual IP (IPv4) of the service it serves (`NAME.virtual`). */
+  virtual_ip?: string;
 }
 
 /** A DNS label as Consul serves it: letters, digits and inner hyphens (Consul's InvalidDnsRe). */
@@ -132,6 +154,8 @@ const LABEL = /^[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?$/;
 const HEALTH: readonly Health[] = ['passing', 'warning', 'critical'];
 /** Consul's tagged address names that its DNS reads (agent/structs: TaggedAddressLANIPv4 ...). */
 const TAGGED = ['lan', 'lan_ipv4', 'lan_ipv6', 'wan', 'wan_ipv4', 'wan_ipv6'];
+const KINDS = ['connect-proxy', 'ingress-gateway'] as const;
+const SERVICE_KEYS = ['name', 'id', 'port', 'address', 'tagged_addresses', 'tags', 'weights', 'health', 'kind', 'proxy', 'connect', 'ingress', 'virtual_ip'];
 
 type Obj = Record<string, unknown>;
 
@@ -285,6 +309,7 @@ export function checkCatalog(doc: unknown, defaultDatacenter: string): { data: C
   const nodes: NodeRecord[] = [];
   const services: ServiceRecord[] = [];
   const nodeNames = new Set<string>();
+  const mesh = new MeshCollector(c);
 
   c.array(top?.nodes, 'nodes').forEach((rawNode, ni) => {
     const np = `nodes[${ni}]`;
@@ -307,7 +332,7 @@ export function checkCatalog(doc: unknown, defaultDatacenter: string): { data: C
     const ids = new Set<string>();
     c.array(n.services, `${np}.services`).forEach((rawService, si) => {
       const sp = `${np}.services[${si}]`;
-      const s = c.object(rawService, sp, ['name', 'id', 'port', 'address', 'tagged_addresses', 'tags', 'weights', 'health']);
+      const s = c.object(rawService, sp, SERVICE_KEYS);
       if (!s) return;
       const serviceName = c.label(s.name, `${sp}.name`);
       let id = serviceName;
@@ -321,7 +346,7 @@ export function checkCatalog(doc: unknown, defaultDatacenter: string): { data: C
       const health = s.health ?? 'passing';
       if (!HEALTH.includes(health as Health)) c.fail(`${sp}.health`, `must be one of ${HEALTH.join(', ')} (got ${show(health)})`);
       const serviceTagged = c.serviceTagged(s.tagged_addresses, `${sp}.tagged_addresses`);
-      services.push({
+      const record: ServiceRecord = {
         ...(serviceTagged && { taggedAddresses: serviceTagged }),
         datacenter,
         node: name,
@@ -336,12 +361,18 @@ export function checkCatalog(doc: unknown, defaultDatacenter: string): { data: C
           warning: c.integer(w?.warning, `${sp}.weights.warning`, 0, 65535, 1),
         },
         health: health as Health,
-      });
+      };
+      services.push(record);
+      mesh.add(s, record, sp);
     });
   });
 
+  const meshEntries = mesh.entries();
   const queries = checkQueries(c, top?.queries, fileDc);
-  return { data: queries.length > 0 ? { nodes, services, queries } : { nodes, services }, problems: c.problems };
+  return {
+    data: { nodes, services, ...(meshEntries.length > 0 ? { mesh: meshEntries } : {}), ...(queries.length > 0 ? { queries } : {}) },
+    problems: c.problems,
+  };
 }
 
 /** The `queries:` section: each query checked, names unique per datacenter (case-insensitively). */
@@ -375,4 +406,92 @@ function checkQueries(c: Checker, value: unknown, fileDc: string): QueryDefiniti
     });
   });
   return out;
+}
+
+/**
+ * The mesh declarations of a catalog (service `kind`, `proxy`, `connect`, `ingress`, `virtual_ip`),
+ * checked and gathered into the mesh entries the `.connect` and `.ingress` names answer, by the
+ * service each endpoint serves, in catalog order.
+ */
+class MeshCollector {
+  private readonly byKey = new Map<string, { lookup: MeshLookup; datacenter: string; service: string; instances: ServiceRecord[]; virtualIp?: string; at?: string }>();
+
+  constructor(private readonly c: Checker) {}
+
+  add(s: Obj, record: ServiceRecord, sp: string): void {
+    const c = this.c;
+    const kind = s.kind;
+    if (kind !== undefined && !KINDS.includes(kind as (typeof KINDS)[number])) c.fail(`${sp}.kind`, `must be one of ${KINDS.join(', ')} (got ${show(kind)})`);
+    for (const [key, needs] of [['proxy', 'connect-proxy'], ['ingress', 'ingress-gateway']] as const) {
+      if (s[key] !== undefined && kind !== needs) c.fail(`${sp}.${key}`, `only for kind: ${needs}`);
+      if (s[key] === undefined && kind === needs) c.fail(`${sp}.${key}`, `required with kind: ${needs}`);
+    }
+    let native = false;
+    if (s.connect !== undefined) {
+      const connect = c.object(s.connect, `${sp}.connect`, ['native']);
+      if (connect?.native !== undefined && typeof connect.native !== 'boolean') c.fail(`${sp}.connect.native`, `must be true or false (got ${show(connect.native)})`);
+      native = connect?.native === true;
+      if (native && kind !== undefined) c.fail(`${sp}.connect.native`, 'a proxy or gateway cannot be Connect-native');
+    }
+    let served: string | null = native ? record.name : null;
+    if (kind === 'connect-proxy' && s.proxy !== undefined) {
+      const proxy = c.object(s.proxy, `${sp}.proxy`, ['destination']);
+      served = c.label(proxy?.destination, `${sp}.proxy.destination`);
+    }
+    if (served !== null && served !== '') this.put('connect', record.datacenter, served, record);
+    if (s.virtual_ip !== undefined) {
+      if (typeof s.virtual_ip !== 'string' || parseIp(s.virtual_ip)?.family !== 4) {
+        c.fail(`${sp}.virtual_ip`, `must be an IPv4 address (got ${show(s.virtual_ip)})`);
+      } else if (served === null) {
+        c.fail(`${sp}.virtual_ip`, 'only for a connect-proxy or a Connect-native service');
+      } else if (served !== '') {
+        this.virtualIp(record.datacenter, served, s.virtual_ip, `${sp}.virtual_ip`);
+      }
+    }
+    if (kind === 'ingress-gateway' && s.ingress !== undefined) {
+      const exposed = new Set<string>();
+      const list = c.array(s.ingress, `${sp}.ingress`);
+      if (list.length === 0 && Array.isArray(s.ingress)) c.fail(`${sp}.ingress`, 'must name at least one service');
+      list.forEach((raw, i) => {
+        const ip = `${sp}.ingress[${i}]`;
+        const item = c.object(raw, ip, ['service', 'port']);
+        if (!item) return;
+        const service = c.label(item.service, `${ip}.service`);
+        const port = c.integer(item.port, `${ip}.port`, 1, 65535, record.port);
+        if (service === '') return;
+        if (exposed.has(service.toLowerCase())) c.fail(`${ip}.service`, `${service} is exposed twice by this gateway`);
+        exposed.add(service.toLowerCase());
+        this.put('ingress', record.datacenter, service, { ...record, port });
+      });
+    }
+  }
+
+  entries(): MeshEntry[] {
+    return [...this.byKey.values()].map(({ at: _at, ...entry }) => entry);
+  }
+
+  private entry(lookup: MeshLookup, datacenter: string, service: string) {
+    const k = `${lookup}\u0000${datacenter.toLowerCase()}\u0000${service.toLowerCase()}`;
+    let e = this.byKey.get(k);
+    if (!e) {
+      e = { lookup, datacenter, service, instances: [] };
+      this.byKey.set(k, e);
+    }
+    return e;
+  }
+
+  private put(lookup: MeshLookup, datacenter: string, service: string, record: ServiceRecord): void {
+    this.entry(lookup, datacenter, service).instances.push(record);
+  }
+
+  /** A service has one virtual IP: every declaration of it must agree. */
+  private virtualIp(datacenter: string, service: string, address: string, path: string): void {
+    const e = this.entry('connect', datacenter, service);
+    if (e.virtualIp !== undefined && e.virtualIp !== address) {
+      this.c.fail(path, `${service} already has virtual IP ${e.virtualIp} (${e.at ?? ''}); a service has one`);
+      return;
+    }
+    e.virtualIp = address;
+    e.at = path;
+  }
 }

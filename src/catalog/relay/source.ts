@@ -19,13 +19,13 @@ import type { Logger } from 'pino';
 import type { LiveSettings } from '../../lifecycle/reload.js';
 import type { QueryOutcome } from '../queries.js';
 import type { CatalogSink, CatalogSource } from '../source.js';
-import type { CatalogData } from '../types.js';
+import type { CatalogData, MeshLookup } from '../types.js';
 import { RelayQueries } from './queries.js';
 
 export type ToPrimary =
   | { t: 'hello' }
-  | { t: 'want'; id: number; datacenter: string; service: string | null }
-  | { t: 'touch'; used: [string, string][] }
+  | { t: 'want'; id: number; datacenter: string; service: string | null; lookup?: MeshLookup }
+  | { t: 'touch'; used: [string, string, MeshLookup?][] }
   | { t: 'query'; id: number; datacenter: string; name: string; source: string }
   | { t: 'listening'; addresses: string[] }
   /** The answer to `metrics`: the worker's registry as data (prom-client's getMetricsAsJSON). */
@@ -56,7 +56,7 @@ export class RelaySource implements CatalogSource {
   private unsubscribe: (() => void) | null = null;
   private nextId = 0;
   private readonly waits = new Map<number, { resolve: () => void; reject: (err: Error) => void }>();
-  private readonly used = new Map<string, [string, string]>();
+  private readonly used = new Map<string, [string, string, MeshLookup?]>();
   private touchTimer: NodeJS.Timeout | null = null;
   /** Prepared queries, executed by the primary (queries.ts). */
   readonly queries: RelayQueries;
@@ -85,18 +85,18 @@ export class RelaySource implements CatalogSource {
     return Promise.resolve();
   }
 
-  want(datacenter: string, service: string | null): Promise<void> {
+  want(datacenter: string, service: string | null, lookup?: MeshLookup): Promise<void> {
     const id = ++this.nextId;
     return new Promise((resolve, reject) => {
       this.waits.set(id, { resolve, reject });
-      this.channel.send({ t: 'want', id, datacenter, service });
+      this.channel.send({ t: 'want', id, datacenter, service, ...(lookup ? { lookup } : {}) });
     });
   }
 
-  touch(datacenter: string, service: string): void {
-    const key = `${datacenter}\n${service}`.toLowerCase();
+  touch(datacenter: string, service: string, lookup?: MeshLookup): void {
+    const key = `${datacenter}\n${service}\n${lookup ?? ''}`.toLowerCase();
     if (this.used.has(key)) return;
-    this.used.set(key, [datacenter, service]);
+    this.used.set(key, lookup ? [datacenter, service, lookup] : [datacenter, service]);
     if (this.touchTimer) return;
     this.touchTimer = setTimeout(() => {
       this.touchTimer = null;
