@@ -120,6 +120,7 @@ export class SvcdnsServer {
         const ip = parseIp(l.host);
         return ip && !ip.bytes.every((b) => b === 0) ? [ip] : [];
       }),
+      queries: source.queries ?? null,
     });
     this.replyCache = new ReplyCache({
       maxEntries: config.answerCacheSize,

@@ -22,6 +22,7 @@
 import cluster, { type Worker } from 'node:cluster';
 import type { Logger } from 'pino';
 import { RelaySource, type ToPrimary, type ToWorker } from './catalog/relay/source.js';
+import type { QueryOutcome } from './catalog/queries.js';
 import type { CatalogSource } from './catalog/source.js';
 import { createSource } from './catalog/sources.js';
 import { CatalogStore } from './catalog/store.js';
@@ -161,6 +162,9 @@ export async function runPrimary(config: Config, log: Logger): Promise<Primary> 
           case 'touch':
             for (const [dc, service, lookup] of message.used) source.touch?.(dc, service, lookup);
             break;
+          case 'query':
+            answerQuery(source, message, (outcome) => send(worker, { t: 'queried', id: message.id, outcome }));
+            break;
           case 'metrics': {
             const s = scrapes.get(message.id);
             if (!s) break;
@@ -286,4 +290,20 @@ export function withoutSecrets(args: readonly string[]): string[] {
     else if (!arg.startsWith('--consul-token=')) out.push(arg);
   }
   return out;
+}
+
+/**
+ * A worker's prepared query, executed by the primary's source: from its cache when it has the
+ * outcome, else after an execution. A source that executes no queries (a catalog file: its
+ * queries travel with the catalog) says `not-found`.
+ */
+function answerQuery(source: CatalogSource, q: Extract<ToPrimary, { t: 'query' }>, reply: (outcome: QueryOutcome) => void): void {
+  const queries = source.queries;
+  if (!queries) return reply({ kind: 'not-found' });
+  const known = queries.peek(q.datacenter, q.name, q.source);
+  if (known) return reply(known);
+  queries.execute(q.datacenter, q.name, q.source).then(
+    () => reply(queries.peek(q.datacenter, q.name, q.source) ?? { kind: 'failed' }),
+    () => reply({ kind: 'failed' }),
+  );
 }

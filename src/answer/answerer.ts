@@ -35,9 +35,11 @@ import {
   parseReverseName,
   type ConsulName,
 } from './naming.js';
+import type { PreparedQueries } from '../catalog/queries.js';
 import type { Endpoint, Reach } from '../catalog/reach.js';
 import type { Instance, MeshView, NodeView, ServiceGeneration, Snapshot } from '../catalog/snapshot.js';
 import type { MeshLookup } from '../catalog/types.js';
+import { evaluateQuery, resultInstances, type QueryInstances } from './query.js';
 import { Rotator } from './rotation.js';
 import { metaTxtStrings } from './rfc1464.js';
 import type { ServiceTtls } from './ttl.js';
@@ -73,6 +75,11 @@ export interface AnswererOptions {
    * `ns.DOMAIN`, the name server named when the catalog has no `consul` service.
    */
   nameserverAddresses: readonly IpAddress[];
+  /**
+   * Where `.query.` names the snapshot defines none for are executed: the source's `queries`
+   * (Consul; the primary for a --workers process). Absent or null: such names are NXDOMAIN.
+   */
+  queries?: PreparedQueries | null;
 }
 
 /** A reply, and what it was made from (for the reply cache and usage tracking; the encoder ignores it). */
@@ -92,6 +99,11 @@ export interface Answered extends Reply {
    * never here: the answerer resolves them itself, one hop.
    */
   chase?: readonly Chase[];
+  /**
+   * Made from a prepared query: never kept by the reply cache (a Consul execution is not in the
+   * snapshot, and may differ by client with `Near: _ip`).
+   */
+  preparedQuery?: boolean;
 }
 
 export interface Chase {
@@ -112,11 +124,21 @@ export interface Pending {
   pending: { datacenter: string; service: string | null; lookup?: MeshLookup };
 }
 
-export function isPending(result: Answered | Pending | null): result is Pending {
+export function isPending(result: Answered | Pending | QueryPending | null): result is Pending {
   return result !== null && 'pending' in result;
 }
 
+/** A prepared query must be executed (by the source's `queries`) before the question is answered. */
+export interface QueryPending {
+  queryPending: { datacenter: string; name: string };
+}
+
+export function isQueryPending(result: Answered | Pending | QueryPending | null): result is QueryPending {
+  return result !== null && 'queryPending' in result;
+}
+
 const EMPTY: readonly RR[] = Object.freeze([]);
+const NO_INSTANCES: QueryInstances = Object.freeze({ service: '', instances: Object.freeze([]), ttl: null, sorted: false });
 /** Consul lists at most three servers in NS answers. */
 const MAX_NAMESERVERS = 3;
 
@@ -137,12 +159,15 @@ export class Answerer {
    * The reply for a question about our domain or a reverse name we know, or null when the name is
    * not ours to answer (the next resolver link decides).
    */
-  answer(query: Query, snapshot: Snapshot | null, turn?: number): Answered | Pending | null {
-    return this.answerAt(query, snapshot, turn, 0);
+  answer(query: Query, snapshot: Snapshot | null, turn?: number, client = ''): Answered | Pending | QueryPending | null {
+    return this.answerAt(query, snapshot, turn, 0, client);
   }
 
-  /** `hop`: 1 when answering a CNAME target of ours, whose own CNAMEs are then not followed. */
-  private answerAt(query: Query, snapshot: Snapshot | null, turn: number | undefined, hop: number): Answered | Pending | null {
+  /**
+   * `hop`: 1 when answering a CNAME target of ours, whose own CNAMEs are then not followed.
+   * `client`: the asking client's address (prepared queries pass it to Consul for `Near: _ip`).
+   */
+  private answerAt(query: Query, snapshot: Snapshot | null, turn: number | undefined, hop: number, client = ''): Answered | Pending | QueryPending | null {
     const match = matchDomain(query.labels, this.domains);
     if (!match) {
       return query.plain && isReverseName(query.labels) && snapshot ? this.reverse(query, snapshot) : null;
@@ -166,6 +191,8 @@ export class Answerer {
         return this.node(ctx, name);
       case 'addr':
         return this.addr(ctx, name);
+      case 'query':
+        return this.preparedQuery(ctx, name, turn, client);
       case 'mesh':
         return this.mesh(ctx, name, turn);
       case 'virtual':
@@ -370,6 +397,37 @@ export class Answerer {
     return { ...this.nodata(ctx), service };
   }
 
+  /**
+   * `NAME.query[.DC]`: as Consul's preparedQueryLookup. Unknown query or datacenter: NXDOMAIN; no
+   * instance: NXDOMAIN; none of the asked type: NODATA; Consul failing past the kept result's bound:
+   * SERVFAIL. The TTL is the query's DNS TTL, else the service TTL; SRV targets name the datacenter
+   * that answered (after a failover, the other one). `client` is the address Consul sorts by.
+   */
+  private preparedQuery(ctx: Ctx, name: Extract<ConsulName, { kind: 'query' }>, turn: number | undefined, client: string): Answered | QueryPending {
+    if (name.dc !== null && !ctx.snapshot.hasDatacenter(name.dc)) return this.nxdomain(ctx);
+    const dc = name.dc ?? this.options.datacenter;
+    // The catalog's own definitions (a catalog file) first; else the source executes it (Consul,
+    // or the primary for a --workers process, which says not-found when its source has none).
+    const definition = ctx.snapshot.query(dc, name.name);
+    let found: QueryInstances = NO_INSTANCES;
+    if (definition) {
+      found = evaluateQuery(definition, ctx.snapshot);
+    } else if (this.options.queries) {
+      const outcome = this.options.queries.peek(dc, name.name, client);
+      if (outcome === null) return { queryPending: { datacenter: dc, name: name.name } };
+      if (outcome.kind === 'failed') return reply(Rcode.SERVFAIL, EMPTY, EMPTY, EMPTY, false);
+      if (outcome.kind === 'result') found = resultInstances(outcome.result);
+    }
+    // Sorted by distance (Near): Consul's order, never rotated (its DNS does not shuffle them).
+    const rotation = found.sorted ? 0 : turn;
+    // The datacenter that answered (after a failover, another one): its SRV targets and, with
+    // --translate-wan-addrs, its WAN addresses, as Consul's lookup with the result's Datacenter.
+    const answeredBy = found.instances[0]?.datacenter ?? dc;
+    const ttl = found.ttl ?? this.options.serviceTtl.of(found.service);
+    const answered = found.instances.length === 0 ? this.nxdomain(ctx) : this.listInstances(ctx, found.instances, undefined, rotation, ttl, answeredBy);
+    return { ...answered, preparedQuery: true };
+  }
+
   /** `dc` is another datacenter whose WAN addresses answer (--translate-wan-addrs). */
   private translates(dc: string): boolean {
     return this.options.translateWanAddrs === true && dc.toLowerCase() !== this.options.datacenter.toLowerCase();
@@ -402,7 +460,7 @@ export class Answerer {
     for (const type of types) {
       const inner: Query = { ...ctx.query, name: host, key: labels.join('.'), labels, type, plain: true };
       const got = this.answerAt(inner, ctx.snapshot, undefined, 1);
-      if (got === null || isPending(got) || got.rcode !== Rcode.NOERROR) continue;
+      if (got === null || isPending(got) || isQueryPending(got) || got.rcode !== Rcode.NOERROR) continue;
       for (const rr of got.answers) if (rr.type === RRType.A || rr.type === RRType.AAAA) into.push(rr);
     }
   }

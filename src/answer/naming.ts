@@ -10,6 +10,8 @@
  *   srv      = "_" SERVICE "._" TAG [dc] "." DOMAIN    ; RFC 2782 without "service": SRV only
  *   node     = NODE ".node" [dc] "." DOMAIN
  *   addr     = HEX ".addr" [dc] "." DOMAIN             ; HEX: 8 (IPv4) or 32 (IPv6) hex digits
+ *   query    = NAME ".query" [dc] "." DOMAIN            ; a prepared query; NAME may contain dots
+ *            / "_" NAME "._" PROTO ".query" [dc] "." DOMAIN ; RFC 2782; PROTO is ignored
  *   mesh     = *(LABEL ".") SERVICE (".connect" / ".ingress") [dc] "." DOMAIN
  *   virtual  = *(LABEL ".") SERVICE ".virtual" [dc] "." DOMAIN
  *   dc       = "." DC / "." DC ".dc"                   ; one label; omitted: the local datacenter
@@ -42,6 +44,8 @@ export type ConsulName =
   | { kind: 'srv'; service: string; tag: string | null; dc: string | null }
   | { kind: 'node'; node: string; dc: string | null }
   | { kind: 'addr'; address: IpAddress; dc: string | null }
+  /** A prepared query by name or ID; `dc`: the datacenter to execute it in (null: the local one). */
+  | { kind: 'query'; name: string; dc: string | null }
   /** `NAME.connect` (sidecar proxies, Connect-native instances) and `NAME.ingress` (ingress gateways). */
   | { kind: 'mesh'; lookup: 'connect' | 'ingress'; service: string; dc: string | null }
   /** `NAME.virtual`: the service's virtual IP. */
@@ -110,6 +114,8 @@ export function parseConsulName(rest: readonly string[]): ConsulName {
       const address = parseHexAddress(parts[0]!);
       return address ? { kind: 'addr', address, dc } : { kind: 'invalid' };
     }
+    case 'query':
+      return parseQuery(parts, dc);
     case 'connect':
     case 'ingress':
       return { kind: 'mesh', lookup: kind, service: parts[parts.length - 1]!, dc };
@@ -148,7 +154,21 @@ function parseBareSrv(parts: readonly string[], suffix: readonly string[]): Cons
 }
 
 function isKind(label: string): boolean {
-  return label === 'service' || label === 'node' || label === 'addr' || label === 'connect' || label === 'ingress' || label === 'virtual';
+  return label === 'service' || label === 'node' || label === 'addr' || label === 'connect' || label === 'ingress' || label === 'virtual' || label === 'query';
+}
+
+/**
+ * As Consul's dispatch: `_NAME._PROTO.query` (first and last labels starting with `_`) is the RFC
+ * 2782 form, the query being every label but the last with the first `_` removed; otherwise all
+ * the labels joined are the query's name or ID.
+ */
+function parseQuery(parts: readonly string[], dc: string | null): ConsulName {
+  const n = parts.length;
+  if (n >= 2 && parts[0]!.startsWith('_') && parts[n - 1]!.startsWith('_')) {
+    const name = parts.slice(0, -1).join('.').slice(1);
+    return name === '' ? { kind: 'invalid' } : { kind: 'query', name, dc };
+  }
+  return { kind: 'query', name: parts.join('.'), dc };
 }
 
 function parseService(parts: readonly string[], dc: string | null): ConsulName {

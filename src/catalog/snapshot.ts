@@ -9,7 +9,7 @@
 
 import { parseIp, type IpAddress } from '../net/address.js';
 import { instanceReach, isAddressOrHostname, nodeReach, reachText, type Reach } from './reach.js';
-import type { CatalogData, Health, MeshLookup, NodeRecord, ServiceRecord } from './types.js';
+import type { CatalogData, Health, MeshLookup, NodeRecord, QueryDefinition, ServiceRecord } from './types.js';
 
 export interface NodeView {
   readonly name: string;
@@ -114,6 +114,8 @@ export class Snapshot {
   /** The nodes as the source gave them: what an instance's reach is worked out from. */
   private readonly nodeRecords = new Map<string, NodeRecord>();
   private readonly reverseIndex = new Map<string, ReverseEntry[]>();
+  /** Prepared queries defined with the catalog (a catalog file's `queries:`), by datacenter and name. */
+  private readonly queries = new Map<string, QueryDefinition>();
   /** null: everything is loaded. Otherwise what exists but is not loaded (see CatalogData.partial). */
   private readonly partial: {
     serviceListsKnown: ReadonlySet<string>;
@@ -183,6 +185,10 @@ export class Snapshot {
         pending: new Set(data.partial.pending.map((p) => key(p.datacenter, p.name))),
       };
     }
+    for (const q of data.queries ?? []) {
+      this.queries.set(key(q.datacenter, q.name), Object.freeze({ ...q }));
+      dcs.add(q.datacenter.toLowerCase());
+    }
     this.datacenters = dcs;
     this.counts = Object.freeze({ nodes: this.nodes.size, services: this.services.size, instances: data.services.length });
   }
@@ -230,6 +236,11 @@ export class Snapshot {
 
   node(dc: string, name: string): NodeView | undefined {
     return this.nodes.get(key(dc, name));
+  }
+
+  /** The prepared query `name` defined with the catalog in datacenter `dc` (both case-insensitive). */
+  query(dc: string, name: string): QueryDefinition | undefined {
+    return this.queries.get(key(dc, name));
   }
 
   hasDatacenter(dc: string): boolean {

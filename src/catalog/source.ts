@@ -18,6 +18,7 @@
 import type { Logger } from 'pino';
 import type { ConfigComponent } from '../config/component.js';
 import type { Diagnostics } from '../diagnostics/channels.js';
+import type { PreparedQueries } from './queries.js';
 import type { CatalogData, MeshLookup } from './types.js';
 
 export interface CatalogSink {
@@ -42,6 +43,11 @@ export interface CatalogSource {
   want?(datacenter: string, service: string | null, lookup?: MeshLookup): Promise<void>;
   /** Sources that load on demand: a loaded service (or its mesh view) was just used (keeps its watch alive). */
   touch?(datacenter: string, service: string, lookup?: MeshLookup): void;
+  /**
+   * Sources that execute prepared queries themselves (Consul). Without it, `.query.` names are
+   * answered from the catalog's own query definitions (CatalogData.queries).
+   */
+  readonly queries?: PreparedQueries;
   stop(): Promise<void>;
   /** Sources that keep reads running (Consul): how many, for metrics. */
   readonly watchCount?: number;

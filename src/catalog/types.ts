@@ -43,6 +43,11 @@ export interface CatalogData {
   nodes: readonly NodeRecord[];
   services: readonly ServiceRecord[];
   /**
+   * Prepared queries defined with the catalog (a catalog file's `queries:`), each in its
+   * datacenter; absent: none. Sources that execute queries themselves (Consul) leave it out.
+   */
+  queries?: readonly QueryDefinition[];
+  /**
    * Service mesh endpoints by the service they serve (`.connect` and `.ingress` names). Absent or
    * without an entry for a service: it has none. Sources that load lazily list only what they loaded
    * (an entry with no instances is loaded: none), and the snapshot treats the rest as pending.
@@ -64,6 +69,23 @@ export interface PartialCatalog {
   nodeListsKnown: readonly string[];
   /** Services that exist but whose instances are not loaded yet. */
   pending: readonly { datacenter: string; name: string }[];
+}
+
+/** A prepared query of a catalog file (the subset of Consul's definition a file can evaluate). */
+export interface QueryDefinition {
+  /** Matched case-insensitively against the DNS name's query label(s). */
+  name: string;
+  /** The datacenter it is defined (and executed) in. */
+  datacenter: string;
+  service: string;
+  /** Every tag must be on the instance; a tag written `!tag` must not be (Consul's Service.Tags). */
+  tags: readonly string[];
+  /** Leave out instances in warning too (Consul's Service.OnlyPassing); critical ones always are. */
+  onlyPassing: boolean;
+  /** Tried in order when the query's own datacenter has no instance (Consul's Failover.Datacenters). */
+  failover: readonly string[];
+  /** Seconds (Consul's DNS.TTL); null: the service TTL. */
+  ttl: number | null;
 }
 
 /** The mesh lookups: `NAME.connect` (sidecar proxies, Connect-native instances), `NAME.ingress` (gateways). */

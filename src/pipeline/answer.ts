@@ -13,14 +13,19 @@
  * additional data for SRV targets. A target that does not resolve in time still gets its CNAME
  * (NOERROR): the name exists, only the target's records are missing.
  *
+ * Prepared queries the source executes itself (Consul) go the way of on-demand data: the answerer
+ * says the query must be executed, the source's `queries.execute` runs it (with the client's
+ * address, for `Near: _ip`) and the question is answered again, all within --fetch-timeout.
+ *
  * Its answers say what the reply cache may keep: authoritative NOERROR and NXDOMAIN answered from
  * a snapshot, for as long as the service they list keeps its generation, else for the snapshot.
  * Answers with records resolved upstream are not kept (their TTLs count down; the forward cache
- * keeps the upstream's part, so they stay cheap).
+ * keeps the upstream's part, so they stay cheap), nor answers made from a prepared query (its
+ * execution is not in the snapshot).
  */
 
 import type { Logger } from 'pino';
-import { isPending, type Answered, type Answerer, type Pending } from '../answer/answerer.js';
+import { isPending, isQueryPending, type Answered, type Answerer, type Pending, type QueryPending } from '../answer/answerer.js';
 import type { Snapshot } from '../catalog/snapshot.js';
 import type { CatalogSource } from '../catalog/source.js';
 import { Rcode, type RRType } from '../dns/constants.js';
@@ -30,7 +35,7 @@ import { NEXT, type Answer, type Request, type Stage, type StageResult } from '.
 export interface AnswerStageOptions {
   answerer: Answerer;
   /** Asked for data the snapshot does not hold yet (sources that load on demand). */
-  source: Pick<CatalogSource, 'want'>;
+  source: Pick<CatalogSource, 'want' | 'queries'>;
   /** How long a question waits for data being fetched before SERVFAIL (--fetch-timeout), ms. */
   fetchTimeoutMs: number;
   /** Resolves the targets of hostname CNAMEs upstream; absent: they are answered as a CNAME alone. */
@@ -46,9 +51,10 @@ export class AnswerStage implements Stage {
   handle(request: Request): StageResult {
     const snapshot = request.snapshot;
     // A cached question whose next rotation is not encoded yet asks for exactly that one.
-    const answered = this.options.answerer.answer(request.query, snapshot, request.turn);
+    const client = request.client.address;
+    const answered = this.options.answerer.answer(request.query, snapshot, request.turn, client);
     if (answered === null) return NEXT;
-    if (isPending(answered)) return this.afterFetch(request, answered);
+    if (isPending(answered) || isQueryPending(answered)) return this.afterFetch(request, answered);
     if (answered.chase !== undefined) return this.chased(request, answered);
     return toAnswer(request, answered, snapshot);
   }
@@ -85,12 +91,18 @@ export class AnswerStage implements Stage {
     });
   }
 
-  /** Waits (bounded) for the pending data, then answers from the snapshot that holds it. */
-  private async afterFetch(request: Request, pending: Pending): Promise<Answer> {
+  /** Waits (bounded) for the pending data or query execution, then answers again. */
+  private async afterFetch(request: Request, pending: Pending | QueryPending): Promise<Answer> {
     const { source, fetchTimeoutMs, answerer, log } = this.options;
+    const client = request.client.address;
     try {
-      const { datacenter, service, lookup } = pending.pending;
-      const fetched = source.want ? source.want(datacenter, service, lookup) : Promise.reject(new Error('source cannot fetch'));
+      const fetched = isPending(pending)
+        ? source.want
+          ? source.want(pending.pending.datacenter, pending.pending.service, pending.pending.lookup)
+          : Promise.reject(new Error('source cannot fetch'))
+        : source.queries
+          ? source.queries.execute(pending.queryPending.datacenter, pending.queryPending.name, client)
+          : Promise.reject(new Error('source cannot execute prepared queries'));
       let timer: NodeJS.Timeout | undefined;
       const timeout = new Promise<never>((_, reject) => {
         timer = setTimeout(() => reject(new Error('fetch timed out')), fetchTimeoutMs);
@@ -100,10 +112,11 @@ export class AnswerStage implements Stage {
       } finally {
         clearTimeout(timer);
       }
-      const again = answerer.answer(request.query, request.context.store.current());
-      return again === null || isPending(again) ? request.fail(Rcode.SERVFAIL) : toAnswer(request, again, null);
+      const again = answerer.answer(request.query, request.context.store.current(), undefined, client);
+      if (again === null || isPending(again) || isQueryPending(again)) return request.fail(Rcode.SERVFAIL);
+      return again.chase !== undefined ? this.chased(request, again) : toAnswer(request, again, null);
     } catch (err) {
-      log.debug({ err, pending: pending.pending }, 'answer waited for data that did not arrive');
+      log.debug({ err, pending: isPending(pending) ? pending.pending : pending.queryPending }, 'answer waited for data that did not arrive');
       return request.fail(Rcode.SERVFAIL);
     }
   }
@@ -113,7 +126,9 @@ export class AnswerStage implements Stage {
 function toAnswer(request: Request, answered: Answered, snapshot: Snapshot | null): Answer {
   const bytes = request.encode(answered);
   const { rcode, service = null, rotation } = answered;
-  if (snapshot === null || !answered.authoritative || (rcode !== Rcode.NOERROR && rcode !== Rcode.NXDOMAIN)) return { bytes, rcode, service };
+  if (snapshot === null || answered.preparedQuery || !answered.authoritative || (rcode !== Rcode.NOERROR && rcode !== Rcode.NXDOMAIN)) {
+    return { bytes, rcode, service };
+  }
   return {
     bytes,
     rcode,

@@ -53,6 +53,7 @@
  *    (lan/wan + lan_ipv4|lan_ipv6/wan_ipv4|wan_ipv6 = Address), Meta {} and a stable UUID ID;
  *    registerService defaults Meta to {}. PUT /v1/catalog/register stores exactly what it is given
  *    (absent maps are null), as Consul's catalog does. Names are matched case-insensitively.
+ *  - Prepared queries (section "Prepared queries" at the end of this file): see SimPreparedQueries.
  *  - The service mesh (section "Service mesh" below): sidecar proxies, Connect-native services,
  *    ingress gateways and virtual IPs (Kind, Proxy, Connect also read from PUT /v1/catalog/register;
  *    virtual IPs and ingress config entries through the JS API only); /v1/health/connect/:name and
@@ -130,6 +131,8 @@ export interface SimRequest {
   path: string;
   query: Record<string, string>;
   token: string | null;
+  /** The X-Forwarded-For header as sent (Consul takes a query's source address from it), or null. */
+  forwardedFor: string | null;
   at: number;
   /**
    * Order of events: `seq` when it arrived, `doneSeq` when its response was written in full (null
@@ -758,6 +761,8 @@ const ROUTES: Record<string, { methods: string[] }> = {
   '/v1/health/ingress/': { methods: ['GET'] },
   '/v1/catalog/register': { methods: ['PUT'] },
   '/v1/catalog/deregister': { methods: ['PUT'] },
+  '/v1/query': { methods: ['GET', 'POST'] },
+  '/v1/query/': { methods: ['GET'] },
 };
 
 export class ConsulSim {
@@ -1126,6 +1131,7 @@ export class ConsulSim {
       path: decodePath(url.pathname),
       query: firstParams(url.searchParams),
       token: tokenOf(req, url.searchParams),
+      forwardedFor: typeof req.headers['x-forwarded-for'] === 'string' ? req.headers['x-forwarded-for'] : null,
       at: Date.now(),
       seq: this.events++,
       doneSeq: null,
@@ -1171,7 +1177,7 @@ export class ConsulSim {
     const url = new URL(req.url ?? '/', 'http://127.0.0.1');
     const path = decodePath(url.pathname);
     const method = req.method ?? 'GET';
-    const subtree = ['/v1/health/service/', '/v1/health/connect/', '/v1/health/ingress/'].find((p) => path.startsWith(p));
+    const subtree = ['/v1/health/service/', '/v1/health/connect/', '/v1/health/ingress/', '/v1/query/'].find((p) => path.startsWith(p));
     const pattern = subtree ?? path;
     const route = ROUTES[pattern];
     if (!route) {
@@ -1225,6 +1231,9 @@ export class ConsulSim {
         return this.handleWrite(req, res, url.searchParams, 'register');
       case '/v1/catalog/deregister':
         return this.handleWrite(req, res, url.searchParams, 'deregister');
+      case '/v1/query':
+      case '/v1/query/':
+        return this.handleQuery(req, res, url.searchParams, path);
     }
   }
 
@@ -1421,6 +1430,29 @@ export class ConsulSim {
       body = entries;
     }
     this.sendJson(req, res, body, q.params);
+  }
+
+  // --- prepared queries (the section at the end of this file) ---------------------------------
+
+  private readonly preparedQueries = new SimPreparedQueries();
+
+  /** Prepared queries kept by the sim, per datacenter (for tests that look). */
+  get queryCount(): number {
+    return this.preparedQueries.size;
+  }
+
+  private async handleQuery(req: IncomingMessage, res: ServerResponse, params: URLSearchParams, path: string): Promise<void> {
+    const body = req.method === 'POST' ? await this.readBody(req) : '';
+    if (this.mode === 'error500') throw new SimError(500, RPC_ERROR_TEXT);
+    const dcName = params.get('dc') || (this.dcNames[0] as string);
+    const dc = this.dcs.get(dcName);
+    if (!dc) throw new SimError(500, 'No path to datacenter');
+    if (this.resolveAcl(tokenOf(req, params)) === 'unknown') throw new SimError(403, 'ACL not found');
+    const reply = this.preparedQueries.handle(req.method ?? 'GET', path, body, dc, (name) => this.dcs.get(name), this.dcNames);
+    res.setHeader('X-Consul-Index', String(Math.max(dc.raft, 1)));
+    res.setHeader('X-Consul-Knownleader', this.leader ? 'true' : 'false');
+    res.setHeader('X-Consul-Lastcontact', '0');
+    this.sendJson(req, res, reply, params);
   }
 
   // --- writes --------------------------------------------------------------------------------
@@ -1659,6 +1691,153 @@ function filterNonPassing<T extends { Checks: unknown[] }>(nodes: T[]): T[] {
     }
   }
   return out.slice(0, n);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Prepared queries
+//
+// Sources (hashicorp/consul): website/content/api-docs/query.mdx (create: POST /v1/query -> {"ID"};
+// list: GET /v1/query; execute: GET /v1/query/:uuid-or-name/execute?dc=&limit= -> Service, Nodes
+// as health entries, DNS {TTL}, Datacenter, Failovers; explain: GET /v1/query/:uuid-or-name/explain
+// -> {"Query": the definition}); agent/prepared_query_endpoint.go (404
+// "Query not found" for an unknown query on execute); agent/consul/prepared_query_endpoint.go
+// (Apply: "Must provide a Service name to query", "Bad DNS TTL", names unique per datacenter;
+// Execute: the query's datacenter, nodes.Filter(OnlyPassing) — critical always left out, warning
+// too with OnlyPassing —, tagFilter — case-insensitive, `!tag` excludes —, then queryFailover when
+// nothing is left: NearestN datacenters, then Failover.Datacenters in order, unknown ones skipped,
+// the first with nodes answers with its Datacenter, Failovers = how many were tried).
+// Modelling choices: the sim has no network coordinates, so NearestN takes the other datacenters in
+// the order the sim was given them, and results are not shuffled (Consul shuffles when it cannot
+// sort): node then service ID order, so tests are repeatable; Near is kept (explain shows it) but
+// sorts nothing. Near, templates, sessions,
+// IgnoreCheckIDs, NodeMeta/ServiceMeta filters and ACLs on queries are not modelled (a create
+// using any of them but Near gets 400 "consul-sim: ... is not supported").
+
+interface SimQueryRec {
+  ID: string;
+  Name: string;
+  Service: { Service: string; Tags: string[]; OnlyPassing: boolean; Near: string; Failover: { NearestN: number; Datacenters: string[] } };
+  DNS: { TTL: string };
+}
+
+class SimPreparedQueries {
+  /** Per datacenter (lower-case name), by ID. */
+  private readonly byDc = new Map<string, Map<string, SimQueryRec>>();
+  private created = 0;
+
+  get size(): number {
+    let n = 0;
+    for (const m of this.byDc.values()) n += m.size;
+    return n;
+  }
+
+  handle(method: string, path: string, body: string, dc: DcState, dcNamed: (name: string) => DcState | undefined, dcOrder: readonly string[]): unknown {
+    const queries = this.queriesOf(dc);
+    if (path === '/v1/query') {
+      if (method === 'GET') return [...queries.values()];
+      return this.create(body, dc, queries);
+    }
+    const rest = path.slice('/v1/query/'.length);
+    const [idOrName, op] = rest.split('/');
+    const query = this.find(queries, idOrName ?? '');
+    if (op === 'execute') {
+      if (!query) throw new SimError(404, 'Query not found');
+      return this.execute(query, dc, dcNamed, dcOrder);
+    }
+    if (op === 'explain') {
+      if (!query) throw new SimError(404, 'Query not found');
+      return { Query: query };
+    }
+    if (op === undefined && query && query.ID === idOrName) return [query];
+    throw new SimError(404, 'Query not found');
+  }
+
+  private queriesOf(dc: DcState): Map<string, SimQueryRec> {
+    let m = this.byDc.get(lc(dc.name));
+    if (!m) {
+      m = new Map();
+      this.byDc.set(lc(dc.name), m);
+    }
+    return m;
+  }
+
+  /** By ID first, then by exact name (case-insensitive, as the state store's name index). */
+  private find(queries: Map<string, SimQueryRec>, idOrName: string): SimQueryRec | undefined {
+    return queries.get(idOrName) ?? [...queries.values()].find((q) => q.Name !== '' && lc(q.Name) === lc(idOrName));
+  }
+
+  private create(text: string, dc: DcState, queries: Map<string, SimQueryRec>): { ID: string } {
+    let raw: unknown;
+    try {
+      raw = JSON.parse(text);
+    } catch (err) {
+      throw new SimError(400, `Request decode failed: ${err instanceof Error ? err.message : String(err)}`);
+    }
+    if (!isObj(raw)) throw new SimError(400, 'Request decode failed: json: cannot unmarshal into Go value of type structs.PreparedQuery');
+    for (const k of ['Session', 'Template']) if (field(raw, k) !== undefined) throw new SimError(400, `consul-sim: ${k} is not supported`);
+    const svc = field(raw, 'Service');
+    const service = isObj(svc) ? svc : {};
+    for (const k of ['IgnoreCheckIDs', 'NodeMeta', 'ServiceMeta', 'Connect', 'Peer', 'SamenessGroup']) {
+      if (field(service, k) !== undefined) throw new SimError(400, `consul-sim: Service.${k} is not supported`);
+    }
+    const name = dStr(raw, 'Name', 'PreparedQuery');
+    const serviceName = dStr(service, 'Service', 'ServiceQuery');
+    if (serviceName === '') throw new SimError(500, 'Must provide a Service name to query');
+    const dns = field(raw, 'DNS');
+    const ttl = isObj(dns) ? dStr(dns, 'TTL', 'QueryDNSOptions') : '';
+    if (ttl !== '') {
+      const ms = parseGoDuration(ttl);
+      if (ms === null) throw new SimError(500, `Bad DNS TTL '${ttl}': time: invalid duration "${ttl}"`);
+      if (ms < 0) throw new SimError(500, `DNS TTL '${ttl}', must be >=0`);
+    }
+    if (name !== '' && this.find(queries, name)) throw new SimError(500, `Name '${name}' aliases an existing query name`);
+    const failover = field(service, 'Failover');
+    const fo = isObj(failover) ? failover : {};
+    const rec: SimQueryRec = {
+      ID: stableUuid(`query/${dc.name}/${this.created++}/${name}`),
+      Name: name,
+      Service: {
+        Service: serviceName,
+        Tags: dStrList(service, 'Tags', 'ServiceQuery') ?? [],
+        OnlyPassing: dBool(service, 'OnlyPassing', 'ServiceQuery'),
+        Near: dStr(service, 'Near', 'ServiceQuery'),
+        Failover: { NearestN: dInt(fo, 'NearestN', 'QueryFailoverOptions'), Datacenters: dStrList(fo, 'Datacenters', 'QueryFailoverOptions') ?? [] },
+      },
+      DNS: { TTL: ttl },
+    };
+    queries.set(rec.ID, rec);
+    return { ID: rec.ID };
+  }
+
+  private execute(q: SimQueryRec, local: DcState, dcNamed: (name: string) => DcState | undefined, dcOrder: readonly string[]): unknown {
+    let datacenter = local.name;
+    let nodes = this.nodesIn(q, local);
+    let failovers = 0;
+    if (nodes.length === 0) {
+      const others = dcOrder.filter((d) => lc(d) !== lc(local.name));
+      const order = [...others.slice(0, Math.max(0, q.Service.Failover.NearestN))];
+      for (const d of q.Service.Failover.Datacenters) if (!order.some((o) => lc(o) === lc(d))) order.push(d);
+      for (const name of order) {
+        const remote = dcNamed(name);
+        if (!remote) continue; // "Skipping unknown datacenter"
+        failovers++;
+        datacenter = remote.name;
+        nodes = this.nodesIn(q, remote);
+        if (nodes.length > 0) break;
+      }
+    }
+    return { Service: q.Service.Service, Nodes: nodes, DNS: { TTL: q.DNS.TTL }, Datacenter: datacenter, Failovers: failovers };
+  }
+
+  /** The query's service in `dc`: not critical (nor warning with OnlyPassing), through the tag filter. */
+  private nodesIn(q: SimQueryRec, dc: DcState): { Node: unknown; Service: unknown; Checks: unknown[] }[] {
+    return dc.healthEntries(q.Service.Service, null).filter((e) => {
+      const statuses = e.Checks.map((c) => (c as { Status?: string }).Status);
+      if (statuses.includes('critical') || (q.Service.OnlyPassing && statuses.some((st) => st !== 'passing'))) return false;
+      const tags = new Set(((e.Service as { Tags?: string[] }).Tags ?? []).map(lc));
+      return q.Service.Tags.every((t) => (t.startsWith('!') ? !tags.has(lc(t.slice(1))) : tags.has(lc(t))));
+    });
+  }
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -183,3 +183,28 @@ test('--workers 2 with Consul on demand: a worker’s first question for a servi
   assert.deepEqual(await overTcp(port, 'api.service.consul', 4), Array.from({ length: 4 }, () => ['10.30.0.1']));
   assert.equal(sim.requests.filter((r) => r.path === '/v1/health/service/api' && r.query.index === undefined).length, 1, 'fetched once, for both workers');
 });
+
+test('--workers 2: prepared queries, executed by the primary for Consul, from the catalog for a file', async (t) => {
+  const sim = new ConsulSim();
+  await sim.start();
+  t.after(() => sim.stop());
+  sim.registerNode('dc1', { Node: 'a', Address: '10.30.0.1' });
+  sim.registerService('dc1', 'a', { ID: 'api-a', Service: 'api', Port: 80 });
+  const created = await fetch(`${sim.url}/v1/query`, { method: 'POST', body: JSON.stringify({ Name: 'api-q', Service: { Service: 'api' }, DNS: { TTL: '30s' } }) });
+  assert.equal(created.status, 200);
+  const { cli, port } = await start(t, ['--workers', '2', '--consul', sim.url]);
+  await cli.waitForLog((l) => l.msg === 'consul catalog synced; ready');
+  assert.deepEqual(await overTcp(port, 'api-q.query.consul', 4), Array.from({ length: 4 }, () => ['10.30.0.1']));
+  const nope = await udpExchange(port, buildQuery('nope.query.consul', 'A'));
+  assert.equal(nope && nope[3]! & 0xf, 3, 'NXDOMAIN');
+  assert.equal(workersSeen(cli).size, 2, 'both workers answered');
+  // The primary's cache: one execution (its TTL is 30 s) for both workers' questions.
+  assert.equal(sim.requests.filter((r) => r.path === '/v1/query/api-q/execute').length, 1, 'executed once');
+  assert.equal(sim.requests.find((r) => r.path === '/v1/query/api-q/execute')?.forwardedFor, '127.0.0.1', "the DNS client's address");
+
+  const file = await catalogFile(t, 'nodes: [{name: n, address: 10.40.0.1, services: [{name: web, port: 80}]}]\nqueries: [{name: web-q, service: web}]\n');
+  const second = await start(t, ['--workers', '2', '--catalog', file]);
+  assert.deepEqual(await overTcp(second.port, 'web-q.query.consul', 4), Array.from({ length: 4 }, () => ['10.40.0.1']));
+  const none = await udpExchange(second.port, buildQuery('nope.query.consul', 'A'));
+  assert.equal(none && none[3]! & 0xf, 3, 'NXDOMAIN');
+});

@@ -211,6 +211,31 @@ nodes:
     ]);
   });
 
+  test('queries: each problem with its path, names unique per datacenter, defaults filled in', () => {
+    assert.deepEqual(
+      problems(`
+queries:
+  - {name: bad_name, service: web, ttl: -1, only-passing: yes please, failover: [dc_2], colour: red}
+  - {name: a.b, tags: [7]}
+  - {name: A.B, service: web}
+`),
+      [
+        'queries[0].colour: unknown key (expected one of: name, service, datacenter, tags, only-passing, failover, ttl)',
+        'queries[0].name: must be DNS labels joined by dots (got "bad_name")',
+        'queries[0].only-passing: must be true or false (got "yes please")',
+        'queries[0].failover[0]: must be a DNS label (letters, digits, inner hyphens, at most 63) (got "dc_2")',
+        'queries[0].ttl: must be an integer from 0 to 2147483647 (got -1)',
+        'queries[1].service: must be a DNS label (letters, digits, inner hyphens, at most 63) (got nothing)',
+        'queries[1].tags[0]: must be a non-empty string (got 7)',
+        'queries[2].name: query A.B appears twice in datacenter dc1',
+      ],
+    );
+    const data = parseCatalogFile("queries: [{name: web-eu, service: web, tags: ['!canary'], failover: [dc2], ttl: 10}]", 'c.yaml', 'dc1');
+    assert.deepEqual(data.queries, [{ name: 'web-eu', datacenter: 'dc1', service: 'web', tags: ['!canary'], onlyPassing: false, failover: ['dc2'], ttl: 10 }]);
+    // No queries: the data has none (so a catalog object and a file without them stay as they were).
+    assert.equal('queries' in parseCatalogFile('nodes: []', 'c.yaml', 'dc1'), false);
+  });
+
   test('JSON works as well as YAML, with defaults filled in', () => {
     const data = parseCatalogFile(
       JSON.stringify({ nodes: [{ name: 'n1', address: '::1', services: [{ name: 'api', port: 9 }] }] }),

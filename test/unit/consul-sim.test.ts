@@ -740,3 +740,61 @@ test('large answers are gzipped for clients that ask, like Consul’s gzip handl
   assert.equal(res.headers.get('Vary'), 'Accept-Encoding');
   assert.equal(((await res.json()) as unknown[]).length, 20);
 });
+
+// ------------------------------------------------------------------------------------------------
+// Prepared queries
+
+test('prepared queries: create, then execute by name or ID with tags (!tag), OnlyPassing, DNS TTL and failover', async (t) => {
+  const { sim, consul } = await setup(t);
+  seed(sim);
+  sim.setCheck('dc1', 'node-b', { CheckID: 'service:web-b', Status: 'warning', ServiceID: 'web-b' });
+  const created = await call<{ ID: string }>((o) => consul.query.create(o as never), {
+    name: 'web-v1',
+    service: { service: 'web', tags: ['v1', '!primary'] },
+    dns: { ttl: '10s' },
+  });
+  assert.match(created.body.ID, /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/);
+  type Execution = { Service: string; Nodes: Entry[]; DNS: { TTL: string }; Datacenter: string; Failovers: number };
+  const byName = await call<Execution>((o) => consul.query.execute(o as never), { query: 'web-v1' });
+  assert.equal(byName.body.Service, 'web');
+  assert.deepEqual(byName.body.DNS, { TTL: '10s' });
+  assert.equal(byName.body.Datacenter, 'dc1');
+  assert.equal(byName.body.Failovers, 0);
+  assert.deepEqual(byName.body.Nodes.map((e) => e.Service.ID), ['web-b'], 'v1 without primary; warning kept');
+  const byId = await call<Execution>((o) => consul.query.execute(o as never), { query: created.body.ID });
+  assert.deepEqual(byId.body.Nodes.map((e) => e.Service.ID), ['web-b']);
+
+  // OnlyPassing drops the warning instance; nothing left in dc1, so the failover datacenter answers.
+  await call((o) => consul.query.create(o as never), { name: 'web-failover', service: { service: 'web', tags: ['v2'], onlypassing: true, failover: { datacenters: ['nowhere', 'dc2'] } } });
+  const failed = await call<Execution>((o) => consul.query.execute(o as never), { query: 'web-failover' });
+  // Tags apply in dc2 too: far's web has no v2, so dc2 has nothing either; Failovers counts known datacenters tried.
+  assert.deepEqual([failed.body.Nodes.length, failed.body.Datacenter, failed.body.Failovers], [0, 'dc2', 1]);
+  await call((o) => consul.query.create(o as never), { name: 'any-web', service: { service: 'web', onlypassing: true, failover: { nearestn: 1 } } });
+  sim.setCheck('dc1', 'node-a', { CheckID: 'serfHealth', Name: 'Serf Health Status', Status: 'critical' });
+  const near = await call<Execution>((o) => consul.query.execute(o as never), { query: 'any-web' });
+  assert.deepEqual([near.body.Nodes.map((e) => e.Node.Node), near.body.Datacenter, near.body.Failovers], [['far'], 'dc2', 1]);
+
+  // The definition, as explain shows it.
+  const res = await fetch(`${sim.url}/v1/query/web-v1/explain`);
+  const explained = (await res.json()) as { Query: { Name: string; Service: { Near: string; Tags: string[] } } };
+  assert.deepEqual([explained.Query.Name, explained.Query.Service.Tags, explained.Query.Service.Near], ['web-v1', ['v1', '!primary'], '']);
+});
+
+test('prepared queries: unknown query 404, bad definitions rejected, queries belong to their datacenter', async (t) => {
+  const { sim, consul } = await setup(t);
+  seed(sim);
+  const missing = await failure(consul.query.execute({ query: 'nope' } as never));
+  assert.equal(missing.statusCode, 404);
+  assert.equal(missing.response?.body, 'Query not found');
+  const bad = await fetch(`${sim.url}/v1/query`, { method: 'POST', body: JSON.stringify({ Name: 'x', Service: {} }) });
+  assert.deepEqual([bad.status, await bad.text()], [500, 'Must provide a Service name to query']);
+  const ttl = await fetch(`${sim.url}/v1/query`, { method: 'POST', body: JSON.stringify({ Name: 'x', Service: { Service: 'web' }, DNS: { TTL: 'soon' } }) });
+  assert.equal(ttl.status, 500);
+  assert.match(await ttl.text(), /^Bad DNS TTL 'soon'/);
+  await call((o) => consul.query.create(o as never), { name: 'remote', service: { service: 'web' }, dc: 'dc2' });
+  assert.equal((await failure(consul.query.execute({ query: 'remote' } as never))).statusCode, 404, 'not defined in dc1');
+  const remote = await call<{ Nodes: Entry[]; Datacenter: string }>((o) => consul.query.execute(o as never), { query: 'remote', dc: 'dc2' });
+  assert.deepEqual([remote.body.Nodes.map((e) => e.Node.Node), remote.body.Datacenter], [['far'], 'dc2']);
+  const nowhere = await failure(consul.query.execute({ query: 'remote', dc: 'dc9' } as never));
+  assert.deepEqual([nowhere.statusCode, nowhere.response?.body], [500, 'No path to datacenter']);
+});

@@ -149,7 +149,7 @@ function publisherFor(synced: () => boolean) {
       },
     }),
   );
-  const data: Required<CatalogData> = { nodes: [], services: [], mesh: [], partial: { datacenters: ['dc1'], serviceListsKnown: [], nodeListsKnown: [], pending: [] } };
+  const data: Required<Omit<CatalogData, 'queries'>> = { nodes: [], services: [], mesh: [], partial: { datacenters: ['dc1'], serviceListsKnown: [], nodeListsKnown: [], pending: [] } };
   let published = 0;
   const publisher = new Publisher({ log, synced, data: () => data, onPublished: () => published++ });
   const snapshots: CatalogData[] = [];

@@ -148,7 +148,7 @@ test('setCatalog: a bad catalog is rejected with every problem and the old one k
   const err = await rejection(server.setCatalog(bad as never));
   assert.ok(err instanceof CatalogError);
   assert.deepEqual(err.problems, [
-    'extra: unknown key (expected one of: datacenter, nodes)',
+    'extra: unknown key (expected one of: datacenter, nodes, queries)',
     'nodes[0].address: must be an IPv4 or IPv6 address or a hostname (got "10.0.0.300")',
     'nodes[0].services[0].health: must be one of passing, warning, critical (got "sick")',
   ]);

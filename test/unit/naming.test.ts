@@ -64,14 +64,25 @@ test('nodes, addresses and the apex', () => {
   assert.equal(addr('20010db8000000000000000000000001.addr.dc1.consul'), '2001:db8::1');
 });
 
+test('prepared query names: dotted names, the datacenter, the RFC 2782 form', () => {
+  assert.deepEqual(parse('web.query.consul'), { kind: 'query', name: 'web', dc: null });
+  assert.deepEqual(parse('web.query.dc2.consul'), { kind: 'query', name: 'web', dc: 'dc2' });
+  assert.deepEqual(parse('web.query.dc2.dc.consul'), { kind: 'query', name: 'web', dc: 'dc2' });
+  // As Consul's dispatch: every label left of `query` is the name, dots included.
+  assert.deepEqual(parse('v1.web.query.consul'), { kind: 'query', name: 'v1.web', dc: null });
+  // `_NAME._PROTO.query`: the protocol label is dropped, and the first underscore.
+  assert.deepEqual(parse('_web._tcp.query.consul'), { kind: 'query', name: 'web', dc: null });
+  assert.deepEqual(parse('_a.b._udp.query.dc2.consul'), { kind: 'query', name: 'a.b', dc: 'dc2' });
+});
+
 test('empty non-terminals are structural, not invalid', () => {
-  for (const name of ['service.consul', 'node.consul', 'addr.consul', 'service.dc1.consul', 'dc1.consul', 'dc1.dc.consul', 'service.dc1.dc.consul', '_tcp.service.consul']) {
+  for (const name of ['service.consul', 'node.consul', 'addr.consul', 'query.consul', 'service.dc1.consul', 'dc1.consul', 'dc1.dc.consul', 'service.dc1.dc.consul', '_tcp.service.consul']) {
     assert.equal(parse(name)?.kind, 'structural', name);
   }
 });
 
 test('invalid names inside the domain', () => {
-  for (const name of ['foo.bar.consul', 'web.service.dc1.extra.consul', 'web.query.consul', 'zz.addr.consul', 'c0a8000.addr.consul', 'a.c0a80001.addr.consul', '_._x.service.consul']) {
+  for (const name of ['foo.bar.consul', 'web.service.dc1.extra.consul', 'web.query.dc1.extra.consul', '_._tcp.query.consul', 'zz.addr.consul', 'c0a8000.addr.consul', 'a.c0a80001.addr.consul', '_._x.service.consul']) {
     assert.equal(parse(name)?.kind, 'invalid', name);
   }
 });

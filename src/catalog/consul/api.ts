@@ -11,6 +11,7 @@ import { EventEmitter } from 'node:events';
 import { Agent as HttpsAgent } from 'node:https';
 import Consul from 'consul';
 import { parseIp } from '../../net/address.js';
+import type { QueryResult } from '../queries.js';
 import { isAddressOrHostname } from '../reach.js';
 import type { Health, MeshLookup, NodeRecord, ServiceRecord } from '../types.js';
 
@@ -94,6 +95,30 @@ export interface ConsulApi {
   health(service: string, options: ReadOptions): Promise<Result<ServiceHealth>>;
   /** The service's Connect endpoints or ingress gateways, with their health (/v1/health/connect|ingress/:name). */
   mesh(lookup: MeshLookup, service: string, options: ReadOptions): Promise<Result<MeshHealth>>;
+  /**
+   * Executes a prepared query by name or ID (/v1/query/:query/execute) in `options.dc`; null when
+   * Consul has no such query or no path to that datacenter (Consul's DNS says NXDOMAIN to both).
+   */
+  executeQuery(query: string, options: ExecuteOptions): Promise<QueryResult | null>;
+  /**
+   * What of a prepared query's definition decides how its results may be shared
+   * (/v1/query/:query/explain): its `Near` ('' when none). Null as for `executeQuery`.
+   */
+  explainQuery(query: string, options: Omit<ExecuteOptions, 'source'>): Promise<{ near: string } | null>;
+}
+
+export interface ExecuteOptions {
+  dc: string;
+  /**
+   * The DNS client's address, sent as X-Forwarded-For: Consul's HTTP API takes the query's source
+   * address from it (sourceAddrFromRequest in agent/http.go), which `Near: _ip` sorts by, as its
+   * DNS interface passes the client's address (preparedQueryLookup in agent/dns.go).
+   */
+  source: string;
+  stale?: boolean;
+  signal?: AbortSignal;
+  /** Bound on the request, ms. */
+  timeoutMs: number;
 }
 
 type Response = { statusCode: number; headers: Record<string, string | string[] | undefined> };
@@ -101,6 +126,8 @@ type Response = { statusCode: number; headers: Record<string, string | string[] 
 /** A request context the client understands: returns [response, body] and cancels on 'cancel'. */
 class RequestContext extends EventEmitter {
   readonly includeResponse = true;
+  /** Sent as X-Forwarded-For (the `onCreate` extension below reads it). */
+  forwardedFor: string | null = null;
 }
 
 function header(res: Response, name: string): string | undefined {
@@ -149,10 +176,22 @@ export function createConsulApi(connection: ConsulConnection): ConsulApi {
     ...(agent ? { agent } : {}),
     defaults: connection.token ? { token: connection.token } : {},
   });
+  // The client's options carry no per-request headers; its HTTP layer (papi) runs `onCreate`
+  // extensions before building each request, so a request context may add X-Forwarded-For.
+  (client as unknown as PapiClient)._ext('onCreate', (request, next) => {
+    const ip = request.ctx instanceof RequestContext ? request.ctx.forwardedFor : null;
+    if (ip) request.opts.headers = { ...request.opts.headers, 'x-forwarded-for': ip };
+    next();
+  });
 
   /** One call: query options the client understands, the response's metadata, errors mapped. */
-  async function call<T>(fn: (opts: Record<string, unknown>) => Promise<unknown>, options: ReadOptions): Promise<Result<T>> {
+  async function call<T>(
+    fn: (opts: Record<string, unknown>) => Promise<unknown>,
+    options: ReadOptions,
+    extra: { forwardedFor?: string; timeoutMs?: number } = {},
+  ): Promise<Result<T>> {
     const ctx = new RequestContext();
+    ctx.forwardedFor = extra.forwardedFor ?? null;
     const abort = (): void => {
       ctx.emit('cancel');
     };
@@ -164,7 +203,7 @@ export function createConsulApi(connection: ConsulConnection): ConsulApi {
     const waitMs = options.waitMs ?? 300_000;
     // Consul answers a blocking query within wait + wait/16 (its jitter); past that and a margin
     // the server is hung. A non-blocking read gets the same bound.
-    opts.timeout = waitMs + waitMs / 16 + Math.min(5_000, waitMs / 2);
+    opts.timeout = extra.timeoutMs ?? waitMs + waitMs / 16 + Math.min(5_000, waitMs / 2);
     if (options.index !== undefined && options.index > 0n) {
       opts.index = options.index.toString();
       opts.wait = waitParam(waitMs);
@@ -205,13 +244,53 @@ export function createConsulApi(connection: ConsulConnection): ConsulApi {
       const virtualIp = lookup === 'connect' ? virtualIpOf(entries) : undefined;
       return { data: { ...toServiceHealth(entries, options.dc), ...(virtualIp ? { virtualIp } : {}) }, meta: result.meta };
     },
+    async executeQuery(query, options) {
+      try {
+        const result = await call<ConsulQueryExecution>(
+          (o) => client.query.execute({ ...o, query } as never),
+          { dc: options.dc, stale: options.stale, signal: options.signal },
+          { forwardedFor: options.source, timeoutMs: options.timeoutMs },
+        );
+        return toQueryResult(result.data, options.dc);
+      } catch (err) {
+        if (isQueryNotFound(err)) return null;
+        throw err;
+      }
+    },
+    async explainQuery(query, options) {
+      try {
+        const result = await call<{ Query?: { Service?: { Near?: string } } }>(
+          // The client reads this endpoint's body as a list (its `bodyItem`) and so drops Consul's
+          // object ({"Query": ...}); the response it returns still holds the decoded body.
+          async (o) => {
+            const [res] = (await client.query.explain({ ...o, query } as never)) as unknown as [Response & { body?: unknown }];
+            return [res, res.body];
+          },
+          { dc: options.dc, stale: options.stale, signal: options.signal },
+          { timeoutMs: options.timeoutMs },
+        );
+        return { near: result.data?.Query?.Service?.Near ?? '' };
+      } catch (err) {
+        if (isQueryNotFound(err)) return null;
+        throw err;
+      }
+    },
   };
+}
+
+/**
+ * 404 "Query not found" (agent/prepared_query_endpoint.go); "No path to datacenter" is a 500 whose
+ * text Consul's DNS also maps to NXDOMAIN (rCodeFromError: IsErrNoDCPath).
+ */
+function isQueryNotFound(err: unknown): boolean {
+  return err instanceof ConsulApiError && (err.status === 404 || (err.status === 500 && /no path to datacenter/i.test(err.message)));
 }
 
 /** The parts of the `consul` client (a papi Client) that a request of our own needs. */
 interface PapiClient {
   _defaults?: { token?: string };
   _get(req: Record<string, unknown>, next: (request: PapiRequest, done: (stop: boolean, err?: unknown, value?: unknown) => void) => void): Promise<unknown>;
+  _ext(event: 'onCreate', fn: (request: { ctx?: unknown; opts: { headers?: Record<string, string> } }, next: () => void) => void): void;
 }
 
 interface PapiRequest {
@@ -334,6 +413,51 @@ export function aggregateHealth(checks: readonly ConsulCheck[]): Health {
     else if (c.Status !== 'passing') return 'critical'; // critical, or a status we do not know
   }
   return health;
+}
+
+// /v1/query/:query/execute, as website/content/api-docs/query.mdx documents it.
+interface ConsulQueryExecution {
+  Service?: string;
+  Nodes?: ConsulHealthEntry[] | null;
+  DNS?: { TTL?: string } | null;
+  Datacenter?: string;
+}
+
+function toQueryResult(body: ConsulQueryExecution | null | undefined, dc: string): QueryResult {
+  const datacenter = body?.Datacenter || dc;
+  const health = toServiceHealth(body?.Nodes ?? [], datacenter);
+  return { service: body?.Service ?? '', datacenter, ttl: queryTtl(body?.DNS?.TTL), sorted: false, nodes: health.nodes, instances: health.instances };
+}
+
+/**
+ * The query's DNS TTL in whole seconds, null when it has none. As Consul's DNS: a TTL that does not
+ * parse is 0 (it logs and goes on with the zero duration).
+ */
+export function queryTtl(text: string | undefined): number | null {
+  if (text === undefined || text === '') return null;
+  const ms = goDurationMs(text);
+  return ms === null || ms < 0 ? 0 : Math.floor(ms / 1000);
+}
+
+/** Go's time.ParseDuration, to milliseconds; null when it does not parse. */
+export function goDurationMs(text: string): number | null {
+  let s = text;
+  let sign = 1;
+  if (s.startsWith('-') || s.startsWith('+')) {
+    if (s.startsWith('-')) sign = -1;
+    s = s.slice(1);
+  }
+  if (s === '0') return 0;
+  if (s === '') return null;
+  const units: Record<string, number> = { ns: 1e-6, us: 1e-3, 'µs': 1e-3, 'μs': 1e-3, ms: 1, s: 1000, m: 60_000, h: 3_600_000 };
+  let total = 0;
+  while (s !== '') {
+    const m = /^(\d*)(?:\.(\d*))?(ns|us|µs|μs|ms|s|m|h)/u.exec(s);
+    if (!m || (m[1] === '' && (m[2] ?? '') === '')) return null;
+    total += Number(`${m[1] || '0'}.${m[2] || '0'}`) * units[m[3]!]!;
+    s = s.slice(m[0].length);
+  }
+  return sign * total;
 }
 
 function toServiceHealth(entries: readonly ConsulHealthEntry[], dc: string | undefined): ServiceHealth {

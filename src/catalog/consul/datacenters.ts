@@ -251,7 +251,7 @@ export class Datacenters {
   }
 
   /** The catalog as loaded now: every datacenter's nodes and loaded services, and what is not loaded yet. */
-  data(): Required<CatalogData> {
+  data(): Required<Omit<CatalogData, 'queries'>> {
     const nodes = new Map<string, NodeRecord>();
     const services: ServiceRecord[] = [];
     const mesh: MeshEntry[] = [];

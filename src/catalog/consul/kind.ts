@@ -36,6 +36,8 @@ export const consulSource: SourceKind<ConsulSection> = {
       watch: c.watch,
       watchAllLimit: c.watchAllLimit,
       watchIdleMs: c.watchIdleMs,
+      queryMaxStaleMs: c.queryMaxStaleMs,
+      queryTimeoutMs: c.fetchTimeoutMs,
     });
   },
 };

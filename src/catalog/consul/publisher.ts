@@ -20,7 +20,7 @@ export interface PublisherOptions {
   /** Whether everything the first snapshot needs has arrived. */
   synced(): boolean;
   /** The catalog as loaded now, with what exists but is not loaded (`partial`). */
-  data(): Required<CatalogData>;
+  data(): Required<Omit<CatalogData, 'queries'>>;
   /** A snapshot was published. */
   onPublished(): void;
 }

@@ -27,7 +27,8 @@
  * - datacenters.ts: the copy of the catalog per datacenter, which watches it needs, the idle sweep;
  * - watches.ts: the watch registry (Consul reads by key, the polled datacenter list, failure reports);
  * - waits.ts: questions waiting for something to load;
- * - publisher.ts: the sink, readiness, one snapshot per event-loop turn.
+ * - publisher.ts: the sink, readiness, one snapshot per event-loop turn;
+ * - queries.ts: prepared query executions, kept briefly (the `queries` capability).
  */
 
 import type { Logger } from 'pino';
@@ -36,6 +37,7 @@ import type { CatalogSink, CatalogSource } from '../source.js';
 import type { MeshLookup } from '../types.js';
 import { Datacenters } from './datacenters.js';
 import { Publisher } from './publisher.js';
+import { QueryCache } from './queries.js';
 import { Waits } from './waits.js';
 import { WatchRegistry, type WatchRegistryOptions } from './watches.js';
 
@@ -52,6 +54,10 @@ export interface ConsulSourceOptions extends Omit<WatchRegistryOptions, 'readine
   watchIdleMs?: number;
   /** How often the list of datacenters is re-read, ms. */
   datacentersRefreshMs?: number;
+  /** How long a prepared query's last result keeps serving while executions fail, ms. */
+  queryMaxStaleMs?: number;
+  /** Bound on one prepared query execution, ms. */
+  queryTimeoutMs?: number;
   now?: () => number;
 }
 
@@ -65,6 +71,8 @@ export class ConsulSource implements CatalogSource {
   private readonly watches: WatchRegistry;
   private readonly datacenters: Datacenters;
   private readonly waits: Waits;
+  /** Prepared query executions (`NAME.query.consul`), cached and refreshed while in use (queries.ts). */
+  readonly queries: QueryCache;
   private sweepTimer: NodeJS.Timeout | null = null;
   private running = false;
 
@@ -107,6 +115,14 @@ export class ConsulSource implements CatalogSource {
       onDropped: (dc) => this.waits.endDatacenter(dc),
     });
     this.waits = new Waits(this.datacenters, this.publisher);
+    this.queries = new QueryCache({
+      api: options.api,
+      log: this.log,
+      maxStaleMs: options.queryMaxStaleMs ?? 30_000,
+      timeoutMs: options.queryTimeoutMs ?? 2_000,
+      allowStale: options.allowStale,
+      now: options.now,
+    });
   }
 
   /** Starts the watches and returns at once; the first sync is `ready`. Consul may be down. */
@@ -139,6 +155,7 @@ export class ConsulSource implements CatalogSource {
 
   async stop(): Promise<void> {
     this.publisher.sink = null;
+    this.queries.stop();
     await this.halt();
     this.waits.endAll();
   }

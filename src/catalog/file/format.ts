@@ -32,6 +32,14 @@
  *         kind: ingress-gateway            # in `web.ingress` and `api.ingress`
  *         port: 8443
  *         ingress: [{service: web, port: 8080}, {service: api}]  # port: the listener's; default the gateway's
+ * queries:                   # optional: prepared queries, `NAME.query[.DC].DOMAIN`
+ *   - name: web-eu           # the query's name (a DNS name: labels joined by dots)
+ *     service: web
+ *     datacenter: dc1        # optional; default: the file's datacenter
+ *     tags: [v1, '!canary']  # optional; all must match, `!tag` must not
+ *     only-passing: true     # optional; default false (warning instances served too)
+ *     failover: [dc2]        # optional; tried in order when the datacenter has no instance
+ *     ttl: 10                # optional, seconds; default: the service TTL
  * ```
  *
  * Every problem in the file is reported, each with its path (`nodes[0].services[1].port`), in one
@@ -43,7 +51,7 @@
 import { parse as parseYaml } from 'yaml';
 import { parseIp } from '../../net/address.js';
 import { parseHostname, type NodeTagged, type ServiceTagged } from '../reach.js';
-import type { CatalogData, Health, MeshEntry, MeshLookup, NodeRecord, ServiceRecord } from '../types.js';
+import type { CatalogData, Health, MeshEntry, MeshLookup, NodeRecord, QueryDefinition, ServiceRecord } from '../types.js';
 
 /**
  * A catalog that failed validation, with every problem in it (each with its path). `origin` names
@@ -80,6 +88,25 @@ export interface CatalogObject {
   /** Datacenter of the nodes that name none; default: the `datacenter` setting. */
   datacenter?: string;
   nodes?: CatalogNode[];
+  /** Prepared queries (`NAME.query[.DC].DOMAIN`), evaluated against this catalog. */
+  queries?: CatalogQuery[];
+}
+
+export interface CatalogQuery {
+  /** Its name in DNS: one or more DNS labels joined by dots, unique within its datacenter. */
+  name: string;
+  /** The service it selects (a DNS label). */
+  service: string;
+  /** The datacenter it is defined in; default: the catalog's. */
+  datacenter?: string;
+  /** Every tag must be on an instance; `!tag` must not be. */
+  tags?: string[];
+  /** Leave out instances in warning too; default false. */
+  'only-passing'?: boolean;
+  /** Datacenters tried in order when its own has no instance. */
+  failover?: string[];
+  /** Seconds; default: the service TTL. */
+  ttl?: number;
 }
 
 export interface CatalogNode {
@@ -277,7 +304,7 @@ export function parseCatalogFile(text: string, file: string, defaultDatacenter: 
  */
 export function checkCatalog(doc: unknown, defaultDatacenter: string): { data: CatalogData; problems: string[] } {
   const c = new Checker();
-  const top = c.object(doc, '', ['datacenter', 'nodes']);
+  const top = c.object(doc, '', ['datacenter', 'nodes', 'queries']);
   const fileDc = c.label(top?.datacenter, 'datacenter', defaultDatacenter);
   const nodes: NodeRecord[] = [];
   const services: ServiceRecord[] = [];
@@ -341,7 +368,44 @@ export function checkCatalog(doc: unknown, defaultDatacenter: string): { data: C
   });
 
   const meshEntries = mesh.entries();
-  return { data: { nodes, services, ...(meshEntries.length > 0 ? { mesh: meshEntries } : {}) }, problems: c.problems };
+  const queries = checkQueries(c, top?.queries, fileDc);
+  return {
+    data: { nodes, services, ...(meshEntries.length > 0 ? { mesh: meshEntries } : {}), ...(queries.length > 0 ? { queries } : {}) },
+    problems: c.problems,
+  };
+}
+
+/** The `queries:` section: each query checked, names unique per datacenter (case-insensitively). */
+function checkQueries(c: Checker, value: unknown, fileDc: string): QueryDefinition[] {
+  const out: QueryDefinition[] = [];
+  const seen = new Set<string>();
+  c.array(value, 'queries').forEach((raw, qi) => {
+    const qp = `queries[${qi}]`;
+    const q = c.object(raw, qp, ['name', 'service', 'datacenter', 'tags', 'only-passing', 'failover', 'ttl']);
+    if (!q) return;
+    let name = '';
+    if (typeof q.name === 'string' && q.name.split('.').every((l) => LABEL.test(l))) name = q.name;
+    else c.fail(`${qp}.name`, `must be DNS labels joined by dots (got ${show(q.name)})`);
+    const datacenter = c.label(q.datacenter, `${qp}.datacenter`, fileDc);
+    const k = `${datacenter.toLowerCase()}/${name.toLowerCase()}`;
+    if (name !== '' && seen.has(k)) c.fail(`${qp}.name`, `query ${name} appears twice in datacenter ${datacenter}`);
+    seen.add(k);
+    let onlyPassing = false;
+    if (q['only-passing'] !== undefined) {
+      if (typeof q['only-passing'] === 'boolean') onlyPassing = q['only-passing'];
+      else c.fail(`${qp}.only-passing`, `must be true or false (got ${show(q['only-passing'])})`);
+    }
+    out.push({
+      name,
+      datacenter,
+      service: c.label(q.service, `${qp}.service`),
+      tags: c.strings(q.tags, `${qp}.tags`),
+      onlyPassing,
+      failover: c.array(q.failover, `${qp}.failover`).map((d, i) => c.label(d, `${qp}.failover[${i}]`)),
+      ttl: q.ttl === undefined ? null : c.integer(q.ttl, `${qp}.ttl`, 0, 2_147_483_647),
+    });
+  });
+  return out;
 }
 
 /**

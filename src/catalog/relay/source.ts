@@ -6,7 +6,8 @@
  * The channel is the worker's IPC to the primary (`process.send` / `process.on('message')`),
  * injected so tests can drive it directly. Messages (see src/workers.ts for the other side):
  * - worker → primary: `hello` once at start; `want` (on-demand fetch, answered by `wanted` with
- *   the same id, sent after the catalog holding it); `touch` (services answered, batched each second).
+ *   the same id, sent after the catalog holding it); `touch` (services answered, batched each second);
+ *   `query` (a prepared query to execute, answered by `queried` with its outcome: queries.ts).
  * - primary → worker: `catalog` (a whole CatalogData, every time the source publishes), `empty`
  *   (the answer to `hello` while the source has published nothing yet), `wanted`; and for the
  *   worker's server rather than this source (src/workers.ts handles them): `reload` (SIGHUP: re-read
@@ -16,13 +17,16 @@
 
 import type { Logger } from 'pino';
 import type { LiveSettings } from '../../lifecycle/reload.js';
+import type { QueryOutcome } from '../queries.js';
 import type { CatalogSink, CatalogSource } from '../source.js';
 import type { CatalogData, MeshLookup } from '../types.js';
+import { RelayQueries } from './queries.js';
 
 export type ToPrimary =
   | { t: 'hello' }
   | { t: 'want'; id: number; datacenter: string; service: string | null; lookup?: MeshLookup }
   | { t: 'touch'; used: [string, string, MeshLookup?][] }
+  | { t: 'query'; id: number; datacenter: string; name: string; source: string }
   | { t: 'listening'; addresses: string[] }
   /** The answer to `metrics`: the worker's registry as data (prom-client's getMetricsAsJSON). */
   | { t: 'metrics'; id: number; data: unknown[] };
@@ -31,6 +35,7 @@ export type ToWorker =
   | { t: 'catalog'; data: CatalogData }
   | { t: 'empty' }
   | { t: 'wanted'; id: number; ok: boolean }
+  | { t: 'queried'; id: number; outcome: QueryOutcome }
   | { t: 'reload'; settings: LiveSettings }
   | { t: 'shutdown'; lameduckMs: number }
   /** A scrape of the primary's /metrics or /status: send yours. */
@@ -53,11 +58,15 @@ export class RelaySource implements CatalogSource {
   private readonly waits = new Map<number, { resolve: () => void; reject: (err: Error) => void }>();
   private readonly used = new Map<string, [string, string, MeshLookup?]>();
   private touchTimer: NodeJS.Timeout | null = null;
+  /** Prepared queries, executed by the primary (queries.ts). */
+  readonly queries: RelayQueries;
 
   constructor(
     private readonly channel: Channel,
     private readonly log: Logger,
-  ) {}
+  ) {
+    this.queries = new RelayQueries((id, datacenter, name, source) => this.channel.send({ t: 'query', id, datacenter, name, source }));
+  }
 
   /** Resolves once the primary has sent the catalog it has (or said it has none yet). */
   start(sink: CatalogSink): Promise<void> {
@@ -105,6 +114,7 @@ export class RelaySource implements CatalogSource {
     if (this.touchTimer) clearTimeout(this.touchTimer);
     for (const wait of this.waits.values()) wait.reject(new Error('stopped'));
     this.waits.clear();
+    this.queries.stop();
     return Promise.resolve();
   }
 
@@ -116,6 +126,8 @@ export class RelaySource implements CatalogSource {
         // The primary checked it; a failure here is a bug, and the last good catalog keeps serving.
         this.log.error({ err }, 'catalog from the primary rejected; keeping the last good catalog');
       }
+    } else if (message.t === 'queried') {
+      this.queries.settle(message.id, message.outcome);
     } else if (message.t === 'wanted') {
       const wait = this.waits.get(message.id);
       this.waits.delete(message.id);
