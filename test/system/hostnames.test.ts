@@ -199,6 +199,44 @@ describe('hostname targets from a misbehaving upstream', () => {
   });
 });
 
+describe('--translate-wan-addrs with a catalog file', () => {
+  const catalog = `
+datacenter: dc1
+nodes:
+  - name: near
+    address: 10.0.0.1
+    tagged_addresses: {wan: 198.51.100.1}
+    services: [{name: edge, port: 8443, tagged_addresses: {wan: {address: 198.51.100.9, port: 18443}}}]
+  - name: far
+    datacenter: dc2
+    address: 10.2.0.1
+    tagged_addresses: {wan_ipv4: 198.51.100.2, wan_ipv6: "2001:db8:ffff::2"}
+    services:
+      - {name: edge, port: 8443, tagged_addresses: {wan: {address: 198.51.100.10, port: 18443}}}
+      - {name: plain, port: 7000}
+`;
+
+  test('other datacenters answer with their WAN addresses and ports; the local one never does', async (t) => {
+    const s = await startServer({ catalog, flags: { 'translate-wan-addrs': 'true' } });
+    t.after(() => s.close());
+    assert.deepEqual((await ask(s, 'edge.service.dc2.consul')).answer, ['edge.service.dc2.consul. 0 IN A 198.51.100.10']);
+    assert.deepEqual((await ask(s, 'edge.service.dc2.consul', 'SRV')).answer, ['edge.service.dc2.consul. 0 IN SRV 1 1 18443 c633640a.addr.dc2.consul.']);
+    assert.deepEqual((await ask(s, 'plain.service.dc2.consul')).answer, ['plain.service.dc2.consul. 0 IN A 198.51.100.2']);
+    assert.deepEqual((await ask(s, 'plain.service.dc2.consul', 'AAAA')).answer, ['plain.service.dc2.consul. 0 IN AAAA 2001:db8:ffff::2']);
+    assert.deepEqual((await ask(s, 'far.node.dc2.consul')).answer, ['far.node.dc2.consul. 0 IN A 198.51.100.2']);
+    // The local datacenter keeps its LAN addresses, with or without its name in the question.
+    assert.deepEqual((await ask(s, 'edge.service.consul')).answer, ['edge.service.consul. 0 IN A 10.0.0.1']);
+    assert.deepEqual((await ask(s, 'edge.service.dc1.consul', 'SRV')).answer, ['edge.service.dc1.consul. 0 IN SRV 1 1 8443 near.node.dc1.consul.']);
+  });
+
+  test('without the flag, every datacenter answers with its LAN addresses', async (t) => {
+    const s = await startServer({ catalog });
+    t.after(() => s.close());
+    assert.deepEqual((await ask(s, 'edge.service.dc2.consul')).answer, ['edge.service.dc2.consul. 0 IN A 10.2.0.1']);
+    assert.deepEqual((await ask(s, 'edge.service.dc2.consul', 'SRV')).answer, ['edge.service.dc2.consul. 0 IN SRV 1 1 8443 far.node.dc2.consul.']);
+  });
+});
+
 describe('hostname addresses without an upstream', () => {
   test('the CNAME alone, NOERROR', async (t) => {
     const s = await startServer({ catalog: CATALOG });
@@ -225,6 +263,8 @@ describe('hostname and tagged addresses from Consul', () => {
     sim.registerNode('dc2', { Node: 'far', Address: '10.2.0.1', TaggedAddresses: { lan: '10.2.0.1', lan_ipv4: '10.2.0.1', wan: '198.51.100.1', wan_ipv4: '198.51.100.1' } });
     sim.registerService('dc2', 'far', { ID: 'edge1', Service: 'edge', Port: 8443, TaggedAddresses: { wan: { Address: '198.51.100.9', Port: 18443 } } });
     sim.registerService('dc2', 'far', { ID: 'plain1', Service: 'plain', Port: 7000 });
+    sim.registerNode('dc1', { Node: 'dual', Address: '10.0.0.4', TaggedAddresses: { lan: '10.0.0.4', lan_ipv4: '10.0.0.4', lan_ipv6: '2001:db8::4' } });
+    sim.registerService('dc1', 'dual', { ID: 'both1', Service: 'both', Port: 90 });
     s = await startServer({ flags: { consul: sim.url, 'consul-wait': '2s', upstream: [dnsmasq.address], 'translate-wan-addrs': 'true' } });
   });
   after(async () => {
@@ -239,6 +279,14 @@ describe('hostname and tagged addresses from Consul', () => {
     });
     assert.deepEqual((await ask(s, 'api.service.consul', 'SRV')).answer, ['api.service.consul. 0 IN SRV 1 1 443 api.example.test.']);
     assert.deepEqual((await ask(s, 'rds.node.consul', 'AAAA')).answer, ['rds.node.consul. 0 IN CNAME db.example.test.', `db.example.test. ${TTL} IN AAAA 2001:db8::50`]);
+  });
+
+  test("a dual-stack node's lan_ipv4 and lan_ipv6 answer A and AAAA", async () => {
+    await eventually(async () => {
+      assert.deepEqual((await ask(s, 'both.service.consul')).answer, ['both.service.consul. 0 IN A 10.0.0.4']);
+    });
+    assert.deepEqual((await ask(s, 'both.service.consul', 'AAAA')).answer, ['both.service.consul. 0 IN AAAA 2001:db8::4']);
+    assert.deepEqual((await ask(s, 'dual.node.consul', 'AAAA')).answer, ['dual.node.consul. 0 IN AAAA 2001:db8::4']);
   });
 
   test('--translate-wan-addrs: another datacenter answers with its WAN addresses and ports', async () => {
