@@ -193,6 +193,9 @@ function machine(): string[] {
 // ---- targets ----
 
 /** One dnsperf run, with what the server and the kernel did meanwhile. */
+/** A bare socket's round below this share of its fastest means the machine slowed down (see the notes). */
+const SLOWDOWN_RATIO = 0.9;
+
 interface Measured extends DnsperfRun {
   /** CPU time of the server process over the run's wall time, in % of one core. */
   serverCpuPercent: number;
@@ -685,6 +688,13 @@ function report(header: string[], targets: Target[], scaling: ScalingRow[], extr
   const allRuns = targets.flatMap((t) => t.runs);
   const worst = (f: (r: Measured) => number): string => `${Math.max(...allRuns.map(f)).toFixed(0)} %`;
   const noisy = targets.filter((t) => t.runs.some((r) => r.otherOnServerCorePercent > 5 || r.stealPercent > 5)).map((t) => t.label);
+  // The bare sockets do the same work in every round, so a round far below their best is the
+  // machine slowing down (seen with core 0 free of other processes and no steal: something outside
+  // the VM), which the two checks above cannot see.
+  const bareSpread = targets
+    .filter((t) => t.label.startsWith('bare') && t.runs.length > 1)
+    .map((t) => ({ label: t.label, low: Math.min(...t.runs.map((r) => r.qps)) / Math.max(...t.runs.map((r) => r.qps)) }));
+  const slowed = bareSpread.filter((b) => b.low < SLOWDOWN_RATIO);
   const notes = [
     `- Each run: \`taskset -c ${CLIENT_CORE} dnsperf ${extra.exampleArgs}\` (EDNS 4096, so 20 SRV records and their addresses fit without TC); ` +
       `every server pinned with \`taskset -c ${SERVER_CORE}\`, this script on core ${CLIENT_CORE} (idle while dnsperf runs). A ${WARMUP_SECONDS} s warm-up run per target, ` +
@@ -698,7 +708,13 @@ function report(header: string[], targets: Target[], scaling: ScalingRow[], extr
       `is steadier than the ratio of queries/s.`,
     `- Noise: in the worst of the measured (saturating) runs, core ${SERVER_CORE} spent ${worst((r) => r.otherOnServerCorePercent)} of the time on something other than the server under test, and steal time ` +
       `(the hypervisor running something else) was ${worst((r) => r.stealPercent)}.` +
-      (noisy.length ? ` **Runs above 5 % of either: ${noisy.join('; ')}; their figures are less reliable.**` : ''),
+      (noisy.length ? ` **Runs above 5 % of either: ${noisy.join('; ')}; their figures are less reliable.**` : '') +
+      (bareSpread.length
+        ? ` The bare sockets' slowest round was ${Math.round(100 * Math.min(...bareSpread.map((b) => b.low)))} % of their fastest` +
+          (slowed.length
+            ? `: **the machine slowed down during some rounds (${slowed.map((b) => `${b.label} ${Math.round(100 * b.low)} %`).join('; ')}); the medians mix slow and fast rounds, so the ratios of this run are not reliable.**`
+            : ' (the same work every round: the machine kept its speed).')
+        : ''),
     `- Mean latency at max rate is mostly queueing: ${OUTSTANDING} queries in flight, so about ${OUTSTANDING}/(queries/s). ` +
       `p99 at half rate: ${P99_RUNS} more runs of ${P99_SECONDS} s per target (interleaved like the rounds) with \`-Q\` at half its median and \`-v\` (each query's latency); ` +
       `the median of their p99s (and p50s); lost queries count as slower than any answer. The target in the issue is p99 < 1 ms at half the max rate. ` +
