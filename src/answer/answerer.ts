@@ -104,6 +104,11 @@ export interface Answered extends Reply {
    * snapshot, and may differ by client with `Near: _ip`).
    */
   preparedQuery?: boolean;
+  /**
+   * Holds records of another name of ours (a hostname target in our domain, answered one hop):
+   * right only while that name is unchanged too, so the reply cache does not keep it.
+   */
+  composite?: boolean;
 }
 
 export interface Chase {
@@ -331,7 +336,7 @@ export class Answerer {
    * Answers with the instances in `list` (not empty), the next rotation or the one at `turn`, with
    * `ttl`; `dc` is the datacenter asked about (whose WAN addresses answer with --translate-wan-addrs).
    */
-  private listInstances(ctx: Ctx, list: readonly Instance[], service: ServiceGeneration | undefined, turn: number | undefined, ttl: number, dc: string): Answered {
+  private listInstances(ctx: Ctx, list: readonly Instance[], service: ServiceGeneration | undefined, turn: number | undefined, ttl: number, dc: string): Answered | Pending {
     const { query } = ctx;
     const wan = this.translates(dc);
     const listing = (r: Answered, rotation: number): Answered => ({ ...r, service, rotation: { turn: rotation, count: list.length } });
@@ -342,9 +347,10 @@ export class Answerer {
       const additional: RR[] = [];
       const chase: Chase[] = [];
       const targets = new Set<string>();
+      let composite = false;
       for (const i of rotated.items) {
         const reach = wan ? i.wan : i.reach;
-        const at = reach.any;
+        const at = ownName(ctx, reach.any, i.node, wan, 'any');
         if (at === null) continue;
         const target =
           at.ip === null
@@ -355,10 +361,15 @@ export class Answerer {
         answers.push({ name: query.name, type: RRType.SRV, ttl, priority: 1, weight: i.weight, port: reach.port, target });
         if (targets.has(target.toLowerCase())) continue;
         targets.add(target.toLowerCase());
-        if (at.ip !== null) additional.push(addressRecord(target, at.ip, ttl));
-        else this.hostRecords(ctx, at.host, [RRType.A, RRType.AAAA], 'additional', additional, chase);
+        if (at.ip !== null) {
+          additional.push(addressRecord(target, at.ip, ttl));
+        } else {
+          const found = this.hostRecords(ctx, at.host, [RRType.A, RRType.AAAA], 'additional', additional, chase);
+          if (found !== false && found !== true) return found;
+          composite ||= found;
+        }
       }
-      const r = withChase(reply(Rcode.NOERROR, answers, EMPTY, additional), chase);
+      const r: Answered = { ...withChase(reply(Rcode.NOERROR, answers, EMPTY, additional), chase), ...(composite && { composite }) };
       if (this.nodeMetaTxt) r.optionalAdditional = this.srvNodeMeta(rotated.items, ctx.domain, ttl);
       return listing(r, rotated.turn);
     }
@@ -380,7 +391,9 @@ export class Answerer {
     for (const i of rotated.items) {
       // Consul's a_record_limit: the first N of this turn's order, so each turn is another window.
       if (answers.length >= limit) break;
-      for (const at of endpointsFor(wan ? i.wan : i.reach, families)) {
+      for (const { at: found, kind } of endpointsFor(wan ? i.wan : i.reach, families)) {
+        const at = ownName(ctx, found, i.node, wan, kind);
+        if (at === null) continue;
         if (at.ip === null) {
           host ??= at.host;
         } else if (!seen.has(at.ip.text) && answers.length < limit) {
@@ -393,7 +406,10 @@ export class Answerer {
     if (answers.length > 0) return listing(reply(Rcode.NOERROR, answers, EMPTY, EMPTY), rotated.turn);
     // Only hostname instances: the first one's CNAME (Consul's serviceNodeRecords: a CNAME answers
     // only when no instance has an address, and only one, since a name with a CNAME has nothing else).
-    if (host !== null) return listing(this.cname(ctx, host, ttl), rotated.turn);
+    if (host !== null) {
+      const cname = this.cname(ctx, host, ttl);
+      return isPending(cname) ? cname : listing(cname, rotated.turn);
+    }
     return { ...this.nodata(ctx), service };
   }
 
@@ -403,7 +419,7 @@ export class Answerer {
    * SERVFAIL. The TTL is the query's DNS TTL, else the service TTL; SRV targets name the datacenter
    * that answered (after a failover, the other one). `client` is the address Consul sorts by.
    */
-  private preparedQuery(ctx: Ctx, name: Extract<ConsulName, { kind: 'query' }>, turn: number | undefined, client: string): Answered | QueryPending {
+  private preparedQuery(ctx: Ctx, name: Extract<ConsulName, { kind: 'query' }>, turn: number | undefined, client: string): Answered | QueryPending | Pending {
     if (name.dc !== null && !ctx.snapshot.hasDatacenter(name.dc)) return this.nxdomain(ctx);
     const dc = name.dc ?? this.options.datacenter;
     // The catalog's own definitions (a catalog file) first; else the source executes it (Consul,
@@ -425,7 +441,7 @@ export class Answerer {
     const answeredBy = found.instances[0]?.datacenter ?? dc;
     const ttl = found.ttl ?? this.options.serviceTtl.of(found.service);
     const answered = found.instances.length === 0 ? this.nxdomain(ctx) : this.listInstances(ctx, found.instances, undefined, rotation, ttl, answeredBy);
-    return { ...answered, preparedQuery: true };
+    return isPending(answered) ? answered : { ...answered, preparedQuery: true };
   }
 
   /** `dc` is another datacenter whose WAN addresses answer (--translate-wan-addrs). */
@@ -437,32 +453,44 @@ export class Answerer {
    * A CNAME to `host` for an A, AAAA or ANY question, with the target's address records: ours at
    * once (one hop), others resolved by the answer stage (`chase`).
    */
-  private cname(ctx: Ctx, host: string, ttl: number): Answered {
+  private cname(ctx: Ctx, host: string, ttl: number): Answered | Pending {
     const answers: RR[] = [{ name: ctx.query.name, type: RRType.CNAME, ttl, target: host }];
     const chase: Chase[] = [];
     const types = ctx.query.type === RRType.ANY ? [RRType.A, RRType.AAAA] : [ctx.query.type];
-    this.hostRecords(ctx, host, types, 'answer', answers, chase);
-    return withChase(reply(Rcode.NOERROR, answers, EMPTY, EMPTY), chase);
+    const found = this.hostRecords(ctx, host, types, 'answer', answers, chase);
+    if (found !== false && found !== true) return found;
+    const r = withChase(reply(Rcode.NOERROR, answers, EMPTY, EMPTY), chase);
+    return found ? { ...r, composite: true } : r;
   }
 
   /**
    * The address records of a hostname: a name in our domain is answered from the snapshot now
    * (its address records only: a CNAME of ours to another of ours is followed one hop, no more, so
-   * no loop), anything else is left to the answer stage to resolve upstream.
+   * no loop), anything else is left to the answer stage to resolve upstream (`chase`). Returns
+   * whether records of ours were added (the answer is then `composite`), or the pending fetch a
+   * target of ours needs first (the answer stage waits for it and answers again). Prepared query
+   * targets are not followed: an execution is per question and client, never part of another answer.
    */
-  private hostRecords(ctx: Ctx, host: string, types: readonly number[], section: Chase['section'], into: RR[], chase: Chase[]): void {
+  private hostRecords(ctx: Ctx, host: string, types: readonly number[], section: Chase['section'], into: RR[], chase: Chase[]): boolean | Pending {
     const labels = domainLabels(host);
-    if (!matchDomain(labels, this.domains)) {
+    const ours = matchDomain(labels, this.domains);
+    if (!ours) {
       chase.push({ name: host, types, section });
-      return;
+      return false;
     }
-    if (ctx.hop > 0) return;
+    if (ctx.hop > 0 || parseConsulName(ours.rest).kind === 'query') return false;
     for (const type of types) {
       const inner: Query = { ...ctx.query, name: host, key: labels.join('.'), labels, type, plain: true };
       const got = this.answerAt(inner, ctx.snapshot, undefined, 1);
-      if (got === null || isPending(got) || isQueryPending(got) || got.rcode !== Rcode.NOERROR) continue;
-      for (const rr of got.answers) if (rr.type === RRType.A || rr.type === RRType.AAAA) into.push(rr);
+      if (got !== null && isPending(got)) return got;
+      if (got === null || isQueryPending(got) || got.rcode !== Rcode.NOERROR) continue;
+      for (const rr of got.answers) {
+        if (rr.type !== RRType.A && rr.type !== RRType.AAAA) continue;
+        into.push(rr);
+      }
     }
+    // Even without records (NODATA now), the answer depends on that name: it may get some.
+    return true;
   }
 
   /**
@@ -497,7 +525,7 @@ export class Answerer {
       const host = reach.any?.host;
       return host ? reply(Rcode.NOERROR, [{ name: query.name, type: RRType.CNAME, ttl, target: host }], EMPTY, EMPTY) : this.nodata(ctx);
     }
-    const endpoints = endpointsFor(reach, familiesFor(query.type));
+    const endpoints = endpointsFor(reach, familiesFor(query.type)).map((e) => e.at);
     const address = endpoints.flatMap((at) => (at.ip === null ? [] : [addressRecord(query.name, at.ip, ttl)]));
     // A node whose address is a hostname: its CNAME (and the target's records), as Consul's makeRecordFromNode.
     const host = endpoints.find((at) => at.ip === null)?.host;
@@ -580,11 +608,22 @@ function withChase(r: Reply, chase: readonly Chase[]): Answered {
 }
 
 /** The endpoints of a reach for the families asked: A questions its `a`, AAAA its `aaaa`, ANY both. */
-function endpointsFor(reach: Reach, families: number): Endpoint[] {
-  const out: Endpoint[] = [];
-  if (families & FAMILY_V4 && reach.a !== null && (reach.a.ip === null || reach.a.ip.family === 4)) out.push(reach.a);
-  if (families & FAMILY_V6 && reach.aaaa !== null && (reach.aaaa.ip === null || reach.aaaa.ip.family === 6)) out.push(reach.aaaa);
+function endpointsFor(reach: Reach, families: number): { at: Endpoint; kind: 'a' | 'aaaa' }[] {
+  const out: { at: Endpoint; kind: 'a' | 'aaaa' }[] = [];
+  if (families & FAMILY_V4 && reach.a !== null && (reach.a.ip === null || reach.a.ip.family === 4)) out.push({ at: reach.a, kind: 'a' });
+  if (families & FAMILY_V6 && reach.aaaa !== null && (reach.aaaa.ip === null || reach.aaaa.ip.family === 6)) out.push({ at: reach.aaaa, kind: 'aaaa' });
   return out;
+}
+
+/**
+ * Consul's rule for an instance whose address is the very name asked ("the service address is a
+ * CNAME for the service we are looking for", nodeServiceRecords): its node's address instead, never
+ * a CNAME to itself; nothing when the node has no address of that kind.
+ */
+function ownName(ctx: Ctx, at: Endpoint | null, node: NodeView, wan: boolean, kind: keyof Pick<Reach, 'a' | 'aaaa' | 'any'>): Endpoint | null {
+  if (at === null || at.ip !== null || at.host.toLowerCase() !== ctx.query.key) return at;
+  const fallback = (wan ? node.wan : node.reach)[kind];
+  return fallback !== null && fallback.ip !== null ? { ip: fallback.ip, host: null, viaNode: true } : null;
 }
 
 function generationOf(view: MeshView): ServiceGeneration {

@@ -29,6 +29,7 @@ import { isPending, isQueryPending, type Answered, type Answerer, type Pending, 
 import type { Snapshot } from '../catalog/snapshot.js';
 import type { CatalogSource } from '../catalog/source.js';
 import { Rcode, type RRType } from '../dns/constants.js';
+import type { RR } from '../dns/codec.js';
 import type { HostLookup, LookupResult } from '../forward/lookup.js';
 import { NEXT, type Answer, type Request, type Stage, type StageResult } from './stage.js';
 
@@ -63,22 +64,30 @@ export class AnswerStage implements Stage {
    * The answer with its hostname targets' records added: at once when the forward cache has them
    * all, else once the upstreams have answered or --fetch-timeout has passed, whichever is first.
    */
-  private chased(request: Request, answered: Answered): Answer | Promise<Answer> {
-    const { lookup, fetchTimeoutMs } = this.options;
+  private chased(request: Request, answered: Answered, budgetMs = this.options.fetchTimeoutMs): Answer | Promise<Answer> {
+    const { lookup } = this.options;
     const chase = answered.chase ?? [];
     const asked = chase.flatMap((c) => c.types.map((type) => ({ c, got: lookup?.lookup(c.name, type as typeof RRType.A) ?? null })));
     const finish = (results: readonly LookupResult[]): Answer => {
       const answers = [...answered.answers];
       const additional = [...answered.additional];
+      // The A and the AAAA lookup of one name each bring its whole CNAME chain: each record once.
+      const seen = new Set<string>();
       results.forEach((records, i) => {
-        if (records !== null) (asked[i]!.c.section === 'answer' ? answers : additional).push(...records);
+        const into = asked[i]!.c.section === 'answer' ? answers : additional;
+        for (const rr of records ?? []) {
+          const key = recordKey(rr);
+          if (seen.has(key)) continue;
+          seen.add(key);
+          into.push(rr);
+        }
       });
       return toAnswer(request, { ...answered, answers, additional, chase: undefined }, null);
     };
     if (!asked.some((a) => a.got instanceof Promise)) return finish(asked.map((a) => a.got as LookupResult));
     let timer: NodeJS.Timeout | undefined;
     const timedOut = new Promise<null>((resolve) => {
-      timer = setTimeout(() => resolve(null), fetchTimeoutMs);
+      timer = setTimeout(() => resolve(null), Math.max(0, budgetMs));
     });
     // Each lookup on its own: a target that answers in time is added even if another does not.
     const settled: LookupResult[] = asked.map(() => null);
@@ -95,6 +104,7 @@ export class AnswerStage implements Stage {
   private async afterFetch(request: Request, pending: Pending | QueryPending): Promise<Answer> {
     const { source, fetchTimeoutMs, answerer, log } = this.options;
     const client = request.client.address;
+    const started = performance.now();
     try {
       const fetched = isPending(pending)
         ? source.want
@@ -114,7 +124,8 @@ export class AnswerStage implements Stage {
       }
       const again = answerer.answer(request.query, request.context.store.current(), undefined, client);
       if (again === null || isPending(again) || isQueryPending(again)) return request.fail(Rcode.SERVFAIL);
-      return again.chase !== undefined ? this.chased(request, again) : toAnswer(request, again, null);
+      // One --fetch-timeout for the whole wait: the targets' lookups get what the fetch left.
+      return again.chase !== undefined ? this.chased(request, again, fetchTimeoutMs - (performance.now() - started)) : toAnswer(request, again, null);
     } catch (err) {
       log.debug({ err, pending: isPending(pending) ? pending.pending : pending.queryPending }, 'answer waited for data that did not arrive');
       return request.fail(Rcode.SERVFAIL);
@@ -126,7 +137,7 @@ export class AnswerStage implements Stage {
 function toAnswer(request: Request, answered: Answered, snapshot: Snapshot | null): Answer {
   const bytes = request.encode(answered);
   const { rcode, service = null, rotation } = answered;
-  if (snapshot === null || answered.preparedQuery || !answered.authoritative || (rcode !== Rcode.NOERROR && rcode !== Rcode.NXDOMAIN)) {
+  if (snapshot === null || answered.preparedQuery || answered.composite || !answered.authoritative || (rcode !== Rcode.NOERROR && rcode !== Rcode.NXDOMAIN)) {
     return { bytes, rcode, service };
   }
   return {
@@ -135,4 +146,10 @@ function toAnswer(request: Request, answered: Answered, snapshot: Snapshot | nul
     service,
     keep: { snapshot, dependsOn: rotation ? service : null, rotation: rotation ?? null, validUntil: null },
   };
+}
+
+/** A record's identity for de-duplication: owner (case aside), type and data. */
+function recordKey(rr: RR): string {
+  const data = 'address' in rr ? rr.address.toString('hex') : 'target' in rr ? rr.target.toLowerCase() : '';
+  return `${rr.name.toLowerCase()}|${rr.type}|${data}`;
 }

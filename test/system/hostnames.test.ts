@@ -14,6 +14,7 @@
  */
 
 import assert from 'node:assert/strict';
+import { writeFile } from 'node:fs/promises';
 import { after, before, describe, test } from 'node:test';
 import { ConsulSim } from '../support/consul-sim.js';
 import { dig, type DigResult } from '../support/dig.js';
@@ -127,9 +128,15 @@ describe('hostname addresses, catalog file, dnsmasq upstream', () => {
 
   test('a hostname in our domain is answered from the catalog, one hop, no loop', async () => {
     assert.deepEqual((await ask(s, 'alias.service.consul')).answer, ['alias.service.consul. 0 IN CNAME web.service.consul.', 'web.service.consul. 0 IN A 10.0.0.1']);
-    const loop = await ask(s, 'self.service.consul');
-    assert.equal(loop.status, 'NOERROR');
-    assert.deepEqual(loop.answer, ['self.service.consul. 0 IN CNAME self.service.consul.']);
+    // An address that is the name asked: the node's address instead (Consul's rule), never a CNAME to itself.
+    assert.deepEqual((await ask(s, 'self.service.consul')).answer, ['self.service.consul. 0 IN A 10.0.0.2']);
+    assert.deepEqual((await ask(s, 'self.service.consul', 'SRV')).answer, ['self.service.consul. 0 IN SRV 1 1 1 n2.node.dc1.consul.']);
+  });
+
+  test("SRV of a target that is a CNAME upstream: the chain once, though both its A and AAAA were asked", async () => {
+    const srv = await ask(s, 'api.service.consul', 'SRV');
+    assert.deepEqual(srv.answer, ['api.service.consul. 0 IN SRV 1 1 443 api.example.test.']);
+    assert.deepEqual(srv.additional, [`api.example.test. ${TTL} IN CNAME api-lb.example.test.`, `api-lb.example.test. ${TTL} IN A 192.0.2.60`]);
   });
 
   test('SRV: the hostname is the target, its addresses additional', async () => {
@@ -196,6 +203,22 @@ describe('hostname targets from a misbehaving upstream', () => {
     assert.equal(a.status, 'NOERROR');
     assert.deepEqual(a.answer, ['slow.service.consul. 0 IN CNAME slow.test.']);
     assert.equal(upstream.received.length, 1, 'asked once');
+  });
+});
+
+describe('a hostname of ours under the reply cache', () => {
+  test('a change to the target reaches the CNAME answer, though its own service did not change', async (t) => {
+    const catalog = (web: string) => `nodes: [{name: n1, address: ${web}, services: [{name: web, port: 80}, {name: alias, port: 81, address: web.service.consul}]}]`;
+    const s = await startServer({ catalog: catalog('10.0.0.1') });
+    t.after(() => s.close());
+    // +nocookie: dig's cookie makes a query the reply cache does not key; without it, the cache answers.
+    const alias = async (type: string) => (await dig(s.port, ['alias.service.consul', type, '+nocookie'])).answer;
+    for (let i = 0; i < 3; i++) assert.deepEqual(await alias('A'), ['alias.service.consul. 0 IN CNAME web.service.consul.', 'web.service.consul. 0 IN A 10.0.0.1']);
+    assert.deepEqual(await alias('SRV'), ['alias.service.consul. 0 IN SRV 1 1 81 web.service.consul.']);
+    await writeFile(s.catalogPath, catalog('10.0.0.9'));
+    await eventually(async () => assert.deepEqual((await dig(s.port, ['web.service.consul', 'A', '+nocookie'])).answer, ['web.service.consul. 0 IN A 10.0.0.9']));
+    assert.deepEqual(await alias('A'), ['alias.service.consul. 0 IN CNAME web.service.consul.', 'web.service.consul. 0 IN A 10.0.0.9']);
+    assert.deepEqual((await dig(s.port, ['alias.service.consul', 'SRV', '+nocookie'])).additional, ['web.service.consul. 0 IN A 10.0.0.9']);
   });
 });
 
@@ -279,6 +302,16 @@ describe('hostname and tagged addresses from Consul', () => {
     });
     assert.deepEqual((await ask(s, 'api.service.consul', 'SRV')).answer, ['api.service.consul. 0 IN SRV 1 1 443 api.example.test.']);
     assert.deepEqual((await ask(s, 'rds.node.consul', 'AAAA')).answer, ['rds.node.consul. 0 IN CNAME db.example.test.', `db.example.test. ${TTL} IN AAAA 2001:db8::50`]);
+  });
+
+  test('a hostname of ours that is not loaded yet (on demand) is fetched, then answered', async (t) => {
+    const od = await startServer({ flags: { consul: sim.url, 'consul-wait': '2s', watch: 'on-demand', 'fetch-timeout': '5s' } });
+    t.after(() => od.close());
+    sim.registerService('dc1', 'n1', { ID: 'front1', Service: 'front', Port: 8080, Address: 'back.service.consul' });
+    sim.registerService('dc1', 'n1', { ID: 'back1', Service: 'back', Port: 9090 });
+    await eventually(async () => {
+      assert.deepEqual((await ask(od, 'front.service.consul')).answer, ['front.service.consul. 0 IN CNAME back.service.consul.', 'back.service.consul. 0 IN A 10.0.0.1']);
+    });
   });
 
   test("a dual-stack node's lan_ipv4 and lan_ipv6 answer A and AAAA", async () => {
