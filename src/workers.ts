@@ -163,7 +163,7 @@ export async function runPrimary(config: Config, log: Logger): Promise<Primary> 
             for (const [dc, service, lookup] of message.used) source.touch?.(dc, service, lookup);
             break;
           case 'query':
-            answerQuery(source, message, (outcome) => send(worker, { t: 'queried', id: message.id, outcome }));
+            answerQuery(source, message, (outcome, perClient) => send(worker, { t: 'queried', id: message.id, outcome, perClient }));
             break;
           case 'metrics': {
             const s = scrapes.get(message.id);
@@ -294,16 +294,18 @@ export function withoutSecrets(args: readonly string[]): string[] {
 
 /**
  * A worker's prepared query, executed by the primary's source: from its cache when it has the
- * outcome, else after an execution. A source that executes no queries (a catalog file: its
+ * outcome, else after an execution; with whether the worker must keep it per client address. A source that executes no queries (a catalog file: its
  * queries travel with the catalog) says `not-found`.
  */
-function answerQuery(source: CatalogSource, q: Extract<ToPrimary, { t: 'query' }>, reply: (outcome: QueryOutcome) => void): void {
+function answerQuery(source: CatalogSource, q: Extract<ToPrimary, { t: 'query' }>, reply: (outcome: QueryOutcome, perClient: boolean) => void): void {
   const queries = source.queries;
-  if (!queries) return reply({ kind: 'not-found' });
+  if (!queries) return reply({ kind: 'not-found' }, false);
+  // Whether the worker keys this outcome per client: as the source does (unknown: per client).
+  const perClient = (): boolean => queries.perClient?.(q.datacenter, q.name) ?? true;
   const known = queries.peek(q.datacenter, q.name, q.source);
-  if (known) return reply(known);
+  if (known) return reply(known, perClient());
   queries.execute(q.datacenter, q.name, q.source).then(
-    () => reply(queries.peek(q.datacenter, q.name, q.source) ?? { kind: 'failed' }),
-    () => reply({ kind: 'failed' }),
+    () => reply(queries.peek(q.datacenter, q.name, q.source) ?? { kind: 'failed' }, perClient()),
+    () => reply({ kind: 'failed' }, perClient()),
   );
 }

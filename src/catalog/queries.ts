@@ -55,4 +55,9 @@ export interface PreparedQueries {
    * as the address Consul sorts `Near: _ip` by; resolves once `peek` has an outcome.
    */
   execute(datacenter: string, name: string, source: string): Promise<void>;
+  /**
+   * Whether `name`'s results depend on the client's address (`Near: _ip`, or not known yet: true),
+   * so that a --workers worker keys what the primary sends it as the source does. Absent: true.
+   */
+  perClient?(datacenter: string, name: string): boolean;
 }

@@ -38,8 +38,11 @@ export function buildQuery(name: string, type: string, options: QueryOptions = {
  */
 const EXPECTED_REPLY_MS = 5000;
 
-/** Sends one UDP datagram; resolves with the reply, or null if none came within `timeoutMs`. */
-export function udpExchange(port: number, packet: Buffer, timeoutMs = EXPECTED_REPLY_MS, host = '127.0.0.1'): Promise<Buffer | null> {
+/**
+ * Sends one UDP datagram (from the local address `from` when given, e.g. another loopback address
+ * as a second client); resolves with the reply, or null if none came within `timeoutMs`.
+ */
+export function udpExchange(port: number, packet: Buffer, timeoutMs = EXPECTED_REPLY_MS, host = '127.0.0.1', from?: string): Promise<Buffer | null> {
   return new Promise((resolve, reject) => {
     const socket = createSocket(host.includes(':') ? 'udp6' : 'udp4');
     const timer = setTimeout(() => finish(null), timeoutMs);
@@ -54,7 +57,8 @@ export function udpExchange(port: number, packet: Buffer, timeoutMs = EXPECTED_R
       socket.close();
       reject(err);
     });
-    socket.send(packet, port, host);
+    if (from === undefined) socket.send(packet, port, host);
+    else socket.bind({ address: from, port: 0 }, () => socket.send(packet, port, host));
   });
 }
 

@@ -7,8 +7,11 @@
  */
 
 import assert from 'node:assert/strict';
+import { Resolver } from 'node:dns/promises';
 import { after, before, describe, test } from 'node:test';
+import { MAX_IN_FLIGHT, NEW_CLIENTS_PER_SECOND, NEW_NAMES_PER_SECOND } from '../../src/catalog/consul/queries.js';
 import { ConsulSim, type SimRequest } from '../support/consul-sim.js';
+import { buildQuery, udpExchange } from '../support/client.js';
 import { dig, digEach } from '../support/dig.js';
 import { eventually } from '../support/eventually.js';
 import { startServer, type TestServer } from '../support/server.js';
@@ -148,6 +151,56 @@ describe('prepared queries from Consul', () => {
     const executions = sim.requests.slice(first).filter(isExecute('web-cached')).length;
     // Without a DNS TTL an execution is reused for 2 s: at most one per 2 s begun, plus the first.
     assert.ok(executions >= 1 && executions <= Math.ceil(elapsed / 2000) + 1, `${executions} executions for 300 questions in ${elapsed} ms`);
+  });
+
+  test('a flood of random names: Consul asked for a bounded number per second, at most a few at once; real queries still answer', async () => {
+    const first = sim.requests.length;
+    const resolver = new Resolver({ timeout: 5000, tries: 1 });
+    resolver.setServers([`127.0.0.1:${s.port}`]);
+    const started = Date.now();
+    const codes = await Promise.all(
+      Array.from({ length: 300 }, (_, i) =>
+        resolver.resolve4(`random-${i}-${started}.query.consul`).then(
+          () => 'NOERROR',
+          (err: NodeJS.ErrnoException) => err.code,
+        ),
+      ),
+    );
+    const elapsed = Date.now() - started;
+    const asked = sim.requests.slice(first).filter((r) => r.path.startsWith('/v1/query/random-'));
+    // The budget counts per whole second: the flood's span touches at most floor(elapsed s) + 2 of them.
+    const bound = NEW_NAMES_PER_SECOND * (Math.floor(elapsed / 1000) + 2);
+    assert.ok(asked.length <= bound && asked.length < 300, `${asked.length} requests to Consul for 300 random names in ${elapsed} ms (bound ${bound})`);
+    assert.ok(asked.every((r) => r.path.endsWith('/explain')), 'only definition reads');
+    assert.ok(codes.includes('ENOTFOUND') && codes.includes('ESERVFAIL'), 'those asked: NXDOMAIN; beyond the budget: SERVFAIL');
+    const seqs = asked.flatMap((r) => [{ seq: r.seq, d: 1 }, { seq: r.doneSeq ?? Infinity, d: -1 }]).sort((x, y) => x.seq - y.seq);
+    let open = 0;
+    let most = 0;
+    for (const e of seqs) most = Math.max(most, (open += e.d));
+    assert.ok(most <= MAX_IN_FLIGHT, `${most} requests in flight at once`);
+    assert.deepEqual((await dig(s.port, ['web-v2.query.consul', 'A'])).answer, ['web-v2.query.consul. 7 IN A 10.0.1.2'], 'a real query still answers');
+  });
+
+  test('a flood of client addresses for a Near: _ip query: executions bounded per second', async () => {
+    await createQuery(sim, { Name: 'web-near-flood', Service: { Service: 'web', Near: '_ip' }, DNS: { TTL: '30s' } });
+    // Known first (once the previous test's flood has left budget for a new name again).
+    await eventually(async () => assert.equal((await dig(s.port, ['web-near-flood.query.consul', 'A'])).status, 'NOERROR'));
+    const first = sim.requests.length;
+    // Each question from its own loopback address, all at once (as spoofed UDP sources would come).
+    const clients = Array.from({ length: 150 }, (_, i) => `127.1.${i >> 8}.${(i & 255) + 1}`);
+    const started = Date.now();
+    const rcodes = await Promise.all(
+      clients.map(async (from) => {
+        const reply = await udpExchange(s.port, buildQuery('web-near-flood.query.consul', 'A'), undefined, '127.0.0.1', from);
+        return reply === null ? -1 : reply[3]! & 0xf;
+      }),
+    );
+    const elapsed = Date.now() - started;
+    const executed = sim.requests.slice(first).filter(isExecute('web-near-flood'));
+    const bound = NEW_CLIENTS_PER_SECOND * (Math.floor(elapsed / 1000) + 2);
+    assert.ok(executed.length >= 1 && executed.length <= bound && executed.length < clients.length, `${executed.length} executions for ${clients.length} client addresses in ${elapsed} ms (bound ${bound})`);
+    assert.ok(executed.every((r) => r.forwardedFor?.startsWith('127.1.')), "each with its client's address");
+    assert.ok(rcodes.includes(0) && rcodes.includes(2), 'within the budget: answered; beyond it: SERVFAIL');
   });
 });
 

@@ -15,6 +15,7 @@ import type * as dnsPacket from 'dns-packet';
 import { CATALOG } from '../support/catalog.js';
 import { buildQuery, decode, frame, tcpExchange, udpExchange } from '../support/client.js';
 import { ConsulSim } from '../support/consul-sim.js';
+import { dig } from '../support/dig.js';
 import { eventually } from '../support/eventually.js';
 import { CLI_ENTRY, runCli, startCli, type Running } from '../support/spawn.js';
 
@@ -207,4 +208,25 @@ test('--workers 2: prepared queries, executed by the primary for Consul, from th
   assert.deepEqual(await overTcp(second.port, 'web-q.query.consul', 4), Array.from({ length: 4 }, () => ['10.40.0.1']));
   const none = await udpExchange(second.port, buildQuery('nope.query.consul', 'A'));
   assert.equal(none && none[3]! & 0xf, 3, 'NXDOMAIN');
+});
+
+test('--workers: a Near: _ip query is executed and kept per client address in the workers too', async (t) => {
+  const sim = new ConsulSim();
+  await sim.start();
+  t.after(() => sim.stop());
+  sim.registerNode('dc1', { Node: 'a', Address: '10.30.0.1' });
+  sim.registerService('dc1', 'a', { ID: 'api-a', Service: 'api', Port: 80 });
+  const created = await fetch(`${sim.url}/v1/query`, { method: 'POST', body: JSON.stringify({ Name: 'near-q', Service: { Service: 'api', Near: '_ip' }, DNS: { TTL: '30s' } }) });
+  assert.equal(created.status, 200);
+  const { cli, port } = await start(t, ['--workers', '2', '--consul', sim.url]);
+  await cli.waitForLog((l) => l.msg === 'consul catalog synced; ready');
+  // Over TCP the workers take connections in turn: each worker gets a question from 127.0.0.1,
+  // then one from 127.0.0.2 while it still keeps the first client's outcome (1 s).
+  for (const from of ['127.0.0.1', '127.0.0.1', '127.0.0.2', '127.0.0.2']) {
+    assert.deepEqual((await dig(port, ['+tcp', '-b', from, 'near-q.query.consul', 'A'])).answer, ['near-q.query.consul. 30 IN A 10.30.0.1'], from);
+  }
+  const answered = cli.logs.filter((l) => l.msg === 'query').map((l) => `${String(l.worker)} ${String(l.client)}`);
+  assert.equal(new Set(answered).size, 4, `each worker answered each client: ${answered.join(', ')}`);
+  const sources = sim.requests.filter((r) => r.path === '/v1/query/near-q/execute').map((r) => r.forwardedFor);
+  assert.deepEqual(sources.sort(), ['127.0.0.1', '127.0.0.2'], "each client's own execution, with its address");
 });

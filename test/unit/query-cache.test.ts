@@ -194,3 +194,127 @@ test('entries are bounded: the oldest goes first', async () => {
   assert.equal(cache.peek('dc1', 'a', 'x'), null, 'evicted');
   assert.notEqual(cache.peek('dc1', 'c', 'x'), null);
 });
+
+/** A scripted API whose definition reads wait for the test too (or fail), counting reads in flight. */
+function held(options: { maxEntries?: number; maxInFlight?: number; newNamesPerSecond?: number; newClientsPerSecond?: number; maxClientsPerQuery?: number } = {}) {
+  const calls: Call[] = [];
+  const explains: { name: string; settle: (o: { near: string } | null | Error) => void }[] = [];
+  const clock = { now: 1_000_000 };
+  let inFlight = 0;
+  let maxSeen = 0;
+  const count = <T>(p: Promise<T>): Promise<T> => {
+    maxSeen = Math.max(maxSeen, ++inFlight);
+    return p.finally(() => inFlight--);
+  };
+  const api = {
+    executeQuery: (name: string, options: ExecuteOptions): Promise<QueryResult | null> =>
+      count(new Promise((resolve, reject) => calls.push({ name, options, settle: (o) => (o instanceof Error ? reject(o) : resolve(o)) }))),
+    explainQuery: (name: string): Promise<{ near: string } | null> =>
+      count(new Promise((resolve, reject) => explains.push({ name, settle: (o) => (o instanceof Error ? reject(o) : resolve(o)) }))),
+  };
+  const cache = new QueryCache({ api, log: pino({ level: 'silent' }), maxStaleMs: 10_000, timeoutMs: 2000, allowStale: true, ...options, now: () => clock.now });
+  return { cache, calls, explains, clock, maxInFlight: () => maxSeen };
+}
+
+test('concurrent first questions from two clients wait for the one definition read', async () => {
+  for (const near of ['_ip', '']) {
+    const { cache, calls, explains } = held();
+    const a = cache.execute('dc1', 'q', '10.9.0.1');
+    const b = cache.execute('dc1', 'q', '10.9.0.2');
+    await flush();
+    assert.equal(explains.length, 1, 'one definition read');
+    assert.equal(calls.length, 0, 'nothing executed before the definition is known');
+    explains[0]!.settle({ near });
+    await flush();
+    assert.deepEqual(calls.map((c) => c.options.source), near === '_ip' ? ['10.9.0.1', '10.9.0.2'] : ['10.9.0.1'], `Near ${near || 'none'}`);
+    for (const c of calls) c.settle(result(30, c.options.source));
+    await Promise.all([a, b]);
+    assert.notEqual(cache.peek('dc1', 'q', '10.9.0.1'), null, 'A has a result');
+    assert.notEqual(cache.peek('dc1', 'q', '10.9.0.2'), null, 'B has a result');
+  }
+});
+
+test('a definition not read (Consul failing): results per client until a read succeeds', async () => {
+  const { cache, calls, explains, clock } = held();
+  const a = cache.execute('dc1', 'q', '10.9.0.1');
+  await flush();
+  explains[0]!.settle(new Error('connection refused'));
+  await flush();
+  calls[0]!.settle(result(30, '10.0.0.1'));
+  await a;
+  const address = (source: string): unknown => {
+    const o = cache.peek('dc1', 'q', source);
+    return o?.kind === 'result' ? o.result.nodes[0]!.address : o;
+  };
+  assert.equal(address('10.9.0.1'), '10.0.0.1');
+  assert.equal(address('10.9.0.2'), null, "another client does not get this client's result");
+  const b = cache.execute('dc1', 'q', '10.9.0.2');
+  await flush();
+  assert.equal(calls.at(-1)!.options.source, '10.9.0.2', 'executed for the other client');
+  calls.at(-1)!.settle(result(30, '10.0.0.2'));
+  await b;
+  assert.equal(address('10.9.0.2'), '10.0.0.2');
+  assert.equal(cache.perClient('dc1', 'q'), true);
+  // Read again soon (RETRY_MS), not after DEFINITION_MS; once it says no Near, results are shared.
+  clock.now += RETRY_MS;
+  cache.peek('dc1', 'q', '10.9.0.1');
+  assert.equal(explains.length, 2, 'read again');
+  explains[1]!.settle({ near: '' });
+  await flush();
+  assert.equal(cache.perClient('dc1', 'q'), false);
+});
+
+test('a flood of random names: a budget of new names per second, requests in flight capped, real entries kept', async () => {
+  const { cache, calls, explains, clock, maxInFlight } = held({ maxEntries: 4, maxInFlight: 3, newNamesPerSecond: 5 });
+  // A real query, in use.
+  const web = cache.execute('dc1', 'web', 'c');
+  await flush();
+  explains[0]!.settle({ near: '' });
+  await flush();
+  calls[0]!.settle(result(30));
+  await web;
+  clock.now += 1000;
+  const flood: Promise<void>[] = [];
+  for (let second = 0; second < 4; second++) {
+    for (let i = 0; i < 50; i++) flood.push(cache.execute('dc1', `random-${second}-${i}`, 'c'));
+    await flush();
+    // Unknown to Consul: answered as they come, at most 3 at once.
+    while (explains.some((e) => e.name.startsWith('random-') && !('done' in e))) {
+      for (const e of explains.filter((x) => x.name.startsWith('random-') && !('done' in x))) {
+        e.settle(null);
+        Object.assign(e, { done: true });
+      }
+      await flush();
+    }
+    assert.notEqual(cache.peek('dc1', 'web', 'c'), null, 'the real query keeps its entry');
+    clock.now += 1000;
+  }
+  await Promise.all(flood);
+  assert.equal(explains.length - 1, 4 * 5, 'at most 5 new names asked per second');
+  assert.ok(maxInFlight() <= 3, `${maxInFlight()} requests in flight at most`);
+  assert.equal(cache.peek('dc1', 'random-0-49', 'c'), null, 'beyond the budget: no outcome (SERVFAIL)');
+  assert.deepEqual(cache.peek('dc1', 'random-3-4', 'c'), { kind: 'not-found' }, 'the latest unknown names are kept (apart from real queries)');
+  assert.equal(calls.length, 1);
+});
+
+test('a flood of client addresses for a Near: _ip query: new clients per second budgeted, entries per query bounded', async () => {
+  const { cache, calls, explains, clock } = held({ newClientsPerSecond: 5, maxClientsPerQuery: 8 });
+  const first = cache.execute('dc1', 'near', '10.9.0.0');
+  await flush();
+  explains[0]!.settle({ near: '_ip' });
+  await flush();
+  calls[0]!.settle(result(30));
+  await first;
+  clock.now += 1000;
+  for (let second = 0; second < 3; second++) {
+    const asked = Array.from({ length: 40 }, (_, i) => cache.execute('dc1', 'near', `10.8.${second}.${i}`));
+    await flush();
+    for (const c of calls.slice(1)) c.settle(result(30));
+    await Promise.all(asked);
+    clock.now += 1000;
+  }
+  assert.equal(calls.length, 1 + 3 * 5, 'at most 5 new clients executed per second');
+  assert.equal(cache.size, 8, 'at most 8 client entries kept for the query');
+  assert.notEqual(cache.peek('dc1', 'near', '10.8.2.4'), null, 'the most recent clients kept');
+  assert.equal(cache.peek('dc1', 'near', '10.9.0.0'), null, 'the least recently used went');
+});

@@ -35,7 +35,8 @@ export type ToWorker =
   | { t: 'catalog'; data: CatalogData }
   | { t: 'empty' }
   | { t: 'wanted'; id: number; ok: boolean }
-  | { t: 'queried'; id: number; outcome: QueryOutcome }
+  /** `perClient`: the query's results are kept per client address (src/catalog/relay/queries.ts). */
+  | { t: 'queried'; id: number; outcome: QueryOutcome; perClient: boolean }
   | { t: 'reload'; settings: LiveSettings }
   | { t: 'shutdown'; lameduckMs: number }
   /** A scrape of the primary's /metrics or /status: send yours. */
@@ -127,7 +128,7 @@ export class RelaySource implements CatalogSource {
         this.log.error({ err }, 'catalog from the primary rejected; keeping the last good catalog');
       }
     } else if (message.t === 'queried') {
-      this.queries.settle(message.id, message.outcome);
+      this.queries.settle(message.id, message.outcome, message.perClient);
     } else if (message.t === 'wanted') {
       const wait = this.waits.get(message.id);
       this.waits.delete(message.id);
