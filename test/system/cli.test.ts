@@ -10,6 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { CATALOG } from '../support/catalog.js';
+import { ConsulSim } from '../support/consul-sim.js';
 import { dig } from '../support/dig.js';
 import { ROOT, runCli, startCli } from '../support/spawn.js';
 
@@ -154,6 +155,23 @@ describe('bad input exits non-zero with one line', { concurrency: 4 }, () => {
 });
 
 describe('running', () => {
+  test('a usable Consul address with a user, password, path or query: warned about, only its origin used and logged', async () => {
+    const sim = new ConsulSim();
+    await sim.start();
+    const origin = sim.url.replace(/\/$/, '');
+    const svc = startCli(['--consul', origin.replace('://', '://user:pw-secret@') + '/prefix?token=query-secret', '--listen', '127.0.0.1:0'], { CONSUL_HTTP_ADDR: '' });
+    try {
+      const warned = await svc.waitForLog((l) => typeof l.msg === 'string' && l.msg.startsWith('consul address: only its scheme, host and port are used'));
+      assert.equal(warned.consul, origin);
+      await sim.until((r) => r.status !== null, 'a request answered');
+      assert.ok( sim.requests.every((r) => r.path.startsWith('/v1/') && r.token === null), JSON.stringify(sim.requests.map((r) => [r.path, r.token])));
+    } finally {
+      await svc.stop();
+      await sim.stop();
+    }
+    assert.ok(!/secret/.test(JSON.stringify(svc.logs)), JSON.stringify(svc.logs));
+  });
+
   test('--example serves the bundled example catalog and says how to dig it', async () => {
     const svc = startCli(['--example', '--listen', '127.0.0.1:0']);
     try {
