@@ -14,6 +14,7 @@ import type { Logger } from 'pino';
 import { fileURLToPath } from 'node:url';
 import { ConfigError, KEYS, KEY_GROUPS, envName, resolveLayers, type Config, type ConfigInputs, type RawConfig } from './config.js';
 import type { KeySpec } from './config/component.js';
+import { redactMessage } from './config/redact.js';
 import { ConfigReloader, liveSettings, logReloadOutcome, type CatalogReload, type LiveSettings } from './lifecycle/reload.js';
 import { createLogger } from './log.js';
 import { formatHostPort } from './net/address.js';
@@ -62,7 +63,8 @@ function parseFlags(argv: string[]): { flags: RawConfig; configFile: string | un
     .alias('help', 'h')
     .wrap(Math.min(110, process.stdout.columns || 110))
     .exitProcess(true)
-    .fail((message, err) => fail(EXIT_USAGE, message ?? err?.message ?? 'bad arguments'));
+    // yargs names the arguments it could not use, which may be an address with a secret in it.
+    .fail((message, err) => fail(EXIT_USAGE, redactMessage(message ?? err?.message ?? 'bad arguments')));
   // The types yargs would show are its parser's (every value is parsed as a string, then checked by
   // its component): each key's own type is in its description instead.
   (parser as unknown as { usageConfiguration(c: { 'hide-types': boolean }): void }).usageConfiguration({ 'hide-types': true });

@@ -162,12 +162,19 @@ export function asciiLower(s: string): string {
 }
 
 /**
- * The reply to a query whose header is readable but whose body is not served (FORMERR, NOTIMP):
- * ID, opcode and RD copied, QR set, no sections (the question may be what was wrong).
+ * The reply to a query whose header is readable but whose body is not served (FORMERR, NOTIMP, and
+ * SERVFAIL when handling failed): ID and opcode copied, QR set, no sections (the question may be
+ * what was wrong). RD and CD are copied for QUERY only: RFC 1035 4.1.1 and RFC 4035 3.2.2 define
+ * them (copied into the response) for standard queries, and what they mean under an opcode svcdns
+ * does not implement it cannot know, so such a reply sets no flag but QR, as ISC's genreport
+ * expects (`opcode`, `opcodeflg`: any of RD, CD, AD, RA, AA, TC, Z in a NOTIMP is a fault) and as
+ * miekg/dns's SetReply copies them (QUERY only). Consul differs here: miekg/dns's reject path
+ * answers NOTIMP with the query's own flags (AA and Z cleared), which genreport counts as faults.
  */
 export function errorReply(id: number, queryFlags: number, rcode: number): Buffer {
   const out = Buffer.alloc(HEADER_SIZE);
   out.writeUInt16BE(id, 0);
-  out.writeUInt16BE(Flag.QR | (queryFlags & (OPCODE_MASK | Flag.RD | Flag.CD)) | (rcode & 0xf), 2);
+  const echoed = (queryFlags & OPCODE_MASK) === 0 ? OPCODE_MASK | Flag.RD | Flag.CD : OPCODE_MASK;
+  out.writeUInt16BE(Flag.QR | (queryFlags & echoed) | (rcode & 0xf), 2);
   return out;
 }

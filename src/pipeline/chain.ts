@@ -12,14 +12,15 @@
  *   clock reads (~110 ns) would be a tenth of a reply-cache hit's cost;
  * - says REFUSED when every stage passed (nobody here serves that name for that client);
  * - catches what a stage throws (a bug, not bad input: bad input has its own answers), logs it,
- *   and answers SERVFAIL if the packet has a header to answer to;
+ *   and answers SERVFAIL if the packet has a header to answer to and is not itself a response
+ *   (QR set: never answered, whatever went wrong, as check-query.ts says);
  * - registers answers still pending with `inFlight`, so a stopping server can give up on them
  *   (SERVFAIL, told to the stages and published like any answer).
  */
 
 import type { Logger } from 'pino';
 import type { Diagnostics } from '../diagnostics/channels.js';
-import { Rcode } from '../dns/constants.js';
+import { Flag, HEADER_SIZE, Rcode } from '../dns/constants.js';
 import { errorReply } from '../dns/wire.js';
 import type { DnsHandler } from './handler.js';
 import type { InFlight } from './in-flight.js';
@@ -52,7 +53,8 @@ export function createPipeline(options: PipelineOptions): DnsHandler {
 
   const failed = (packet: Buffer, err: unknown): Buffer | null => {
     log.error({ err }, 'query handling failed');
-    return packet.length >= 12 ? errorReply(packet.readUInt16BE(0), packet.readUInt16BE(2), Rcode.SERVFAIL) : null;
+    if (packet.length < HEADER_SIZE || packet[2]! & (Flag.QR >> 8)) return null;
+    return errorReply(packet.readUInt16BE(0), packet.readUInt16BE(2), Rcode.SERVFAIL);
   };
 
   return (packet, transport, client) => {

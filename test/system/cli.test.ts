@@ -10,6 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { CATALOG } from '../support/catalog.js';
+import { ConsulSim } from '../support/consul-sim.js';
 import { dig } from '../support/dig.js';
 import { ROOT, runCli, startCli } from '../support/spawn.js';
 
@@ -65,6 +66,38 @@ describe('bad input exits non-zero with one line', { concurrency: 4 }, () => {
     assert.equal(r.code, 2);
     assert.equal(oneLine(r.stderr), `svcdns: error: config file ${path}: unknown key "recursors"`);
   });
+
+  // A URL's credentials (userinfo, or a token in the query) never reach the error line: the address
+  // is shown with them replaced (src/config/redact.ts), whether the flag, Consul's env var, the config
+  // file or a stray argument carried it. Every secret below is spelt with "secret" in it.
+  const NOT_HTTP = 'is not an http(s) address such as 127.0.0.1:8500 or https://consul:8501';
+  const secrets: { name: string; args: string[]; env?: Record<string, string>; file?: string; line: string }[] = [
+    { name: 'user:password in --consul', args: ['--consul', 'http://user:secret@host:bad'], line: `consul: "http://[credentials]@host:bad" ${NOT_HTTP}` },
+    { name: 'an unparsable CONSUL_HTTP_ADDR', args: [], env: { CONSUL_HTTP_ADDR: 'https://tok:secret@x:99999' }, line: `consul: "https://[credentials]@x:99999" ${NOT_HTTP}` },
+    { name: "a '/' in the password", args: ['--consul', 'http://user:se/cret-secret@host:bad'], line: `consul: "http://[credentials]@host:bad" ${NOT_HTTP}` },
+    { name: "an '@' in the password", args: ['--consul', 'http://user:p@ss-secret@host:bad'], line: `consul: "http://[credentials]@host:bad" ${NOT_HTTP}` },
+    { name: 'a leading space before the scheme', args: ['--consul', ' http://user:secret@host:8500'], line: `consul: " http://[credentials]@host:8500" ${NOT_HTTP}` },
+    { name: 'no scheme', args: ['--consul', 'token-secret@host:bad'], line: `consul: "[credentials]@host:bad" ${NOT_HTTP}` },
+    { name: 'a token in the query', args: ['--consul', 'http://host:bad/v1?token=secret'], line: `consul: "http://host:bad/v1?[query]" ${NOT_HTTP}` },
+    { name: "a '?' before the '@'", args: ['--consul', 'ftp://us?er:secret@host'], line: `consul: "ftp://[redacted]" ${NOT_HTTP}` },
+    { name: 'the config file', args: [], file: 'consul: "http://user:secret@host:bad"\n', line: `consul: "http://[credentials]@host:bad" ${NOT_HTTP}` },
+    { name: 'a stray argument (no --consul before it)', args: ['--example', 'http://user:secret@host:8500'], line: 'Unknown argument: http://[credentials]@host:8500' },
+    {
+      name: 'with other problems, all in the one line',
+      args: ['--consul', 'http://user:secret@host:bad', '--watch', 'x'],
+      line: `consul: "http://[credentials]@host:bad" ${NOT_HTTP}; watch: must be one of auto, all, on-demand (got "x")`,
+    },
+  ];
+  for (const c of secrets) {
+    test(`credentials in an address are never printed: ${c.name}`, async () => {
+      const config = c.file === undefined ? [] : ['--config', join(dir, `secret-${secrets.indexOf(c)}.yaml`)];
+      if (c.file !== undefined) await writeFile(config[1]!, c.file);
+      const r = await runCli([...c.args, ...config, '--listen', '127.0.0.1:0'], { CONSUL_HTTP_ADDR: '', ...c.env });
+      assert.equal(r.code, 2, r.stderr);
+      assert.equal(oneLine(r.stderr), `svcdns: error: ${c.line}`);
+      assert.ok(!/secret/.test(r.stderr + r.stdout), r.stderr);
+    });
+  }
 
   test('a port already in use', async () => {
     const first = startCli(['--example', '--listen', '127.0.0.1:0']);
@@ -122,6 +155,23 @@ describe('bad input exits non-zero with one line', { concurrency: 4 }, () => {
 });
 
 describe('running', () => {
+  test('a usable Consul address with a user, password, path or query: warned about, only its origin used and logged', async () => {
+    const sim = new ConsulSim();
+    await sim.start();
+    const origin = sim.url.replace(/\/$/, '');
+    const svc = startCli(['--consul', origin.replace('://', '://user:pw-secret@') + '/prefix?token=query-secret', '--listen', '127.0.0.1:0'], { CONSUL_HTTP_ADDR: '' });
+    try {
+      const warned = await svc.waitForLog((l) => typeof l.msg === 'string' && l.msg.startsWith('consul address: only its scheme, host and port are used'));
+      assert.equal(warned.consul, origin);
+      await sim.until((r) => r.status !== null, 'a request answered');
+      assert.ok( sim.requests.every((r) => r.path.startsWith('/v1/') && r.token === null), JSON.stringify(sim.requests.map((r) => [r.path, r.token])));
+    } finally {
+      await svc.stop();
+      await sim.stop();
+    }
+    assert.ok(!/secret/.test(JSON.stringify(svc.logs)), JSON.stringify(svc.logs));
+  });
+
   test('--example serves the bundled example catalog and says how to dig it', async () => {
     const svc = startCli(['--example', '--listen', '127.0.0.1:0']);
     try {

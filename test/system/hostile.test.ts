@@ -5,7 +5,8 @@
  *
  * - no readable header (< 12 bytes) or a response (QR set): silence;
  * - opcode other than QUERY: NOTIMP; anything else unreadable: FORMERR; both header-only replies
- *   with the query's ID, opcode and RD, QR set and no sections;
+ *   with the query's ID and opcode, QR set, no sections, and of the query's flags RD and CD for
+ *   QUERY only (a NOTIMP sets no flag but QR, as ISC's genreport `opcodeflg` expects);
  * - EDNS version > 0: BADVERS (extended rcode 16); class other than IN/ANY, AXFR and IXFR: REFUSED.
  *
  * After every hostile case the server must still answer a normal question. A seeded fuzz run then
@@ -20,6 +21,7 @@ import { test, type TestContext } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { OptAnswer } from 'dns-packet';
 import { buildQuery, decode, frame, tcpExchange, udpExchange, zoneLines } from '../support/client.js';
+import { dig } from '../support/dig.js';
 import { Rng } from '../support/random.js';
 import { startServer, type TestServer } from '../support/server.js';
 
@@ -31,6 +33,9 @@ const TYPE = { A: 1, NS: 2, SOA: 6, PTR: 12, TXT: 16, AAAA: 28, SRV: 33, OPT: 41
 const CLASS_IN = 1;
 const QR = 0x8000;
 const RD = 0x0100;
+const CD = 0x0010;
+/** Every flag a query can carry but QR: AA, TC, RD, RA, Z, AD, CD. */
+const ALL_FLAGS = 0x0400 | 0x0200 | RD | 0x0080 | 0x0040 | 0x0020 | CD;
 
 /** Time we listen for a reply that must not come. */
 const SILENCE_MS = 300;
@@ -150,12 +155,16 @@ function assertReplyTo(reply: Buffer | null, query: Buffer, rcode: number): { q:
   return { q, r, reply };
 }
 
-/** A header-only error reply (FORMERR, NOTIMP) to `query`, as wire.ts's errorReply builds it. */
+/**
+ * A header-only error reply (FORMERR, NOTIMP) to `query`, as wire.ts's errorReply builds it: the
+ * flags word exactly QR, the query's opcode, its RD and CD if the opcode is QUERY, and the rcode.
+ */
 function assertErrorReply(got: Buffer | null, query: Buffer, rcode: number): void {
   const { q, r, reply } = assertReplyTo(got, query, rcode);
   assert.equal(r.opcode, q.opcode, 'opcode is copied');
-  assert.equal(r.rd, q.rd, 'RD is copied');
-  assert.equal(r.aa, false, 'not authoritative');
+  const asked = query.readUInt16BE(2);
+  const echoed = q.opcode === 0 ? asked & (RD | CD) : 0;
+  assert.equal(reply.readUInt16BE(2).toString(16), (QR | (q.opcode << 11) | echoed | rcode).toString(16), 'flags: QR, opcode, RD/CD for QUERY only, rcode');
   assert.deepEqual(r.counts, [0, 0, 0, 0], 'no question and no records');
   assert.equal(reply.length, 12, 'header only');
 }
@@ -316,6 +325,16 @@ const NOTIMP_CASES: ErrorCase[] = [
     packet: header(0x3100, { flags: 5 << 11, qd: 0 }),
     rcode: RCODE.NOTIMP,
   },
+  {
+    name: "opcode 15 with every flag set and no question (genreport's opcodeflg): none copied",
+    packet: header(0x3101, { flags: (15 << 11) | ALL_FLAGS, qd: 0 }),
+    rcode: RCODE.NOTIMP,
+  },
+  {
+    name: 'opcode STATUS (2) with RD and CD and a valid question: neither copied',
+    packet: Buffer.concat([header(0x3102, { flags: (2 << 11) | RD | CD }), question('consul', TYPE.SOA)]),
+    rcode: RCODE.NOTIMP,
+  },
 ];
 
 const NAME_255 = wireName(label(63), label(63), label(63), label(54), 'consul'); // 255 bytes
@@ -324,6 +343,7 @@ const NAME_256 = wireName(label(63), label(63), label(63), label(55), 'consul');
 const FORMERR_CASES: ErrorCase[] = [
   // Question count.
   { name: 'qdcount 0 (header only)', packet: header(0x4001, { qd: 0 }), rcode: RCODE.FORMERR },
+  { name: 'qdcount 0 with every flag set: only RD and CD copied (QUERY)', packet: header(0x4011, { flags: ALL_FLAGS, qd: 0 }), rcode: RCODE.FORMERR },
   { name: 'qdcount 0 with a question present anyway', packet: Buffer.concat([header(0x4002, { qd: 0 }), WEB]), rcode: RCODE.FORMERR },
   { name: 'qdcount 2 with two questions', packet: Buffer.concat([header(0x4003, { qd: 2 }), WEB, question('consul', TYPE.SOA)]), rcode: RCODE.FORMERR },
   { name: 'qdcount 2 with only one question present', packet: Buffer.concat([header(0x4004, { qd: 2 }), WEB]), rcode: RCODE.FORMERR },
@@ -559,6 +579,36 @@ void test('UDP: hostile datagrams get silence, NOTIMP or FORMERR, and the server
 
 // ---------------------------------------------------------------------------------------------
 // TCP framing and connection handling.
+
+// The error replies' headers as BIND's dig reads them, one case per error path; the first two are
+// ISC genreport's `opcode` and `opcodeflg` tests, with the dig command genreport itself names.
+const DIG_ERROR_CASES: { name: string; args: string[]; opcode: string; status: string; flags: string[]; questions: number }[] = [
+  { name: "genreport opcode: unknown opcode 15, no flags", args: ['+noedns', '+noad', '+norec', '+header-only', '+opcode=15'], opcode: 'RESERVED15', status: 'NOTIMP', flags: ['qr'], questions: 0 },
+  {
+    name: 'genreport opcodeflg: unknown opcode 15 with TC, RD, RA, CD, AD, AA and Z set: none copied',
+    args: ['+noedns', '+header-only', '+opcode=15', '+tcflag', '+rec', '+raflag', '+cd', '+ad', '+aaflag', '+zflag'],
+    opcode: 'RESERVED15',
+    status: 'NOTIMP',
+    flags: ['qr'],
+    questions: 0,
+  },
+  { name: 'opcode STATUS with RD and CD and a question: NOTIMP, neither copied', args: ['+noedns', '+opcode=2', '+rec', '+cd', 'consul', 'SOA'], opcode: 'STATUS', status: 'NOTIMP', flags: ['qr'], questions: 0 },
+  { name: 'QUERY without a question: FORMERR, RD and CD copied', args: ['+noedns', '+header-only', '+rec', '+cd', '+ad', '+tcflag'], opcode: 'QUERY', status: 'FORMERR', flags: ['qr', 'rd', 'cd'], questions: 0 },
+  { name: 'EDNS version 1: BADVERS, RD and CD copied', args: ['+edns=1', '+noednsneg', '+rec', '+cd', 'web.service.consul', 'A'], opcode: 'QUERY', status: 'BADVERS', flags: ['qr', 'rd', 'cd'], questions: 1 },
+  { name: 'class CH: REFUSED, RD and CD copied', args: ['+noedns', '+rec', '+cd', 'web.service.consul', 'CH', 'TXT'], opcode: 'QUERY', status: 'REFUSED', flags: ['qr', 'rd', 'cd'], questions: 1 },
+];
+
+void test('dig: each error reply echoes the opcode, and RD and CD for QUERY only', async (t) => {
+  const srv = await withServer(t);
+  for (const c of DIG_ERROR_CASES) {
+    await t.test(c.name, async () => {
+      const r = await dig(srv.port, c.args);
+      const header = /opcode: (\w+), status: (\w+), id: \d+\n;; flags: [^;]*; QUERY: (\d+), ANSWER: 0, AUTHORITY: 0/.exec(r.raw);
+      assert.ok(header, r.raw);
+      assert.deepEqual({ opcode: header[1], status: header[2], flags: r.flags, questions: Number(header[3]) }, { opcode: c.opcode, status: c.status, flags: c.flags, questions: c.questions }, r.raw);
+    });
+  }
+});
 
 void test('TCP: framing, pipelining and partial writes', async (t) => {
   const srv = await withServer(t);

@@ -89,7 +89,7 @@ test('answers in flight: counted while pending; after giveUp they and later ones
   unsubscribe();
 });
 
-test('every stage passing: REFUSED; a stage that throws (or rejects): SERVFAIL with the query ID, logged; no header: no reply', async () => {
+test('every stage passing: REFUSED; a stage that throws (or rejects): SERVFAIL with the query ID, logged; no header or a response: no reply', async () => {
   const query = buildQuery('x.test', 'A');
   const refused = pipeline([{ name: 'pass', handle: () => NEXT }])(query, 'udp', client) as Buffer;
   assert.equal(refused[3]! & 0xf, 5, 'REFUSED');
@@ -107,6 +107,15 @@ test('every stage passing: REFUSED; a stage that throws (or rejects): SERVFAIL w
   assert.equal(servfail[3]! & 0xf, 2, 'SERVFAIL');
   assert.equal(servfail.readUInt16BE(0), query.readUInt16BE(0));
   assert.equal(broken(Buffer.from([1, 2, 3]), 'udp', client), null);
+  // The header's flags word: a response (QR) gets nothing; RD and CD are copied for QUERY only.
+  const withFlags = (flags: number): Buffer => {
+    const b = Buffer.from(query);
+    b.writeUInt16BE(flags, 2);
+    return b;
+  };
+  assert.equal(broken(withFlags(0x8100), 'udp', client), null, 'no reply to a response');
+  assert.equal((broken(withFlags(0x0110), 'udp', client) as Buffer).readUInt16BE(2), 0x8112, 'QUERY: QR, RD, CD, SERVFAIL');
+  assert.equal((broken(withFlags(0x2fb0), 'udp', client) as Buffer).readUInt16BE(2), 0xa802, 'opcode 5: QR, the opcode, SERVFAIL; no other flag');
 
   const rejecting = pipeline([{ name: 'bug', handle: () => Promise.reject(new Error('a bug')) }]);
   assert.equal(((await rejecting(query, 'udp', client)) as Buffer)[3]! & 0xf, 2, 'SERVFAIL');

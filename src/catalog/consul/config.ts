@@ -5,6 +5,7 @@
  */
 
 import type { ConfigComponent } from '../../config/component.js';
+import { redactAddress } from '../../config/redact.js';
 import { boolean, choice, duration, integer, single } from '../../config/values.js';
 
 export interface ConsulConfig {
@@ -62,7 +63,7 @@ export const consulComponent: ConfigComponent<ConsulSection> = {
     if (address === undefined) return { consul: null };
     const https = (env.CONSUL_HTTP_SSL ?? '').toLowerCase() === 'true';
     const url = consulUrl(address, https);
-    if (!url) problems.add('consul', `${JSON.stringify(withoutCredentials(address))} is not an http(s) address such as 127.0.0.1:8500 or https://consul:8501`);
+    if (!url) problems.add('consul', `${JSON.stringify(redactAddress(address))} is not an http(s) address such as 127.0.0.1:8500 or https://consul:8501`);
     const text = (key: string) => {
       const v = single(raw[key]);
       return v === undefined || v === '' ? null : v;
@@ -103,9 +104,4 @@ export function consulUrl(address: string, https: boolean): URL | null {
   } catch {
     return null;
   }
-}
-
-/** An address as messages may show it: credentials (`user:password@`) replaced, never echoed. */
-function withoutCredentials(address: string): string {
-  return address.replace(/^((?:[a-z][a-z0-9+.-]*:\/\/)?)[^/@]*@/i, '$1[credentials]@');
 }

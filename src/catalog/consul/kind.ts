@@ -12,6 +12,12 @@ export const consulSource: SourceKind<ConsulSection> = {
   configured: (config) => config.consul !== null,
   async create({ consul: c, datacenter }, log, { diagnostics }) {
     if (c === null) throw new Error('no Consul address is configured');
+    // Only the scheme, host and port reach Consul (the token goes in a header): say so rather than
+    // drop a user name, password (no HTTP basic auth is sent), path or query in silence. The
+    // address is logged as its origin, so whatever secret they held stays out of the log.
+    if (c.url.username !== '' || c.url.password !== '' || c.url.pathname !== '/' || c.url.search !== '') {
+      log.warn({ consul: c.url.origin }, 'consul address: only its scheme, host and port are used; its user, password, path and query are ignored (give an ACL token with --consul-token-file)');
+    }
     const api = createConsulApi({
       url: c.url,
       token: c.token ?? (c.tokenFile ? await readSecret(c.tokenFile, 'consul token file') : null),
