@@ -19,6 +19,8 @@ export interface StateWriterOptions {
   /** The shortest time between two writes, ms (default 1 s). */
   minIntervalMs?: number;
   now?: () => number;
+  /** How a file is written (default: writeStateAtomically); tests record the writes instead. */
+  writeFile?: (dir: string, text: string) => Promise<void>;
 }
 
 export class StateWriter {
@@ -81,7 +83,7 @@ export class StateWriter {
     this.lastWriteAt = savedAt;
     const { dir, identity, log } = this.options;
     try {
-      await writeStateAtomically(dir, encodeState(catalog, identity, savedAt));
+      await (this.options.writeFile ?? writeStateAtomically)(dir, encodeState(catalog, identity, savedAt));
       this.written = catalog;
       if (this.failing) log.info({ dir }, 'catalog state written again');
       else log.debug({ dir, file: STATE_FILE, bytes: catalog.length }, 'catalog state written');
