@@ -172,3 +172,34 @@ describe('a persisted catalog from Consul', () => {
     }
   });
 });
+
+test('on demand (Consul partial catalogs): what was loaded is served stale, what was pending is fetched once Consul is back', async (t) => {
+  const sim = new ConsulSim();
+  await sim.start();
+  t.after(() => sim.stop());
+  seed(sim);
+  const dir = await mkdtemp(join(tmpdir(), 'svcdns-state-demand-'));
+  t.after(() => rm(dir, { recursive: true, force: true }));
+  const args = ['--consul', sim.url, '--state-dir', dir, '--watch', 'on-demand', '--fetch-timeout', '500ms'];
+
+  const first = await start(args);
+  try {
+    // web is loaded by this question; db stays pending (listed, never asked).
+    assert.deepEqual(sorted((await dig(first.dns, ['web.service.consul', 'A'])).answer), WEB_BOTH);
+  } finally {
+    assert.equal(await first.cli.stop(), 0, 'the stop writes the latest catalog');
+  }
+
+  await sim.fault('refuse');
+  const s = await start(args);
+  try {
+    assert.deepEqual(sorted((await dig(s.dns, ['web.service.consul', 'A'])).answer), WEB_BOTH);
+    assert.equal((await dig(s.dns, ['db.service.consul', 'SRV'])).status, 'SERVFAIL', 'pending, and Consul cannot be asked: SERVFAIL after --fetch-timeout');
+    await sim.fault('none');
+    await s.cli.waitForLog((l) => l.msg === 'first sync done: the persisted catalog is replaced', 20_000);
+    await eventually(async () => assert.deepEqual((await dig(s.dns, ['db.service.consul', 'SRV'])).answer, DB_SRV));
+    await eventually(async () => assert.deepEqual(sorted((await dig(s.dns, ['web.service.consul', 'A'])).answer), WEB_BOTH));
+  } finally {
+    assert.equal(await s.cli.stop(), 0);
+  }
+});
