@@ -14,7 +14,7 @@ export const stateComponent: ConfigComponent<StateConfig> = {
     'state-dir': {
       describe:
         'keep the last catalog synced from a registry (Consul) in this directory, and serve it at start until the registry answers (the systemd unit: /var/lib/svcdns); off unless given',
-      type: 'file',
+      type: 'directory',
     },
   },
   build(raw, problems) {

@@ -11,11 +11,12 @@
  * the source (`want`), which fetches it once the registry answers (until then: SERVFAIL after
  * --fetch-timeout, as before the first sync).
  *
- * A missing file is the first start: nothing is logged. A corrupt, truncated or foreign one (other
+ * The directory is made if missing. A missing file is the first start: nothing is logged. A corrupt, truncated or foreign one (other
  * format version, other source kind or datacenter), or one the store refuses, is ignored with one
  * log line; it is replaced at the first write.
  */
 
+import { mkdir } from 'node:fs/promises';
 import type { Logger } from 'pino';
 import type { CatalogSink, CatalogSource } from '../catalog/source.js';
 import type { CatalogData } from '../catalog/types.js';
@@ -61,6 +62,8 @@ export class CatalogPersistence {
     const now = options.now ?? Date.now;
     const identity: StateIdentity = { source: source.kind, datacenter: options.datacenter };
     const slog = log.child({ component: 'state' });
+    // Made if missing (outside systemd's StateDirectory); if that fails, the first write says why.
+    await mkdir(dir, { recursive: true }).catch(() => undefined);
     const saved = await readState(dir, identity);
     let stale: StaleCatalog | null = null;
     if ('data' in saved) {
