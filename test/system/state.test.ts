@@ -160,6 +160,8 @@ describe('a persisted catalog from Consul', () => {
     await sim.fault('refuse');
     const s = await start(['--consul', sim.url, '--state-dir', dir, '--workers', '2']);
     try {
+      // Every worker listens (the first one's line above is not all of them).
+      await s.cli.waitForLog((l) => typeof l.msg === 'string' && l.msg.startsWith('started'));
       assert.deepEqual((await dig(s.dns, ['api.service.consul', 'SRV'])).answer, ['api.service.consul. 0 IN SRV 1 1 9000 n2.node.dc1.consul.']);
       assert.match((await get(s.http, '/ready')).body, /^ready: serving the persisted catalog \(stale/);
       sim.registerService('dc1', 'n2', { ID: 'web2', Service: 'web', Port: 8080 });
