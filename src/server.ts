@@ -36,6 +36,7 @@ import type { DnsHandler } from './pipeline/handler.js';
 import { Recursion, recursionAclStage } from './pipeline/recursion.js';
 import { ReplyCache } from './pipeline/reply-cache.js';
 import type { Stage } from './pipeline/stage.js';
+import { CatalogPersistence } from './state/persist.js';
 
 export interface ServerOptions {
   config: Config;
@@ -85,6 +86,8 @@ export class SvcdnsServer {
   private stopping: Promise<void> | null = null;
   private metricsNow: ServerMetrics | null = null;
   private http: HttpEndpoint | null = null;
+  /** --state-dir with a registry source: the persisted catalog (served until the first sync) and its writer. */
+  private persistence: CatalogPersistence | null = null;
   private readonly startedAt = Date.now();
   readonly replyCache: ReplyCache;
   readonly handler: DnsHandler;
@@ -170,6 +173,19 @@ export class SvcdnsServer {
         if (options.sharedSockets) server.metrics();
         else server.http = await listenHttp(config.httpListen, server.observed(), log);
       }
+      // Before the source starts, so the persisted catalog serves from the first query and the
+      // source's first sync replaces it.
+      if (config.stateDir !== null) {
+        server.persistence = await CatalogPersistence.open({
+          dir: config.stateDir,
+          datacenter: config.datacenter,
+          source,
+          sink: store,
+          subscribe: (onCatalog) => diagnostics.catalog.subscribe(({ data }) => onCatalog(data)),
+          log,
+          ...(options.now && { now: options.now }),
+        });
+      }
       await source.start(store);
       for (const at of config.listen) {
         const pair = await bindPair(at, server.handler, config, log, !options.sharedSockets);
@@ -219,9 +235,11 @@ export class SvcdnsServer {
     return this.metricsNow;
   }
 
-  /** Ready: serving (listeners bound, not stopping) a catalog. */
+  /** Ready: serving (listeners bound, not stopping) a catalog, the persisted one included (src/http/status.ts says why). */
   readiness(): Readiness {
-    return readinessOf(this.phases.phase, this.store.current() !== null, this.source.description);
+    const stale = this.persistence?.stale;
+    const now = this.options.now ?? Date.now;
+    return readinessOf(this.phases.phase, this.store.current() !== null, this.source.description, stale ? { ageSeconds: Math.max(0, Math.round((now() - stale.savedAt) / 1000)) } : null);
   }
 
   /** What GET /status shows. */
@@ -301,6 +319,7 @@ export class SvcdnsServer {
     this.upstreamSource.close();
     this.forwarder.close();
     await this.source.stop();
+    await this.persistence?.close();
     await this.http?.close();
     phases.enter('stopped');
     if (!quiet) this.log.info('stopped');

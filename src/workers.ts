@@ -26,6 +26,7 @@ import type { QueryOutcome } from './catalog/queries.js';
 import type { CatalogSource } from './catalog/source.js';
 import { createSource } from './catalog/sources.js';
 import { CatalogStore } from './catalog/store.js';
+import { CatalogPersistence } from './state/persist.js';
 import type { CatalogData } from './catalog/types.js';
 import type { Config } from './config.js';
 import { PhaseTracker } from './lifecycle/phase.js';
@@ -104,7 +105,13 @@ export async function runPrimary(config: Config, log: Logger): Promise<Primary> 
     });
     return data;
   };
-  const readiness = (): Readiness => readinessOf(phases.phase, check.current() !== null, source.description);
+  let persistence: CatalogPersistence | null = null;
+  /** The --state-dir writer's subscription to the catalogs the source publishes. */
+  let onCatalog: ((data: CatalogData) => void) | null = null;
+  const readiness = (): Readiness => {
+    const stale = persistence?.stale;
+    return readinessOf(phases.phase, check.current() !== null, source.description, stale ? { ageSeconds: Math.max(0, Math.round((Date.now() - stale.savedAt) / 1000)) } : null);
+  };
   const status = async (): Promise<Status> => {
     const all = await aggregate(await scrape()).getMetricsAsJSON();
     return buildStatus(all as MetricJson[], { readiness: readiness(), source, failing: stateLog.failing(), workers: workers.size, startedAt });
@@ -119,11 +126,32 @@ export async function runPrimary(config: Config, log: Logger): Promise<Primary> 
       throw err;
     });
   }
+  // The persisted catalog (--state-dir, registry sources only) is the workers' first catalog, until
+  // the source's first sync replaces it; the primary writes what the source publishes.
+  if (config.stateDir !== null) {
+    persistence = await CatalogPersistence.open({
+      dir: config.stateDir,
+      datacenter: config.datacenter,
+      source,
+      sink: {
+        replace(data) {
+          check.replace(data);
+          last = data;
+        },
+      },
+      subscribe(listener) {
+        onCatalog = listener;
+        return () => (onCatalog = null);
+      },
+      log,
+    });
+  }
   await source.start({
     replace(data) {
       check.replace(data); // throws on inconsistent data: nothing is sent then
       last = data;
       for (const w of workers) send(w, { t: 'catalog', data });
+      onCatalog?.(data);
     },
   });
 
@@ -214,6 +242,7 @@ export async function runPrimary(config: Config, log: Logger): Promise<Primary> 
     if (lameduck) clearTimeout(lameduck);
     phases.enter('stopping');
     await source.stop();
+    await persistence?.close();
     metrics.close();
     stateLog.stop();
     await http?.close();

@@ -49,6 +49,13 @@ export interface CatalogSource {
    */
   readonly queries?: PreparedQueries;
   stop(): Promise<void>;
+  /**
+   * Sources that sync from a registry which may be unreachable at start (Consul; a ZooKeeper source
+   * too): resolves at the first full sync. Only their catalogs are persisted with --state-dir
+   * (src/state/persist.ts), and the persisted one is served until this resolves. A source whose data
+   * is local (a file) has none: it is its own persisted state.
+   */
+  readonly firstSync?: Promise<void>;
   /** Sources that keep reads running (Consul): how many, for metrics. */
   readonly watchCount?: number;
 }

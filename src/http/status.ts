@@ -128,10 +128,14 @@ export function summarize(s: Status): Record<string, unknown> {
 }
 
 /** /ready's answer for a server in `phase`, with or without a catalog from `source`. */
-export function readinessOf(phase: Phase, synced: boolean, source: string): Readiness {
+export function readinessOf(phase: Phase, synced: boolean, source: string, stale: { ageSeconds: number } | null = null): Readiness {
   if (phase === 'starting') return { ready: false, reason: synced ? 'starting: DNS listeners not bound yet' : `starting: waiting for the first catalog from ${source}` };
   if (phase === 'lameduck') return { ready: false, reason: 'lameduck: stopping, still answering DNS for now' };
   if (phase !== 'serving') return { ready: false, reason: `${phase}: not taking new queries` };
   if (!synced) return { ready: false, reason: `waiting for the first catalog from ${source}` };
+  // Ready while the persisted catalog serves: it is what a running svcdns does when the registry
+  // fails (keeps answering its last good catalog, ready), and taking a restarted one out of
+  // rotation would take away the only answers there are during the outage.
+  if (stale) return { ready: true, reason: `ready: serving the persisted catalog (stale, saved ${stale.ageSeconds} s ago) until the first sync from ${source}` };
   return { ready: true, reason: `ready: serving the catalog from ${source}` };
 }

@@ -40,6 +40,7 @@ test('defaults', () => {
     onlyPassing: false,
     translateWanAddrs: false,
     lameduckMs: 0,
+    stateDir: null,
     consul: null,
     forward: {
       upstreams: null,
@@ -315,4 +316,11 @@ test("SOA timers (Consul's dns_config.soa defaults), a-record-limit and node-met
     'a-record-limit: must be a whole number from 0 to 65535 (got "x")',
     'node-meta-txt: must be true or false (got "maybe")',
   ]);
+});
+
+test('state-dir: a directory from a flag, SVCDNS_STATE_DIR or the config file; none by default', () => {
+  assert.equal(resolveConfig({ flags: {}, env: {} }).stateDir, null);
+  assert.equal(resolveConfig({ flags: { 'state-dir': '/var/lib/svcdns' }, env: {} }).stateDir, '/var/lib/svcdns');
+  assert.equal(resolveConfig({ flags: {}, env: { SVCDNS_STATE_DIR: '/srv/state' } }).stateDir, '/srv/state');
+  assert.equal(resolveConfig({ flags: {}, env: {}, configFile: 'f.yaml', readFile: () => 'state-dir: /tmp/s\n' }).stateDir, '/tmp/s');
 });

@@ -66,6 +66,10 @@ export class ConsulSource implements CatalogSource {
   readonly description: string;
   /** Resolves at the first full sync. */
   readonly ready: Promise<void>;
+  /** The same: the CatalogSource contract's name for it (--state-dir serves the persisted catalog until then). */
+  get firstSync(): Promise<void> {
+    return this.ready;
+  }
   private readonly log: Logger;
   private readonly publisher: Publisher;
   private readonly watches: WatchRegistry;
