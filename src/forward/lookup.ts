@@ -97,12 +97,11 @@ function answerRecords(buf: Buffer): Record_[] {
     const rdlength = buf.readUInt16BE(end + 8);
     const rdata = end + 10;
     if (rdata + rdlength > buf.length) break;
-    const name = owner;
     if ((type === RRType.A && rdlength === 4) || (type === RRType.AAAA && rdlength === 16)) {
-      out.push({ owner: owner.toLowerCase(), rr: { name, type, ttl, address: Buffer.from(buf.subarray(rdata, rdata + rdlength)) } });
+      out.push({ owner: owner.toLowerCase(), rr: { name: owner, type, ttl, address: Buffer.from(buf.subarray(rdata, rdata + rdlength)) } });
     } else if (type === RRType.CNAME) {
       const target = readName(buf, rdata);
-      if (target !== null) out.push({ owner: owner.toLowerCase(), rr: { name, type, ttl, target } });
+      if (target !== null) out.push({ owner: owner.toLowerCase(), rr: { name: owner, type, ttl, target } });
     }
     at = rdata + rdlength;
   }

@@ -31,6 +31,7 @@ import type { CatalogSource } from '../catalog/source.js';
 import { Rcode, type RRType } from '../dns/constants.js';
 import type { RR } from '../dns/codec.js';
 import type { HostLookup, LookupResult } from '../forward/lookup.js';
+import { fulfilsWithin } from '../util/pacing.js';
 import { NEXT, type Answer, type Request, type Stage, type StageResult } from './stage.js';
 
 export interface AnswerStageOptions {
@@ -85,19 +86,12 @@ export class AnswerStage implements Stage {
       return toAnswer(request, { ...answered, answers, additional, chase: undefined }, null);
     };
     if (!asked.some((a) => a.got instanceof Promise)) return finish(asked.map((a) => a.got as LookupResult));
-    let timer: NodeJS.Timeout | undefined;
-    const timedOut = new Promise<null>((resolve) => {
-      timer = setTimeout(() => resolve(null), Math.max(0, budgetMs));
-    });
     // Each lookup on its own: a target that answers in time is added even if another does not.
     const settled: LookupResult[] = asked.map(() => null);
     const each = asked.map(async (a, i) => {
       settled[i] = await a.got;
     });
-    return Promise.race([Promise.all(each), timedOut]).then(() => {
-      clearTimeout(timer);
-      return finish(settled);
-    });
+    return fulfilsWithin(Promise.all(each), budgetMs).then(() => finish(settled));
   }
 
   /** Waits (bounded) for the pending data or query execution, then answers again. */
@@ -113,15 +107,7 @@ export class AnswerStage implements Stage {
         : source.queries
           ? source.queries.execute(pending.queryPending.datacenter, pending.queryPending.name, client)
           : Promise.reject(new Error('source cannot execute prepared queries'));
-      let timer: NodeJS.Timeout | undefined;
-      const timeout = new Promise<never>((_, reject) => {
-        timer = setTimeout(() => reject(new Error('fetch timed out')), fetchTimeoutMs);
-      });
-      try {
-        await Promise.race([fetched, timeout]);
-      } finally {
-        clearTimeout(timer);
-      }
+      if (!(await fulfilsWithin(fetched, fetchTimeoutMs))) throw new Error('fetch timed out');
       const again = answerer.answer(request.query, request.context.store.current(), undefined, client);
       if (again === null || isPending(again) || isQueryPending(again)) return request.fail(Rcode.SERVFAIL);
       // One --fetch-timeout for the whole wait: the targets' lookups get what the fetch left.

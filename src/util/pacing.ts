@@ -1,9 +1,10 @@
 /**
  * Pacing: how much work runs at once, and when waiting work goes on. Generic (nothing here knows
- * Consul or DNS) and without timers of its own beyond setImmediate:
+ * Consul or DNS) and without timers of its own beyond setImmediate (and `fulfilsWithin`'s one):
  * - `Limiter`: at most N tasks in flight; the others wait, in arrival order;
  * - `Pacer`: at most N waiters let go per event-loop turn, so that I/O is handled in between;
  * - `untilOrAborted`: waits for a promise, or no longer once a signal aborts;
+ * - `fulfilsWithin`: waits for a promise at most so long, and says whether it came;
  * - `backoffDelay`: how long to wait before a retry, exponential with full jitter, capped (pure).
  */
 
@@ -70,6 +71,22 @@ export function untilOrAborted(promise: Promise<void>, signal: AbortSignal): Pro
     signal.addEventListener('abort', done, { once: true });
     void promise.then(done);
   });
+}
+
+/**
+ * Whether `promise` fulfils within `ms` (false when the time runs out first); its rejection passes
+ * through. The timer is cleared either way, so nothing is left running.
+ */
+export async function fulfilsWithin(promise: Promise<unknown>, ms: number): Promise<boolean> {
+  let timer: NodeJS.Timeout | undefined;
+  const timedOut = new Promise<false>((resolve) => {
+    timer = setTimeout(() => resolve(false), Math.max(0, ms));
+  });
+  try {
+    return await Promise.race([promise.then(() => true), timedOut]);
+  } finally {
+    clearTimeout(timer);
+  }
 }
 
 /** Exponential backoff: the ceiling of the first retry's delay, doubling per failure up to a cap. */
