@@ -245,7 +245,7 @@ export class SvcdnsServer {
   /** What GET /status shows. */
   async status(): Promise<Status> {
     const metrics = (await this.metrics().json()) as MetricJson[];
-    return buildStatus(metrics, { readiness: this.readiness(), source: this.source, failing: this.stateLog.failing(), workers: 1, startedAt: this.startedAt });
+    return buildStatus(metrics, { readiness: this.readiness(), source: this.source, failing: this.stateLog.failing(), workers: 1, startedAt: this.startedAt, stale: this.persistence?.stale ?? null }, (this.options.now ?? Date.now)());
   }
 
   /** What the HTTP endpoint shows of this server. */

@@ -114,7 +114,7 @@ export async function runPrimary(config: Config, log: Logger): Promise<Primary> 
   };
   const status = async (): Promise<Status> => {
     const all = await aggregate(await scrape()).getMetricsAsJSON();
-    return buildStatus(all as MetricJson[], { readiness: readiness(), source, failing: stateLog.failing(), workers: workers.size, startedAt });
+    return buildStatus(all as MetricJson[], { readiness: readiness(), source, failing: stateLog.failing(), workers: workers.size, startedAt, stale: persistence?.stale ?? null });
   };
   if (config.httpListen.length > 0) {
     http = await listenHttp(

@@ -31,6 +31,8 @@ export interface About {
   readonly workers: number;
   /** When this process started, ms since the epoch. */
   readonly startedAt: number;
+  /** The persisted catalog (--state-dir) while it serves, before the first sync; null otherwise. */
+  readonly stale?: { readonly savedAt: number } | null;
 }
 
 export interface Status {
@@ -40,7 +42,8 @@ export interface Status {
   ready: boolean;
   reason: string;
   workers: number;
-  source: { kind: string; description: string; synced: boolean; failing: Failing[] };
+  /** `stale`: the persisted catalog (--state-dir) served until the first sync, when it was written and how long ago; else null. */
+  source: { kind: string; description: string; synced: boolean; stale: { savedAt: string; ageSeconds: number } | null; failing: Failing[] };
   catalog: { services: number; instances: number; lastChange: string | null; ageSeconds: number | null };
   consul: { watches: number; watchErrors: number } | null;
   upstreams: { upstream: string; healthy: boolean; recentLatencyMs: number | null; requests: number; failures: number }[];
@@ -83,7 +86,7 @@ export function buildStatus(metrics: readonly MetricJson[], about: About, now = 
     ready: about.readiness.ready,
     reason: about.readiness.reason,
     workers: about.workers,
-    source: { kind: about.source.kind, description: about.source.description, synced: total('svcdns_catalog_synced') > 0, failing: [...about.failing] },
+    source: { kind: about.source.kind, description: about.source.description, synced: total('svcdns_catalog_synced') > 0, stale: staleOf(about.stale ?? null, now), failing: [...about.failing] },
     catalog: {
       services: total('svcdns_catalog_services'),
       instances: total('svcdns_catalog_instances'),
@@ -103,6 +106,10 @@ export function buildStatus(metrics: readonly MetricJson[], about: About, now = 
   };
 }
 
+function staleOf(stale: { savedAt: number } | null, now: number): Status['source']['stale'] {
+  return stale ? { savedAt: new Date(stale.savedAt).toISOString(), ageSeconds: Math.max(0, Math.round((now - stale.savedAt) / 1000)) } : null;
+}
+
 function round(x: number, digits: number): number {
   const f = 10 ** digits;
   return Math.round(x * f) / f;
@@ -116,6 +123,7 @@ export function summarize(s: Status): Record<string, unknown> {
     uptimeSeconds: s.uptimeSeconds,
     source: s.source.kind,
     synced: s.source.synced,
+    stale: s.source.stale !== null,
     failing: s.source.failing.map((f) => f.key),
     services: s.catalog.services,
     instances: s.catalog.instances,

@@ -153,7 +153,7 @@ describe('one process, a catalog file and a forwarding upstream', () => {
     const status = JSON.parse(reply.body) as Status;
     assert.equal(status.ready, true);
     assert.equal(status.workers, 1);
-    assert.deepEqual(status.source, { kind: 'file', description: `file ${join(dir, 'catalog.yaml')}`, synced: true, failing: [] });
+    assert.deepEqual(status.source, { kind: 'file', description: `file ${join(dir, 'catalog.yaml')}`, synced: true, stale: null, failing: [] });
     assert.equal(status.catalog.services, 9);
     assert.equal(status.catalog.instances, 15);
     assert.equal(status.consul, null);

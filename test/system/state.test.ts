@@ -104,6 +104,9 @@ describe('a persisted catalog from Consul', () => {
       const ready = await get(s.http, '/ready');
       assert.equal(ready.status, 200, ready.body);
       assert.match(ready.body, new RegExp(`^ready: serving the persisted catalog \\(stale, saved \\d+ s ago\\) until the first sync from consul ${sim.url.replace(/[.]/g, '\\.')}\n$`));
+      const status = JSON.parse((await get(s.http, '/status')).body) as { source: { stale: { savedAt: string; ageSeconds: number } | null } };
+      assert.equal(status.source.stale?.savedAt, stale[0]!.savedAt, '/status says which catalog serves');
+      assert.ok(status.source.stale!.ageSeconds >= 0);
 
       // Consul comes back with a change: web2 gone, api new.
       sim.deregisterService('dc1', 'n2', 'web2');
@@ -113,6 +116,7 @@ describe('a persisted catalog from Consul', () => {
       assert.deepEqual((await dig(s.dns, ['web.service.consul', 'A'])).answer, ['web.service.consul. 0 IN A 10.0.0.1']);
       assert.deepEqual((await dig(s.dns, ['api.service.consul', 'SRV'])).answer, ['api.service.consul. 0 IN SRV 1 1 9000 n2.node.dc1.consul.']);
       assert.deepEqual(await get(s.http, '/ready'), { status: 200, type: 'text/plain; charset=utf-8', body: `ready: serving the catalog from consul ${sim.url}\n` });
+      assert.equal((JSON.parse((await get(s.http, '/status')).body) as { source: { stale: unknown } }).source.stale, null);
       // The synced catalog replaces the file too.
       await s.cli.waitForLog((l) => l.msg === 'catalog state written');
     } finally {
