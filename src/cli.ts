@@ -47,7 +47,12 @@ const EXAMPLES: readonly [string, string][] = [
   ['$0 --example --log-format pretty', 'try it out: the bundled example catalog (made-up addresses)'],
 ];
 
-function parseFlags(argv: string[]): { flags: RawConfig; configFile: string | undefined } {
+/**
+ * The flags as raw values, and what is wrong with the command line itself (unknown flags, stray
+ * arguments, a flag without its value). Those are gathered here rather than by yargs' strict mode,
+ * which stops at the first: the CLI reports them in one line with every problem of the values.
+ */
+function parseFlags(argv: string[]): { flags: RawConfig; configFile: string | undefined; usage: string[] } {
   const readme = fileURLToPath(new URL('../README.md', import.meta.url));
   let parser = yargs(argv)
     .scriptName('svcdns')
@@ -55,15 +60,15 @@ function parseFlags(argv: string[]): { flags: RawConfig; configFile: string | un
       '$0 [options]\n\nServe Consul-style DNS names from a catalog: a file (--catalog), Consul (--consul or\nCONSUL_HTTP_ADDR), or the bundled example (--example); one of them is needed. Every option can\nalso be set as an SVCDNS_<NAME> env var (e.g. SVCDNS_LISTEN) or in a --config file under the same name.',
     )
     .parserConfiguration({ 'camel-case-expansion': false, 'strip-aliased': true })
-    .option('config', { type: 'string', describe: `YAML or JSON file of options (env ${envName('config')}) [file]`, requiresArg: true })
-    .strict()
+    .option('config', { type: 'string', describe: `YAML or JSON file of options (env ${envName('config')}) [file]` })
     .version(VERSION)
     .alias('version', 'v')
     .help()
     .alias('help', 'h')
     .wrap(Math.min(110, process.stdout.columns || 110))
     .exitProcess(true)
-    // yargs names the arguments it could not use, which may be an address with a secret in it.
+    // Whatever yargs still refuses itself (unknown and valueless flags are ours, below); a message
+    // may name an argument, which may be an address with a secret in it.
     .fail((message, err) => fail(EXIT_USAGE, redactMessage(message ?? err?.message ?? 'bad arguments')));
   // The types yargs would show are its parser's (every value is parsed as a string, then checked by
   // its component): each key's own type is in its description instead.
@@ -72,7 +77,7 @@ function parseFlags(argv: string[]): { flags: RawConfig; configFile: string | un
     const describe = describeKey(spec);
     parser = spec.boolean
       ? parser.option(key, { type: 'boolean', describe })
-      : parser.option(key, { type: 'string', array: spec.list === true, requiresArg: true, describe });
+      : parser.option(key, { type: 'string', array: spec.list === true, describe });
   }
   for (const { title, keys } of KEY_GROUPS) parser = parser.group([...keys], `${title}:`);
   parser = parser.group(['config', 'help', 'version'], 'General:');
@@ -80,23 +85,33 @@ function parseFlags(argv: string[]): { flags: RawConfig; configFile: string | un
   parser = parser.epilog(`Install, the systemd unit, signals and every option at length: the README (${readme}).`);
   const parsed = parser.parseSync();
   const flags: RawConfig = {};
-  for (const key of Object.keys(KEYS)) {
+  const usage: string[] = [];
+  const unknown = parsed._.map((arg) => redactMessage(String(arg)));
+  for (const key of Object.keys(parsed)) if (!(key in KEYS) && !GENERAL.has(key)) unknown.push(key);
+  if (unknown.length > 0) usage.push(`Unknown argument${unknown.length > 1 ? 's' : ''}: ${unknown.join(', ')}`);
+  for (const key of ['config', ...Object.keys(KEYS)]) {
     const value = parsed[key] as string | string[] | boolean | undefined;
-    if (value !== undefined) flags[key] = typeof value === 'boolean' ? String(value) : value;
+    if (value === '' || (Array.isArray(value) && (value.length === 0 || value.includes('')))) usage.push(`${key}: needs a value (--${key} VALUE)`);
+    else if (value !== undefined && key !== 'config') flags[key] = typeof value === 'boolean' ? String(value) : value;
   }
-  return { flags, configFile: parsed.config };
+  return { flags, configFile: parsed.config === '' ? undefined : parsed.config, usage };
 }
 
+/** What yargs itself puts in its parse besides the keys: positionals, the script, --config, --help, --version. */
+const GENERAL = new Set(['_', '$0', 'config', 'help', 'h', 'version', 'v']);
+
 async function main(): Promise<void> {
-  const { flags, configFile } = parseFlags(hideBin(process.argv));
+  const { flags, configFile, usage } = parseFlags(hideBin(process.argv));
   const inputs: ConfigInputs = { flags, env: process.env, configFile, requireSource: true };
   let config, raw;
   try {
     ({ config, raw } = resolveLayers(inputs));
   } catch (err) {
-    if (err instanceof ConfigError) fail(EXIT_USAGE, err.message);
+    // The command line's own problems first, then the values', all in the one line.
+    if (err instanceof ConfigError) fail(EXIT_USAGE, [...usage, err.message].join('; '));
     throw err;
   }
+  if (usage.length > 0) fail(EXIT_USAGE, usage.join('; '));
   const log = createLogger(config);
   if (isWorker()) return worker(config, log.child({ worker: cluster.worker!.id }));
   if (flags['consul-token'] !== undefined) {

@@ -39,6 +39,12 @@ describe('bad input exits non-zero with one line', { concurrency: 4 }, () => {
     { name: 'a bad TTL', args: ['--service-ttl', '-5'], code: 2, line: /^svcdns: error: service-ttl: must be a whole number from 0 to 2147483647 \(got "-5"\)$/ },
     { name: 'a bad env var', args: [], env: { SVCDNS_DOMAIN: 'bad..domain' }, code: 2, line: /^svcdns: error: domain: must be a domain name/ },
     { name: 'several problems at once', args: ['--log-format', 'xml', '--node-ttl', 'x'], code: 2, line: /^svcdns: error: node-ttl: .*; log-format: must be one of json, pretty \(got "xml"\)$/ },
+    {
+      name: 'unknown flags, a stray argument, a flag without its value and a bad value: every one in the line',
+      args: ['--colour', 'blue', '--size', '--upstream-timeout', '--node-ttl', 'x'],
+      code: 2,
+      line: /^svcdns: error: Unknown arguments: colour, size; upstream-timeout: needs a value \(--upstream-timeout VALUE\); node-ttl: must be a whole number from 0 to 2147483647 \(got "x"\)$/,
+    },
     { name: 'a missing catalog file', args: ['--catalog', '/nonexistent/catalog.yaml'], code: 1, line: /^svcdns: error: ENOENT: no such file or directory, open '\/nonexistent\/catalog.yaml'$/ },
   ];
   for (const c of cases) {
