@@ -16,7 +16,6 @@
  */
 
 import {
-  ADVERTISED_UDP_SIZE,
   Flag,
   HEADER_SIZE,
   MAX_CHARACTER_STRING_LENGTH,
@@ -28,6 +27,7 @@ import {
   RRClass,
   RRType,
 } from './constants.js';
+import { writeOpt } from './opt.js';
 import type { Query } from './wire.js';
 
 interface RRBase {
@@ -70,20 +70,6 @@ export interface Reply {
 /** Defined with the other DNS numbers; still exported here for the modules that import it from the codec. */
 export { OPT_SIZE };
 
-/**
- * Our OPT record at `off` (RFC 6891 6.1.2): root owner, the size svcdns advertises, the upper bits of
- * the rcode, version 0 (the only one svcdns speaks), the client's DO bit, no options. Returns the end.
- */
-export function writeOpt(buf: Buffer, off: number, extendedRcode: number, dnssecOk: boolean): number {
-  buf[off] = 0;
-  buf.writeUInt16BE(RRType.OPT, off + 1);
-  buf.writeUInt16BE(ADVERTISED_UDP_SIZE, off + 3);
-  buf[off + 5] = extendedRcode & 0xff;
-  buf[off + 6] = 0;
-  buf.writeUInt16BE(dnssecOk ? 0x8000 : 0, off + 7);
-  buf.writeUInt16BE(0, off + 9);
-  return off + OPT_SIZE;
-}
 
 /** Where the records of an encoded message end, for `fitMessage`. */
 export interface Layout {

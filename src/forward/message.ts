@@ -10,7 +10,8 @@
  * point backwards (RFC 1035 4.1.4: "a prior occurrence"), so no kept record refers to a cut one.
  */
 
-import { fitMessage, writeOpt } from '../dns/codec.js';
+import { fitMessage } from '../dns/codec.js';
+import { writeOpt } from '../dns/opt.js';
 import { Flag, HEADER_SIZE, OPT_SIZE, Rcode, RRType } from '../dns/constants.js';
 import { nameError, Pointers, walkName } from '../dns/name-walker.js';
 import type { Query } from '../dns/wire.js';
