@@ -6,12 +6,14 @@
  * - `drop`: no reply at all. Anything without a readable header, and every response (QR set), so that
  *   svcdns can never be used to bounce or amplify traffic and two servers can never ping-pong.
  * - `error`: a header was readable but the rest is not a query svcdns serves; reply with the rcode
- *   (FORMERR, NOTIMP) and no question, built by `errorReply`.
+ *   (FORMERR, NOTIMP) and no question, built by `errorReply`, with an OPT record when the query had a
+ *   well-formed one (`edns`; RFC 6891 6.1.1: a responder includes OPT when the request had it).
  * - `query`: one well-formed question. Names are read as latin1 so every byte maps to one char and
  *   nothing is lost; `key` is the lower-cased name used for lookups.
  */
 
-import { Flag, HEADER_SIZE, MAX_UDP_SIZE, MIN_UDP_SIZE, OPCODE_MASK, Rcode, RRType } from './constants.js';
+import { writeOpt } from './opt.js';
+import { Flag, HEADER_SIZE, MAX_UDP_SIZE, MIN_UDP_SIZE, OPCODE_MASK, OPT_SIZE, Rcode, RRType } from './constants.js';
 import { nameError, Pointers, walkName } from './name-walker.js';
 
 export interface Edns {
@@ -49,7 +51,7 @@ export interface Query {
 
 export type ReadResult =
   | { kind: 'query'; query: Query }
-  | { kind: 'error'; id: number; flags: number; rcode: number }
+  | { kind: 'error'; id: number; flags: number; rcode: number; edns: boolean }
   | { kind: 'drop'; reason: string };
 
 class Malformed extends Error {}
@@ -61,13 +63,33 @@ export function readQuery(buf: Buffer): ReadResult {
   const flags = buf.readUInt16BE(2);
   if (flags & Flag.QR) return { kind: 'drop', reason: 'response' };
   const opcode = (flags >> 11) & 0xf;
-  if (opcode !== 0) return { kind: 'error', id, flags, rcode: Rcode.NOTIMP };
+  if (opcode !== 0) return { kind: 'error', id, flags, rcode: Rcode.NOTIMP, edns: hasOpt(buf) };
   const qdcount = buf.readUInt16BE(4);
-  if (qdcount !== 1) return { kind: 'error', id, flags, rcode: Rcode.FORMERR };
+  if (qdcount !== 1) return { kind: 'error', id, flags, rcode: Rcode.FORMERR, edns: hasOpt(buf) };
   try {
     return { kind: 'query', query: readBody(buf, id, flags) };
   } catch (err) {
-    if (err instanceof Malformed) return { kind: 'error', id, flags, rcode: Rcode.FORMERR };
+    // Malformed: whatever OPT it has is not trusted (two OPTs are FORMERR without one, RFC 6891 7).
+    if (err instanceof Malformed) return { kind: 'error', id, flags, rcode: Rcode.FORMERR, edns: false };
+    throw err;
+  }
+}
+
+/**
+ * Whether a message whose body is otherwise not served (another opcode, not one question) is well
+ * formed up to and including exactly one OPT record in its additional section; never throws.
+ */
+export function hasOpt(buf: Buffer): boolean {
+  if (buf.length < HEADER_SIZE) return false;
+  try {
+    let off = HEADER_SIZE;
+    for (let q = buf.readUInt16BE(4); q > 0; q--) {
+      off = skipName(buf, off) + 4;
+      if (off > buf.length) return false;
+    }
+    return readEdns(buf, off) !== null;
+  } catch (err) {
+    if (err instanceof Malformed) return false;
     throw err;
   }
 }
@@ -163,18 +185,23 @@ export function asciiLower(s: string): string {
 
 /**
  * The reply to a query whose header is readable but whose body is not served (FORMERR, NOTIMP, and
- * SERVFAIL when handling failed): ID and opcode copied, QR set, no sections (the question may be
- * what was wrong). RD and CD are copied for QUERY only: RFC 1035 4.1.1 and RFC 4035 3.2.2 define
+ * SERVFAIL when handling failed): ID and opcode copied, QR set, no question (it may be what was
+ * wrong), our OPT record when `edns` (the query had a well-formed one). RD and CD are copied for QUERY only: RFC 1035 4.1.1 and RFC 4035 3.2.2 define
  * them (copied into the response) for standard queries, and what they mean under an opcode svcdns
  * does not implement it cannot know, so such a reply sets no flag but QR, as ISC's genreport
  * expects (`opcode`, `opcodeflg`: any of RD, CD, AD, RA, AA, TC, Z in a NOTIMP is a fault) and as
  * miekg/dns's SetReply copies them (QUERY only). Consul differs here: miekg/dns's reject path
  * answers NOTIMP with the query's own flags (AA and Z cleared), which genreport counts as faults.
  */
-export function errorReply(id: number, queryFlags: number, rcode: number): Buffer {
-  const out = Buffer.alloc(HEADER_SIZE);
+export function errorReply(id: number, queryFlags: number, rcode: number, edns = false): Buffer {
+  const out = Buffer.alloc(HEADER_SIZE + (edns ? OPT_SIZE : 0));
   out.writeUInt16BE(id, 0);
   const echoed = (queryFlags & OPCODE_MASK) === 0 ? OPCODE_MASK | Flag.RD | Flag.CD : OPCODE_MASK;
   out.writeUInt16BE(Flag.QR | (queryFlags & echoed) | (rcode & 0xf), 2);
+  if (edns) {
+    // Our OPT, without the client's DO bit: nothing here is signed or validated.
+    out.writeUInt16BE(1, 10);
+    writeOpt(out, HEADER_SIZE, rcode >> 4, false);
+  }
   return out;
 }

@@ -18,7 +18,7 @@ export const checkQuery: Stage = {
   handle(request: Request): StageResult {
     const read = request.read;
     if (read.kind === 'drop') return { bytes: null };
-    if (read.kind === 'error') return { bytes: errorReply(read.id, read.flags, read.rcode), rcode: read.rcode };
+    if (read.kind === 'error') return { bytes: errorReply(read.id, read.flags, read.rcode, read.edns), rcode: read.rcode };
     const query = read.query;
     if (query.edns && query.edns.version !== 0) return request.fail(Rcode.BADVERS);
     if (query.class !== RRClass.IN && query.class !== RRClass.ANY) return request.fail(Rcode.REFUSED);

@@ -5,6 +5,7 @@
  *
  * - no readable header (< 12 bytes) or a response (QR set): silence;
  * - opcode other than QUERY: NOTIMP; anything else unreadable: FORMERR; both header-only replies
+ *   (plus our OPT record when the query carried a well-formed one, RFC 6891 6.1.1)
  *   with the query's ID and opcode, QR set, no sections, and of the query's flags RD and CD for
  *   QUERY only (a NOTIMP sets no flag but QR, as ISC's genreport `opcodeflg` expects);
  * - EDNS version > 0: BADVERS (extended rcode 16); class other than IN/ANY, AXFR and IXFR: REFUSED.
@@ -159,14 +160,24 @@ function assertReplyTo(reply: Buffer | null, query: Buffer, rcode: number): { q:
  * A header-only error reply (FORMERR, NOTIMP) to `query`, as wire.ts's errorReply builds it: the
  * flags word exactly QR, the query's opcode, its RD and CD if the opcode is QUERY, and the rcode.
  */
-function assertErrorReply(got: Buffer | null, query: Buffer, rcode: number): void {
+/** Our OPT in an error reply, in hex: root, type 41, size 1232, extended rcode 0, version 0, no flags, no options. */
+const OUR_OPT = '00002904d0000000000000 (11 bytes)';
+
+function assertErrorReply(got: Buffer | null, query: Buffer, rcode: number, edns = false): void {
   const { q, r, reply } = assertReplyTo(got, query, rcode);
   assert.equal(r.opcode, q.opcode, 'opcode is copied');
   const asked = query.readUInt16BE(2);
   const echoed = q.opcode === 0 ? asked & (RD | CD) : 0;
   assert.equal(reply.readUInt16BE(2).toString(16), (QR | (q.opcode << 11) | echoed | rcode).toString(16), 'flags: QR, opcode, RD/CD for QUERY only, rcode');
-  assert.deepEqual(r.counts, [0, 0, 0, 0], 'no question and no records');
-  assert.equal(reply.length, 12, 'header only');
+  if (!edns) {
+    assert.deepEqual(r.counts, [0, 0, 0, 0], 'no question and no records');
+    assert.equal(reply.length, 12, 'header only');
+    return;
+  }
+  // RFC 6891 6.1.1: the query had a well-formed OPT, so the reply has ours: root owner, OPT, our
+  // 1232-byte size, extended rcode 0, version 0, no flags, no options.
+  assert.deepEqual(r.counts, [0, 0, 0, 1], 'no question, our OPT alone');
+  assert.equal(hex(reply.subarray(12)), OUR_OPT, 'the OPT record');
 }
 
 /** A reply that echoes the query's question section byte for byte and carries `rcode`. */
@@ -299,6 +310,8 @@ interface ErrorCase {
   name: string;
   packet: Buffer;
   rcode: number;
+  /** The query has a well-formed OPT record, so the reply carries ours. */
+  edns?: true;
 }
 
 const WEB = question('web.service.consul');
@@ -331,6 +344,23 @@ const NOTIMP_CASES: ErrorCase[] = [
     rcode: RCODE.NOTIMP,
   },
   {
+    name: 'opcode NOTIFY (4) with a question and a well-formed OPT: the reply has our OPT',
+    packet: Buffer.concat([header(0x3103, { flags: 4 << 11, ar: 1 }), question('consul', TYPE.SOA), opt()]),
+    rcode: RCODE.NOTIMP,
+    edns: true,
+  },
+  {
+    name: 'opcode 15, no question, a well-formed OPT: the reply has our OPT',
+    packet: Buffer.concat([header(0x3104, { flags: 15 << 11, qd: 0, ar: 1 }), opt()]),
+    rcode: RCODE.NOTIMP,
+    edns: true,
+  },
+  {
+    name: 'opcode 15 with two OPT records: no OPT in the reply',
+    packet: Buffer.concat([header(0x3105, { flags: 15 << 11, qd: 0, ar: 2 }), opt(), opt()]),
+    rcode: RCODE.NOTIMP,
+  },
+  {
     name: 'opcode STATUS (2) with RD and CD and a valid question: neither copied',
     packet: Buffer.concat([header(0x3102, { flags: (2 << 11) | RD | CD }), question('consul', TYPE.SOA)]),
     rcode: RCODE.NOTIMP,
@@ -344,6 +374,8 @@ const FORMERR_CASES: ErrorCase[] = [
   // Question count.
   { name: 'qdcount 0 (header only)', packet: header(0x4001, { qd: 0 }), rcode: RCODE.FORMERR },
   { name: 'qdcount 0 with every flag set: only RD and CD copied (QUERY)', packet: header(0x4011, { flags: ALL_FLAGS, qd: 0 }), rcode: RCODE.FORMERR },
+  { name: 'qdcount 0 and an OPT record (a cookie-only query, RFC 7873 5.4): the reply has our OPT', packet: Buffer.concat([header(0x4012, { qd: 0, ar: 1 }), opt()]), rcode: RCODE.FORMERR, edns: true },
+  { name: 'qdcount 2, two questions and an OPT record: the reply has our OPT', packet: Buffer.concat([header(0x4013, { qd: 2, ar: 1 }), WEB, question('consul', TYPE.SOA), opt()]), rcode: RCODE.FORMERR, edns: true },
   { name: 'qdcount 0 with a question present anyway', packet: Buffer.concat([header(0x4002, { qd: 0 }), WEB]), rcode: RCODE.FORMERR },
   { name: 'qdcount 2 with two questions', packet: Buffer.concat([header(0x4003, { qd: 2 }), WEB, question('consul', TYPE.SOA)]), rcode: RCODE.FORMERR },
   { name: 'qdcount 2 with only one question present', packet: Buffer.concat([header(0x4004, { qd: 2 }), WEB]), rcode: RCODE.FORMERR },
@@ -457,14 +489,14 @@ void test('UDP: hostile datagrams get silence, NOTIMP or FORMERR, and the server
 
   for (const c of NOTIMP_CASES) {
     await t.test(`NOTIMP: ${c.name}`, async () => {
-      assertErrorReply(await udpExchange(srv.port, c.packet), c.packet, c.rcode);
+      assertErrorReply(await udpExchange(srv.port, c.packet), c.packet, c.rcode, c.edns);
       await assertServesWeb(srv.port, 'udp', `after ${c.name}`);
     });
   }
 
   for (const c of FORMERR_CASES) {
     await t.test(`FORMERR: ${c.name}`, async () => {
-      assertErrorReply(await udpExchange(srv.port, c.packet), c.packet, c.rcode);
+      assertErrorReply(await udpExchange(srv.port, c.packet), c.packet, c.rcode, c.edns);
       await assertServesWeb(srv.port, 'udp', `after ${c.name}`);
     });
   }
@@ -568,7 +600,7 @@ void test('UDP: hostile datagrams get silence, NOTIMP or FORMERR, and the server
     const cases = [...NOTIMP_CASES, ...FORMERR_CASES];
     const { replies } = await tcpExchange(srv.port, frame(...cases.map((c) => c.packet)), cases.length, 3000);
     assert.equal(replies.length, cases.length, 'one reply per frame');
-    cases.forEach((c, i) => assertErrorReply(replies[i]!, c.packet, c.rcode));
+    cases.forEach((c, i) => assertErrorReply(replies[i]!, c.packet, c.rcode, c.edns));
   });
 
   await t.test('end: web.service.consul A is still answered over UDP and TCP', async () => {
@@ -838,7 +870,8 @@ function fuzzPackets(rng: Rng, mutated: number, random: number, firstId: number)
 /**
  * The minimal well-formedness every reply to a fuzz packet must have; returns problems found.
  * Beyond ID and QR: the opcode is echoed, SERVFAIL never appears (svcdns only sends it when its
- * handler threw), and a reply either is header-only (FORMERR/NOTIMP) or echoes the question.
+ * handler threw), and a reply either is header-only (FORMERR/NOTIMP; with our OPT when the query's
+ * was well formed) or echoes the question.
  */
 function checkReply(p: FuzzPacket, reply: Buffer, transport: 'udp' | 'tcp'): string | null {
   const where = `${transport} packet ${hex(p.bytes)} -> reply ${hex(reply)}`;
@@ -853,7 +886,8 @@ function checkReply(p: FuzzPacket, reply: Buffer, transport: 'udp' | 'tcp'): str
   if (transport === 'udp' && reply.length > 4096) return `UDP reply over 4096 bytes: ${where}`;
   if (r.counts[0] === 0) {
     if (r.rcode !== RCODE.FORMERR && r.rcode !== RCODE.NOTIMP) return `no question but rcode ${r.rcode}: ${where}`;
-    if (reply.length !== 12) return `error reply is not header-only: ${where}`;
+    const withOpt = reply.length === 23 && r.counts[3] === 1 && hex(reply.subarray(12)) === OUR_OPT;
+    if (reply.length !== 12 && !withOpt) return `error reply is neither header-only nor header and our OPT: ${where}`;
   } else {
     if (r.counts[0] !== 1) return `qdcount ${r.counts[0]}: ${where}`;
     const end = questionEnd(p.bytes);
