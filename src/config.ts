@@ -139,8 +139,14 @@ export function resolveLayers(inputs: ConfigInputs): { config: Config; raw: Read
   const merged: RawConfig = {};
   for (const [key, spec] of Object.entries(KEYS)) merged[key] = spec.default;
 
+  // Where each key's value came from, when not from its default or its flag (for the problems' text).
+  const origin = new Map<string, string>();
   const configFile = inputs.configFile ?? inputs.env[envName('config')];
-  if (configFile) Object.assign(merged, readConfigFile(configFile, inputs.readFile, problems));
+  if (configFile) {
+    const fromFile = readConfigFile(configFile, inputs.readFile, problems);
+    Object.assign(merged, fromFile);
+    for (const key of Object.keys(fromFile)) origin.set(key, 'config file');
+  }
   // Keys set by another tool's env var and by nothing above it: "ambient" settings.
   const ambient = new Set<string>();
   for (const [key, spec] of Object.entries(KEYS)) {
@@ -148,6 +154,7 @@ export function resolveLayers(inputs: ConfigInputs): { config: Config; raw: Read
     if (value !== undefined && value !== '') {
       merged[key] = spec.list ? splitList(value) : value;
       ambient.add(key);
+      origin.set(key, spec.foreignEnv!);
     }
   }
   for (const [key, spec] of Object.entries(KEYS)) {
@@ -155,6 +162,7 @@ export function resolveLayers(inputs: ConfigInputs): { config: Config; raw: Read
     if (value !== undefined && value !== '') {
       merged[key] = spec.list ? splitList(value) : value;
       ambient.delete(key);
+      origin.set(key, envName(key));
     }
   }
   for (const [key, value] of Object.entries(inputs.flags)) {
@@ -162,6 +170,7 @@ export function resolveLayers(inputs: ConfigInputs): { config: Config; raw: Read
     else if (value !== undefined) {
       merged[key] = value;
       ambient.delete(key);
+      origin.delete(key);
     }
   }
   // One catalog source: an explicit choice (a catalog file) beats an ambient one (CONSUL_HTTP_ADDR),
@@ -175,7 +184,7 @@ export function resolveLayers(inputs: ConfigInputs): { config: Config; raw: Read
 
   const found = new Problems();
   const config = Object.assign({}, ...COMPONENTS.map((c) => c.build(merged, found, inputs.env))) as Config;
-  problems.push(...found.list(rank));
+  problems.push(...found.list(rank, (key) => origin.get(key)));
   if (problems.length > 0) throw new ConfigError(problems);
   return { config: Object.freeze(config), raw: Object.freeze(merged) };
 }

@@ -59,11 +59,11 @@ export interface ConfigComponent<T> {
  * at all) are added with `addOverall` and come after every key's own.
  */
 export class Problems {
-  private readonly own: { key: string; text: string }[] = [];
+  private readonly own: { key: string; what: string }[] = [];
   private readonly overall: string[] = [];
 
   add(key: string, what: string): void {
-    this.own.push({ key, text: `${key}: ${what}` });
+    this.own.push({ key, what });
   }
 
   addOverall(key: string, what: string): void {
@@ -75,9 +75,19 @@ export class Problems {
     return this.own.some((p) => p.key === key);
   }
 
-  /** Each key's own problems ordered by `rank` (those of equal rank as found), then the overall ones. */
-  list(rank: (key: string) => number): string[] {
+  /**
+   * Each key's own problems ordered by `rank` (those of equal rank as found), then the overall ones;
+   * `origin` names where a key's value came from when that was not its flag (an env var, the config
+   * file), so the operator knows what to fix: `domain (SVCDNS_DOMAIN): must be ...`.
+   */
+  list(rank: (key: string) => number, origin: (key: string) => string | undefined = () => undefined): string[] {
     const own = [...this.own].sort((a, b) => rank(a.key) - rank(b.key));
-    return [...own.map((p) => p.text), ...this.overall];
+    return [
+      ...own.map((p) => {
+        const from = origin(p.key);
+        return `${p.key}${from === undefined ? '' : ` (${from})`}: ${p.what}`;
+      }),
+      ...this.overall,
+    ];
   }
 }

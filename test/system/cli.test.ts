@@ -37,7 +37,7 @@ describe('bad input exits non-zero with one line', { concurrency: 4 }, () => {
     { name: 'a bad listen address', args: ['--listen', 'localhost:53'], code: 2, line: /^svcdns: error: listen: "localhost:53" is not HOST:PORT with an IP address/ },
     { name: 'a port out of range', args: ['--listen', '127.0.0.1:70000'], code: 2, line: /^svcdns: error: listen: "127.0.0.1:70000"/ },
     { name: 'a bad TTL', args: ['--service-ttl', '-5'], code: 2, line: /^svcdns: error: service-ttl: must be a whole number from 0 to 2147483647 \(got "-5"\)$/ },
-    { name: 'a bad env var', args: [], env: { SVCDNS_DOMAIN: 'bad..domain' }, code: 2, line: /^svcdns: error: domain: must be a domain name/ },
+    { name: 'a bad env var', args: [], env: { SVCDNS_DOMAIN: 'bad..domain' }, code: 2, line: /^svcdns: error: domain \(SVCDNS_DOMAIN\): must be a domain name/ },
     { name: 'several problems at once', args: ['--log-format', 'xml', '--node-ttl', 'x'], code: 2, line: /^svcdns: error: node-ttl: .*; log-format: must be one of json, pretty \(got "xml"\)$/ },
     {
       name: 'unknown flags, a stray argument, a flag without its value and a bad value: every one in the line',
@@ -79,14 +79,14 @@ describe('bad input exits non-zero with one line', { concurrency: 4 }, () => {
   const NOT_HTTP = 'is not an http(s) address such as 127.0.0.1:8500 or https://consul:8501';
   const secrets: { name: string; args: string[]; env?: Record<string, string>; file?: string; line: string }[] = [
     { name: 'user:password in --consul', args: ['--consul', 'http://user:secret@host:bad'], line: `consul: "http://[credentials]@host:bad" ${NOT_HTTP}` },
-    { name: 'an unparsable CONSUL_HTTP_ADDR', args: [], env: { CONSUL_HTTP_ADDR: 'https://tok:secret@x:99999' }, line: `consul: "https://[credentials]@x:99999" ${NOT_HTTP}` },
+    { name: 'an unparsable CONSUL_HTTP_ADDR', args: [], env: { CONSUL_HTTP_ADDR: 'https://tok:secret@x:99999' }, line: `consul (CONSUL_HTTP_ADDR): "https://[credentials]@x:99999" ${NOT_HTTP}` },
     { name: "a '/' in the password", args: ['--consul', 'http://user:se/cret-secret@host:bad'], line: `consul: "http://[credentials]@host:bad" ${NOT_HTTP}` },
     { name: "an '@' in the password", args: ['--consul', 'http://user:p@ss-secret@host:bad'], line: `consul: "http://[credentials]@host:bad" ${NOT_HTTP}` },
     { name: 'a leading space before the scheme', args: ['--consul', ' http://user:secret@host:8500'], line: `consul: " http://[credentials]@host:8500" ${NOT_HTTP}` },
     { name: 'no scheme', args: ['--consul', 'token-secret@host:bad'], line: `consul: "[credentials]@host:bad" ${NOT_HTTP}` },
     { name: 'a token in the query', args: ['--consul', 'http://host:bad/v1?token=secret'], line: `consul: "http://host:bad/v1?[query]" ${NOT_HTTP}` },
     { name: "a '?' before the '@'", args: ['--consul', 'ftp://us?er:secret@host'], line: `consul: "ftp://[redacted]" ${NOT_HTTP}` },
-    { name: 'the config file', args: [], file: 'consul: "http://user:secret@host:bad"\n', line: `consul: "http://[credentials]@host:bad" ${NOT_HTTP}` },
+    { name: 'the config file', args: [], file: 'consul: "http://user:secret@host:bad"\n', line: `consul (config file): "http://[credentials]@host:bad" ${NOT_HTTP}` },
     { name: 'a stray argument (no --consul before it)', args: ['--example', 'http://user:secret@host:8500'], line: 'Unknown argument: http://[credentials]@host:8500' },
     {
       name: 'with other problems, all in the one line',

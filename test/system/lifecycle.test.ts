@@ -297,7 +297,7 @@ test('SIGHUP: one outcome line: unchanged; changed (log level and query log take
   assert.equal(rejected.msg, 'SIGHUP: reload rejected; the last good state keeps serving');
   assert.equal(rejected.level, 50);
   const problems = rejected.problems as string[];
-  assert.deepEqual(problems.slice(0, 2), ['service-ttl: must be a whole number from 0 to 2147483647 (got "-1")', 'log-level: must be one of fatal, error, warn, info, debug, trace, silent (got "loud")']);
+  assert.deepEqual(problems.slice(0, 2), ['service-ttl (config file): must be a whole number from 0 to 2147483647 (got "-1")', 'log-level (config file): must be one of fatal, error, warn, info, debug, trace, silent (got "loud")']);
   assert.equal(problems.length, 3);
   assert.match(problems[2]!, /catalog\.yaml/);
   assert.deepEqual((await dig(port, ['node1.node.consul'])).answer, ['node1.node.consul. 0 IN A 10.0.0.1'], 'the last good catalog serves');

@@ -167,7 +167,7 @@ test('alt-domain must differ from domain; listen needs an address', () => {
 test('switches take true/false/1/0', () => {
   assert.equal(resolveConfig({ flags: {}, env: { SVCDNS_QUERY_LOG: '1' } }).queryLog, true);
   assert.equal(resolveConfig({ flags: { 'query-log': 'false' }, env: { SVCDNS_QUERY_LOG: 'true' } }).queryLog, false);
-  assert.deepEqual(problems({ env: { SVCDNS_QUERY_LOG: 'yes please' } }), ['query-log: must be true or false (got "yes please")']);
+  assert.deepEqual(problems({ env: { SVCDNS_QUERY_LOG: 'yes please' } }), ['query-log (SVCDNS_QUERY_LOG): must be true or false (got "yes please")']);
 });
 
 test("Consul's own env vars are honoured, below SVCDNS_* and flags", () => {

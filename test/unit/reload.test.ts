@@ -35,8 +35,8 @@ test('unchanged, changed (live keys applied), restart needed (running value kept
     ok: false,
     problems: [
       'config file svcdns.yaml: unknown key "recursors"',
-      'log-level: must be one of fatal, error, warn, info, debug, trace, silent (got "loud")',
-      'lameduck: must be a duration such as 10s, 5m or 87600h (got "soon")',
+      'log-level (config file): must be one of fatal, error, warn, info, debug, trace, silent (got "loud")',
+      'lameduck (config file): must be a duration such as 10s, 5m or 87600h (got "soon")',
     ],
   });
   file.text = 'log-level: debug\nquery-log: true\nlameduck: 5s\nlisten: [127.0.0.1:53]\nservice-ttl: 30\n';
