@@ -12,7 +12,7 @@
 
 import assert from 'node:assert/strict';
 import { test, type TestContext } from 'node:test';
-import * as dnsPacket from 'dns-packet';
+import type * as dnsPacket from 'dns-packet';
 import { dig } from '../support/dig.js';
 import { eventually } from '../support/eventually.js';
 import { parseMetrics } from '../support/metrics.js';
