@@ -161,7 +161,9 @@ export class Forwarder {
    * The reply for a forwarded question: at once from the cache (TTLs counted down, with the time
    * they stay right), else a promise of how the upstream round ended (`Forwarded`: its reply, null
    * when every upstream failed, `'drop'` for a client dropped because too many wait on the same
-   * question; which upstream answered; which were asked). The promise never rejects.
+   * question; which upstream answered; which were asked). The promise never rejects. For a question
+   * whose answer has expired within --serve-stale, that answer may come instead, with `stale` (at
+   * once, or once the upstreams failed or the client response timer ran out: stale.ts).
    */
   forward(query: Query, packet: Buffer, transport: Transport, maxSize: number): CachedReply | Promise<Forwarded> {
     const key = cacheKey(query, packet);
@@ -169,7 +171,7 @@ export class Forwarder {
     if (hit) {
       this.cacheHits++;
       const now = this.now();
-      if (this.options.prefetch === true && dueForPrefetch(hit, now) && !this.inflight.has(key)) this.startFlight(key, query, packet, transport);
+      if (this.options.prefetch === true && dueForPrefetch(hit, now) && !this.inflight.has(key) && this.mayStart()) this.startFlight(key, query, packet, transport);
       const elapsed = Math.floor((now - hit.storedAt) / 1000);
       return {
         reply: renderReply(hit.value, query, packet, elapsed, maxSize),
@@ -214,7 +216,7 @@ export class Forwarder {
     const failingFast = this.upstreams.allUnhealthy;
     let flight = this.inflight.get(key);
     if (flight === undefined) {
-      if ((failingFast && this.trial !== null) || this.inflight.size >= this.options.maxInflight) return atOnce();
+      if (!this.mayStart()) return atOnce();
       flight = this.startFlight(key, query, packet, transport);
     }
     if (failingFast || this.clientResponseTimeoutMs === 0 || flight.waiters >= MAX_WAITERS_PER_QUESTION) return atOnce();
@@ -240,6 +242,11 @@ export class Forwarder {
     // TC means "retry over TCP"; over TCP it means nothing. A TCP client gets SERVFAIL instead.
     if (message === null || (message.truncated && transport === 'tcp')) return null;
     return { reply: renderReply(message, query, packet, 0, maxSize), upstream, tried };
+  }
+
+  /** A new round may start without waiting clients of its own: not past the bound, nor while failing fast's one question is out. */
+  private mayStart(): boolean {
+    return this.inflight.size < this.options.maxInflight && !(this.trial !== null && this.upstreams.allUnhealthy);
   }
 
   /** A round upstream for `key`, joined by identical questions until it ends. */
