@@ -61,14 +61,14 @@ export function choice<T extends string>(value: string | undefined, key: string,
   return value as T;
 }
 
-/** Go-style durations as Consul writes them: `87600h`, `5m`, `1m30s`, `500ms`, `10s`; and a bare `0`, as Go allows. */
+/** Go-style durations as Consul writes them: `87600h`, `5m`, `1m30s`, `500ms`, `10s`; and a bare `0`, as Go allows; also days, `1d` (as unbound and BIND write stale windows). */
 export function parseDuration(text: string): number | null {
   if (text === '0') return 0;
-  const units: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 };
-  const parts = /^(?:\d+(?:\.\d+)?(?:ms|s|m|h))+$/.test(text) ? text.match(/\d+(?:\.\d+)?(?:ms|s|m|h)/g) : null;
+  const units: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
+  const parts = /^(?:\d+(?:\.\d+)?(?:ms|s|m|h|d))+$/.test(text) ? text.match(/\d+(?:\.\d+)?(?:ms|s|m|h|d)/g) : null;
   if (!parts) return null;
   return parts.reduce((sum, p) => {
-    const m = /^(\d+(?:\.\d+)?)(ms|s|m|h)$/.exec(p)!;
+    const m = /^(\d+(?:\.\d+)?)(ms|s|m|h|d)$/.exec(p)!;
     return sum + Number(m[1]) * units[m[2]!]!;
   }, 0);
 }

@@ -31,7 +31,8 @@ import type { Answer, Request } from '../pipeline/stage.js';
  * - `hit`: a reply cache hit (a patched copy of a reply `by` made earlier; nothing else was asked);
  * - `forwardHit`: forwarded, answered from the forward cache;
  * - `tried` and `upstream`: forwarded to upstreams: those asked (`IP:PORT`, in order), and the one
- *   whose reply this is (absent when none gave one: SERVFAIL).
+ *   whose reply this is (absent when none gave one: SERVFAIL);
+ * - `stale`: an expired forwarded answer served stale (RFC 8767, src/forward/stale.ts).
  * Published only for queries that arrived while someone listened.
  */
 export interface QueryEvent {

@@ -101,6 +101,8 @@ export class ServerMetrics {
   private readonly duration = PROTOS.map(() => new Histogram(DURATION_BUCKETS));
   private readonly upstreams = new Map<string, UpstreamCounts>();
   private watchErrors = 0;
+  /** Forwarded answers served stale (RFC 8767), from query events. */
+  private staleAnswers = 0;
   private readonly unsubscribe: (() => void)[];
 
   /**
@@ -144,6 +146,7 @@ export class ServerMetrics {
     const bytes = answer.bytes;
     if (bytes === null) return;
     const rcode = answer.rcode ?? bytes[3]! & 0xf;
+    if (answer.stale === true) this.staleAnswers++;
     this.responses[p * (RCODE_SLOTS + 1) + (rcode < RCODE_SLOTS ? rcode : RCODE_SLOTS)]!++;
     this.duration[p]!.observe(durationNs / 1e9);
   }
@@ -196,7 +199,12 @@ export class ServerMetrics {
     m('svcdns_reply_cache_entries', 'Questions held in the reply cache.', 'gauge', 'sum', () => one(this.read.replyCache()?.entries ?? null));
     m('svcdns_forward_cache_hits_total', 'Forwarded questions answered from the forward cache.', 'counter', 'sum', () => one(this.read.forwarder()?.cache.hits ?? null));
     m('svcdns_forward_cache_misses_total', 'Forwarded questions the forward cache could not answer.', 'counter', 'sum', () => one(this.read.forwarder()?.cache.misses ?? null));
-    m('svcdns_forward_cache_entries', 'Replies held in the forward cache.', 'gauge', 'sum', () => one(this.read.forwarder()?.cache.entries ?? null));
+    m('svcdns_forward_cache_entries', 'Replies held in the forward cache (expired ones kept for serving stale included).', 'gauge', 'sum', () =>
+      one(this.read.forwarder()?.cache.entries ?? null),
+    );
+    m('svcdns_forward_stale_answers_total', 'Expired forwarded answers served stale (RFC 8767) because the upstreams failed or were too slow.', 'counter', 'sum', () =>
+      this.read.forwarder() === null ? [] : one(this.staleAnswers),
+    );
 
     m('svcdns_forward_requests_total', 'Queries sent to each upstream (each try).', 'counter', 'sum', perUpstream((upstream, u) => [{ value: u.requests, labels: { upstream } }]));
     m(

@@ -7,8 +7,9 @@
  * names: `SRV`, `NXDOMAIN`), answers, size, tc, durationUs, and where the reply came from:
  * `from` (`catalog`, `forward`, or the stage that refused or rejected the query), `cache`
  * (`reply`: the reply cache answered; `forward`: the forward cache did), `upstream` (`IP:PORT`
- * of the upstream whose reply it is) and `tried` (the upstreams asked, when that is not just
- * `upstream`: a failover, or none answered).
+ * of the upstream whose reply it is), `tried` (the upstreams asked, when that is not just
+ * `upstream`: a failover, or none answered) and `stale` (true: an expired forwarded answer served
+ * stale, RFC 8767).
  */
 
 import type { Logger } from 'pino';
@@ -38,7 +39,7 @@ export function logQueries(diagnostics: Diagnostics, log: Logger): () => void {
     // Dropped packets and those without a readable question (FORMERR, NOTIMP) are not queries.
     if (out === null || request.read.kind !== 'query') return;
     const { query } = request;
-    const { upstream, tried } = answer;
+    const { upstream, tried, stale } = answer;
     const cache = answeredCache(answer);
     // Wire data goes under its own keys: the name is untrusted and JSON-escaped by pino.
     queries.info(
@@ -57,6 +58,7 @@ export function logQueries(diagnostics: Diagnostics, log: Logger): () => void {
         ...(cache !== undefined && { cache }),
         ...(upstream !== undefined && { upstream }),
         ...(tried !== undefined && (upstream === undefined || tried.length > 1) && { tried }),
+        ...(stale === true && { stale }),
       },
       'query',
     );

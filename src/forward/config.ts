@@ -1,7 +1,7 @@
 /** The forwarder's keys: where names outside the Consul domain go, how, for whom, and its cache. */
 
 import type { ConfigComponent } from '../config/component.js';
-import { choice, duration, integer, list, listOf, positive, single } from '../config/values.js';
+import { boolean, choice, duration, integer, list, listOf, positive, single } from '../config/values.js';
 import { parseCidr, parseHostPort, type Cidr, type HostPort } from '../net/address.js';
 
 export interface ForwardConfig {
@@ -21,6 +21,15 @@ export interface ForwardConfig {
   cacheMaxTtl: number;
   /** Clients that may have names forwarded; the Consul domain is answered for everyone. */
   allowRecursion: readonly Cidr[];
+  /** How long past its expiry a cached answer may still be served stale, ms; 0: never (RFC 8767). */
+  serveStaleMs: number;
+  /**
+   * How long a client waits on upstreams before it gets the stale answer instead, ms (RFC 8767's
+   * client response timer); also the most a client waits while every upstream is unhealthy.
+   */
+  clientResponseTimeoutMs: number;
+  /** A cache hit in the last tenth of its TTL refreshes it in the background. */
+  prefetch: boolean;
 }
 
 export interface ForwardSection {
@@ -44,6 +53,17 @@ export const forwardComponent: ConfigComponent<ForwardSection> = {
     'cache-size': { describe: 'forwarded answers kept in the cache (0: no cache)', type: 'number', default: '10000' },
     'cache-max-bytes': { describe: 'bytes of forwarded answers kept in the cache at most', type: 'number', default: '67108864' },
     'cache-max-ttl': { describe: 'longest time a forwarded answer is cached, seconds (also caps the TTLs served)', type: 'number', default: '3600' },
+    'serve-stale': {
+      describe: 'how long past its expiry a cached forwarded answer (negative ones too) may be served, with TTL 30, when the upstreams fail or are slow (RFC 8767); 0: never',
+      type: 'duration',
+      default: '1d',
+    },
+    'client-response-timeout': {
+      describe: 'how long a client waits on upstreams before it gets the stale answer instead; also its longest wait while every upstream is unhealthy (then SERVFAIL)',
+      type: 'duration',
+      default: '1800ms',
+    },
+    prefetch: { describe: 'refresh a cached forwarded answer in the background when it is asked for in the last tenth of its TTL (TTLs of 10 s or more)', boolean: true, default: 'false' },
     'allow-recursion': {
       describe: 'clients whose other names are forwarded (the list replaces the default); others get REFUSED (the Consul domain is open to all)',
       type: 'CIDR',
@@ -67,6 +87,9 @@ export const forwardComponent: ConfigComponent<ForwardSection> = {
       cacheMaxBytes: integer(single(raw['cache-max-bytes']), 'cache-max-bytes', 0, 2 ** 40, problems),
       cacheMaxTtl: integer(single(raw['cache-max-ttl']), 'cache-max-ttl', 0, 2 ** 31 - 1, problems),
       allowRecursion: listOf(list(raw['allow-recursion']), 'allow-recursion', parseCidr, 'an address range such as 10.0.0.0/8 or fc00::/7', problems),
+      serveStaleMs: duration(single(raw['serve-stale']), 'serve-stale', problems),
+      clientResponseTimeoutMs: duration(single(raw['client-response-timeout']), 'client-response-timeout', problems),
+      prefetch: boolean(single(raw.prefetch), 'prefetch', problems),
     };
     return { forward };
   },

@@ -13,6 +13,11 @@
  *
  * Cached: NOERROR with answers, for their smallest TTL; NXDOMAIN and NODATA for the SOA's
  * min(TTL, MINIMUM) (RFC 2308 5), and not at all without an SOA. Both capped by `cacheMaxTtl`.
+ * Expired answers are kept `serveStaleMs` longer and served stale by the rules of stale.ts.
+ *
+ * Failing fast: while every upstream is unhealthy, one question at a time goes upstream (it, and
+ * the `. NS` probes, find out when one is back); its client waits at most `clientResponseTimeoutMs`,
+ * and every other question is answered at once: stale if it can be, else SERVFAIL.
  */
 
 import { randomBytes } from 'node:crypto';
@@ -23,9 +28,11 @@ import { Flag, HEADER_SIZE, Rcode, RRType } from '../dns/constants.js';
 import { asciiLower, type Query } from '../dns/wire.js';
 import type { Transport } from '../pipeline/handler.js';
 import type { HostPort } from '../net/address.js';
-import { TtlLru } from './cache.js';
+import { fulfilsWithin } from '../util/pacing.js';
+import { TtlLru, type CacheEntry } from './cache.js';
 import { exchangeTcp, exchangeUdp, type Outcome } from './exchange.js';
 import { buildUpstreamQuery, renderReply, type UpstreamMessage } from './message.js';
+import { dueForPrefetch, inFailureRecheck, staleTtl } from './stale.js';
 import { UpstreamSet, type Upstream, type UpstreamPolicy } from './upstreams.js';
 
 export interface ForwarderOptions {
@@ -43,6 +50,12 @@ export interface ForwarderOptions {
   log: Logger;
   /** Upstream tries and health changes are published here. */
   diagnostics: Diagnostics;
+  /** How long past its expiry an answer may be served stale, ms; 0: never. */
+  serveStaleMs?: number;
+  /** How long a client waits on upstreams for an answer it could have stale (or while all are unhealthy), ms. */
+  clientResponseTimeoutMs?: number;
+  /** Refresh a cache hit in the last tenth of its TTL in the background. */
+  prefetch?: boolean;
   /** Clock for cache ages, ms; injected by tests. */
   now?: () => number;
   probeIntervalMs?: number;
@@ -54,6 +67,8 @@ export const MAX_WAITERS_PER_QUESTION = 100;
 interface Flight {
   result: Promise<Resolved>;
   waiters: number;
+  /** The upstreams asked so far, filled as the round goes (what a client that stops waiting was told of). */
+  tried: string[];
 }
 
 /** One upstream round: the message that won (null: none), whose it is, and every upstream asked. */
@@ -70,6 +85,8 @@ interface Resolved {
 export interface CachedReply {
   reply: Buffer;
   validUntil: number;
+  /** An expired answer served stale (TTL 30): right for no time at all, so never kept elsewhere. */
+  stale?: true;
 }
 
 export interface ForwarderStats {
@@ -95,6 +112,8 @@ export interface Forwarded {
    * (too many questions in flight, too many clients waiting on this one, no upstreams).
    */
   readonly tried: readonly string[];
+  /** `reply` is an expired answer served stale, because the upstreams failed or were too slow. */
+  readonly stale?: true;
 }
 
 /** Nothing asked, nothing to give: SERVFAIL. */
@@ -103,11 +122,17 @@ const NOT_ASKED_DROP: Forwarded = Object.freeze({ ...NOT_ASKED, reply: 'drop' })
 
 /** The abort reason given to the exchanges still running when another upstream has answered. */
 const RACE_OVER = new Error('another upstream answered first');
+/** ... and when the forwarder stops: no round outlives it (one may run long after its clients had answers). */
+const CLOSED = new Error('the forwarder stopped');
 
 export class Forwarder {
   private upstreams: UpstreamSet;
   private readonly cache: TtlLru<UpstreamMessage>;
   private readonly inflight = new Map<string, Flight>();
+  /** While every upstream is unhealthy: the one question let go upstream (failing fast); null: none. */
+  private trial: string | null = null;
+  /** The aborts of the rounds running now. */
+  private readonly rounds = new Set<AbortController>();
   private readonly now: () => number;
   private readonly log: Logger;
   private lastOverloadLog = -Infinity;
@@ -117,7 +142,7 @@ export class Forwarder {
   constructor(private readonly options: ForwarderOptions) {
     this.now = options.now ?? Date.now;
     this.log = options.log.child({ component: 'forward' });
-    this.cache = new TtlLru(options.cacheSize, options.cacheMaxBytes, (m) => m.bytes.length + 200, this.now);
+    this.cache = new TtlLru(options.cacheSize, options.cacheMaxBytes, (m) => m.bytes.length + 200, this.now, options.serveStaleMs ?? 0);
     this.upstreams = this.upstreamSet(options.upstreams);
   }
 
@@ -136,39 +161,101 @@ export class Forwarder {
    * The reply for a forwarded question: at once from the cache (TTLs counted down, with the time
    * they stay right), else a promise of how the upstream round ended (`Forwarded`: its reply, null
    * when every upstream failed, `'drop'` for a client dropped because too many wait on the same
-   * question; which upstream answered; which were asked). The promise never rejects.
+   * question; which upstream answered; which were asked). The promise never rejects. For a question
+   * whose answer has expired within --serve-stale, that answer may come instead, with `stale` (at
+   * once, or once the upstreams failed or the client response timer ran out: stale.ts).
    */
   forward(query: Query, packet: Buffer, transport: Transport, maxSize: number): CachedReply | Promise<Forwarded> {
     const key = cacheKey(query, packet);
     const hit = this.cache.get(key);
     if (hit) {
       this.cacheHits++;
-      const elapsed = Math.floor((this.now() - hit.storedAt) / 1000);
+      const now = this.now();
+      if (this.options.prefetch === true && dueForPrefetch(hit, now) && !this.inflight.has(key) && this.mayStart()) this.startFlight(key, query, packet, transport);
+      const elapsed = Math.floor((now - hit.storedAt) / 1000);
       return {
         reply: renderReply(hit.value, query, packet, elapsed, maxSize),
         validUntil: Math.min(hit.storedAt + (elapsed + 1) * 1000, hit.expiresAt),
       };
     }
     this.cacheMisses++;
+    const stale = this.cache.getStale(key);
+    if (stale !== undefined) return this.forwardStale(key, stale, query, packet, transport, maxSize);
+    const failingFast = this.upstreams.allUnhealthy;
     let flight = this.inflight.get(key);
     if (flight === undefined) {
+      // Failing fast: one question at a time finds out whether an upstream is back.
+      if (failingFast && this.trial !== null) return Promise.resolve(NOT_ASKED);
       if (this.inflight.size >= this.options.maxInflight) {
         this.overloaded('too many questions waiting on upstreams (--upstream-max-inflight): answering SERVFAIL to new ones');
         return Promise.resolve(NOT_ASKED);
       }
-      flight = { result: this.fetch(key, query, packet, transport), waiters: 0 };
-      this.inflight.set(key, flight);
+      flight = this.startFlight(key, query, packet, transport);
     } else if (flight.waiters >= MAX_WAITERS_PER_QUESTION) {
       this.overloaded(`more than ${MAX_WAITERS_PER_QUESTION} clients waiting on one question: dropping the rest until it is answered`);
       // UDP clients retry (into the cache); a TCP client would just wait, so it gets SERVFAIL.
       return Promise.resolve(transport === 'udp' ? NOT_ASKED_DROP : NOT_ASKED);
     }
     flight.waiters++;
-    return flight.result.then(({ message, upstream, tried }): Forwarded => {
-      // TC means "retry over TCP"; over TCP it means nothing. A TCP client gets SERVFAIL instead.
-      if (message === null || (message.truncated && transport === 'tcp')) return { reply: null, upstream: null, tried };
-      return { reply: renderReply(message, query, packet, 0, maxSize), upstream, tried };
+    const asked = flight;
+    const answer = (resolved: Resolved | null): Forwarded =>
+      (resolved && this.rendered(resolved, query, packet, transport, maxSize)) ?? { reply: null, upstream: null, tried: resolved?.tried ?? [...asked.tried] };
+    // Failing fast, the client waits only so long (SERVFAIL); the round goes on, and its answer is cached.
+    return failingFast ? this.waitAtMost(asked).then(answer) : asked.result.then(answer);
+  }
+
+  /**
+   * A question whose cached answer has expired but may be served stale (stale.ts): at once, or after
+   * waiting at most `clientResponseTimeoutMs` on its refresh, the fresh answer if it came in time.
+   */
+  private forwardStale(key: string, entry: CacheEntry<UpstreamMessage>, query: Query, packet: Buffer, transport: Transport, maxSize: number): CachedReply | Promise<Forwarded> {
+    const now = this.now();
+    const staleReply = (): Buffer => renderReply(entry.value, query, packet, 0, maxSize, staleTtl(this.options.cacheMaxTtl));
+    const atOnce = (): CachedReply => ({ reply: staleReply(), validUntil: now, stale: true });
+    if (inFailureRecheck(entry, now)) return atOnce();
+    const failingFast = this.upstreams.allUnhealthy;
+    let flight = this.inflight.get(key);
+    if (flight === undefined) {
+      if (!this.mayStart()) return atOnce();
+      flight = this.startFlight(key, query, packet, transport);
+    }
+    if (failingFast || this.clientResponseTimeoutMs === 0 || flight.waiters >= MAX_WAITERS_PER_QUESTION) return atOnce();
+    flight.waiters++;
+    const asked = flight;
+    return this.waitAtMost(asked).then((resolved): Forwarded => {
+      const fresh = resolved && this.rendered(resolved, query, packet, transport, maxSize);
+      return fresh ?? { reply: staleReply(), upstream: null, tried: [...(resolved?.tried ?? asked.tried)], stale: true };
     });
+  }
+
+  /** The round's outcome if it ends within `clientResponseTimeoutMs`; null if it does not (it goes on). */
+  private async waitAtMost(flight: Flight): Promise<Resolved | null> {
+    return (await fulfilsWithin(flight.result, this.clientResponseTimeoutMs)) ? flight.result : null;
+  }
+
+  private get clientResponseTimeoutMs(): number {
+    return this.options.clientResponseTimeoutMs ?? 1800;
+  }
+
+  /** The round's answer for this client; null when there is none (every upstream failed; TC to a TCP client). */
+  private rendered({ message, upstream, tried }: Resolved, query: Query, packet: Buffer, transport: Transport, maxSize: number): Forwarded | null {
+    // TC means "retry over TCP"; over TCP it means nothing. A TCP client gets SERVFAIL instead.
+    if (message === null || (message.truncated && transport === 'tcp')) return null;
+    return { reply: renderReply(message, query, packet, 0, maxSize), upstream, tried };
+  }
+
+  /** A new round may start without waiting clients of its own: not past the bound, nor while failing fast's one question is out. */
+  private mayStart(): boolean {
+    return this.inflight.size < this.options.maxInflight && !(this.trial !== null && this.upstreams.allUnhealthy);
+  }
+
+  /** A round upstream for `key`, joined by identical questions until it ends. */
+  private startFlight(key: string, query: Query, packet: Buffer, transport: Transport): Flight {
+    if (this.upstreams.allUnhealthy) this.trial ??= key;
+    const tried: string[] = [];
+    const flight: Flight = { result: this.fetch(key, query, packet, transport, tried), waiters: 0, tried };
+    this.inflight.set(key, flight);
+    return flight;
   }
 
   /** For metrics and /status: the forward cache's counts, and each upstream's health now. */
@@ -180,9 +267,11 @@ export class Forwarder {
     };
   }
 
+  /** Stops: rounds still running (a background refresh, failing fast's question) are cancelled. */
   close(): void {
     this.upstreams.close();
     this.cache.clear();
+    for (const round of this.rounds) round.abort(CLOSED);
   }
 
   private upstreamSet(addresses: readonly HostPort[]): UpstreamSet {
@@ -204,12 +293,14 @@ export class Forwarder {
   }
 
   /** One upstream round for a question, cached when it may be; never rejects. */
-  private async fetch(key: string, query: Query, packet: Buffer, transport: Transport): Promise<Resolved> {
+  private async fetch(key: string, query: Query, packet: Buffer, transport: Transport, tried: string[]): Promise<Resolved> {
     try {
-      const resolved = await this.resolve(query, packet, transport);
+      const resolved = await this.resolve(query, packet, transport, tried);
       const { message } = resolved;
       if (message && !message.truncated && (message.rcode === Rcode.NOERROR || message.rcode === Rcode.NXDOMAIN)) {
         this.cache.set(key, message, message.cacheTtl * 1000);
+      } else if (message === null) {
+        this.cache.refreshFailed(key);
       }
       return resolved;
     } catch (err) {
@@ -217,11 +308,12 @@ export class Forwarder {
       return { message: null, upstream: null, tried: [] };
     } finally {
       this.inflight.delete(key);
+      if (this.trial === key) this.trial = null;
     }
   }
 
   /** Races the upstreams (see the header); the first NOERROR or NXDOMAIN wins. */
-  private resolve(query: Query, packet: Buffer, transport: Transport): Promise<Resolved> {
+  private resolve(query: Query, packet: Buffer, transport: Transport, tried: string[]): Promise<Resolved> {
     const upstreams = this.upstreams;
     const order = upstreams.order();
     const { timeoutMs } = this.options;
@@ -229,17 +321,18 @@ export class Forwarder {
     const abort = new AbortController();
     // One listener per running exchange: many upstreams are not a leak.
     setMaxListeners(Math.max(10, order.length * 2), abort.signal);
+    this.rounds.add(abort);
     return new Promise((resolve) => {
       let next = 0;
       let running = 0;
       let done = false;
       let fallback: { message: UpstreamMessage; upstream: string } | null = null;
-      const tried: string[] = [];
       let timer: NodeJS.Timeout | undefined;
       const finish = (message: UpstreamMessage | null, upstream: string | null): void => {
         if (done) return;
         done = true;
         clearTimeout(timer);
+        this.rounds.delete(abort);
         // Only exchanges still running need telling; and with a reason of our own, abort() does not
         // build a DOMException (with its stack) for every forwarded question.
         if (running > 0) abort.abort(RACE_OVER);
@@ -248,6 +341,7 @@ export class Forwarder {
       const launch = (): void => {
         clearTimeout(timer);
         if (done) return;
+        if (abort.signal.aborted) return finish(null, null); // the forwarder stopped
         if (next >= order.length) {
           if (running === 0) finish(fallback?.message ?? null, fallback?.upstream ?? null);
           return;

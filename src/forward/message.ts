@@ -281,14 +281,24 @@ function checkRdata(buf: Buffer, type: number, start: number, end: number): void
   }
 }
 
+/** EDNS option code of an Extended DNS Error (RFC 8914 2), and its INFO-CODE 3, "Stale Answer". */
+const EDE_OPTION = 15;
+const EDE_STALE_ANSWER = 3;
+/** The option as it goes into the OPT record's rdata: code, length 2, the INFO-CODE (no EXTRA-TEXT). */
+const EDE_SIZE = 6;
+
 /**
  * The reply for one client from a kept upstream message: the client's ID, question spelling, RD and
  * CD; RA set; AD kept only for clients that asked for DNSSEC data (DO or AD, RFC 6840 5.8); AA cleared
  * (svcdns is not the authority); TTLs reduced by `elapsed` seconds; our own OPT when the client sent
  * one; and the RFC 2181 cut (additional first, then whole answers with TC) to fit `maxSize`.
+ *
+ * `staleTtl` (an expired answer served stale, RFC 8767 4): every record's TTL is that instead, and
+ * the OPT, for a client that sent one, carries the Extended DNS Error "Stale Answer" (RFC 8914 4.4).
  */
-export function renderReply(message: UpstreamMessage, query: Query, packet: Buffer, elapsed: number, maxSize: number): Buffer {
-  const opt = query.edns ? OPT_SIZE : 0;
+export function renderReply(message: UpstreamMessage, query: Query, packet: Buffer, elapsed: number, maxSize: number, staleTtl?: number): Buffer {
+  const stale = staleTtl !== undefined;
+  const opt = query.edns ? OPT_SIZE + (stale ? EDE_SIZE : 0) : 0;
   const { bytes, counts } = message;
   const complete = !message.truncated;
   const cut = fitMessage(
@@ -322,13 +332,26 @@ export function renderReply(message: UpstreamMessage, query: Query, packet: Buff
   out.writeUInt16BE(cut.answer, 6);
   out.writeUInt16BE(cut.authority, 8);
   out.writeUInt16BE(cut.additional + (opt ? 1 : 0), 10);
-  if (elapsed > 0) {
+  if (stale) {
+    for (const at of message.ttlOffsets) {
+      if (at >= cut.end) break;
+      out.writeUInt32BE(staleTtl, at);
+    }
+  } else if (elapsed > 0) {
     for (const at of message.ttlOffsets) {
       if (at >= cut.end) break;
       const ttl = out.readUInt32BE(at);
       out.writeUInt32BE(ttl > elapsed ? ttl - elapsed : 0, at);
     }
   }
-  if (opt) writeOpt(out, cut.end, 0, query.edns!.do);
+  if (opt) {
+    const end = writeOpt(out, cut.end, 0, query.edns!.do);
+    if (stale) {
+      out.writeUInt16BE(EDE_SIZE, end - 2); // the OPT's RDLENGTH
+      out.writeUInt16BE(EDE_OPTION, end);
+      out.writeUInt16BE(2, end + 2);
+      out.writeUInt16BE(EDE_STALE_ANSWER, end + 4);
+    }
+  }
   return out;
 }

@@ -47,6 +47,11 @@ export class UpstreamSet {
     this.all = addresses.map((address) => ({ address, label: formatHostPort(address), failures: 0, healthy: true }));
   }
 
+  /** There are upstreams and none is healthy: the forwarder fails fast. */
+  get allUnhealthy(): boolean {
+    return this.all.length > 0 && this.all.every((u) => !u.healthy);
+  }
+
   /** The order one question tries the upstreams: healthy ones by the policy, then the unhealthy. */
   order(): Upstream[] {
     const list = [...this.all];

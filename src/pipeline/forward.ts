@@ -9,7 +9,8 @@
  *
  * Answers from the forward cache say what the reply cache may keep: until the next whole second of
  * their age (their TTLs count down), and only while the catalog is the same (a change can make the
- * name ours).
+ * name ours). Stale answers (`stale`: an expired answer served because the upstreams failed or were
+ * too slow, src/forward/stale.ts) are never kept: the next query must see the refreshed one.
  */
 
 import { Rcode } from '../dns/constants.js';
@@ -24,13 +25,15 @@ export class ForwardStage implements Stage {
   handle(request: Request): StageResult {
     const out = this.forwarder.forward(request.query, request.packet, request.transport, request.maxSize);
     if (!(out instanceof Promise)) {
+      if (out.stale) return { bytes: out.reply, forwardHit: true, stale: true };
       const snapshot = request.snapshot;
       if (snapshot === null) return { bytes: out.reply, forwardHit: true };
       return { bytes: out.reply, forwardHit: true, keep: { snapshot, dependsOn: null, rotation: null, validUntil: out.validUntil } };
     }
-    return out.then(({ reply, upstream, tried }): Answer => {
+    return out.then(({ reply, upstream, tried, stale }): Answer => {
       if (reply === 'drop') return { bytes: null, tried };
       if (reply === null) return { ...request.fail(Rcode.SERVFAIL), tried };
+      if (stale) return { bytes: reply, tried, stale: true };
       return upstream === null ? { bytes: reply, tried } : { bytes: reply, upstream, tried };
     });
   }

@@ -78,6 +78,11 @@ export interface Answer {
   readonly tried?: readonly string[];
   /** The upstream whose reply this is, `IP:PORT`; absent when none gave one (SERVFAIL). */
   readonly upstream?: string;
+  /**
+   * A forwarded answer past its expiry, served stale (RFC 8767: the upstreams failed or were too
+   * slow; with `forwardHit`, served at once). Never kept by a reply cache.
+   */
+  readonly stale?: boolean;
 }
 
 /** What every request of one pipeline shares. */

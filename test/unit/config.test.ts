@@ -60,6 +60,9 @@ test('defaults', () => {
         { address: '100.64.0.0', prefix: 10, family: 'ipv4' },
         { address: 'fc00::', prefix: 7, family: 'ipv6' },
       ],
+      serveStaleMs: 86_400_000,
+      clientResponseTimeoutMs: 1800,
+      prefetch: false,
     },
   });
 });
@@ -73,6 +76,9 @@ test('forwarding keys: upstreams as IP[:PORT] (IPv6 bare, bracketed, or with a z
       'upstream-timeout': '500ms',
       'cache-size': '0',
       'cache-max-ttl': '60',
+      'serve-stale': '2d12h',
+      'client-response-timeout': '0',
+      prefetch: 'true',
     },
     env: { SVCDNS_RESOLV_CONF: '/tmp/resolv.conf' },
   }).forward;
@@ -93,6 +99,9 @@ test('forwarding keys: upstreams as IP[:PORT] (IPv6 bare, bracketed, or with a z
   assert.equal(config.timeoutMs, 500);
   assert.equal(config.cacheSize, 0);
   assert.equal(config.cacheMaxTtl, 60);
+  assert.equal(config.serveStaleMs, 60 * 3_600_000, 'days in a duration');
+  assert.equal(config.clientResponseTimeoutMs, 0);
+  assert.equal(config.prefetch, true);
   assert.deepEqual(resolveConfig({ flags: {}, env: { SVCDNS_UPSTREAM: '192.0.2.1, 192.0.2.2:54' } }).forward.upstreams, [
     { host: '192.0.2.1', port: 53 },
     { host: '192.0.2.2', port: 54 },
@@ -109,6 +118,9 @@ test('bad forwarding keys are each named', () => {
         'upstream-timeout': '0s',
         'cache-size': '-1',
         'resolv-conf': '',
+        'serve-stale': '1 day',
+        'client-response-timeout': '-1s',
+        prefetch: 'sometimes',
       },
     }),
     [
@@ -122,6 +134,9 @@ test('bad forwarding keys are each named', () => {
       'cache-size: must be a whole number from 0 to 10000000 (got "-1")',
       'allow-recursion: "10.0.0.0/33" is not an address range such as 10.0.0.0/8 or fc00::/7',
       'allow-recursion: "everyone" is not an address range such as 10.0.0.0/8 or fc00::/7',
+      'serve-stale: must be a duration such as 10s, 5m or 87600h (got "1 day")',
+      'client-response-timeout: must be a duration such as 10s, 5m or 87600h (got "-1s")',
+      'prefetch: must be true or false (got "sometimes")',
     ],
   );
 });

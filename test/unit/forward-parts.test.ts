@@ -245,6 +245,71 @@ test('the cache: bounded, least recently used evicted, expired entries never ret
   assert.equal(tooBig.size, 0, 'an entry bigger than the whole cache is not stored');
 });
 
+test('rendered stale: every TTL 30, and the Extended DNS Error "Stale Answer" (RFC 8914) for a client that sent EDNS; still fitted', () => {
+  const { query: q, packet } = query('m.test', 'MX', { udpSize: 1232 });
+  const sent = buildUpstreamQuery(q, packet, 12);
+  const mx = Array.from({ length: 30 }, (_, i): dnsPacket.Answer => ({ name: 'm.test', type: 'MX', ttl: 300 + i, data: { preference: i, exchange: `mail${i}.m.test` } }));
+  const message = ok(upstreamReply(sent, { answers: mx, authorities: [{ name: 'm.test', type: 'NS', ttl: 5, data: 'ns.m.test' }] }), sent);
+  const out = renderReply(message, q, packet, 0, 1232, 30);
+  const decoded = decode(out);
+  assert.deepEqual(decoded.answers?.map((a) => (a as { ttl: number }).ttl), mx.map(() => 30));
+  assert.deepEqual(decoded.authorities?.map((a) => (a as { ttl: number }).ttl), [30]);
+  const opt = decoded.additionals?.find((a) => a.type === 'OPT') as dnsPacket.OptAnswer;
+  assert.deepEqual(opt.options.map((o) => [o.code, Buffer.from(o.data as Uint8Array).toString('hex')]), [[15, '0003']]);
+  const freshOpt = decode(renderReply(message, q, packet, 0, 1232)).additionals?.find((a) => a.type === 'OPT') as dnsPacket.OptAnswer;
+  assert.deepEqual(freshOpt.options, [], 'no EDE on a fresh answer');
+  const small = renderReply(message, q, packet, 0, 512, 30);
+  assert.ok(small.length <= 512, `${small.length} bytes: the option counted in the fit`);
+  const { query: plain, packet: plainPacket } = query('m.test', 'MX');
+  assert.equal(decode(renderReply(message, plain, plainPacket, 0, 65535, 30)).additionals?.length ?? 0, 0, 'no OPT for a client without EDNS');
+});
+
+test('the cache with a stale window: expired entries kept for getStale that long, and evicted before live ones', () => {
+  let now = 0;
+  const cache = new TtlLru<string>(3, 1e9, () => 1, () => now, 5000);
+  cache.set('a', 'A', 1000);
+  cache.set('b', 'B', 1000);
+  now = 1000;
+  assert.equal(cache.get('a'), undefined, 'expired: not live');
+  assert.equal(cache.getStale('a')?.value, 'A', 'but kept for serving stale');
+  assert.equal(cache.getStale('b'), undefined, 'only what get found expired moves over');
+  cache.refreshFailed('a');
+  assert.equal(cache.getStale('a')?.refreshFailedAt, 1000);
+  now = 5999;
+  assert.equal(cache.getStale('a')?.value, 'A');
+  now = 6000;
+  assert.equal(cache.getStale('a'), undefined, 'gone once the window passed');
+  // A refreshed answer replaces the stale one; an uncacheable one removes it.
+  now = 0;
+  const c = new TtlLru<string>(3, 1e9, () => 1, () => now, 5000);
+  c.set('a', 'A', 1000);
+  now = 1000;
+  c.get('a');
+  c.set('a', 'A2', 1000);
+  assert.equal(c.getStale('a'), undefined);
+  assert.equal(c.get('a')?.value, 'A2');
+  now = 2000;
+  c.get('a');
+  c.set('a', 'A3', 0);
+  assert.equal(c.getStale('a'), undefined, 'an answer that may not be cached: the stale one goes too');
+  // Bounds: stale entries make room for live ones first.
+  now = 0;
+  const full = new TtlLru<string>(3, 1e9, () => 1, () => now, 60_000);
+  full.set('old1', 'x', 1000);
+  full.set('old2', 'x', 1000);
+  now = 1000;
+  full.get('old1');
+  full.get('old2');
+  full.set('live1', 'x', 10_000);
+  assert.equal(full.size, 3);
+  full.set('live2', 'x', 10_000);
+  full.set('live3', 'x', 10_000);
+  assert.equal(full.size, 3);
+  assert.deepEqual(['live1', 'live2', 'live3'].map((k) => full.get(k)?.value), ['x', 'x', 'x'], 'no live entry was evicted');
+  assert.equal(full.getStale('old1'), undefined);
+  assert.equal(full.getStale('old2'), undefined);
+});
+
 test('upstream order: sequential, round-robin, random; unhealthy ones last', () => {
   const addresses = ['192.0.2.1', '192.0.2.2', '192.0.2.3'].map((host) => ({ host, port: 53 }));
   const log = pino({ level: 'silent' });
