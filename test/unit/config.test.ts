@@ -29,7 +29,7 @@ test('defaults', () => {
     aRecordLimit: 0,
     nodeMetaTxt: true,
     tcpIdleTimeout: 10,
-    maxUdpSize: 4096,
+    maxUdpSize: 1232,
     workers: 1,
     httpListen: [],
     answerCacheSize: 10000,
@@ -41,6 +41,18 @@ test('defaults', () => {
     translateWanAddrs: false,
     lameduckMs: 0,
     stateDir: null,
+    rrl: {
+      responsesPerSecond: 0,
+      slip: 2,
+      windowSeconds: 15,
+      ipv4PrefixLength: 24,
+      ipv6PrefixLength: 56,
+      exempt: [
+        { address: '127.0.0.0', prefix: 8, family: 'ipv4' },
+        { address: '::1', prefix: 128, family: 'ipv6' },
+      ],
+      tableSize: 20000,
+    },
     consul: null,
     forward: {
       upstreams: null,
