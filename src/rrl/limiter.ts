@@ -18,7 +18,8 @@
  */
 
 import type { Diagnostics, RateLimitEvent } from '../diagnostics/channels.js';
-import { Flag, HEADER_SIZE } from '../dns/constants.js';
+import { writeOpt } from '../dns/codec.js';
+import { Flag, HEADER_SIZE, OPT_SIZE, RRType } from '../dns/constants.js';
 import { Pointers, walkName } from '../dns/name-walker.js';
 import type { Client, DnsHandler } from '../pipeline/handler.js';
 import { Accounts, Verdict } from './accounts.js';
@@ -51,8 +52,8 @@ export class RateLimiter {
     this.events = options.diagnostics.rateLimit;
   }
 
-  /** The reply to send to `client` over UDP instead of `reply`: itself, a truncated copy, or null (dropped). */
-  limit(reply: Buffer, client: Client): Buffer | null {
+  /** The reply to send to `client` over UDP for `query` instead of `reply`: itself, a truncated copy, or null (dropped). */
+  limit(query: Buffer, reply: Buffer, client: Client): Buffer | null {
     const p = this.prefix;
     if (!p.read(client.address) || p.exempt) return reply;
     const id = this.identity;
@@ -65,7 +66,7 @@ export class RateLimiter {
       return null;
     }
     if (this.events.hasSubscribers) this.events.publish(SLIPPED);
-    return id.kind === Kind.ERROR ? reply : truncated(reply);
+    return id.kind === Kind.ERROR ? reply : truncated(query, reply);
   }
 }
 
@@ -74,24 +75,45 @@ export function rateLimited(handler: DnsHandler, limiter: RateLimiter): DnsHandl
   return (packet, transport, client) => {
     const reply = handler(packet, transport, client);
     if (transport !== 'udp' || reply === null) return reply;
-    if (!(reply instanceof Promise)) return limiter.limit(reply, client);
-    return reply.then((r) => (r === null ? null : limiter.limit(r, client)));
+    if (!(reply instanceof Promise)) return limiter.limit(packet, reply, client);
+    return reply.then((r) => (r === null ? null : limiter.limit(packet, r, client)));
   };
 }
 
-/** The reply's header and question, TC set and no records: "ask again over TCP". */
-function truncated(reply: Buffer): Buffer | null {
+/**
+ * The reply's header and question, TC set and no records: "ask again over TCP". With our OPT
+ * record when the query had one (RFC 6891 7: a reply to an EDNS query carries OPT), its DO bit
+ * copied; the rcode stays the reply's (NOERROR or NXDOMAIN: errors are never truncated).
+ */
+function truncated(query: Buffer, reply: Buffer): Buffer {
   const qd = (reply[4]! << 8) | reply[5]!;
   let end = HEADER_SIZE;
   if (qd === 1) {
     const nameEnd = walkName(reply, HEADER_SIZE, Pointers.STOP);
     end = nameEnd < 0 || nameEnd + 4 > reply.length ? HEADER_SIZE : nameEnd + 4;
   }
-  const out = Buffer.allocUnsafe(end);
+  const opt = optOf(query);
+  const out = Buffer.allocUnsafe(end + (opt < 0 ? 0 : OPT_SIZE));
   reply.copy(out, 0, 0, end);
   out[2] = out[2]! | (Flag.TC >> 8);
   out[4] = 0;
   out[5] = end === HEADER_SIZE ? 0 : 1;
   out.fill(0, 6, HEADER_SIZE);
+  if (opt >= 0) {
+    out[11] = 1;
+    writeOpt(out, end, 0, (query[opt + 7]! & 0x80) !== 0);
+  }
   return out;
+}
+
+/**
+ * Where the query's OPT record starts, or -1: the first record after its one question (a query
+ * with anything else before it got FORMERR, which is never truncated).
+ */
+function optOf(query: Buffer): number {
+  if (query.length < HEADER_SIZE || query[11] === 0 || query[5] !== 1) return -1;
+  const nameEnd = walkName(query, HEADER_SIZE, Pointers.STOP);
+  const o = nameEnd + 4;
+  if (nameEnd < 0 || o + OPT_SIZE > query.length) return -1;
+  return query[o] === 0 && ((query[o + 1]! << 8) | query[o + 2]!) === RRType.OPT ? o : -1;
 }

@@ -44,7 +44,7 @@ interface Burst {
  * Sends `count` copies of `query` (ids 1..count) from `from`, then the sentinel; resolves when the
  * sentinel's reply is in (rejects after 10 s: a sentinel is never limited, so that is a failure).
  */
-function burst(port: number, query: { name: string; type: string; udpSize?: number }, count: number, sentinel: { name: string; type: string }, from = '127.0.0.1'): Promise<Burst> {
+function burst(port: number, query: { name: string; type: string; udpSize?: number; dnssecOk?: boolean }, count: number, sentinel: { name: string; type: string }, from = '127.0.0.1'): Promise<Burst> {
   return new Promise((resolve, reject) => {
     const socket = createSocket('udp4');
     const replies: dnsPacket.Packet[] = [];
@@ -73,7 +73,7 @@ function burst(port: number, query: { name: string; type: string; udpSize?: numb
     });
     socket.on('error', reject);
     socket.bind({ address: from, port: 0 }, () => {
-      const opts = query.udpSize === undefined ? {} : { udpSize: query.udpSize };
+      const opts = { ...(query.udpSize !== undefined && { udpSize: query.udpSize }), ...(query.dnssecOk && { dnssecOk: true }) };
       for (let id = 1; id <= count; id++) socket.send(buildQuery(query.name, query.type, { ...opts, id }), port, '127.0.0.1');
       socket.send(buildQuery(sentinel.name, sentinel.type, { id: SENTINEL_ID }), port, '127.0.0.1');
     });
@@ -124,8 +124,16 @@ describe('--rrl-responses-per-second 5 (slip 2), loopback not exempt', () => {
 
   test('the same name from another /24 is not limited, nor another name from the limited one, nor TCP', async () => {
     // Limits web.service.consul A for 127.0.0.1's /24 first.
-    const limited = await burst(s.dns, { name: 'web.service.consul', type: 'A' }, 8, { name: 'node2.node.consul', type: 'A' });
+    const limited = await burst(s.dns, { name: 'web.service.consul', type: 'A', udpSize: 1232, dnssecOk: true }, 8, { name: 'node2.node.consul', type: 'A' });
     assert.deepEqual([limited.answered.length, limited.truncated.length, limited.dropped], [5, 2, 1]);
+    // An EDNS query's truncated reply carries our OPT record (RFC 6891 7), its DO bit copied, and nothing else.
+    for (const r of limited.truncated) {
+      assert.deepEqual([r.answers!.length, r.authorities!.length], [0, 0]);
+      assert.deepEqual(
+        r.additionals!.map((a) => [a.type, (a as dnsPacket.OptAnswer).udpPayloadSize, (a as dnsPacket.OptAnswer).flag_do]),
+        [['OPT', 1232, true]],
+      );
+    }
     const other = await burst(s.dns, { name: 'web.service.consul', type: 'A' }, 5, { name: 'node3.node.consul', type: 'A' }, '127.1.0.1');
     assert.deepEqual([other.answered.length, other.truncated.length, other.dropped], [5, 0, 0]);
     const otherName = await burst(s.dns, { name: 'db.service.consul', type: 'A' }, 5, { name: 'node4.node.consul', type: 'A' });
