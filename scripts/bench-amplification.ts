@@ -7,8 +7,8 @@
  * Questions (the worst cases found in issue 15):
  *   - `NODE.node.consul ANY` for a node with 64 meta pairs (Consul's maximum), keys and values long;
  *   - `SERVICE.service.consul SRV` for a service with 300 instances;
- *   - a forwarded name whose TXT record set is 3.8 KB, the most that fits 4096 (an upstream on loopback; the first question,
- *     from another address, fills the forward cache; svcdns fetched it over TCP).
+ *   - a forwarded name whose TXT record set is 3.8 KB, about the most that fits 4096 bytes (an
+ *     upstream on loopback; a first question from another address fills the forward cache).
  * Settings: `--max-udp-size 4096` (the old default) and 1232 (DNS Flag Day 2020), each with RRL off
  * and with `--rrl-responses-per-second 10` (slip 2); the flood comes from 127.0.0.1, and
  * `--rrl-exempt 192.0.2.0/24` takes away loopback's exemption, as for a client on the network.
@@ -18,7 +18,9 @@
  * every 10 ms; replies still arriving 500 ms after the last query are counted (a benchmark may
  * wait: nothing here asserts).
  *
- * Output: the markdown table on stdout; `--write` puts it into BENCHMARKS.md between the markers
+ * Then RRL's own cost per reply, in process (`costPerReply`).
+ *
+ * Output: the markdown tables on stdout; `--write` puts it into BENCHMARKS.md between the markers
  * of its section ("Amplification"). Every process it starts is stopped at the end and on errors.
  */
 
@@ -28,6 +30,11 @@ import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { parseArgs } from 'node:util';
+import * as dnsPacket from 'dns-packet';
+import { Diagnostics } from '../src/diagnostics/channels.js';
+import { parseCidr } from '../src/net/address.js';
+import { DEFAULT_RRL_EXEMPT } from '../src/rrl/config.js';
+import { RateLimiter } from '../src/rrl/limiter.js';
 import { buildQuery, udpExchange } from '../test/support/client.js';
 import { ROOT, startCli, type Running } from '../test/support/spawn.js';
 import { startUpstream } from '../test/support/upstream.js';
@@ -89,8 +96,8 @@ async function flood(port: number, query: Buffer): Promise<Flood> {
     f.replies++;
     f.bytesOut += msg.length;
     f.largest = Math.max(f.largest, msg.length);
-    // RRL's slipped replies: TC and not a record (a reply fitted to the size may have TC too, with records).
-    if (msg[2]! & 0x02 && msg.readUInt16BE(6) === 0 && msg.readUInt16BE(8) === 0 && msg.readUInt16BE(10) === 0) f.truncated++;
+    // TC and no answer or authority record (an OPT aside): RRL's slipped replies, and replies too big for any record to fit.
+    if (msg[2]! & 0x02 && msg.readUInt16BE(6) === 0 && msg.readUInt16BE(8) === 0) f.truncated++;
     else if (msg.readUInt16BE(6) > 0) f.answered++;
   });
   await new Promise<void>((resolve) => socket.bind({ address: '127.0.0.1', port: 0 }, resolve));
@@ -162,12 +169,49 @@ async function main(): Promise<void> {
     await upstream.close();
     await rm(dir, { recursive: true, force: true });
   }
-  const table = report(rows);
+  const table = report(rows, costPerReply());
   process.stdout.write(table);
   if (args.write) await writeSection(table);
 }
 
-function report(rows: Row[]): string {
+/**
+ * What RRL adds to each UDP reply, in process (no sockets): `RateLimiter.limit` on a 1-record reply,
+ * for clients spread over 1,000 prefixes (every reply charged, none limited: the rate is 10^6) and
+ * for an exempt loopback client. Median of 5 rounds of 2 million replies.
+ */
+function costPerReply(): { label: string; ns: number }[] {
+  const query = buildQuery('web.service.consul', 'A', { udpSize: 1232 });
+  const reply = Buffer.from(
+    dnsPacket.encode({
+      type: 'response',
+      id: 1,
+      flags: 0x8400,
+      questions: [{ name: 'web.service.consul', type: 'A', class: 'IN' }],
+      answers: [{ name: 'web.service.consul', type: 'A', ttl: 0, data: '10.0.0.1' }],
+    }),
+  );
+  const limiter = new RateLimiter({
+    config: { responsesPerSecond: 1_000_000, slip: 2, windowSeconds: 15, ipv4PrefixLength: 24, ipv6PrefixLength: 56, exempt: DEFAULT_RRL_EXEMPT.map((c) => parseCidr(c)!), tableSize: 20_000 },
+    diagnostics: new Diagnostics(),
+  });
+  const sets: [string, { address: string; port: number }[]][] = [
+    ['IPv4 clients, 1,000 /24s', Array.from({ length: 1000 }, (_, i) => ({ address: `10.${i >> 8}.${i & 255}.7`, port: 5353 }))],
+    ['IPv6 clients, 1,000 /56s', Array.from({ length: 1000 }, (_, i) => ({ address: `2001:db8:${i.toString(16)}::7`, port: 5353 }))],
+    ['a loopback client (exempt)', [{ address: '127.0.0.1', port: 5353 }]],
+  ];
+  return sets.map(([label, clients]) => {
+    const rounds: number[] = [];
+    for (let round = 0; round < 5; round++) {
+      const n = 2_000_000;
+      const t0 = performance.now();
+      for (let i = 0; i < n; i++) limiter.limit(query, reply, clients[i % clients.length]!);
+      rounds.push(((performance.now() - t0) * 1e6) / n);
+    }
+    return { label, ns: rounds.sort((a, b) => a - b)[2]! };
+  });
+}
+
+function report(rows: Row[], cost: { label: string; ns: number }[]): string {
   const n = (x: number): string => x.toLocaleString('en-US');
   const lines = [
     `**Command:** \`npm run bench:amplification\` (--rate ${RATE} --seconds ${SECONDS} --rrl ${RRL}); ${cpus().length} cores, node ${process.version}, ${new Date().toISOString().slice(0, 16)} UTC.`,
@@ -178,6 +222,12 @@ function report(rows: Row[]): string {
       ({ maxUdp, rrl, c, f, querySize }) =>
         `| ${c.label} | ${maxUdp} | ${rrl ? `${RRL}/s, slip 2` : 'off'} | ${querySize} | ${n(f.largest)} | ${n(f.replies)} / ${n(f.sent)} | ${n(f.answered)} | ${n(f.truncated)} | **${(f.bytesOut / f.bytesIn).toFixed(1)}×** |`,
     ),
+    '',
+    'What RRL costs per UDP reply when on (`RateLimiter.limit`, in process, median of 5 rounds of 2 million; off, the handler is not wrapped at all):',
+    '',
+    '| client | ns per reply |',
+    '|---|---:|',
+    ...cost.map(({ label, ns }) => `| ${label} | ${ns.toFixed(0)} |`),
     '',
   ];
   return lines.join('\n');
