@@ -37,7 +37,9 @@ export class IdentityReader {
     const seeded = this.seed;
     if (rcode === Rcode.NOERROR) {
       this.kind = Kind.ANSWER;
-      let h = reply[4] === 0 && reply[5] === 1 ? hashName(reply, HEADER_SIZE, Math.imul(seeded ^ Kind.ANSWER, PRIME)) : (nameEnd = -1);
+      let h = 0;
+      nameEnd = -1;
+      if (reply[4] === 0 && reply[5] === 1) h = hashName(reply, HEADER_SIZE, Math.imul(seeded ^ Kind.ANSWER, PRIME));
       if (nameEnd < 0 || nameEnd + 4 > reply.length) {
         // No question to read (never from svcdns): one class of its own.
         this.hash = Math.imul(seeded ^ 0xff, PRIME) >>> 0;
@@ -79,9 +81,9 @@ function hashName(buf: Buffer, at: number, start: number): number {
   nameEnd = -1;
   for (;;) {
     if (off >= buf.length) {
-        nameEnd = -1;
-        return 0;
-      }
+      nameEnd = -1;
+      return 0;
+    }
     const len = buf[off]!;
     if (len === 0) {
       if (nameEnd < 0) nameEnd = off + 1;
@@ -103,9 +105,9 @@ function hashName(buf: Buffer, at: number, start: number): number {
       continue;
     }
     if (len > 63 || off + 1 + len > buf.length) {
-        nameEnd = -1;
-        return 0;
-      }
+      nameEnd = -1;
+      return 0;
+    }
     const stop = off + 1 + len;
     for (let i = off; i < stop; i++) {
       const c = buf[i]!;
