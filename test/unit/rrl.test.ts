@@ -11,6 +11,9 @@ import * as dnsPacket from 'dns-packet';
 import { Accounts, Verdict } from '../../src/rrl/accounts.js';
 import { IdentityReader, Kind } from '../../src/rrl/identity.js';
 import { PrefixReader } from '../../src/rrl/prefix.js';
+import { RateLimiter, rateLimited } from '../../src/rrl/limiter.js';
+import { Diagnostics } from '../../src/diagnostics/channels.js';
+import type { DnsHandler } from '../../src/pipeline/handler.js';
 import { parseCidr, type Cidr } from '../../src/net/address.js';
 
 const S = Verdict.SEND;
@@ -137,5 +140,45 @@ describe('identity of replies', () => {
     const viaPointer = id.hash;
     assert.ok(id.read(plain));
     assert.equal(viaPointer, id.hash);
+  });
+});
+
+describe('the handler wrapped', () => {
+  const query = Buffer.from(dnsPacket.encode({ id: 7, type: 'query', questions: [{ name: 'big.example.test', type: 'TXT', class: 'IN' }] }));
+  const reply = Buffer.from(
+    dnsPacket.encode({
+      id: 7,
+      type: 'response',
+      flags: 0x8180,
+      questions: [{ name: 'big.example.test', type: 'TXT', class: 'IN' }],
+      answers: [{ name: 'big.example.test', type: 'TXT', ttl: 60, data: ['x'.repeat(200)] }],
+    }),
+  );
+  const client = { address: '192.0.2.1', port: 5353 };
+  const wrap = (inner: DnsHandler): DnsHandler => {
+    const config = { responsesPerSecond: 1, slip: 2, windowSeconds: 15, ipv4PrefixLength: 24, ipv6PrefixLength: 56, exempt: cidrs('127.0.0.0/8'), tableSize: 64 };
+    return rateLimited(inner, new RateLimiter({ config, diagnostics: new Diagnostics(), now: () => 5000 }));
+  };
+
+  test('pending answers (forwarded) are limited when they settle; TCP never; no reply stays none', async () => {
+    const h = wrap(() => Promise.resolve(reply));
+    const got = [await h(query, 'udp', client), await h(query, 'udp', client), await h(query, 'udp', client), await h(query, 'tcp', client)];
+    assert.equal(got[0], reply);
+    const slipped = dnsPacket.decode(got[1]!);
+    assert.ok((slipped.flags! & dnsPacket.TRUNCATED_RESPONSE) !== 0 && slipped.answers!.length === 0 && slipped.id === 7);
+    assert.equal(got[2], null, 'dropped');
+    assert.equal(got[3], reply, 'TCP is never limited');
+    const silent = wrap(() => null);
+    for (let i = 0; i < 3; i++) assert.equal(silent(query, 'udp', client), null);
+  });
+
+  test('each limited reply is told on the seam: dropped or slipped', () => {
+    const diagnostics = new Diagnostics();
+    const seen: string[] = [];
+    diagnostics.rateLimit.subscribe((e) => seen.push(e.outcome));
+    const config = { responsesPerSecond: 2, slip: 2, windowSeconds: 15, ipv4PrefixLength: 24, ipv6PrefixLength: 56, exempt: [], tableSize: 64 };
+    const h = rateLimited(() => reply, new RateLimiter({ config, diagnostics, now: () => 5000 }));
+    for (let i = 0; i < 7; i++) void h(query, 'udp', client);
+    assert.deepEqual(seen, ['slipped', 'dropped', 'slipped', 'dropped', 'slipped']);
   });
 });
