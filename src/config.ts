@@ -24,13 +24,14 @@ import { forwardComponent, type ForwardSection } from './forward/config.js';
 import { httpComponent, type HttpConfig } from './http/config.js';
 import { lifecycleComponent, type LifecycleConfig } from './lifecycle/config.js';
 import { listenComponent, type ListenConfig } from './listen/config.js';
+import { rrlComponent, type RrlConfig } from './rrl/config.js';
 import { stateComponent, type StateConfig } from './state/config.js';
 import { logComponent, type LogConfig } from './log.js';
 
 export type { RawConfig } from './config/component.js';
 
 /** Every component's options side by side. */
-export type Config = ListenConfig & AnswerConfig & ReplyCacheConfig & LogConfig & SourcesConfig & ForwardSection & HttpConfig & LifecycleConfig & StateConfig;
+export type Config = ListenConfig & AnswerConfig & ReplyCacheConfig & LogConfig & SourcesConfig & ForwardSection & HttpConfig & LifecycleConfig & StateConfig & RrlConfig;
 
 export class ConfigError extends Error {
   readonly code = 'SVCDNS_CONFIG_INVALID';
@@ -54,6 +55,7 @@ const COMPONENTS: readonly ConfigComponent<object>[] = [
   httpComponent,
   lifecycleComponent,
   stateComponent,
+  rrlComponent,
 ];
 
 /**

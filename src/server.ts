@@ -35,6 +35,7 @@ import { ForwardStage } from './pipeline/forward.js';
 import type { DnsHandler } from './pipeline/handler.js';
 import { Recursion, recursionAclStage } from './pipeline/recursion.js';
 import { ReplyCache } from './pipeline/reply-cache.js';
+import { RateLimiter, rateLimited } from './rrl/limiter.js';
 import type { Stage } from './pipeline/stage.js';
 import { CatalogPersistence } from './state/persist.js';
 
@@ -142,13 +143,15 @@ export class SvcdnsServer {
     ];
     if (config.queryLog) this.queryLogOff = logQueries(diagnostics, log);
     if (source.touch) this.subscriptions.push(trackUsage(diagnostics, { touch: source.touch.bind(source) }));
-    this.handler = createPipeline({
+    const pipeline = createPipeline({
       stages,
       context: { store, maxUdpSize: config.maxUdpSize, recursive: recursion.recursive },
       diagnostics,
       log,
       inFlight: this.inFlight,
     });
+    // RRL judges replies, so it wraps the whole pipeline; off, it costs nothing (src/rrl/limiter.ts).
+    this.handler = config.rrl.responsesPerSecond > 0 ? rateLimited(pipeline, new RateLimiter({ config: config.rrl, diagnostics })) : pipeline;
   }
 
   /**

@@ -15,6 +15,8 @@
  *   file, resolv.conf): failing with a problem, or fine again. The state logger turns these into
  *   one log line per change of state.
  * - `catalog`: a catalog snapshot was published (the snapshot, and the data it was built from).
+ * - `rateLimit`: a UDP reply was limited by RRL (src/rrl/limiter.ts): dropped, or slipped (sent
+ *   truncated). Frozen constant messages: a flood costs no allocation.
  */
 
 import { channel, type Channel } from 'node:diagnostics_channel';
@@ -89,6 +91,10 @@ export interface CatalogEvent {
   readonly data: CatalogData;
 }
 
+export interface RateLimitEvent {
+  readonly outcome: 'dropped' | 'slipped';
+}
+
 /** One named channel with a message type: node:diagnostics_channel underneath. */
 export class Topic<T> {
   private readonly channel: Channel;
@@ -133,4 +139,5 @@ export class Diagnostics {
   readonly upstream = new Topic<UpstreamEvent>('svcdns:upstream');
   readonly state = new Topic<StateEvent>('svcdns:state');
   readonly catalog = new Topic<CatalogEvent>('svcdns:catalog');
+  readonly rateLimit = new Topic<RateLimitEvent>('svcdns:rate-limit');
 }

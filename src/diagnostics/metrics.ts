@@ -103,6 +103,9 @@ export class ServerMetrics {
   private watchErrors = 0;
   /** Forwarded answers served stale (RFC 8767), from query events. */
   private staleAnswers = 0;
+  /** UDP replies limited by RRL: dropped, and slipped (sent truncated). */
+  private rrlDropped = 0;
+  private rrlSlipped = 0;
   private readonly unsubscribe: (() => void)[];
 
   /**
@@ -117,6 +120,10 @@ export class ServerMetrics {
     this.unsubscribe = [
       diagnostics.query.subscribe((e) => this.onQuery(e)),
       diagnostics.upstream.subscribe((e) => this.onUpstream(e)),
+      diagnostics.rateLimit.subscribe((e) => {
+        if (e.outcome === 'dropped') this.rrlDropped++;
+        else this.rrlSlipped++;
+      }),
       diagnostics.state.subscribe((e) => {
         if (e.key === 'consul' && e.problem !== null) this.watchErrors++;
       }),
@@ -192,6 +199,13 @@ export class ServerMetrics {
     );
     m('svcdns_dns_request_duration_seconds', 'Time from a query’s arrival to its reply, by transport.', 'histogram', 'sum', () =>
       PROTOS.flatMap((proto, p) => this.duration[p]!.values('svcdns_dns_request_duration_seconds', { proto })),
+    );
+
+    m('svcdns_rrl_limited_total', 'UDP replies over the response rate limit (--rrl-responses-per-second): dropped or slipped.', 'counter', 'sum', () =>
+      one(this.rrlDropped + this.rrlSlipped),
+    );
+    m('svcdns_rrl_slipped_total', 'Limited UDP replies sent truncated (TC=1; errors as they are) so a real client retries over TCP (--rrl-slip).', 'counter', 'sum', () =>
+      one(this.rrlSlipped),
     );
 
     m('svcdns_reply_cache_hits_total', 'Queries answered from the reply cache.', 'counter', 'sum', () => one(this.read.replyCache()?.hits ?? null));

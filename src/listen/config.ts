@@ -24,7 +24,7 @@ export const listenComponent: ConfigComponent<ListenConfig> = {
       default: ['127.0.0.1:8600'],
     },
     'tcp-idle-timeout': { describe: 'close TCP connections idle this long, seconds', type: 'number', default: '10' },
-    'max-udp-size': { describe: 'largest UDP reply in bytes, whatever a client advertises (512..4096)', type: 'number', default: '4096' },
+    'max-udp-size': { describe: 'largest UDP reply in bytes, whatever a client advertises (512..4096; 1232: DNS Flag Day 2020, no IP fragments)', type: 'number', default: '1232' },
     workers: { describe: 'processes answering queries, sharing the listen sockets, fed by one catalog source (1: no extra processes)', type: 'number', default: '1' },
   },
   build(raw, problems) {

@@ -397,7 +397,7 @@ describe('a reply that must shrink loses its node meta TXT first, then the glue,
   let s: TestServer;
   before(async () => {
     const nodes = Array.from({ length: COUNT }, (_, i) => `  - {name: n${i}, address: 10.5.0.${i + 1}, meta: {note: ${'m'.repeat(100)}}, services: [{name: web, port: 80}]}`);
-    s = await startServer({ catalog: `nodes:\n${nodes.join('\n')}\n` });
+    s = await startServer({ catalog: `nodes:\n${nodes.join('\n')}\n`, flags: { 'max-udp-size': '4096' } });
   });
   after(() => s.close());
 

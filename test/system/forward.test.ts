@@ -215,7 +215,8 @@ test('--upstream-max-inflight: questions beyond it get SERVFAIL at once; joining
 });
 
 test('an answer truncated over UDP is fetched again over TCP, and fitted to each client', async (t) => {
-  const { server, upstreams } = await setup(t);
+  // The whole set (3.9 KB) fits a UDP reply only with --max-udp-size 4096 (the default is 1232).
+  const { server, upstreams } = await setup(t, { flags: { 'max-udp-size': '4096' } });
   const whole = await dig(server.port, ['big.example.test', 'A', '+bufsize=4096', '+ignore']);
   assert.equal(whole.flags.includes('tc'), false);
   assert.equal(whole.answer.length, 120);
@@ -239,7 +240,8 @@ test('an answer truncated over UDP is fetched again over TCP, and fitted to each
 });
 
 test('a UDP answer cut mid-record with TC is fetched again over TCP', async (t) => {
-  const { server, upstreams } = await setup(t);
+  // The whole set (3.9 KB) fits a UDP reply only with --max-udp-size 4096 (the default is 1232).
+  const { server, upstreams } = await setup(t, { flags: { 'max-udp-size': '4096' } });
   upstreams[0]!.behaviour = 'cut-mid-record';
   const r = await dig(server.port, ['big.example.test', 'A', '+bufsize=4096', '+ignore']);
   assert.equal(r.answer.length, 120);

@@ -29,7 +29,7 @@ test('defaults', () => {
     aRecordLimit: 0,
     nodeMetaTxt: true,
     tcpIdleTimeout: 10,
-    maxUdpSize: 4096,
+    maxUdpSize: 1232,
     workers: 1,
     httpListen: [],
     answerCacheSize: 10000,
@@ -41,6 +41,18 @@ test('defaults', () => {
     translateWanAddrs: false,
     lameduckMs: 0,
     stateDir: null,
+    rrl: {
+      responsesPerSecond: 0,
+      slip: 2,
+      windowSeconds: 15,
+      ipv4PrefixLength: 24,
+      ipv6PrefixLength: 56,
+      exempt: [
+        { address: '127.0.0.0', prefix: 8, family: 'ipv4' },
+        { address: '::1', prefix: 128, family: 'ipv6' },
+      ],
+      tableSize: 20000,
+    },
     consul: null,
     forward: {
       upstreams: null,
@@ -338,4 +350,47 @@ test('state-dir: a directory from a flag, SVCDNS_STATE_DIR or the config file; n
   assert.equal(resolveConfig({ flags: { 'state-dir': '/var/lib/svcdns' }, env: {} }).stateDir, '/var/lib/svcdns');
   assert.equal(resolveConfig({ flags: {}, env: { SVCDNS_STATE_DIR: '/srv/state' } }).stateDir, '/srv/state');
   assert.equal(resolveConfig({ flags: {}, env: {}, configFile: 'f.yaml', readFile: () => 'state-dir: /tmp/s\n' }).stateDir, '/tmp/s');
+});
+
+test('rrl keys: values from flags, env and file; every bad one named', () => {
+  const config = resolveConfig({
+    flags: { 'rrl-responses-per-second': '50', 'rrl-exempt': ['127.0.0.0/8', '172.16.0.0/12'] },
+    env: { SVCDNS_RRL_SLIP: '0', SVCDNS_RRL_IPV6_PREFIX_LENGTH: '64' },
+    configFile: 'svcdns.yaml',
+    readFile: () => 'rrl-window: 5\nrrl-table-size: 1000\n',
+  });
+  assert.deepEqual(config.rrl, {
+    responsesPerSecond: 50,
+    slip: 0,
+    windowSeconds: 5,
+    ipv4PrefixLength: 24,
+    ipv6PrefixLength: 64,
+    exempt: [
+      { address: '127.0.0.0', prefix: 8, family: 'ipv4' },
+      { address: '172.16.0.0', prefix: 12, family: 'ipv4' },
+    ],
+    tableSize: 1000,
+  });
+  assert.deepEqual(
+    problems({
+      flags: {
+        'rrl-responses-per-second': 'lots',
+        'rrl-slip': '11',
+        'rrl-window': '0',
+        'rrl-ipv4-prefix-length': '33',
+        'rrl-ipv6-prefix-length': '129',
+        'rrl-exempt': ['loopback'],
+        'rrl-table-size': '1',
+      },
+    }),
+    [
+      'rrl-responses-per-second: must be a whole number from 0 to 1000000 (got "lots")',
+      'rrl-slip: must be a whole number from 0 to 10 (got "11")',
+      'rrl-window: must be a whole number from 1 to 3600 (got "0")',
+      'rrl-ipv4-prefix-length: must be a whole number from 0 to 32 (got "33")',
+      'rrl-ipv6-prefix-length: must be a whole number from 0 to 128 (got "129")',
+      'rrl-exempt: "loopback" is not an address range such as 10.0.0.0/8 or fc00::/7',
+      'rrl-table-size: must be a whole number from 16 to 10000000 (got "1")',
+    ],
+  );
 });
