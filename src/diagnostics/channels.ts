@@ -15,12 +15,15 @@
  *   file, resolv.conf): failing with a problem, or fine again. The state logger turns these into
  *   one log line per change of state.
  * - `catalog`: a catalog snapshot was published (the snapshot, and the data it was built from).
+ * - `tcp`: the TCP listener refused a connection or closed one by its own rules (per-client cap,
+ *   full table, idle). Rare but for abuse, and then one per connection.
  */
 
 import { channel, type Channel } from 'node:diagnostics_channel';
 import type { Logger } from 'pino';
 import type { Snapshot } from '../catalog/snapshot.js';
 import type { CatalogData } from '../catalog/types.js';
+import type { TcpClose } from '../listen/tcp-table.js';
 import type { Answer, Request } from '../pipeline/stage.js';
 
 /**
@@ -88,6 +91,11 @@ export interface CatalogEvent {
   readonly data: CatalogData;
 }
 
+/** A TCP connection the listener refused or closed by its own rules, and why (src/listen/tcp-table.ts). */
+export interface TcpEvent {
+  readonly reason: TcpClose;
+}
+
 /** One named channel with a message type: node:diagnostics_channel underneath. */
 export class Topic<T> {
   private readonly channel: Channel;
@@ -132,4 +140,5 @@ export class Diagnostics {
   readonly upstream = new Topic<UpstreamEvent>('svcdns:upstream');
   readonly state = new Topic<StateEvent>('svcdns:state');
   readonly catalog = new Topic<CatalogEvent>('svcdns:catalog');
+  readonly tcp = new Topic<TcpEvent>('svcdns:tcp');
 }
