@@ -142,6 +142,7 @@ void test('--tcp-max-per-client: connections from one client beyond the cap are 
 
   // Another client is not counted with 127.0.0.2: dig over TCP from 127.0.0.1 gets its answer.
   await assertDigTcp(s.dns);
+  await assertUdp(s.dns, 150);
   const other = await Conn.open(t, s.dns, '127.0.0.1');
   assert.deepEqual(await other.ask(200), WEB_A);
   // The four held are still served.
