@@ -375,6 +375,7 @@ async function bindPair(
     maxPerClient: config.tcpMaxPerClient,
     exclusive,
     events: diagnostics.tcp,
+    state: diagnostics.state,
   };
   for (let attempt = 0; ; attempt++) {
     const udp = await listenUdp(at, handler, log, exclusive).catch((err: unknown) => {

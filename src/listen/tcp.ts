@@ -18,9 +18,9 @@
 
 import { createServer, type Server, type Socket } from 'node:net';
 import type { Logger } from 'pino';
-import type { Topic, TcpEvent } from '../diagnostics/channels.js';
+import type { StateEvent, Topic, TcpEvent } from '../diagnostics/channels.js';
 import type { DnsHandler } from '../pipeline/handler.js';
-import type { ListenAddress } from '../net/address.js';
+import { formatHostPort, type ListenAddress } from '../net/address.js';
 import { ConnectionTable, type TableEntry, type TcpClose } from './tcp-table.js';
 
 export interface TcpListenerOptions {
@@ -34,6 +34,8 @@ export interface TcpListenerOptions {
   exclusive?: boolean;
   /** Where connections refused or closed by the table's rules are told (metrics count them). */
   events?: Topic<TcpEvent>;
+  /** Where the table filling up (and having room again) is told: logged once each, shown in /status. */
+  state?: Topic<StateEvent>;
 }
 
 export interface TcpListener {
@@ -54,14 +56,36 @@ export const DEFAULT_MAX_PER_CLIENT = 16;
 export function listenTcp(at: ListenAddress, handler: DnsHandler, options: TcpListenerOptions, log: Logger): Promise<TcpListener> {
   /** Each open connection and the function that winds it down. */
   const connections = new Map<Socket, () => void>();
+  const maxConnections = options.maxConnections ?? DEFAULT_MAX_CONNECTIONS;
   const table = new ConnectionTable<TableEntry>({
-    maxConnections: options.maxConnections ?? DEFAULT_MAX_CONNECTIONS,
+    maxConnections,
     maxPerClient: options.maxPerClient ?? DEFAULT_MAX_PER_CLIENT,
     idleTimeoutMs: options.idleTimeoutMs,
   });
   const events = options.events;
+  /** `tcp HOST:PORT` once bound: the state key of this listener's table. */
+  let stateKey = '';
+  /** The table was full (a connection evicted or refused): said once, until it is half empty again. */
+  let full = false;
+  const setFull = (now: boolean): void => {
+    full = now;
+    options.state?.publish(
+      now
+        ? {
+            key: stateKey,
+            subject: 'connections',
+            problem: 'connection table full',
+            level: 'warn',
+            message: 'tcp connection table full: closing the connections idle longest to make room',
+            fields: { maxConnections },
+            log,
+          }
+        : { key: stateKey, subject: 'connections', problem: null, message: 'tcp connection table has room again', fields: { open: table.size, maxConnections }, log },
+    );
+  };
   const tell = (reason: TcpClose): void => {
     if (events?.hasSubscribers) events.publish({ reason });
+    if (!full && (reason === 'evicted' || reason === 'full')) setFull(true);
   };
   let closing = false;
   // Half-open: a client may send its queries and close its side; it still gets every reply.
@@ -79,7 +103,10 @@ export function listenTcp(at: ListenAddress, handler: DnsHandler, options: TcpLi
       return;
     }
     connections.set(socket, serveConnection(socket, handler, table, client, tell, log));
-    socket.on('close', () => connections.delete(socket));
+    socket.on('close', () => {
+      connections.delete(socket);
+      if (full && table.size <= maxConnections / 2) setFull(false);
+    });
   });
   return new Promise((resolve, reject) => {
     server.once('error', reject);
@@ -87,9 +114,11 @@ export function listenTcp(at: ListenAddress, handler: DnsHandler, options: TcpLi
       server.off('error', reject);
       server.on('error', (err) => log.error({ err }, 'tcp server error'));
       const address = server.address();
+      const port = typeof address === 'object' && address ? address.port : at.port;
+      stateKey = `tcp ${formatHostPort({ host: at.host, port })}`;
       resolve({
         server,
-        port: typeof address === 'object' && address ? address.port : at.port,
+        port,
         get connections() {
           return table.size;
         },

@@ -20,7 +20,7 @@ import { buildQuery, decode, frame, udpExchange, zoneLines } from '../support/cl
 import { dig } from '../support/dig.js';
 import { eventually, within } from '../support/eventually.js';
 import { scrape } from '../support/metrics.js';
-import { startCli } from '../support/spawn.js';
+import { startCli, type Running } from '../support/spawn.js';
 
 const WEB_A = ['web.service.consul. 0 IN A 192.168.0.129', 'web.service.consul. 0 IN A 192.168.0.130', 'web.service.consul. 0 IN A 192.168.0.131'];
 const ATTACKER = '127.0.0.2';
@@ -28,6 +28,7 @@ const ATTACKER = '127.0.0.2';
 interface Svcdns {
   dns: number;
   http: number;
+  cli: Running;
 }
 
 /** The CLI with `args` (the example catalog unless they name one), its DNS and HTTP ports; stopped after the test. */
@@ -38,7 +39,7 @@ async function start(t: TestContext, args: string[]): Promise<Svcdns> {
   const portOf = (line: Record<string, unknown>): number => Number(String(line.address).split(':').pop());
   const http = await cli.waitForLog((l) => String(l.msg).startsWith('listening (http'));
   const dns = await cli.waitForLog((l) => l.msg === 'listening (udp, tcp)');
-  return { dns: portOf(dns), http: portOf(http) };
+  return { dns: portOf(dns), http: portOf(http), cli };
 }
 
 /** One TCP connection from `from`, collecting framed replies; it notices the server's close. */
@@ -182,6 +183,14 @@ void test('--tcp-max-connections: a new connection to a full table closes the on
   const m = await scrape(s.http);
   assert.equal(m.get('svcdns_tcp_connections_closed_total{reason="evicted"}'), 1);
   assert.equal(m.get('svcdns_tcp_connections'), 3);
+  // Said once in the log (and in /status), and again once the table is half empty.
+  const warned = await s.cli.waitForLog((l) => l.msg === 'tcp connection table full: closing the connections idle longest to make room');
+  assert.equal(warned.level, 40);
+  assert.equal(warned.maxConnections, 3);
+  a.socket.destroy();
+  c.socket.destroy();
+  await s.cli.waitForLog((l) => l.msg === 'tcp connection table has room again');
+  assert.equal(s.cli.logs.filter((l) => String(l.msg).startsWith('tcp connection table full')).length, 1);
 });
 
 void test('the idle timeout shrinks as the table fills, for the connections already open', async (t) => {
