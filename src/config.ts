@@ -72,6 +72,8 @@ const FIRST = [
   'service-ttl',
   'node-ttl',
   'tcp-idle-timeout',
+  'tcp-max-connections',
+  'tcp-max-per-client',
   'max-udp-size',
   'workers',
   'answer-cache-size',

@@ -191,7 +191,7 @@ export class SvcdnsServer {
       }
       await source.start(store);
       for (const at of config.listen) {
-        const pair = await bindPair(at, server.handler, config, log, !options.sharedSockets);
+        const pair = await bindPair(at, server.handler, config, diagnostics, log, !options.sharedSockets);
         server.listeners.push(pair.udp, pair.tcp);
         server.bound.push({ host: at.host, port: pair.udp.port });
       }
@@ -232,6 +232,7 @@ export class SvcdnsServer {
         forwarder: () => this.forwarder.stats(),
         catalog: () => this.store.current(),
         consulWatches: () => this.source.watchCount ?? null,
+        tcpConnections: () => (this.bound.length === 0 ? null : this.listeners.reduce((n, l) => n + ('connections' in l ? l.connections : 0), 0)),
       },
       { defaultMetrics: this.options.defaultMetrics ?? true },
     );
@@ -366,13 +367,28 @@ async function createForwarder(options: ServerOptions, diagnostics: Diagnostics)
  * Binds UDP, then TCP on the port UDP got. With port 0 the kernel picks the UDP port, which may be
  * taken for TCP: try again with a new port a few times.
  */
-async function bindPair(at: ListenAddress, handler: DnsHandler, config: Config, log: Logger, exclusive: boolean): Promise<{ udp: UdpListener; tcp: TcpListener }> {
+async function bindPair(
+  at: ListenAddress,
+  handler: DnsHandler,
+  config: Config,
+  diagnostics: Diagnostics,
+  log: Logger,
+  exclusive: boolean,
+): Promise<{ udp: UdpListener; tcp: TcpListener }> {
+  const tcpOptions = {
+    idleTimeoutMs: config.tcpIdleTimeout * 1000,
+    maxConnections: config.tcpMaxConnections,
+    maxPerClient: config.tcpMaxPerClient,
+    exclusive,
+    events: diagnostics.tcp,
+    state: diagnostics.state,
+  };
   for (let attempt = 0; ; attempt++) {
     const udp = await listenUdp(at, handler, log, exclusive).catch((err: unknown) => {
       throw listenError(at, 'udp', err);
     });
     try {
-      const tcp = await listenTcp({ host: at.host, port: udp.port }, handler, { idleTimeoutMs: config.tcpIdleTimeout * 1000, exclusive }, log);
+      const tcp = await listenTcp({ host: at.host, port: udp.port }, handler, tcpOptions, log);
       return { udp, tcp };
     } catch (err) {
       await udp.close();

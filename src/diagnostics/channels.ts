@@ -17,12 +17,15 @@
  * - `catalog`: a catalog snapshot was published (the snapshot, and the data it was built from).
  * - `rateLimit`: a UDP reply was limited by RRL (src/rrl/limiter.ts): dropped, or slipped (sent
  *   truncated). Frozen constant messages: a flood costs no allocation.
+ * - `tcp`: the TCP listener refused a connection or closed one by its own rules (per-client cap,
+ *   full table, idle). Rare but for abuse, and then one per connection.
  */
 
 import { channel, type Channel } from 'node:diagnostics_channel';
 import type { Logger } from 'pino';
 import type { Snapshot } from '../catalog/snapshot.js';
 import type { CatalogData } from '../catalog/types.js';
+import type { TcpClose } from '../listen/tcp-table.js';
 import type { Answer, Request } from '../pipeline/stage.js';
 
 /**
@@ -95,6 +98,11 @@ export interface RateLimitEvent {
   readonly outcome: 'dropped' | 'slipped';
 }
 
+/** A TCP connection the listener refused or closed by its own rules, and why (src/listen/tcp-table.ts). */
+export interface TcpEvent {
+  readonly reason: TcpClose;
+}
+
 /** One named channel with a message type: node:diagnostics_channel underneath. */
 export class Topic<T> {
   private readonly channel: Channel;
@@ -140,4 +148,5 @@ export class Diagnostics {
   readonly state = new Topic<StateEvent>('svcdns:state');
   readonly catalog = new Topic<CatalogEvent>('svcdns:catalog');
   readonly rateLimit = new Topic<RateLimitEvent>('svcdns:rate-limit');
+  readonly tcp = new Topic<TcpEvent>('svcdns:tcp');
 }

@@ -19,6 +19,7 @@ import { isNamedType, rcodeName, typeName } from '../dns/constants.js';
 import type { ForwarderStats } from '../forward/forwarder.js';
 import type { ReplyCacheStats } from '../pipeline/reply-cache.js';
 import { VERSION } from '../version.js';
+import type { TcpClose } from '../listen/tcp-table.js';
 import type { Diagnostics, QueryEvent, UpstreamEvent } from './channels.js';
 import { declarer, type Value } from './metric-values.js';
 import { declareProcessMetrics } from './process-metrics.js';
@@ -31,6 +32,8 @@ export interface MetricsReaders {
   catalog(): Snapshot | null;
   /** The Consul source's watches running; null when no Consul source runs in this process. */
   consulWatches(): number | null;
+  /** TCP connections open now, over every listen address (null before the listeners are bound). */
+  tcpConnections(): number | null;
 }
 
 /** CoreDNS's request duration buckets (plugin/metrics/vars: exponential from 0.25 ms, doubling, 16). */
@@ -106,6 +109,8 @@ export class ServerMetrics {
   /** UDP replies limited by RRL: dropped, and slipped (sent truncated). */
   private rrlDropped = 0;
   private rrlSlipped = 0;
+  /** TCP connections refused or closed by the listener's rules, by why (src/listen/tcp-table.ts). */
+  private readonly tcpClosed = new Map<TcpClose, number>();
   private readonly unsubscribe: (() => void)[];
 
   /**
@@ -127,6 +132,7 @@ export class ServerMetrics {
       diagnostics.state.subscribe((e) => {
         if (e.key === 'consul' && e.problem !== null) this.watchErrors++;
       }),
+      diagnostics.tcp.subscribe((e) => this.tcpClosed.set(e.reason, (this.tcpClosed.get(e.reason) ?? 0) + 1)),
     ];
     this.declare();
     if (options.defaultMetrics) declareProcessMetrics(declarer(this.registry));
@@ -206,6 +212,14 @@ export class ServerMetrics {
     );
     m('svcdns_rrl_slipped_total', 'Limited UDP replies sent truncated (TC=1; errors as they are) so a real client retries over TCP (--rrl-slip).', 'counter', 'sum', () =>
       one(this.rrlSlipped),
+    );
+    m('svcdns_tcp_connections', 'TCP connections open.', 'gauge', 'sum', () => one(this.read.tcpConnections()));
+    m(
+      'svcdns_tcp_connections_closed_total',
+      'TCP connections svcdns refused or closed by its own rules, by why: per-client-limit and full (refused at once), evicted (idle longest, closed to make room), idle, idle-under-pressure (past an idle timeout shortened by a fuller table).',
+      'counter',
+      'sum',
+      () => [...this.tcpClosed].map(([reason, value]) => ({ value, labels: { reason } })),
     );
 
     m('svcdns_reply_cache_hits_total', 'Queries answered from the reply cache.', 'counter', 'sum', () => one(this.read.replyCache()?.hits ?? null));

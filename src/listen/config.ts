@@ -1,4 +1,7 @@
-/** The listeners' keys: the addresses to serve on, TCP idle timeout, the largest UDP reply, worker processes. */
+/**
+ * The listeners' keys: the addresses to serve on, the TCP connection table (idle timeout, the
+ * global bound, the per-client cap), the largest UDP reply, worker processes.
+ */
 
 import type { ConfigComponent } from '../config/component.js';
 import { integer, list, listOf, single } from '../config/values.js';
@@ -6,8 +9,12 @@ import { parseListen, type ListenAddress } from '../net/address.js';
 
 export interface ListenConfig {
   listen: readonly ListenAddress[];
-  /** Seconds a TCP connection may sit idle before svcdns closes it. */
+  /** Seconds a TCP connection may sit idle before svcdns closes it (shorter once the table is over half full). */
   tcpIdleTimeout: number;
+  /** TCP connections open at once (per process); when full, the oldest idle one makes room. */
+  tcpMaxConnections: number;
+  /** TCP connections open at once from one client (IPv4 address, IPv6 /64; per process); more are refused. */
+  tcpMaxPerClient: number;
   /** The largest UDP reply, whatever larger size a client advertises (512..4096). */
   maxUdpSize: number;
   /** Processes answering queries (node:cluster); 1: this process alone. */
@@ -24,6 +31,12 @@ export const listenComponent: ConfigComponent<ListenConfig> = {
       default: ['127.0.0.1:8600'],
     },
     'tcp-idle-timeout': { describe: 'close TCP connections idle this long, seconds', type: 'number', default: '10' },
+    'tcp-max-connections': {
+      describe: 'TCP connections open at once; when full, the one idle longest is closed to make room (the idle timeout shrinks past half full)',
+      type: 'number',
+      default: '1000',
+    },
+    'tcp-max-per-client': { describe: 'TCP connections open at once from one client (an IPv4 address, an IPv6 /64); more are closed at once', type: 'number', default: '16' },
     'max-udp-size': { describe: 'largest UDP reply in bytes, whatever a client advertises (512..4096; 1232: DNS Flag Day 2020, no IP fragments)', type: 'number', default: '1232' },
     workers: { describe: 'processes answering queries, sharing the listen sockets, fed by one catalog source (1: no extra processes)', type: 'number', default: '1' },
   },
@@ -33,6 +46,8 @@ export const listenComponent: ConfigComponent<ListenConfig> = {
     return {
       listen,
       tcpIdleTimeout: integer(single(raw['tcp-idle-timeout']), 'tcp-idle-timeout', 1, 3600, problems),
+      tcpMaxConnections: integer(single(raw['tcp-max-connections']), 'tcp-max-connections', 1, 1_000_000, problems),
+      tcpMaxPerClient: integer(single(raw['tcp-max-per-client']), 'tcp-max-per-client', 1, 1_000_000, problems),
       maxUdpSize: integer(single(raw['max-udp-size']), 'max-udp-size', 512, 4096, problems),
       workers: integer(single(raw.workers), 'workers', 1, 64, problems),
     };

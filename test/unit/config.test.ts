@@ -29,6 +29,8 @@ test('defaults', () => {
     aRecordLimit: 0,
     nodeMetaTxt: true,
     tcpIdleTimeout: 10,
+    tcpMaxConnections: 1000,
+    tcpMaxPerClient: 16,
     maxUdpSize: 1232,
     workers: 1,
     httpListen: [],

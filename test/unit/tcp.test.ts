@@ -1,7 +1,9 @@
 /**
  * The TCP listener's resource bounds, observed from outside: a client that does not read its
- * replies stops being answered (no unbounded reply queue), and a frame dripped in slower than the
- * idle timeout cannot hold a connection forever.
+ * replies stops being answered (no unbounded reply queue), a frame dripped in slower than the
+ * idle timeout cannot hold a connection forever, and a connection's pipelined queries are taken a
+ * few per event-loop turn. Also the connection table's pure parts: the idle timeout's curve and
+ * whose a connection is.
  */
 
 import assert from 'node:assert/strict';
@@ -11,9 +13,10 @@ import type { Socket } from 'node:net';
 import { test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { pino } from 'pino';
-import { listenTcp } from '../../src/listen/tcp.js';
+import { FRAMES_PER_TURN, listenTcp } from '../../src/listen/tcp.js';
+import { clientKey, idleTimeoutFor } from '../../src/listen/tcp-table.js';
 import { frame } from '../support/client.js';
-import { within } from '../support/eventually.js';
+import { eventually, within } from '../support/eventually.js';
 
 const log = pino({ level: 'silent' });
 
@@ -41,10 +44,10 @@ test('a client that does not read stops being answered until it reads; then ever
   await once(socket, 'connect');
   socket.pause();
   const [server] = await serverSide;
-  const paused = once(server, 'pause');
   socket.write(frame(...queries));
-  await within(paused, 10_000, 'the server pausing its reads while the client reads nothing');
-  assert.ok(server.writableNeedDrain, 'paused because its replies wait to be written');
+  // Its reads are also paused between turns (FRAMES_PER_TURN), and a pause while paused emits no
+  // event: the state is what is awaited.
+  await eventually(() => assert.ok(server.isPaused() && server.writableNeedDrain, 'paused because its replies wait to be written, while the client reads nothing'));
   // Paused is not the end: the kernel takes more of the replies as its buffers grow, and each
   // 'drain' lets a few more queries be answered. Half a second for that to settle.
   await sleep(500);
@@ -95,4 +98,46 @@ test('a frame dripped in slower than the idle timeout allows is cut off', async 
   // though the connection was never idle for one (a timer reset by every byte would wait for all 20).
   const bound = Math.floor((3 * IDLE_MS) / DRIP_MS);
   assert.ok(sent <= bound, `closed after ${sent} drips of one byte every ${DRIP_MS} ms; expected within ${bound} (3 idle timeouts of ${IDLE_MS} ms)`);
+});
+
+test('at most FRAMES_PER_TURN queries are taken from one connection per event-loop turn; the rest on later turns', async (t) => {
+  let handled = 0;
+  /** How many queries had been taken when the turn after the first one's came. */
+  let atNextTurn = -1;
+  const echo = (q: Buffer): Buffer => {
+    if (handled++ === 0) setImmediate(() => (atNextTurn = handled));
+    return q;
+  };
+  const listener = await listenTcp({ host: '127.0.0.1', port: 0 }, echo, { idleTimeoutMs: 10_000 }, log);
+  t.after(() => listener.close());
+  const QUERIES = 200;
+  const socket = connect({ host: '127.0.0.1', port: listener.port });
+  t.after(() => socket.destroy());
+  await once(socket, 'connect');
+  let bytes = 0;
+  const all = new Promise<void>((resolve) => {
+    socket.on('data', (chunk: Buffer) => {
+      bytes += chunk.length;
+      if (bytes === QUERIES * 14) resolve();
+    });
+  });
+  // 200 12-byte messages in one write: one read on the server's side, taken a few per turn.
+  socket.write(frame(...Array.from({ length: QUERIES }, (_, i) => Buffer.alloc(12, i))));
+  await within(all, 10_000, 'every echo');
+  assert.equal(handled, QUERIES);
+  assert.ok(atNextTurn > 0 && atNextTurn <= FRAMES_PER_TURN && atNextTurn < QUERIES, `${atNextTurn} of ${QUERIES} queries taken before the next turn (at most ${FRAMES_PER_TURN})`);
+});
+
+test('the idle timeout: the configured one up to half full, then in proportion to the room left, never below 1 s', () => {
+  const at = (open: number): number => idleTimeoutFor(10_000, open, 1000);
+  assert.deepEqual([0, 500, 750, 900, 950, 1000, 1200].map(at), [10_000, 10_000, 5000, 2000, 1000, 1000, 1000]);
+  assert.equal(idleTimeoutFor(300, 1000, 1000), 300, 'never longer than the configured one');
+  assert.equal(idleTimeoutFor(10_000, 1, 1), 1000);
+});
+
+test('whose a connection is: an IPv4 address, an IPv6 /64', () => {
+  assert.equal(clientKey('192.0.2.7'), '192.0.2.7');
+  assert.equal(clientKey('::ffff:192.0.2.7'), '192.0.2.7');
+  assert.equal(clientKey('2001:db8:1:2::5'), clientKey('2001:db8:1:2:ffff:1:2:3'));
+  assert.notEqual(clientKey('2001:db8:1:2::5'), clientKey('2001:db8:1:3::5'));
 });
