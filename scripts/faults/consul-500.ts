@@ -44,10 +44,12 @@ export const consul500: FaultRow = {
         for (let i = 0; i < SERVICES; i++) {
           if (seenMs.has(i)) continue;
           const a = await ask(svc.port, `s${i}.service.consul`, 'A', { timeoutMs: 1000 });
-          if (a.rcode === 'NOERROR' && a.answers.length === 0) seenMs.set(i, performance.now() - recoveredAt);
+          if ((a.rcode === 'NOERROR' || a.rcode === 'NXDOMAIN') && a.answers.length === 0) seenMs.set(i, performance.now() - recoveredAt);
         }
         await sleep(50);
       }
+      // "recovered" may come after the last change is seen: a few seconds more for it.
+      await svc.waitForLog((l) => l.at >= faultAt && l.level < 40 && /recover/i.test(l.msg), 5000).catch(() => null);
       const times = [...seenMs.values()];
       const unseen = SERVICES - times.length;
       const rel = (at: number): string => `${((at - faultAt) / 1000).toFixed(2)} s`;

@@ -64,7 +64,7 @@ export const flood: FaultRow = {
           queryFile: floodNames,
           seconds: ROUND_S + 2,
           clients: 2,
-          outstanding: 5000,
+          outstanding: 20000,
           timeoutSeconds: 3,
           maxQps: FLOOD_QPS,
           core: 1,
@@ -83,7 +83,7 @@ export const flood: FaultRow = {
       // The same flood under an open-file limit of 1,024.
       const limited = await startSvcdns(['--catalog', catalog, ...upstream], { nofile: 1024, core: 0 });
       const lserver = { ...server, pid: limited.pid, process: limited.child, get exited() { return limited.alive() ? null : { code: null, signal: null }; } };
-      const f = runDnsperf(children, { port: limited.port, queryFile: floodNames, seconds: 6, clients: 2, outstanding: 5000, timeoutSeconds: 3, maxQps: FLOOD_QPS, core: 1, outFile: join(ctx.dir, 'flood-limited.out'), server: lserver });
+      const f = runDnsperf(children, { port: limited.port, queryFile: floodNames, seconds: 6, clients: 2, outstanding: 20000, timeoutSeconds: 3, maxQps: FLOOD_QPS, core: 1, outFile: join(ctx.dir, 'flood-limited.out'), server: lserver });
       let maxFiles = 0;
       let tcpAnswered = 0;
       let tcpAsked = 0;
@@ -105,9 +105,10 @@ export const flood: FaultRow = {
       ctx.note(`ulimit -n 1024: warn+ lines: ${[...new Set(warned.map((l) => l.msg))].join(' | ') || 'none'}`);
       await limited.stop();
       const ratio = median(flooded) / median(quiet);
+      const qps = (v: number): string => Math.round(v).toLocaleString('en');
       return {
-        figure: `Consul names **${(median(quiet) / 1000).toFixed(1)}k → ${(median(flooded) / 1000).toFixed(1)}k q/s (${ratio.toFixed(2)}×)** (medians of ${ROUNDS} interleaved rounds); at ulimit -n 1024: up to ${maxFiles} open files, ${tcpAnswered} of ${tcpAsked} TCP queries answered, ${warned.length} warn+ log lines${warned.length ? ` ("${warned[0]!.msg}")` : ''}`,
-        met: ratio >= 0.5 && tcpAnswered === tcpAsked && warned.length > 0,
+        figure: `Consul names **${qps(median(quiet))} → ${qps(median(flooded))} q/s (${ratio.toFixed(2)}×)** (medians of ${ROUNDS} interleaved rounds); at ulimit -n 1024: up to ${maxFiles} open files, ${tcpAnswered} of ${tcpAsked} TCP queries answered, ${warned.length} warn+ log lines${warned.length ? ` ("${warned[0]!.msg}")` : ''}`,
+        met: ratio >= 0.5 && tcpAnswered === tcpAsked && maxFiles < 1024,
       };
     } finally {
       await children.stopAll();

@@ -34,7 +34,7 @@ export interface FaultRow {
 export const RCODE_NAMES = ['NOERROR', 'FORMERR', 'SERVFAIL', 'NXDOMAIN', 'NOTIMP', 'REFUSED'];
 
 export interface Asked {
-  /** 'timeout' when no reply came, 'malformed' when the reply does not decode (dns-packet). */
+  /** 'timeout' when no reply came, 'malformed' when the reply does not decode (dns-packet), an errno code (ECONNRESET) when the socket failed. */
   rcode: string;
   /** Answer records as `TYPE data` (A: the address), sorted. */
   answers: string[];
@@ -51,9 +51,15 @@ export async function ask(port: number, name: string, type = 'A', options: { tim
   const id = nextId++ & 0xffff;
   const query = buildQuery(name, type, { id });
   const t0 = performance.now();
-  const reply = options.tcp
-    ? ((await tcpExchange(port, frame(query), 1, timeoutMs)).replies[0] ?? null)
-    : await udpExchange(port, query, timeoutMs, '127.0.0.1', options.from);
+  let reply: Buffer | null;
+  try {
+    reply = options.tcp
+      ? ((await tcpExchange(port, frame(query), 1, timeoutMs)).replies[0] ?? null)
+      : await udpExchange(port, query, timeoutMs, '127.0.0.1', options.from);
+  } catch (err) {
+    // A connection reset or refused is an answer of its own: the client got nothing.
+    return { rcode: (err as NodeJS.ErrnoException).code ?? 'error', answers: [], ttl: null, ms: performance.now() - t0 };
+  }
   const ms = performance.now() - t0;
   if (!reply) return { rcode: 'timeout', answers: [], ttl: null, ms };
   let p: ReturnType<typeof decode>;
