@@ -9,7 +9,7 @@
 
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { Children, freePort } from '../bench/children.js';
+import { Children, cpuSeconds, freePort } from '../bench/children.js';
 import { runDnsperf } from '../bench/dnsperf.js';
 import { CATALOG } from '../../test/support/catalog.js';
 import { ask, median, sleep, type FaultRow } from './row.js';
@@ -56,7 +56,8 @@ export const flood: FaultRow = {
         runDnsperf(children, { port: svc.port, queryFile: consulNames, seconds: ROUND_S, clients: 4, outstanding: 64, timeoutSeconds: 2, core: 1, outFile: join(ctx.dir, `${tag}.out`), server });
       const quiet: number[] = [];
       const flooded: number[] = [];
-      let floodStats = '';
+      const floodStats: string[] = [];
+      const floodCpu: number[] = [];
       for (let round = 0; round < ROUNDS; round++) {
         quiet.push((await measure('quiet')).qps);
         const f = runDnsperf(children, {
@@ -72,12 +73,15 @@ export const flood: FaultRow = {
           server,
         });
         await sleep(1000); // the flood is on
+        const cpu0 = cpuSeconds(svc.pid);
+        const t0 = performance.now();
         flooded.push((await measure('flooded')).qps);
+        floodCpu.push((cpuSeconds(svc.pid) - cpu0) / ((performance.now() - t0) / 1000));
         const fr = await f;
-        floodStats = `flood: ${fr.sent} sent, ${fr.completed} completed, rcodes ${JSON.stringify(fr.rcodes)}, ${fr.qps.toFixed(0)} q/s answered`;
+        floodStats.push(`${Math.round(fr.sent / (ROUND_S + 2))} q/s sent, ${fr.completed} of ${fr.sent} answered (${Object.entries(fr.rcodes).map(([k, v]) => `${k} ${v}`).join(', ')})`);
         await sleep(3000); // the flood's questions in flight time out
       }
-      ctx.note(`rounds, Consul names q/s: quiet ${quiet.map((q) => q.toFixed(0)).join(' / ')}; flooded ${flooded.map((q) => q.toFixed(0)).join(' / ')}; last ${floodStats}`);
+      ctx.note(`rounds, Consul names q/s: quiet ${quiet.map((q) => q.toFixed(0)).join(' / ')}; flooded ${flooded.map((q) => q.toFixed(0)).join(' / ')}; svcdns CPU while flooded ${floodCpu.map((c) => `${(c * 100).toFixed(0)} %`).join(' / ')}; the flood (dnsperf -Q ${FLOOD_QPS}): ${floodStats.join(' / ')}`);
       await svc.stop();
 
       // The same flood under an open-file limit of 1,024.
