@@ -23,14 +23,24 @@ import { Rng } from '../test/support/random.js';
 import { hex } from '../test/support/wire.js';
 import { killAllNow, ROOT, startSvcdns, stopAllSvcdns } from './faults/svcdns.js';
 
-const { values: opts } = parseArgs({
-  options: { packets: { type: 'string', default: '1000000' }, seconds: { type: 'string', default: '900' }, seed: { type: 'string', default: '0x10f022' } },
-});
+const USAGE = 'usage: npm run fuzz:long -- [--packets N] [--seconds S] [--seed X]';
+let opts: { packets: string; seconds: string; seed: string };
+try {
+  opts = parseArgs({ options: { packets: { type: 'string', default: '1000000' }, seconds: { type: 'string', default: '900' }, seed: { type: 'string', default: '0x10f022' } } }).values;
+} catch (err) {
+  process.stderr.write(`fuzz-long: ${(err as Error).message.replace(/\s*\n\s*/g, ' ')} (${USAGE})\n`);
+  process.exit(2);
+}
 const TOTAL = Number(opts.packets);
 const BOUND_MS = Number(opts.seconds) * 1000;
 const SEED = Number(opts.seed) >>> 0;
-if (!(TOTAL > 0) || !(BOUND_MS > 0) || Number.isNaN(Number(opts.seed))) {
-  process.stderr.write('fuzz-long: --packets and --seconds must be positive numbers, --seed a number\n');
+const bad = [
+  !(Number.isInteger(TOTAL) && TOTAL > 0) && `--packets ${opts.packets} is not a positive integer`,
+  !(BOUND_MS > 0) && `--seconds ${opts.seconds} is not a positive number`,
+  Number.isNaN(Number(opts.seed)) && `--seed ${opts.seed} is not a number`,
+].filter(Boolean);
+if (bad.length > 0) {
+  process.stderr.write(`fuzz-long: ${bad.join('; ')} (${USAGE})\n`);
   process.exit(2);
 }
 

@@ -70,7 +70,7 @@ export const tcpKeepalive: FaultRow = {
       while (performance.now() - start < ATTACK_MS) {
         sent++;
         const a = await ask(svc.port, 'web.service.consul', 'A', { tcp: true, timeoutMs: 2000 });
-        if (a.rcode === 'NOERROR' && a.answers.length === 3) answered++;
+        if (a.rcode === 'NOERROR' && a.answers.length > 0) answered++;
         else failed.push(a.rcode);
         await sleep(250);
       }
