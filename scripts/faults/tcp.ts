@@ -57,10 +57,16 @@ export const tcpKeepalive: FaultRow = {
         s.on('close', () => attackerClosed++);
         s.on('error', () => s.destroy());
         sockets.push(s);
-        s.write(query);
-        // Every 8 s, staggered over the connections.
+        // Every 8 s, staggered over the connections: the first within 8 s of connecting, so that
+        // no connection is idle for svcdns's 10 s timeout.
         const offset = (i * 8000) / ATTACK_CONNECTIONS;
-        timers.push(setTimeout(() => timers.push(setInterval(() => s.writable && s.write(query), 8000)), offset));
+        const send = (): void => void (s.writable && s.write(query));
+        timers.push(
+          setTimeout(() => {
+            send();
+            timers.push(setInterval(send, 8000));
+          }, offset),
+        );
       }
       ctx.note(`attacker: ${sockets.length} of ${ATTACK_CONNECTIONS} connections opened`);
       const start = performance.now();
