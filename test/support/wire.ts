@@ -46,3 +46,36 @@ export function wireName(name: string): Buffer {
 export function pointer(to: number): Buffer {
   return u16(0xc000 | to);
 }
+
+/** A message's header, read. */
+export interface Header {
+  id: number;
+  qr: boolean;
+  opcode: number;
+  aa: boolean;
+  tc: boolean;
+  rd: boolean;
+  rcode: number;
+  counts: [number, number, number, number];
+}
+
+export function readHeader(b: Buffer): Header {
+  const flags = b.readUInt16BE(2);
+  return {
+    id: b.readUInt16BE(0),
+    qr: (flags & QR) !== 0,
+    opcode: (flags >> 11) & 0xf,
+    aa: (flags & 0x0400) !== 0,
+    tc: (flags & 0x0200) !== 0,
+    rd: (flags & RD) !== 0,
+    rcode: flags & 0xf,
+    counts: [b.readUInt16BE(4), b.readUInt16BE(6), b.readUInt16BE(8), b.readUInt16BE(10)],
+  };
+}
+
+/** End of the (single, uncompressed) question of a well-formed query. */
+export function questionEnd(query: Buffer): number {
+  let off = 12;
+  while (query[off] !== 0) off += 1 + query[off]!;
+  return off + 5;
+}

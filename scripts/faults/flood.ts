@@ -1,0 +1,122 @@
+/**
+ * Row 8: a flood of unique forwarded names (~20k q/s, dnsperf) while the only upstream black-holes
+ * (a process bound to UDP and TCP, then SIGSTOPped: datagrams and connections vanish, nothing is
+ * refused). Measured side by side in one run, in interleaved rounds: the rate of cached Consul
+ * names (dnsperf at full speed) without and with the flood; medians. Then the same flood against
+ * svcdns under an open-file limit of 1,024: open files at most, TCP queries answered, what is logged.
+ * svcdns on core 0, the dnsperf processes on core 1.
+ */
+
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { Children, cpuSeconds, freePort } from '../bench/children.js';
+import { runDnsperf } from '../bench/dnsperf.js';
+import { CATALOG } from '../../test/support/catalog.js';
+import { ask, median, sleep, type FaultRow } from './row.js';
+import { atInterrupt, startSvcdns } from './svcdns.js';
+
+const ROUNDS = 3;
+const ROUND_S = 5;
+const FLOOD_QPS = 20_000;
+
+/** A UDP+TCP port that takes everything and answers nothing (started, bound, then stopped). */
+async function blackhole(children: Children): Promise<number> {
+  const port = await freePort();
+  const code = `const d=require('node:dgram').createSocket('udp4');d.bind(${port},'127.0.0.1');require('node:net').createServer().listen({port:${port},host:'127.0.0.1',backlog:1});d.on('listening',()=>process.stderr.write('bound\\n'));`;
+  const child = children.spawn('blackhole', process.execPath, ['-e', code]);
+  while (!child.stderrLines.includes('bound')) {
+    if (child.exited) throw new Error(`blackhole exited: ${child.stderrLines.join(' ')}`);
+    await sleep(20);
+  }
+  children.pause([child]);
+  return port;
+}
+
+export const flood: FaultRow = {
+  id: 'flood',
+  fault: `${FLOOD_QPS / 1000}k q/s of unique forwarded names, upstream black-holing`,
+  target: 'cached Consul names keep ≥ 0.5× their unflooded rate; under ulimit -n 1024 TCP still answered, the limit logged',
+  async run(ctx) {
+    const children = new Children();
+    const unregister = atInterrupt(() => children.killAllNow());
+    try {
+      const catalog = join(ctx.dir, 'catalog.yaml');
+      writeFileSync(catalog, CATALOG);
+      const consulNames = join(ctx.dir, 'consul-names.txt');
+      writeFileSync(consulNames, ['web.service.consul A', 'db.service.consul SRV', 'node1.node.consul A', 'cache.service.consul A'].join('\n') + '\n');
+      const floodNames = join(ctx.dir, 'flood-names.txt');
+      writeFileSync(floodNames, Array.from({ length: FLOOD_QPS * (ROUND_S + 3) * ROUNDS }, (_, i) => `u${i}.flood.test A`).join('\n') + '\n');
+      const hole = await blackhole(children);
+      const upstream = ['--upstream', `127.0.0.1:${hole}`];
+
+      const svc = await startSvcdns(['--catalog', catalog, ...upstream], { core: 0 });
+      // runDnsperf checks its server with assertAlive (a Child): give it the shape it reads.
+      const server = { name: 'svcdns', pid: svc.pid, process: svc.child, get exited() { return svc.alive() ? null : { code: null, signal: null }; }, stderrLines: [], done: Promise.resolve() };
+      const measure = (tag: string) =>
+        runDnsperf(children, { port: svc.port, queryFile: consulNames, seconds: ROUND_S, clients: 4, outstanding: 64, timeoutSeconds: 2, core: 1, outFile: join(ctx.dir, `${tag}.out`), server });
+      const quiet: number[] = [];
+      const flooded: number[] = [];
+      const floodStats: string[] = [];
+      const floodCpu: number[] = [];
+      for (let round = 0; round < ROUNDS; round++) {
+        quiet.push((await measure('quiet')).qps);
+        const f = runDnsperf(children, {
+          port: svc.port,
+          queryFile: floodNames,
+          seconds: ROUND_S + 2,
+          clients: 2,
+          outstanding: 20000,
+          timeoutSeconds: 3,
+          maxQps: FLOOD_QPS,
+          core: 1,
+          outFile: join(ctx.dir, 'flood.out'),
+          server,
+        });
+        await sleep(1000); // the flood is on
+        const cpu0 = cpuSeconds(svc.pid);
+        const t0 = performance.now();
+        flooded.push((await measure('flooded')).qps);
+        floodCpu.push((cpuSeconds(svc.pid) - cpu0) / ((performance.now() - t0) / 1000));
+        const fr = await f;
+        floodStats.push(`${Math.round(fr.sent / (ROUND_S + 2))} q/s sent, ${fr.completed} of ${fr.sent} answered (${Object.entries(fr.rcodes).map(([k, v]) => `${k} ${v}`).join(', ')})`);
+        await sleep(3000); // the flood's questions in flight time out
+      }
+      ctx.note(`rounds, Consul names q/s: quiet ${quiet.map((q) => q.toFixed(0)).join(' / ')}; flooded ${flooded.map((q) => q.toFixed(0)).join(' / ')}; svcdns CPU while flooded ${floodCpu.map((c) => `${(c * 100).toFixed(0)} %`).join(' / ')}; the flood (dnsperf -Q ${FLOOD_QPS}): ${floodStats.join(' / ')}`);
+      await svc.stop();
+
+      // The same flood under an open-file limit of 1,024.
+      const limited = await startSvcdns(['--catalog', catalog, ...upstream], { nofile: 1024, core: 0 });
+      const lserver = { ...server, pid: limited.pid, process: limited.child, get exited() { return limited.alive() ? null : { code: null, signal: null }; } };
+      const f = runDnsperf(children, { port: limited.port, queryFile: floodNames, seconds: 6, clients: 2, outstanding: 20000, timeoutSeconds: 3, maxQps: FLOOD_QPS, core: 1, outFile: join(ctx.dir, 'flood-limited.out'), server: lserver });
+      let maxFiles = 0;
+      let tcpAnswered = 0;
+      let tcpAsked = 0;
+      const t0 = performance.now();
+      while (performance.now() - t0 < 5500) {
+        try {
+          maxFiles = Math.max(maxFiles, limited.openFiles());
+        } catch {
+          break;
+        }
+        if ((performance.now() - t0) > 1000) {
+          tcpAsked++;
+          const a = await ask(limited.port, 'web.service.consul', 'A', { tcp: true, timeoutMs: 1000 });
+          if (a.rcode === 'NOERROR') tcpAnswered++;
+        } else await sleep(100);
+      }
+      await f;
+      const warned = limited.logs.filter((l) => l.level >= 40);
+      ctx.note(`ulimit -n 1024: warn+ lines: ${[...new Set(warned.map((l) => l.msg))].join(' | ') || 'none'}`);
+      await limited.stop();
+      const ratio = median(flooded) / median(quiet);
+      const qps = (v: number): string => Math.round(v).toLocaleString('en');
+      return {
+        figure: `Consul names **${qps(median(quiet))} → ${qps(median(flooded))} q/s (${ratio.toFixed(2)}×)** (medians of ${ROUNDS} interleaved rounds); at ulimit -n 1024: up to ${maxFiles} open files, ${tcpAnswered} of ${tcpAsked} TCP queries answered, ${warned.length} warn+ log lines${warned.length ? ` ("${warned[0]!.msg}")` : ''}`,
+        met: ratio >= 0.5 && tcpAnswered === tcpAsked && maxFiles < 1024,
+      };
+    } finally {
+      await children.stopAll();
+      unregister();
+    }
+  },
+};
