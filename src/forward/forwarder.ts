@@ -23,9 +23,11 @@ import { Flag, HEADER_SIZE, Rcode, RRType } from '../dns/constants.js';
 import { asciiLower, type Query } from '../dns/wire.js';
 import type { Transport } from '../pipeline/handler.js';
 import type { HostPort } from '../net/address.js';
+import { Admission } from './admission.js';
 import { TtlLru } from './cache.js';
 import { exchangeTcp, exchangeUdp, type Outcome } from './exchange.js';
 import { buildUpstreamQuery, renderReply, type UpstreamMessage } from './message.js';
+import { SocketBudget } from './socket-budget.js';
 import { UpstreamSet, type Upstream, type UpstreamPolicy } from './upstreams.js';
 
 export interface ForwarderOptions {
@@ -35,6 +37,10 @@ export interface ForwarderOptions {
   timeoutMs: number;
   /** Most distinct questions waiting on upstreams at once; beyond, SERVFAIL at once. */
   maxInflight: number;
+  /** Most questions one client (address; IPv6 /64) may have waiting on upstreams; beyond, SERVFAIL at once. */
+  maxPerClient: number;
+  /** Upstream sockets open at once at most (the open-file budget, src/forward/open-files.ts); absent: no bound but maxInflight's. */
+  maxSockets?: number;
   cacheSize: number;
   /** Bytes of cached replies at most. */
   cacheMaxBytes: number;
@@ -110,7 +116,10 @@ export class Forwarder {
   private readonly inflight = new Map<string, Flight>();
   private readonly now: () => number;
   private readonly log: Logger;
-  private lastOverloadLog = -Infinity;
+  /** When each overload message was last logged (performance.now()). */
+  private readonly lastOverloadLog = new Map<string, number>();
+  private readonly admission: Admission;
+  private readonly sockets: SocketBudget | undefined;
   private cacheHits = 0;
   private cacheMisses = 0;
 
@@ -119,6 +128,8 @@ export class Forwarder {
     this.log = options.log.child({ component: 'forward' });
     this.cache = new TtlLru(options.cacheSize, options.cacheMaxBytes, (m) => m.bytes.length + 200, this.now);
     this.upstreams = this.upstreamSet(options.upstreams);
+    this.admission = new Admission({ maxInflight: options.maxInflight, maxPerClient: options.maxPerClient });
+    this.sockets = options.maxSockets === undefined ? undefined : new SocketBudget(options.maxSockets, options.diagnostics, this.log);
   }
 
   /** There is somewhere to forward to. */
@@ -136,9 +147,10 @@ export class Forwarder {
    * The reply for a forwarded question: at once from the cache (TTLs counted down, with the time
    * they stay right), else a promise of how the upstream round ended (`Forwarded`: its reply, null
    * when every upstream failed, `'drop'` for a client dropped because too many wait on the same
-   * question; which upstream answered; which were asked). The promise never rejects.
+   * question; which upstream answered; which were asked). The promise never rejects. `client`: the
+   * asker's address, for the per-client bound (src/forward/admission.ts); null: svcdns itself.
    */
-  forward(query: Query, packet: Buffer, transport: Transport, maxSize: number): CachedReply | Promise<Forwarded> {
+  forward(query: Query, packet: Buffer, transport: Transport, maxSize: number, client: string | null = null): CachedReply | Promise<Forwarded> {
     const key = cacheKey(query, packet);
     const hit = this.cache.get(key);
     if (hit) {
@@ -151,20 +163,27 @@ export class Forwarder {
     }
     this.cacheMisses++;
     let flight = this.inflight.get(key);
-    if (flight === undefined) {
-      if (this.inflight.size >= this.options.maxInflight) {
-        this.overloaded('too many questions waiting on upstreams (--upstream-max-inflight): answering SERVFAIL to new ones');
-        return Promise.resolve(NOT_ASKED);
-      }
-      flight = { result: this.fetch(key, query, packet, transport), waiters: 0 };
-      this.inflight.set(key, flight);
-    } else if (flight.waiters >= MAX_WAITERS_PER_QUESTION) {
+    if (flight !== undefined && flight.waiters >= MAX_WAITERS_PER_QUESTION) {
       this.overloaded(`more than ${MAX_WAITERS_PER_QUESTION} clients waiting on one question: dropping the rest until it is answered`);
       // UDP clients retry (into the cache); a TCP client would just wait, so it gets SERVFAIL.
       return Promise.resolve(transport === 'udp' ? NOT_ASKED_DROP : NOT_ASKED);
     }
+    const ticket = this.admission.admit(client, flight === undefined, this.inflight.size);
+    if (ticket === 'client') {
+      this.overloaded('a client has too many questions waiting on upstreams (--upstream-max-per-client): answering SERVFAIL to its new ones', { client });
+      return Promise.resolve(NOT_ASKED);
+    }
+    if (ticket === 'global') {
+      this.overloaded('too many questions waiting on upstreams (--upstream-max-inflight): answering SERVFAIL to new ones');
+      return Promise.resolve(NOT_ASKED);
+    }
+    if (flight === undefined) {
+      flight = { result: this.fetch(key, query, packet, transport), waiters: 0 };
+      this.inflight.set(key, flight);
+    }
     flight.waiters++;
     return flight.result.then(({ message, upstream, tried }): Forwarded => {
+      ticket.release();
       // TC means "retry over TCP"; over TCP it means nothing. A TCP client gets SERVFAIL instead.
       if (message === null || (message.truncated && transport === 'tcp')) return { reply: null, upstream: null, tried };
       return { reply: renderReply(message, query, packet, 0, maxSize), upstream, tried };
@@ -195,12 +214,12 @@ export class Forwarder {
     });
   }
 
-  /** Logged at most every 10 s: a flood must not flood the log too. */
-  private overloaded(message: string): void {
+  /** Each message logged at most every 10 s: a flood must not flood the log too. */
+  private overloaded(message: string, fields: Record<string, unknown> = {}): void {
     const now = performance.now();
-    if (now - this.lastOverloadLog < 10_000) return;
-    this.lastOverloadLog = now;
-    this.log.warn({ inflight: this.inflight.size }, message);
+    if (now - (this.lastOverloadLog.get(message) ?? -Infinity) < 10_000) return;
+    this.lastOverloadLog.set(message, now);
+    this.log.warn({ ...fields, inflight: this.inflight.size, maxInflight: this.admission.maxInflight }, message);
   }
 
   /** One upstream round for a question, cached when it may be; never rejects. */
@@ -270,7 +289,8 @@ export class Forwarder {
           }
           if (outcome.kind === 'failed') {
             // Cancelled because another answered: a failure only if it had already had its time.
-            if (outcome.reason !== 'aborted') upstreams.failed(upstream, outcome.reason);
+            // A local failure (no socket on this host) says nothing of the upstream either.
+            if (outcome.reason !== 'aborted' && outcome.local !== true) upstreams.failed(upstream, outcome.reason);
             else if (performance.now() - started >= timeoutMs) upstreams.failed(upstream, 'timeout');
             if (outcome.fallback) fallback ??= { message: outcome.fallback, upstream: upstream.label };
           } else {
@@ -303,7 +323,7 @@ export class Forwarder {
       if (timeoutMs <= 0) return failed('timeout');
       const sent = buildUpstreamQuery(query, packet, randomId(), edns);
       const exchange = tcp ? exchangeTcp : exchangeUdp;
-      const outcome = await exchange(upstream.address, sent, { timeoutMs, maxTtl: this.options.cacheMaxTtl, signal });
+      const outcome = await exchange(upstream.address, sent, { timeoutMs, maxTtl: this.options.cacheMaxTtl, signal, sockets: this.sockets });
       if (outcome.kind === 'failed') return failed(outcome.reason);
       const message = outcome.message;
       if (message.truncated && !tcp) {
@@ -321,7 +341,7 @@ export class Forwarder {
   }
 
   private async probe(upstream: Upstream): Promise<boolean> {
-    const outcome = await exchangeUdp(upstream.address, probeQuery(randomId()), { timeoutMs: this.options.timeoutMs, maxTtl: 0 });
+    const outcome = await exchangeUdp(upstream.address, probeQuery(randomId()), { timeoutMs: this.options.timeoutMs, maxTtl: 0, sockets: this.sockets });
     // Any well-formed answer, even REFUSED (a split-DNS server refuses `.`), shows it is up.
     return outcome.kind === 'reply';
   }

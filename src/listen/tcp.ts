@@ -31,6 +31,9 @@ export interface TcpListener {
   close(): Promise<void>;
 }
 
+/** Connections one listener holds at once unless told otherwise (the open-file budget counts them). */
+export const MAX_CONNECTIONS = 1000;
+
 /** After our side of a closing connection is ended, how long the client has to close its own. */
 export const LINGER_MS = 1000;
 
@@ -48,7 +51,7 @@ export function listenTcp(at: ListenAddress, handler: DnsHandler, options: TcpLi
     connections.set(socket, serveConnection(socket, handler, options.idleTimeoutMs, log));
     socket.on('close', () => connections.delete(socket));
   });
-  server.maxConnections = options.maxConnections ?? 1000;
+  server.maxConnections = options.maxConnections ?? MAX_CONNECTIONS;
   return new Promise((resolve, reject) => {
     server.once('error', reject);
     server.listen({ host: at.host, port: at.port, ipv6Only: at.host.includes(':'), exclusive: options.exclusive ?? true }, () => {
