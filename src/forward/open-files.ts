@@ -68,8 +68,10 @@ export interface Budget {
   reserve: number;
   /** TCP connections the reserve holds room for (fewer than `tcpConnections` when even they do not fit). */
   tcpReserved: number;
-  /** The configured bound fits (nothing was lowered). */
+  /** The configured bound on questions in flight fits (it was not lowered). */
   fits: boolean;
+  /** Every TCP connection the listeners allow fits too (the TCP bound is not this module's to lower: it is warned of). */
+  tcpFits: boolean;
 }
 
 /**
@@ -84,7 +86,7 @@ export function fitBudget(input: BudgetInput): Budget {
   const tcpReserved = room >= input.tcpConnections + input.maxInflight ? input.tcpConnections : Math.min(input.tcpConnections, Math.floor(room / 2));
   const sockets = Math.max(1, room - tcpReserved);
   const maxInflight = Math.min(input.maxInflight, sockets);
-  return { maxInflight, sockets, reserve: fixed + tcpReserved, tcpReserved, fits: maxInflight === input.maxInflight && tcpReserved === input.tcpConnections };
+  return { maxInflight, sockets, reserve: fixed + tcpReserved, tcpReserved, fits: maxInflight === input.maxInflight, tcpFits: tcpReserved === input.tcpConnections };
 }
 
 export interface OpenFilesCheck {
@@ -106,20 +108,21 @@ export function checkOpenFiles(wanted: Omit<BudgetInput, 'limit' | 'open'>, log:
     return { maxInflight: wanted.maxInflight, maxSockets: undefined };
   }
   const budget = fitBudget({ ...wanted, limit, open });
+  const numbers = {
+    openFileLimit: limit,
+    openFiles: open,
+    reserve: budget.reserve,
+    tcpConnections: wanted.tcpConnections,
+    tcpReserved: budget.tcpReserved,
+    upstreamMaxInflight: wanted.maxInflight,
+    effectiveMaxInflight: budget.maxInflight,
+    upstreamSockets: budget.sockets,
+  };
   if (!budget.fits) {
-    log.warn(
-      {
-        openFileLimit: limit,
-        openFiles: open,
-        reserve: budget.reserve,
-        tcpConnections: wanted.tcpConnections,
-        tcpReserved: budget.tcpReserved,
-        upstreamMaxInflight: wanted.maxInflight,
-        effectiveMaxInflight: budget.maxInflight,
-        upstreamSockets: budget.sockets,
-      },
-      'open-file limit too low for --upstream-max-inflight beside the TCP connections: bound lowered (raise the hard limit: systemd LimitNOFILE=, ulimit -Hn)',
-    );
+    log.warn(numbers, 'open-file limit too low for --upstream-max-inflight beside the TCP connections: bound lowered (raise the hard limit: systemd LimitNOFILE=, ulimit -Hn)');
+  } else if (!budget.tcpFits) {
+    // Said once, here, because nobody hears of it later: at EMFILE libuv accepts and closes a TCP client unanswered.
+    log.warn(numbers, 'open-file limit too low for every TCP connection the listeners allow: at the limit new ones are closed unanswered (raise the hard limit: systemd LimitNOFILE=, ulimit -Hn)');
   }
   return { maxInflight: budget.maxInflight, maxSockets: budget.sockets };
 }
