@@ -316,15 +316,18 @@ export class Forwarder {
     let tcp = transport === 'tcp';
     let edns = true;
     let truncated: UpstreamMessage | undefined;
-    const failed = (reason: string): Outcome =>
-      truncated && reason !== 'aborted' ? { kind: 'failed', reason: `TCP retry of a truncated answer failed: ${reason}`, fallback: truncated } : { kind: 'failed', reason };
+    // `local`: no socket on this host; passed on, so it does not count against the upstream.
+    const failed = (reason: string, local = false): Outcome =>
+      truncated && reason !== 'aborted'
+        ? { kind: 'failed', reason: `TCP retry of a truncated answer failed: ${reason}`, fallback: truncated, local }
+        : { kind: 'failed', reason, local };
     for (;;) {
       const timeoutMs = Math.ceil(deadline - performance.now());
       if (timeoutMs <= 0) return failed('timeout');
       const sent = buildUpstreamQuery(query, packet, randomId(), edns);
       const exchange = tcp ? exchangeTcp : exchangeUdp;
       const outcome = await exchange(upstream.address, sent, { timeoutMs, maxTtl: this.options.cacheMaxTtl, signal, sockets: this.sockets });
-      if (outcome.kind === 'failed') return failed(outcome.reason);
+      if (outcome.kind === 'failed') return failed(outcome.reason, outcome.local === true);
       const message = outcome.message;
       if (message.truncated && !tcp) {
         truncated = message;
