@@ -84,6 +84,10 @@ export interface ForwarderStats {
   readonly upstreams: readonly { readonly upstream: string; readonly healthy: boolean }[];
   /** Questions waiting on upstreams. */
   readonly inflight: number;
+  /** The bound on them in force (--upstream-max-inflight, or lower when it did not fit the open-file limit). */
+  readonly maxInflight: number;
+  /** Questions answered SERVFAIL at once: their client had too many waiting, or everyone had. */
+  readonly refused: { readonly client: number; readonly global: number };
 }
 
 /**
@@ -196,6 +200,8 @@ export class Forwarder {
       cache: { entries: this.cache.size, hits: this.cacheHits, misses: this.cacheMisses },
       upstreams: this.upstreams.all.map((u) => ({ upstream: u.label, healthy: u.healthy })),
       inflight: this.inflight.size,
+      maxInflight: this.admission.maxInflight,
+      refused: this.admission.refused(),
     };
   }
 

@@ -20,6 +20,7 @@ import { CATALOG } from '../support/catalog.js';
 import { buildQuery, decode, frame, udpExchange, zoneLines } from '../support/client.js';
 import { dig } from '../support/dig.js';
 import { eventually } from '../support/eventually.js';
+import { get, parseMetrics } from '../support/metrics.js';
 import { CLI, ROOT, startCli, startCommand, type Running } from '../support/spawn.js';
 import { startUpstream, type TestUpstream } from '../support/upstream.js';
 
@@ -77,7 +78,7 @@ const floodNames = (upstream: TestUpstream): string[] => upstream.received.filte
 
 test('a client flooding unique forwarded names gets --upstream-max-per-client in flight and SERVFAIL at once beyond; others are still answered', async (t) => {
   const upstream = await floodUpstream();
-  const { cli, port } = await start(t, upstream, ['--upstream-max-inflight', '8', '--upstream-max-per-client', '5']);
+  const { cli, port } = await start(t, upstream, ['--upstream-max-inflight', '8', '--upstream-max-per-client', '5', '--http-listen', '127.0.0.1:0']);
   const flood = await floodClient(t, '127.0.0.1');
   for (let id = 1; id <= 12; id++) flood.socket.send(buildQuery(`n${id}.flood.test`, 'A', { id }), port, '127.0.0.1');
 
@@ -105,6 +106,12 @@ test('a client flooding unique forwarded names gets --upstream-max-per-client in
   assert.equal(warned.length, 1, 'logged once');
   assert.equal(warned[0]!.client, '127.0.0.1');
   assert.equal(warned[0]!.maxInflight, 8);
+  const http = await cli.waitForLog((l) => String(l.msg).startsWith('listening (http'));
+  const metrics = parseMetrics((await get(Number(String(http.address).split(':').pop()), '/metrics')).body);
+  assert.deepEqual(
+    ['svcdns_forward_refused_total{bound="client"}', 'svcdns_forward_refused_total{bound="global"}', 'svcdns_forward_max_inflight'].map((k) => metrics.get(k)),
+    [8, 0, 8],
+  );
 
   // The black hole lifted: the five get their answers, and their places are the flooder's again.
   upstream.releaseHeld();
