@@ -297,7 +297,7 @@ export class Forwarder {
             // Cancelled because another answered: a failure only if it had already had its time.
             // A local failure (no socket on this host) says nothing of the upstream either.
             if (outcome.reason !== 'aborted' && outcome.local !== true) upstreams.failed(upstream, outcome.reason);
-            else if (performance.now() - started >= timeoutMs) upstreams.failed(upstream, 'timeout');
+            else if (outcome.reason === 'aborted' && performance.now() - started >= timeoutMs) upstreams.failed(upstream, 'timeout');
             if (outcome.fallback) fallback ??= { message: outcome.fallback, upstream: upstream.label };
           } else {
             const { rcode } = outcome.message;
