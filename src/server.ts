@@ -22,6 +22,7 @@ import { listenHttp, type HttpEndpoint, type Observed } from './http/endpoint.js
 import { buildStatus, readinessOf, type MetricJson, type Readiness, type Status } from './http/status.js';
 import { PhaseTracker, type Phase } from './lifecycle/phase.js';
 import { catalogReload, liveSettings, type CatalogReload, type LiveSettings } from './lifecycle/reload.js';
+import { checkOpenFiles } from './forward/open-files.js';
 import { UpstreamSource } from './forward/upstream-source.js';
 import { formatHostPort, parseIp, type ListenAddress } from './net/address.js';
 import { listenTcp, type TcpListener } from './listen/tcp.js';
@@ -343,11 +344,19 @@ async function createForwarder(options: ServerOptions, diagnostics: Diagnostics)
     read: (path) => readFile(path, 'utf8'),
     ...(reloadDebounceMs !== undefined && { debounceMs: reloadDebounceMs }),
   });
+  // Each forwarded question may hold sockets: the bound must fit the open-file limit beside the
+  // TCP connections (UDP and TCP listening sockets per address, and the HTTP endpoint's).
+  const fitted = checkOpenFiles(
+    { maxInflight: f.maxInflight, tcpConnections: config.listen.length * config.tcpMaxConnections, listening: config.listen.length * 2 + config.httpListen.length },
+    log,
+  );
   const forwarder = new Forwarder({
     upstreams: await upstreamSource.start(),
     policy: f.policy,
     timeoutMs: f.timeoutMs,
-    maxInflight: f.maxInflight,
+    maxInflight: fitted.maxInflight,
+    maxPerClient: f.maxPerClient,
+    ...(fitted.maxSockets !== undefined && { maxSockets: fitted.maxSockets }),
     cacheSize: f.cacheSize,
     cacheMaxBytes: f.cacheMaxBytes,
     cacheMaxTtl: f.cacheMaxTtl,

@@ -234,6 +234,14 @@ export class ServerMetrics {
       this.read.forwarder() === null ? [] : one(this.staleAnswers),
     );
 
+    m('svcdns_forward_refused_total', 'Forwarded questions answered SERVFAIL at once, by the bound they met (client: --upstream-max-per-client; global: --upstream-max-inflight).', 'counter', 'sum', () => {
+      const refused = this.read.forwarder()?.refused;
+      return refused ? [{ value: refused.client, labels: { bound: 'client' } }, { value: refused.global, labels: { bound: 'global' } }] : [];
+    });
+    m('svcdns_forward_max_inflight', 'The bound on forwarded questions in flight in force (lower than --upstream-max-inflight when that did not fit the open-file limit).', 'gauge', 'sum', () =>
+      one(this.read.forwarder()?.maxInflight ?? null),
+    );
+
     m('svcdns_forward_requests_total', 'Queries sent to each upstream (each try).', 'counter', 'sum', perUpstream((upstream, u) => [{ value: u.requests, labels: { upstream } }]));
     m(
       'svcdns_forward_responses_total',

@@ -11,8 +11,10 @@ export interface ForwardConfig {
   policy: 'sequential' | 'random' | 'round-robin';
   /** Per-try timeout, ms. */
   timeoutMs: number;
-  /** Most distinct questions waiting on upstreams at once. */
+  /** Most distinct questions waiting on upstreams at once (lowered at start when it does not fit the open-file limit). */
   maxInflight: number;
+  /** Most questions one client (address; IPv6 /64) may have waiting on upstreams at once. */
+  maxPerClient: number;
   /** Entries in the cache of forwarded answers; 0 turns the cache off. */
   cacheSize: number;
   /** Bytes of cached forwarded answers at most. */
@@ -49,7 +51,16 @@ export const forwardComponent: ConfigComponent<ForwardSection> = {
     'resolv-conf': { describe: 'file whose nameserver lines are the upstreams when no --upstream is given', type: 'file', default: '/etc/resolv.conf' },
     'upstream-policy': { describe: 'order in which upstreams are tried', choices: POLICIES, default: 'sequential' },
     'upstream-timeout': { describe: 'how long one try of one upstream may take before the next is tried', type: 'duration', default: '2s' },
-    'upstream-max-inflight': { describe: 'most questions waiting on upstreams at once; more get SERVFAIL at once (a flood of unique names cannot exhaust sockets)', type: 'number', default: '1000' },
+    'upstream-max-inflight': {
+      describe: 'most questions waiting on upstreams at once; more get SERVFAIL at once (a flood of unique names cannot exhaust sockets); lowered, with a warning, when it does not fit the open-file limit',
+      type: 'number',
+      default: '1000',
+    },
+    'upstream-max-per-client': {
+      describe: 'most questions one client (an address; IPv6: a /64) may have waiting on upstreams at once; more get SERVFAIL at once, so one client cannot take every place in flight',
+      type: 'number',
+      default: '100',
+    },
     'cache-size': { describe: 'forwarded answers kept in the cache (0: no cache)', type: 'number', default: '10000' },
     'cache-max-bytes': { describe: 'bytes of forwarded answers kept in the cache at most', type: 'number', default: '67108864' },
     'cache-max-ttl': { describe: 'longest time a forwarded answer is cached, seconds (also caps the TTLs served)', type: 'number', default: '3600' },
@@ -83,6 +94,7 @@ export const forwardComponent: ConfigComponent<ForwardSection> = {
       policy: choice(single(raw['upstream-policy']), 'upstream-policy', POLICIES, problems),
       timeoutMs: positive(duration(single(raw['upstream-timeout']), 'upstream-timeout', problems), 'upstream-timeout', problems),
       maxInflight: integer(single(raw['upstream-max-inflight']), 'upstream-max-inflight', 1, 1_000_000, problems),
+      maxPerClient: integer(single(raw['upstream-max-per-client']), 'upstream-max-per-client', 1, 1_000_000, problems),
       cacheSize: integer(single(raw['cache-size']), 'cache-size', 0, 10_000_000, problems),
       cacheMaxBytes: integer(single(raw['cache-max-bytes']), 'cache-max-bytes', 0, 2 ** 40, problems),
       cacheMaxTtl: integer(single(raw['cache-max-ttl']), 'cache-max-ttl', 0, 2 ** 31 - 1, problems),

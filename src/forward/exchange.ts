@@ -12,11 +12,15 @@ import { createSocket } from 'node:dgram';
 import { isIP, Socket as TcpSocket } from 'node:net';
 import { stripZone, type HostPort } from '../net/address.js';
 import { checkUpstreamReply, type UpstreamMessage } from './message.js';
+import { isOutOfFiles, type SocketAllowance } from './socket-budget.js';
 
 export type Outcome =
   | { kind: 'reply'; message: UpstreamMessage }
   /** `fallback`: a truncated answer this upstream did give, for when no upstream gives a whole one. */
-  | { kind: 'failed'; reason: string; fallback?: UpstreamMessage };
+  | { kind: 'failed'; reason: string; fallback?: UpstreamMessage; local?: boolean };
+
+/** The try could not start on this host (no socket: the budget spent, or no descriptor left); `local` failures say nothing of the upstream. */
+const NO_SOCKET: Outcome = Object.freeze({ kind: 'failed', reason: 'no upstream socket left (open-file budget)', local: true });
 
 function familyOf(host: string): 4 | 6 {
   return isIP(stripZone(host)) === 6 ? 6 : 4;
@@ -25,6 +29,14 @@ function familyOf(host: string): 4 | 6 {
 function errorReason(err: unknown): string {
   const e = err as NodeJS.ErrnoException;
   return e.code ?? e.message ?? String(err);
+}
+
+/** A failed exchange's outcome; running out of descriptors is this host's failure, and is reported. */
+function failure(err: unknown, sockets: SocketAllowance | undefined): Outcome {
+  const reason = errorReason(err);
+  if (!isOutOfFiles(reason)) return { kind: 'failed', reason };
+  sockets?.outOfFiles(reason);
+  return { kind: 'failed', reason, local: true };
 }
 
 /**
@@ -59,14 +71,20 @@ export interface ExchangeOptions {
   maxTtl: number;
   /** Ends the exchange early ("aborted"), e.g. when another upstream has answered. */
   signal?: AbortSignal;
+  /** Counts the socket against the open-file budget, and hears of descriptors running out. */
+  sockets?: SocketAllowance;
 }
 
-export function exchangeUdp(upstream: HostPort, query: Buffer, { timeoutMs, maxTtl, signal }: ExchangeOptions): Promise<Outcome> {
+export function exchangeUdp(upstream: HostPort, query: Buffer, { timeoutMs, maxTtl, signal, sockets }: ExchangeOptions): Promise<Outcome> {
+  if (sockets && !sockets.take()) return Promise.resolve(NO_SOCKET);
   return new Promise((resolve) => {
     const family = familyOf(upstream.host);
     const socket = createSocket({ type: family === 6 ? 'udp6' : 'udp4', lookup: (address, _o, cb) => cb(null, address, family) });
-    const { finish, settled } = settleOnce(resolve, timeoutMs, signal, () => socket.close());
-    const failed = (err: unknown): void => finish({ kind: 'failed', reason: errorReason(err) });
+    const { finish, settled } = settleOnce(resolve, timeoutMs, signal, () => {
+      socket.close();
+      sockets?.release();
+    });
+    const failed = (err: unknown): void => finish(failure(err, sockets));
     socket.on('error', failed);
     // The socket is connected: the kernel delivers only datagrams from the upstream's address and port.
     socket.on('message', (packet) => {
@@ -80,6 +98,7 @@ export function exchangeUdp(upstream: HostPort, query: Buffer, { timeoutMs, maxT
       socket.connect(upstream.port, upstream.host, (err?: Error) => {
         if (settled()) return;
         if (err) return failed(err);
+        sockets?.opened();
         try {
           socket.send(query, (e) => e && failed(e));
         } catch (e) {
@@ -93,13 +112,17 @@ export function exchangeUdp(upstream: HostPort, query: Buffer, { timeoutMs, maxT
 }
 
 /** Over TCP the connection is ours alone: anything but our answer ends the exchange as a failure. */
-export function exchangeTcp(upstream: HostPort, query: Buffer, { timeoutMs, maxTtl, signal }: ExchangeOptions): Promise<Outcome> {
+export function exchangeTcp(upstream: HostPort, query: Buffer, { timeoutMs, maxTtl, signal, sockets }: ExchangeOptions): Promise<Outcome> {
+  if (sockets && !sockets.take()) return Promise.resolve(NO_SOCKET);
   return new Promise((resolve) => {
     const socket = new TcpSocket();
-    const { finish } = settleOnce(resolve, timeoutMs, signal, () => socket.destroy());
+    const { finish } = settleOnce(resolve, timeoutMs, signal, () => {
+      socket.destroy();
+      sockets?.release();
+    });
     const chunks: Buffer[] = [];
     let received = 0;
-    socket.on('error', (err) => finish({ kind: 'failed', reason: errorReason(err) }));
+    socket.on('error', (err) => finish(failure(err, sockets)));
     socket.on('close', () => finish({ kind: 'failed', reason: 'connection closed before the answer' }));
     socket.on('data', (chunk: Buffer) => {
       chunks.push(chunk);
@@ -118,9 +141,12 @@ export function exchangeTcp(upstream: HostPort, query: Buffer, { timeoutMs, maxT
     frame.writeUInt16BE(query.length, 0);
     query.copy(frame, 2);
     try {
-      socket.connect({ host: upstream.host, port: upstream.port, noDelay: true }, () => socket.write(frame));
+      socket.connect({ host: upstream.host, port: upstream.port, noDelay: true }, () => {
+        sockets?.opened();
+        socket.write(frame);
+      });
     } catch (err) {
-      finish({ kind: 'failed', reason: errorReason(err) });
+      finish(failure(err, sockets));
     }
   });
 }

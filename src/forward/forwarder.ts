@@ -29,9 +29,11 @@ import { asciiLower, type Query } from '../dns/wire.js';
 import type { Transport } from '../pipeline/handler.js';
 import type { HostPort } from '../net/address.js';
 import { fulfilsWithin } from '../util/pacing.js';
+import { Admission, type Ticket } from './admission.js';
 import { TtlLru, type CacheEntry } from './cache.js';
 import { exchangeTcp, exchangeUdp, type Outcome } from './exchange.js';
 import { buildUpstreamQuery, renderReply, type UpstreamMessage } from './message.js';
+import { SocketBudget } from './socket-budget.js';
 import { dueForPrefetch, inFailureRecheck, staleTtl } from './stale.js';
 import { UpstreamSet, type Upstream, type UpstreamPolicy } from './upstreams.js';
 
@@ -42,6 +44,10 @@ export interface ForwarderOptions {
   timeoutMs: number;
   /** Most distinct questions waiting on upstreams at once; beyond, SERVFAIL at once. */
   maxInflight: number;
+  /** Most questions one client (address; IPv6 /64) may have waiting on upstreams; beyond, SERVFAIL at once. */
+  maxPerClient: number;
+  /** Upstream sockets open at once at most (the open-file budget, src/forward/open-files.ts); absent: no bound but maxInflight's. */
+  maxSockets?: number;
   cacheSize: number;
   /** Bytes of cached replies at most. */
   cacheMaxBytes: number;
@@ -95,6 +101,10 @@ export interface ForwarderStats {
   readonly upstreams: readonly { readonly upstream: string; readonly healthy: boolean }[];
   /** Questions waiting on upstreams. */
   readonly inflight: number;
+  /** The bound on them in force (--upstream-max-inflight, or lower when it did not fit the open-file limit). */
+  readonly maxInflight: number;
+  /** Questions answered SERVFAIL at once: their client had too many waiting, or everyone had. */
+  readonly refused: { readonly client: number; readonly global: number };
 }
 
 /**
@@ -135,7 +145,10 @@ export class Forwarder {
   private readonly rounds = new Set<AbortController>();
   private readonly now: () => number;
   private readonly log: Logger;
-  private lastOverloadLog = -Infinity;
+  /** When each overload message was last logged (performance.now()). */
+  private readonly lastOverloadLog = new Map<string, number>();
+  private readonly admission: Admission;
+  private readonly sockets: SocketBudget | undefined;
   private cacheHits = 0;
   private cacheMisses = 0;
 
@@ -144,6 +157,8 @@ export class Forwarder {
     this.log = options.log.child({ component: 'forward' });
     this.cache = new TtlLru(options.cacheSize, options.cacheMaxBytes, (m) => m.bytes.length + 200, this.now, options.serveStaleMs ?? 0);
     this.upstreams = this.upstreamSet(options.upstreams);
+    this.admission = new Admission({ maxInflight: options.maxInflight, maxPerClient: options.maxPerClient });
+    this.sockets = options.maxSockets === undefined ? undefined : new SocketBudget(options.maxSockets, options.diagnostics, this.log);
   }
 
   /** There is somewhere to forward to. */
@@ -163,9 +178,10 @@ export class Forwarder {
    * when every upstream failed, `'drop'` for a client dropped because too many wait on the same
    * question; which upstream answered; which were asked). The promise never rejects. For a question
    * whose answer has expired within --serve-stale, that answer may come instead, with `stale` (at
-   * once, or once the upstreams failed or the client response timer ran out: stale.ts).
+   * once, or once the upstreams failed or the client response timer ran out: stale.ts). `client`:
+   * the asker's address, for the per-client bound (src/forward/admission.ts); null: svcdns itself.
    */
-  forward(query: Query, packet: Buffer, transport: Transport, maxSize: number): CachedReply | Promise<Forwarded> {
+  forward(query: Query, packet: Buffer, transport: Transport, maxSize: number, client: string | null = null): CachedReply | Promise<Forwarded> {
     const key = cacheKey(query, packet);
     const hit = this.cache.get(key);
     if (hit) {
@@ -180,49 +196,80 @@ export class Forwarder {
     }
     this.cacheMisses++;
     const stale = this.cache.getStale(key);
-    if (stale !== undefined) return this.forwardStale(key, stale, query, packet, transport, maxSize);
+    if (stale !== undefined) return this.forwardStale(key, stale, query, packet, transport, maxSize, client);
     const failingFast = this.upstreams.allUnhealthy;
     let flight = this.inflight.get(key);
     if (flight === undefined) {
       // Failing fast: one question at a time finds out whether an upstream is back.
       if (failingFast && this.trial !== null) return Promise.resolve(NOT_ASKED);
-      if (this.inflight.size >= this.options.maxInflight) {
-        this.overloaded('too many questions waiting on upstreams (--upstream-max-inflight): answering SERVFAIL to new ones');
-        return Promise.resolve(NOT_ASKED);
-      }
-      flight = this.startFlight(key, query, packet, transport);
     } else if (flight.waiters >= MAX_WAITERS_PER_QUESTION) {
       this.overloaded(`more than ${MAX_WAITERS_PER_QUESTION} clients waiting on one question: dropping the rest until it is answered`);
       // UDP clients retry (into the cache); a TCP client would just wait, so it gets SERVFAIL.
       return Promise.resolve(transport === 'udp' ? NOT_ASKED_DROP : NOT_ASKED);
     }
+    const ticket = this.admitted(client, flight === undefined);
+    if (ticket === null) return Promise.resolve(NOT_ASKED);
+    flight ??= this.startFlight(key, query, packet, transport);
     flight.waiters++;
     const asked = flight;
-    const answer = (resolved: Resolved | null): Forwarded =>
-      (resolved && this.rendered(resolved, query, packet, transport, maxSize)) ?? { reply: null, upstream: null, tried: resolved?.tried ?? [...asked.tried] };
+    const answer = (resolved: Resolved | null): Forwarded => {
+      ticket.release();
+      return (resolved && this.rendered(resolved, query, packet, transport, maxSize)) ?? { reply: null, upstream: null, tried: resolved?.tried ?? [...asked.tried] };
+    };
     // Failing fast, the client waits only so long (SERVFAIL); the round goes on, and its answer is cached.
     return failingFast ? this.waitAtMost(asked).then(answer) : asked.result.then(answer);
   }
 
   /**
+   * Whether this question may wait on upstreams (admission.ts: the client's bound, then the global
+   * one for a new round); null, logged at most every 10 s, when it may not.
+   */
+  private admitted(client: string | null, startsQuestion: boolean): Ticket | null {
+    const ticket = this.admission.admit(client, startsQuestion, this.inflight.size);
+    if (ticket === 'client') {
+      this.overloaded('a client has too many questions waiting on upstreams (--upstream-max-per-client): answering SERVFAIL to its new ones', { client });
+      return null;
+    }
+    if (ticket === 'global') {
+      this.overloaded('too many questions waiting on upstreams (--upstream-max-inflight): answering SERVFAIL to new ones');
+      return null;
+    }
+    return ticket;
+  }
+
+  /**
    * A question whose cached answer has expired but may be served stale (stale.ts): at once, or after
    * waiting at most `clientResponseTimeoutMs` on its refresh, the fresh answer if it came in time.
+   * A question the bounds refuse (admission.ts) gets the stale answer at once, and starts no refresh.
    */
-  private forwardStale(key: string, entry: CacheEntry<UpstreamMessage>, query: Query, packet: Buffer, transport: Transport, maxSize: number): CachedReply | Promise<Forwarded> {
+  private forwardStale(
+    key: string,
+    entry: CacheEntry<UpstreamMessage>,
+    query: Query,
+    packet: Buffer,
+    transport: Transport,
+    maxSize: number,
+    client: string | null,
+  ): CachedReply | Promise<Forwarded> {
     const now = this.now();
     const staleReply = (): Buffer => renderReply(entry.value, query, packet, 0, maxSize, staleTtl(this.options.cacheMaxTtl));
     const atOnce = (): CachedReply => ({ reply: staleReply(), validUntil: now, stale: true });
     if (inFailureRecheck(entry, now)) return atOnce();
     const failingFast = this.upstreams.allUnhealthy;
     let flight = this.inflight.get(key);
-    if (flight === undefined) {
-      if (!this.mayStart()) return atOnce();
-      flight = this.startFlight(key, query, packet, transport);
+    if (flight === undefined && !this.mayStart()) return atOnce();
+    const ticket = this.admission.admit(client, flight === undefined, this.inflight.size);
+    if (typeof ticket === 'string') return atOnce();
+    flight ??= this.startFlight(key, query, packet, transport);
+    if (failingFast || this.clientResponseTimeoutMs === 0 || flight.waiters >= MAX_WAITERS_PER_QUESTION) {
+      // The refresh goes on in the background; this client waits for nothing.
+      ticket.release();
+      return atOnce();
     }
-    if (failingFast || this.clientResponseTimeoutMs === 0 || flight.waiters >= MAX_WAITERS_PER_QUESTION) return atOnce();
     flight.waiters++;
     const asked = flight;
     return this.waitAtMost(asked).then((resolved): Forwarded => {
+      ticket.release();
       const fresh = resolved && this.rendered(resolved, query, packet, transport, maxSize);
       return fresh ?? { reply: staleReply(), upstream: null, tried: [...(resolved?.tried ?? asked.tried)], stale: true };
     });
@@ -246,7 +293,7 @@ export class Forwarder {
 
   /** A new round may start without waiting clients of its own: not past the bound, nor while failing fast's one question is out. */
   private mayStart(): boolean {
-    return this.inflight.size < this.options.maxInflight && !(this.trial !== null && this.upstreams.allUnhealthy);
+    return this.inflight.size < this.admission.maxInflight && !(this.trial !== null && this.upstreams.allUnhealthy);
   }
 
   /** A round upstream for `key`, joined by identical questions until it ends. */
@@ -264,6 +311,8 @@ export class Forwarder {
       cache: { entries: this.cache.size, hits: this.cacheHits, misses: this.cacheMisses },
       upstreams: this.upstreams.all.map((u) => ({ upstream: u.label, healthy: u.healthy })),
       inflight: this.inflight.size,
+      maxInflight: this.admission.maxInflight,
+      refused: this.admission.refused(),
     };
   }
 
@@ -284,12 +333,12 @@ export class Forwarder {
     });
   }
 
-  /** Logged at most every 10 s: a flood must not flood the log too. */
-  private overloaded(message: string): void {
+  /** Each message logged at most every 10 s: a flood must not flood the log too. */
+  private overloaded(message: string, fields: Record<string, unknown> = {}): void {
     const now = performance.now();
-    if (now - this.lastOverloadLog < 10_000) return;
-    this.lastOverloadLog = now;
-    this.log.warn({ inflight: this.inflight.size }, message);
+    if (now - (this.lastOverloadLog.get(message) ?? -Infinity) < 10_000) return;
+    this.lastOverloadLog.set(message, now);
+    this.log.warn({ ...fields, inflight: this.inflight.size, maxInflight: this.admission.maxInflight }, message);
   }
 
   /** One upstream round for a question, cached when it may be; never rejects. */
@@ -364,8 +413,9 @@ export class Forwarder {
           }
           if (outcome.kind === 'failed') {
             // Cancelled because another answered: a failure only if it had already had its time.
-            if (outcome.reason !== 'aborted') upstreams.failed(upstream, outcome.reason);
-            else if (performance.now() - started >= timeoutMs) upstreams.failed(upstream, 'timeout');
+            // A local failure (no socket on this host) says nothing of the upstream either.
+            if (outcome.reason !== 'aborted' && outcome.local !== true) upstreams.failed(upstream, outcome.reason);
+            else if (outcome.reason === 'aborted' && performance.now() - started >= timeoutMs) upstreams.failed(upstream, 'timeout');
             if (outcome.fallback) fallback ??= { message: outcome.fallback, upstream: upstream.label };
           } else {
             const { rcode } = outcome.message;
@@ -390,15 +440,18 @@ export class Forwarder {
     let tcp = transport === 'tcp';
     let edns = true;
     let truncated: UpstreamMessage | undefined;
-    const failed = (reason: string): Outcome =>
-      truncated && reason !== 'aborted' ? { kind: 'failed', reason: `TCP retry of a truncated answer failed: ${reason}`, fallback: truncated } : { kind: 'failed', reason };
+    // `local`: no socket on this host; passed on, so it does not count against the upstream.
+    const failed = (reason: string, local = false): Outcome =>
+      truncated && reason !== 'aborted'
+        ? { kind: 'failed', reason: `TCP retry of a truncated answer failed: ${reason}`, fallback: truncated, local }
+        : { kind: 'failed', reason, local };
     for (;;) {
       const timeoutMs = Math.ceil(deadline - performance.now());
       if (timeoutMs <= 0) return failed('timeout');
       const sent = buildUpstreamQuery(query, packet, randomId(), edns);
       const exchange = tcp ? exchangeTcp : exchangeUdp;
-      const outcome = await exchange(upstream.address, sent, { timeoutMs, maxTtl: this.options.cacheMaxTtl, signal });
-      if (outcome.kind === 'failed') return failed(outcome.reason);
+      const outcome = await exchange(upstream.address, sent, { timeoutMs, maxTtl: this.options.cacheMaxTtl, signal, sockets: this.sockets });
+      if (outcome.kind === 'failed') return failed(outcome.reason, outcome.local === true);
       const message = outcome.message;
       if (message.truncated && !tcp) {
         truncated = message;
@@ -415,7 +468,7 @@ export class Forwarder {
   }
 
   private async probe(upstream: Upstream): Promise<boolean> {
-    const outcome = await exchangeUdp(upstream.address, probeQuery(randomId()), { timeoutMs: this.options.timeoutMs, maxTtl: 0 });
+    const outcome = await exchangeUdp(upstream.address, probeQuery(randomId()), { timeoutMs: this.options.timeoutMs, maxTtl: 0, sockets: this.sockets });
     // Any well-formed answer, even REFUSED (a split-DNS server refuses `.`), shows it is up.
     return outcome.kind === 'reply';
   }

@@ -61,6 +61,13 @@ export interface TestUpstream {
   soa: dnsPacket.Answer | null;
   /** Answers a raw UDP query itself when it returns bytes (the ID is patched in); undefined: as usual. */
   override: ((query: Buffer) => Buffer | undefined) | null;
+  /**
+   * Black-holes the UDP questions whose name it accepts (others are answered as usual): they are
+   * recorded, and their replies held until `releaseHeld()` sends them all (a test ends its flood so).
+   */
+  blackHole: ((name: string) => boolean) | null;
+  /** Sends every reply the black hole holds, and stops holding them. */
+  releaseHeld(): void;
   close(): Promise<void>;
 }
 
@@ -104,6 +111,7 @@ function serve(udp: Socket, tcp: Server, host: string, port: number, options: Up
   const forger = createSocket(host.includes(':') ? 'udp6' : 'udp4');
   forger.bind(0, host);
   const connections = new Set<TcpSocket>();
+  const held: (() => void)[] = [];
   const timers = new Set<NodeJS.Timeout>();
   const later = (ms: number, fn: () => void): void => {
     const timer = setTimeout(() => {
@@ -122,6 +130,10 @@ function serve(udp: Socket, tcp: Server, host: string, port: number, options: Up
     delayMs: 0,
     authenticData: false,
     override: null,
+    blackHole: null,
+    releaseHeld() {
+      for (const send of held.splice(0)) send();
+    },
     records: options.records,
     soa: options.soa === undefined ? soaRecord('test', 300, 30) : options.soa,
     async close() {
@@ -227,6 +239,10 @@ function serve(udp: Socket, tcp: Server, host: string, port: number, options: Up
         additionals: [],
       });
     const send = () => udp.send(bytes, rinfo.port, rinfo.address);
+    if (upstream.blackHole?.(query.questions![0]!.name)) {
+      held.push(send);
+      return;
+    }
     if (upstream.behaviour === 'wrong-id-first') {
       udp.send(forged((reply.id! + 1) & 0xffff), rinfo.port, rinfo.address);
       later(Math.max(upstream.delayMs, 30), send);

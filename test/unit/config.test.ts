@@ -62,6 +62,7 @@ test('defaults', () => {
       policy: 'sequential',
       timeoutMs: 2000,
       maxInflight: 1000,
+      maxPerClient: 100,
       cacheSize: 10000,
       cacheMaxBytes: 67108864,
       cacheMaxTtl: 3600,
