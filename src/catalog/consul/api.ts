@@ -231,7 +231,7 @@ export function createConsulApi(connection: ConsulConnection): ConsulApi {
       return result.data;
     },
     async leader({ signal, timeoutMs }) {
-      const result = await call<unknown>((o) => client.status.leader(o as never), { signal }, { timeoutMs });
+      const result = await call<unknown>((o) => client.status.leader(o), { signal }, { timeoutMs });
       return typeof result.data === 'string' ? result.data : '';
     },
     async services(options) {
