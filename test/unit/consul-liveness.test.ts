@@ -33,7 +33,12 @@ function setup(t: TestContext): { liveness: ConsulLiveness; probes: Probe[]; log
     address: 'http://127.0.0.1:8500',
     serving: () => 'last good catalog',
   });
-  t.after(() => liveness.stop());
+  // The tracker's timers do not keep a process alive (a server's sockets do): this one does.
+  const alive = setInterval(() => {}, 1_000);
+  t.after(() => {
+    liveness.stop();
+    clearInterval(alive);
+  });
   return { liveness, probes, logs };
 }
 
