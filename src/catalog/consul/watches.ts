@@ -38,7 +38,7 @@ const STATE_KEY = 'consul';
 /** Non-blocking reads (index 0) in flight at once; blocking ones are not limited (they park). */
 const FIRST_READS_IN_FLIGHT = 32;
 
-/** Blocking reads started per event-loop turn after the first sync. */
+/** Blocking reads started per event-loop turn before the first sync, and reads retried at a recovery. */
 const REARMS_PER_TURN = 16;
 
 /** One call of a blocking read, as the api's `nodes`, `services` and `health` take it. */
@@ -168,10 +168,15 @@ export class WatchRegistry {
    */
   private async pause(key: string, err: unknown, failures: number, signal: AbortSignal, current: () => boolean): Promise<void> {
     const { liveness } = this.options;
-    if (err instanceof CutByLiveness) return liveness.spread(signal);
+    if (err instanceof CutByLiveness) {
+      await liveness.spread(signal);
+      return this.rearms.turn();
+    }
     if (isOutage(err) && (await liveness.check()) === 'down') {
       if (current()) this.reportDown(key, err, failures);
-      return liveness.whenUp(signal);
+      // Let go over a random spread at the recovery, and then a few per event-loop turn.
+      await liveness.whenUp(signal);
+      return this.rearms.turn();
     }
     if (current()) this.reportFailure(key, err, failures);
     const random = this.options.random ?? Math.random;
