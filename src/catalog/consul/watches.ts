@@ -135,6 +135,7 @@ export class WatchRegistry {
         apply(data);
         this.options.onChange();
       },
+      // Reported in `pause`, once the liveness tracker has said whether Consul itself is down.
       onError: () => {},
       onRecover: () => this.reportRecovery(key),
       pause: (err, failures, signal): Promise<void> => this.pause(key, err, failures, signal, () => this.running.get(key) === watch),
