@@ -39,6 +39,7 @@ import { ReplyCache } from './pipeline/reply-cache.js';
 import { RateLimiter, rateLimited } from './rrl/limiter.js';
 import type { Stage } from './pipeline/stage.js';
 import { CatalogPersistence } from './state/persist.js';
+import type { Backoff } from './util/pacing.js';
 
 export interface ServerOptions {
   config: Config;
@@ -49,6 +50,8 @@ export interface ServerOptions {
   reloadDebounceMs?: number;
   /** How often an unhealthy upstream is probed, ms (tests shorten it). */
   upstreamProbeIntervalMs?: number;
+  /** How the catalog source retries a failed read on its own (tests lengthen it; SourceOptions). */
+  retryBackoff?: Backoff;
   /** The catalog source to use instead of the one the config names (a --workers process's relay). */
   source?: CatalogSource;
   /** Listening sockets shared with other processes through node:cluster (a --workers process). */
@@ -169,7 +172,7 @@ export class SvcdnsServer {
     try {
       forwarding = await createForwarder(options, diagnostics);
       const store = new CatalogStore({ now: options.now, onlyPassing: config.onlyPassing, diagnostics });
-      source = options.source ?? (await createSource(config, log, { diagnostics, reloadDebounceMs: options.reloadDebounceMs }));
+      source = options.source ?? (await createSource(config, log, { diagnostics, reloadDebounceMs: options.reloadDebounceMs, retryBackoff: options.retryBackoff }));
       server = new SvcdnsServer(options, store, source, forwarding.forwarder, forwarding.upstreamSource, diagnostics, stateLog, log);
       // The endpoint comes first, so /ready can say "not yet" while the catalog loads. A --workers
       // process leaves it to the primary (src/workers.ts), which speaks for them all.
@@ -234,6 +237,7 @@ export class SvcdnsServer {
         catalog: () => this.store.current(),
         consulWatches: () => this.source.watchCount ?? null,
         tcpConnections: () => (this.bound.length === 0 ? null : this.listeners.reduce((n, l) => n + ('connections' in l ? l.connections : 0), 0)),
+        consulUp: () => this.source.consulUp ?? null,
       },
       { defaultMetrics: this.options.defaultMetrics ?? true },
     );

@@ -18,6 +18,7 @@
 import type { Logger } from 'pino';
 import type { ConfigComponent } from '../config/component.js';
 import type { Diagnostics } from '../diagnostics/channels.js';
+import type { Backoff } from '../util/pacing.js';
 import type { PreparedQueries } from './queries.js';
 import type { CatalogData, MeshLookup } from './types.js';
 
@@ -58,6 +59,8 @@ export interface CatalogSource {
   readonly firstSync?: Promise<void>;
   /** Sources that keep reads running (Consul): how many, for metrics. */
   readonly watchCount?: number;
+  /** Whether the registry the source reads is up (its liveness probe), for metrics; absent when it has none. */
+  readonly consulUp?: boolean;
 }
 
 /** A kind of catalog source, as src/catalog/sources.ts registers it; `C` is its part of the configuration. */
@@ -80,4 +83,9 @@ export interface SourceOptions {
   diagnostics: Diagnostics;
   /** Debounce of file change events, ms (tests shorten it). */
   reloadDebounceMs?: number | undefined;
+  /**
+   * How a registry source retries a failed read on its own (while the registry answers its
+   * liveness probe); tests lengthen it to show that recovery does not wait for it.
+   */
+  retryBackoff?: Backoff | undefined;
 }

@@ -34,6 +34,8 @@ export interface MetricsReaders {
   consulWatches(): number | null;
   /** TCP connections open now, over every listen address (null before the listeners are bound). */
   tcpConnections(): number | null;
+  /** Whether Consul is up, as the source's liveness probe judges it; null when no Consul source runs here. */
+  consulUp(): boolean | null;
 }
 
 /** CoreDNS's request duration buckets (plugin/metrics/vars: exponential from 0.25 ms, doubling, 16). */
@@ -291,6 +293,11 @@ export class ServerMetrics {
       return one(at ? at / 1000 : null);
     });
     m('svcdns_consul_watches', 'Consul reads kept running (blocking watches and polls).', 'gauge', 'sum', () => one(this.read.consulWatches()));
+    // Only the process running the Consul source (the primary with --workers) has a value.
+    m('svcdns_consul_up', 'Whether Consul is up (1) or down (0), as the liveness probe judged it last; probed only when a read fails or is overdue.', 'gauge', 'max', () => {
+      const up = this.read.consulUp();
+      return one(up === null ? null : up ? 1 : 0);
+    });
     m('svcdns_consul_watch_errors_total', 'Failed Consul watch reads.', 'counter', 'sum', () => (this.read.consulWatches() === null ? [] : one(this.watchErrors)));
     m('svcdns_build_info', 'The svcdns version and the Node.js version running it (always 1).', 'gauge', 'max', () => [
       { value: 1, labels: { version: VERSION, node: process.version } },

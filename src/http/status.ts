@@ -45,7 +45,7 @@ export interface Status {
   /** `stale`: the persisted catalog (--state-dir) served until the first sync, when it was written and how long ago; else null. */
   source: { kind: string; description: string; synced: boolean; stale: { savedAt: string; ageSeconds: number } | null; failing: Failing[] };
   catalog: { services: number; instances: number; lastChange: string | null; ageSeconds: number | null };
-  consul: { watches: number; watchErrors: number } | null;
+  consul: { up: boolean; watches: number; watchErrors: number } | null;
   upstreams: { upstream: string; healthy: boolean; recentLatencyMs: number | null; requests: number; failures: number }[];
   caches: { reply: CacheStatus; forward: CacheStatus };
   queries: { total: number; byRcode: Record<string, number> };
@@ -93,7 +93,7 @@ export function buildStatus(metrics: readonly MetricJson[], about: About, now = 
       lastChange: lastChange > 0 ? new Date(lastChange * 1000).toISOString() : null,
       ageSeconds: lastChange > 0 ? Math.max(0, Math.round(now / 1000 - lastChange)) : null,
     },
-    consul: has('svcdns_consul_watches') ? { watches: total('svcdns_consul_watches'), watchErrors: total('svcdns_consul_watch_errors_total') } : null,
+    consul: has('svcdns_consul_watches') ? { up: total('svcdns_consul_up') > 0, watches: total('svcdns_consul_watches'), watchErrors: total('svcdns_consul_watch_errors_total') } : null,
     upstreams: [...healthy].map(([upstream, h]) => ({
       upstream,
       healthy: h > 0,

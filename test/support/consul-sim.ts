@@ -54,6 +54,8 @@
  *    registerService defaults Meta to {}. PUT /v1/catalog/register stores exactly what it is given
  *    (absent maps are null), as Consul's catalog does. Names are matched case-insensitively.
  *  - Prepared queries (section "Prepared queries" at the end of this file): see SimPreparedQueries.
+ *  - Liveness (section "Liveness: the status endpoint and a stuck process" at the end of this
+ *    file): GET /v1/status/leader, and `hangLosesRequests`, a hang as a stuck process shows it.
  *  - The service mesh (section "Service mesh" below): sidecar proxies, Connect-native services,
  *    ingress gateways and virtual IPs (Kind, Proxy, Connect also read from PUT /v1/catalog/register;
  *    virtual IPs and ingress config entries through the JS API only); /v1/health/connect/:name and
@@ -763,6 +765,7 @@ const ROUTES: Record<string, { methods: string[] }> = {
   '/v1/catalog/deregister': { methods: ['PUT'] },
   '/v1/query': { methods: ['GET', 'POST'] },
   '/v1/query/': { methods: ['GET'] },
+  '/v1/status/leader': { methods: ['GET'] },
 };
 
 export class ConsulSim {
@@ -795,6 +798,16 @@ export class ConsulSim {
   /** Requests waiting for a leader (rpcHoldTimeoutMs): released by stop()/restart()/refuse. */
   private readonly holdWaiters = new Map<NodeJS.Timeout, () => void>();
   private hung: { req: IncomingMessage; res: ServerResponse }[] = [];
+  /** Requests a stuck process will never answer (`hangLosesRequests`); closed only by their clients or stop(). */
+  private lost: { req: IncomingMessage; res: ServerResponse }[] = [];
+  /**
+   * How fault('hang') treats requests (section "Liveness" at the end of this file). false (default):
+   * requests arriving during the hang are held and served when it ends; blocking reads already
+   * parked go on as usual. true: as a stuck Consul process: every request in flight when the hang
+   * starts (parked blocking reads included) or arriving during it is never answered, even after
+   * the hang ends; only requests arriving later are served.
+   */
+  hangLosesRequests = false;
   private mode: FaultMode = 'none';
   private running = false;
   private desiredPort = 0;
@@ -850,6 +863,7 @@ export class ConsulSim {
   async fault(mode: FaultMode): Promise<void> {
     const previous = this.mode;
     this.mode = mode;
+    if (mode === 'hang' && previous !== 'hang' && this.hangLosesRequests) this.loseParked();
     if (mode === 'refuse' && previous !== 'refuse') await this.closeListener();
     if (mode === 'error500') {
       for (const p of [...this.parked]) this.finishParked(p, 'fault', () => this.failRead(p.req, p.res, p.query.kind, 500, RPC_ERROR_TEXT));
@@ -858,6 +872,7 @@ export class ConsulSim {
     if (previous === 'hang' && mode !== 'hang') {
       const released = this.hung;
       this.hung = [];
+      if (this.hangLosesRequests) return this.loseForGood(released);
       for (const { req, res } of released) if (!res.destroyed && !res.writableEnded) this.dispatch(req, res);
     }
   }
@@ -1113,6 +1128,7 @@ export class ConsulSim {
     }
     this.holdWaiters.clear();
     this.hung = [];
+    this.lost = [];
     const server = this.server;
     this.server = null;
     if (!server) return;
@@ -1234,6 +1250,8 @@ export class ConsulSim {
       case '/v1/query':
       case '/v1/query/':
         return this.handleQuery(req, res, url.searchParams, path);
+      case '/v1/status/leader':
+        return this.handleStatusLeader(req, res, url.searchParams);
     }
   }
 
@@ -1439,6 +1457,28 @@ export class ConsulSim {
   /** Prepared queries kept by the sim, per datacenter (for tests that look). */
   get queryCount(): number {
     return this.preparedQueries.size;
+  }
+
+  // --- liveness (see "Liveness" at the end of this file) ---------------------------------
+
+  /** GET /v1/status/leader: the leader's server address as a JSON string, "" without one. */
+  private handleStatusLeader(req: IncomingMessage, res: ServerResponse, params: URLSearchParams): void {
+    if (this.mode === 'error500') return this.sendText(req, res, 500, RPC_ERROR_TEXT, true);
+    this.sendJson(req, res, statusLeader(this.leader), params);
+  }
+
+  /** A stuck process: the blocking reads parked now are answered neither by changes nor by their wait. */
+  private loseParked(): void {
+    for (const p of [...this.parked]) {
+      this.parked.delete(p);
+      clearTimeout(p.timer);
+      this.lost.push({ req: p.req, res: p.res });
+    }
+  }
+
+  /** The hang ended: what it held stays unanswered (the stuck handlers never return). */
+  private loseForGood(held: { req: IncomingMessage; res: ServerResponse }[]): void {
+    this.lost.push(...held.filter(({ res }) => !res.destroyed && !res.writableEnded));
   }
 
   private async handleQuery(req: IncomingMessage, res: ServerResponse, params: URLSearchParams, path: string): Promise<void> {
@@ -1900,4 +1940,27 @@ function meshEntries(dc: DcState, kind: 'connect' | 'ingress', serviceName: stri
   if (kind === 'connect') return dc.entriesOf(all.filter((s) => lc(meshServed(s) ?? '') === name));
   const gateways = new Set([...dc.ingressConfig].filter(([, services]) => services.some((x) => lc(x) === name)).map(([g]) => g));
   return dc.entriesOf(all.filter((s) => s.Kind === 'ingress-gateway' && gateways.has(lc(s.Service))));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Liveness: the status endpoint and a stuck process
+//
+// Sources (hashicorp/consul): website/content/api-docs/status.mdx ("/v1/status/leader ... returns
+// the Raft leader for the datacenter in which the agent is running", a JSON string such as
+// "10.1.10.12:8300"); agent/status_endpoint.go StatusLeader (the Status.Leader RPC's string as the
+// body, "" when the server knows no leader; an RPC error is a 500 through wrap()).
+// Modelling choices: the leader's address is a fixed 127.0.0.1:8300; in error500 mode the RPC
+// fails like every other; fault('hang') holds it like any request.
+//
+// A stuck process (`hangLosesRequests`): the fault run of issue 15 met a Consul that accepted
+// connections and answered nothing, and whose requests stayed unanswered after it recovered (a
+// hung request was only abandoned by svcdns's own timeout, wait + wait/16 + 5 s later). The plain
+// hang releases what it held when it ends, which hides that; with `hangLosesRequests` every
+// request caught by the hang (parked blocking reads included) is never answered: its client has
+// to give up on it and ask again.
+// ---------------------------------------------------------------------------------------------
+
+/** The body of /v1/status/leader: the leader's RPC address, or "" when there is no leader. */
+function statusLeader(leader: boolean): string {
+  return leader ? '127.0.0.1:8300' : '';
 }

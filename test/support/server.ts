@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import { pino } from 'pino';
 import { resolveConfig, type RawConfig } from '../../src/config.js';
 import { SvcdnsServer } from '../../src/server.js';
+import type { Backoff } from '../../src/util/pacing.js';
 
 export interface TestServer {
   server: SvcdnsServer;
@@ -28,6 +29,8 @@ export interface StartOptions {
   flags?: RawConfig;
   now?: () => number;
   upstreamProbeIntervalMs?: number;
+  /** How the catalog source retries a failed read on its own (ServerOptions.retryBackoff). */
+  retryBackoff?: Backoff;
 }
 
 /** Fixed clock for tests: SOA serials become predictable (2024-01-01T00:00:00Z). */
@@ -52,7 +55,7 @@ export async function startServer(options: StartOptions = {}): Promise<TestServe
     : pino({ level: process.env.TEST_LOG_LEVEL ?? 'silent' });
   let server: SvcdnsServer;
   try {
-    server = await SvcdnsServer.start({ config, log, now: options.now ?? (() => TEST_NOW_MS), reloadDebounceMs: 10, upstreamProbeIntervalMs: options.upstreamProbeIntervalMs });
+    server = await SvcdnsServer.start({ config, log, now: options.now ?? (() => TEST_NOW_MS), reloadDebounceMs: 10, upstreamProbeIntervalMs: options.upstreamProbeIntervalMs, retryBackoff: options.retryBackoff });
   } catch (err) {
     await rm(dir, { recursive: true, force: true });
     throw err;

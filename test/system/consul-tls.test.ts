@@ -56,7 +56,7 @@ async function webAnswer(sim: ConsulSim, flags: Record<string, string>, expectSe
     for (;;) {
       const r = await dig(s.port, ['web.service.consul']);
       if (r.status === 'NOERROR' || Date.now() > deadline) return { status: r.status, logs };
-      if (!expectServed && logs.some((l) => l.msg === 'consul watch failing; retrying with backoff')) return { status: r.status, logs };
+      if (!expectServed && logs.some((l) => l.msg === 'consul failing')) return { status: r.status, logs };
       await sleep(50);
     }
   } finally {
@@ -86,7 +86,7 @@ describe('HTTPS to Consul', () => {
   test('without the CA the server is not trusted: SERVFAIL, and the log says why', async () => {
     const r = await webAnswer(sim, {}, false);
     assert.equal(r.status, 'SERVFAIL');
-    const warn = r.logs.find((l) => l.msg === 'consul watch failing; retrying with backoff');
+    const warn = r.logs.find((l) => l.msg === 'consul failing');
     assert.ok(warn, 'a failure is logged');
     assert.match(String(warn.error), /certificate/i);
   });
@@ -94,7 +94,7 @@ describe('HTTPS to Consul', () => {
   test('with the CA but the wrong name (127.0.0.1 is not on the certificate): not trusted', async () => {
     const r = await webAnswer(sim, { 'consul-cacert': pki.ca }, false);
     assert.equal(r.status, 'SERVFAIL');
-    assert.match(String(r.logs.find((l) => l.msg === 'consul watch failing; retrying with backoff')?.error), /altnames|does not match/i);
+    assert.match(String(r.logs.find((l) => l.msg === 'consul failing')?.error), /altnames|does not match/i);
   });
 
   test('--no-consul-ssl-verify (CONSUL_HTTP_SSL_VERIFY=false) accepts any certificate', async () => {

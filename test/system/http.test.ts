@@ -189,14 +189,23 @@ test('/ready: 503 with the reason until the first Consul sync, 200 after it', as
   sim.registerService('dc1', 'n1', { ID: 'web1', Service: 'web', Port: 80 });
   await sim.fault('error500');
   const s = await start(t, ['--consul', sim.url]);
-  await s.cli.waitForLog((l) => l.msg === 'consul watch failing; retrying with backoff');
+  await s.cli.waitForLog((l) => l.msg === 'consul failing');
   const notYet = await get(s.http, '/ready');
   assert.deepEqual(notYet, { status: 503, type: 'text/plain; charset=utf-8', body: `waiting for the first catalog from consul ${sim.url}\n` });
   assert.equal((await get(s.http, '/health')).status, 200, 'alive all the same');
   assert.equal((await scrape(s.http)).get('svcdns_catalog_synced'), 0);
   const status = JSON.parse((await get(s.http, '/status')).body) as Status;
   assert.equal(status.source.synced, false);
-  assert.equal(status.source.failing[0]!.key, 'consul');
+  assert.deepEqual(
+    status.source.failing.map((f) => [f.key, f.problem]),
+    [
+      [`consul ${sim.url}`, 'down'],
+      ['consul', 'consul down'],
+    ],
+    'Consul is down (said once); its watches wait on it (not said again)',
+  );
+  assert.equal(status.consul?.up, false);
+  assert.equal((await scrape(s.http)).get('svcdns_consul_up'), 0);
 
   await sim.fault('none');
   await s.cli.waitForLog((l) => l.msg === 'consul catalog synced; ready', 20_000);
@@ -204,6 +213,7 @@ test('/ready: 503 with the reason until the first Consul sync, 200 after it', as
   assert.equal(ready.status, 200, ready.body);
   const after = await scrape(s.http);
   assert.equal(after.get('svcdns_catalog_synced'), 1);
+  assert.equal(after.get('svcdns_consul_up'), 1);
   assert.ok((after.get('svcdns_consul_watch_errors_total') ?? 0) >= 1);
   assert.ok((after.get('svcdns_consul_watches') ?? 0) >= 2, 'at least the services and nodes watches');
   assert.deepEqual((await dig(s.dns, ['web.service.consul', 'A', '+short'])).raw.trim().split('\n').pop(), '10.0.0.1');

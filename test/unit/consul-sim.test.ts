@@ -798,3 +798,44 @@ test('prepared queries: unknown query 404, bad definitions rejected, queries bel
   const nowhere = await failure(consul.query.execute({ query: 'remote', dc: 'dc9' } as never));
   assert.deepEqual([nowhere.statusCode, nowhere.response?.body], [500, 'No path to datacenter']);
 });
+
+// ------------------------------------------------------------------------------------------------
+// Liveness: /v1/status/leader and a hang that loses requests (hangLosesRequests)
+
+test('status/leader: the leader address as a JSON string through the client, "" without a leader, 500 under error500', async (t) => {
+  const { sim, consul } = await setup(t);
+  assert.equal(await consul.status.leader(), '127.0.0.1:8300');
+  sim.leader = false;
+  const none = await fetch(`${sim.url}/v1/status/leader`);
+  assert.deepEqual([none.status, await none.text()], [200, '""']);
+  sim.leader = true;
+  await sim.fault('error500');
+  const err = await failure(consul.status.leader());
+  assert.deepEqual([err.statusCode, err.message], [500, RPC_ERROR_TEXT]);
+});
+
+test('hangLosesRequests: parked reads are answered neither by a change nor after the hang; requests held by it never; later ones are', async (t) => {
+  const { sim, consul } = await setup(t);
+  seed(sim);
+  sim.hangLosesRequests = true;
+  const idx = indexOf((await health(consul, 'web')).res);
+  const parked = tracked(health(consul, 'web', { index: String(idx), wait: '10s' }));
+  await until(() => sim.waiting() === 1, 'the query to park');
+  await sim.fault('hang');
+  assert.equal(sim.waiting(), 0, 'no longer parked: stuck');
+  const held = tracked(services(consul));
+  await until(() => sim.requests.length >= 3, 'the held request to arrive');
+  sim.setCheck('dc1', 'node-a', { CheckID: 'service:web-a', Status: 'critical', ServiceID: 'web-a' });
+  await sim.fault('none');
+  // A request after the hang is served (and sees the change); the two caught by it are not.
+  assert.equal((await health(consul, 'web', { passing: true })).body.length, 1);
+  assert.deepEqual([parked.settled(), held.settled()], [false, false]);
+  const stuck = sim.requests.slice(1, 3);
+  assert.deepEqual(stuck.map((r) => [r.path, r.status, r.wokenBy]), [
+    ['/v1/health/service/web', null, null],
+    ['/v1/catalog/services', null, null],
+  ]);
+  await sim.stop(); // closes them: their clients see the connection drop
+  assert.match(String((await failure(parked.promise)).message), /socket hang up|ECONNRESET/);
+  assert.match(String((await failure(held.promise)).message), /socket hang up|ECONNRESET/);
+});

@@ -87,6 +87,11 @@ export interface MeshHealth extends ServiceHealth {
 /** What the Consul source needs from Consul. Tests may substitute their own. */
 export interface ConsulApi {
   datacenters(signal?: AbortSignal): Promise<string[]>;
+  /**
+   * The Raft leader's address as the agent knows it (/v1/status/leader), "" when there is none:
+   * the liveness probe. Bounded by `timeoutMs`.
+   */
+  leader(options: { signal?: AbortSignal; timeoutMs: number }): Promise<string>;
   /** Service names of a datacenter (/v1/catalog/services). */
   services(options: ReadOptions): Promise<Result<string[]>>;
   /** Nodes of a datacenter (/v1/catalog/nodes). */
@@ -224,6 +229,10 @@ export function createConsulApi(connection: ConsulConnection): ConsulApi {
     async datacenters(signal) {
       const result = await call<string[]>((o) => client.catalog.datacenters(o), { signal });
       return result.data;
+    },
+    async leader({ signal, timeoutMs }) {
+      const result = await call<unknown>((o) => client.status.leader(o), { signal }, { timeoutMs });
+      return typeof result.data === 'string' ? result.data : '';
     },
     async services(options) {
       const result = await call<Record<string, string[]>>((o) => client.catalog.services(o as never), options);

@@ -8,7 +8,8 @@
  * - An index <= 0 is treated as 1, so a buggy zero never turns the loop into a busy poll.
  * - An unchanged index means nothing changed: ask again without delivering anything. If such a
  *   call returned early (a proxy that ignores `index`), wait `minIntervalMs` before the next one.
- * - Errors back off exponentially with full jitter, capped (`backoffDelay`), and reset after a success.
+ * - Errors back off exponentially with full jitter, capped (`backoffDelay`), and reset after a success;
+ *   or, given `pause`, wait as it says (the Consul source waits on its liveness tracker).
  * So the loop never spins, whatever the server does.
  */
 
@@ -31,6 +32,11 @@ export interface BlockingWatchOptions<T> {
   onError(err: unknown, failures: number): void;
   /** The first success after one or more failures. */
   onRecover?(): void;
+  /**
+   * After a failed call (`onError` told): resolves when the next call may go, or when `signal`
+   * aborts. Default: the backoff's delay.
+   */
+  pause?(err: unknown, failures: number, signal: AbortSignal): Promise<void>;
   /** Blocking wait of each call, ms; an unchanged result sooner than this counts as early. */
   waitMs: number;
   /** Retry delays after errors; RETRY_BACKOFF by default. */
@@ -73,7 +79,7 @@ export class BlockingWatch<T> {
         if (signal.aborted) return;
         failures++;
         this.options.onError(err, failures);
-        await sleep(backoffDelay(failures, backoff, random()), signal);
+        await (this.options.pause ? this.options.pause(err, failures, signal) : sleep(backoffDelay(failures, backoff, random()), signal));
         continue;
       }
       if (signal.aborted) return;

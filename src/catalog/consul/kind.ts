@@ -10,7 +10,7 @@ export const consulSource: SourceKind<ConsulSection> = {
   key: 'consul',
   config: consulComponent,
   configured: (config) => config.consul !== null,
-  async create({ consul: c, datacenter }, log, { diagnostics }) {
+  async create({ consul: c, datacenter }, log, { diagnostics, retryBackoff }) {
     if (c === null) throw new Error('no Consul address is configured');
     // Only the scheme, host and port reach Consul (the token goes in a header): say so rather than
     // drop a user name, password (no HTTP basic auth is sent), path or query in silence. The
@@ -44,6 +44,7 @@ export const consulSource: SourceKind<ConsulSection> = {
       watchIdleMs: c.watchIdleMs,
       queryMaxStaleMs: c.queryMaxStaleMs,
       queryTimeoutMs: c.fetchTimeoutMs,
+      ...(retryBackoff && { backoff: retryBackoff }),
     });
   },
 };

@@ -19,30 +19,35 @@
  * Readiness: nothing is published until the datacenter list, the local node and service lists and
  * (with `all`) every local service's health have arrived; until then DNS says SERVFAIL.
  *
- * Failures: a watch that fails keeps its last good data and the snapshot keeps serving. Each change
- * in the kind of failure is logged once (not per watch or retry), and recovery once.
+ * Failures: a watch that fails keeps its last good data and the snapshot keeps serving. Whether
+ * Consul itself is up is decided once for all watches by the liveness tracker (liveness.ts): it
+ * probes only when something looks wrong, says "consul failing" and "consul recovered" once each,
+ * holds the watches while Consul is down and lets them all go, spread over a moment, when it is
+ * back (aborting what was left hanging). Other failures are logged once per change of their kind.
  *
  * This file owns the CatalogSource contract (start, reload, stop, want, touch) and the lifecycle
  * (the sweep's timer, `running`), composed of:
  * - datacenters.ts: the copy of the catalog per datacenter, which watches it needs, the idle sweep;
  * - watches.ts: the watch registry (Consul reads by key, the polled datacenter list, failure reports);
+ * - liveness.ts: whether Consul is up (one probe, shared by every watch);
  * - waits.ts: questions waiting for something to load;
  * - publisher.ts: the sink, readiness, one snapshot per event-loop turn;
  * - queries.ts: prepared query executions, kept briefly (the `queries` capability).
  */
 
 import type { Logger } from 'pino';
-import type { ConsulApi } from './api.js';
+import { ConsulApiError, type ConsulApi } from './api.js';
 import type { CatalogSink, CatalogSource } from '../source.js';
 import type { MeshLookup } from '../types.js';
 import { Datacenters } from './datacenters.js';
+import { ConsulLiveness } from './liveness.js';
 import { Publisher } from './publisher.js';
 import { QueryCache } from './queries.js';
 import { Waits } from './waits.js';
 import { WatchRegistry, type WatchRegistryOptions } from './watches.js';
 
 /** The watch registry's options (how reads are made and failures reported), and the source's own. */
-export interface ConsulSourceOptions extends Omit<WatchRegistryOptions, 'readiness' | 'onChange'> {
+export interface ConsulSourceOptions extends Omit<WatchRegistryOptions, 'readiness' | 'onChange' | 'liveness' | 'plainReadMs'> {
   api: ConsulApi;
   /** Describes where Consul is, for logs (never includes the token). */
   address: string;
@@ -56,7 +61,7 @@ export interface ConsulSourceOptions extends Omit<WatchRegistryOptions, 'readine
   datacentersRefreshMs?: number;
   /** How long a prepared query's last result keeps serving while executions fail, ms. */
   queryMaxStaleMs?: number;
-  /** Bound on one prepared query execution, ms. */
+  /** Bound on one prepared query execution, ms; also how long a first read may take before Consul is probed (--fetch-timeout). */
   queryTimeoutMs?: number;
   now?: () => number;
 }
@@ -75,10 +80,17 @@ export class ConsulSource implements CatalogSource {
   private readonly watches: WatchRegistry;
   private readonly datacenters: Datacenters;
   private readonly waits: Waits;
+  /** Whether Consul is up, shared by every watch (liveness.ts). */
+  private readonly liveness: ConsulLiveness;
   /** Prepared query executions (`NAME.query.consul`), cached and refreshed while in use (queries.ts). */
   readonly queries: QueryCache;
   private sweepTimer: NodeJS.Timeout | null = null;
   private running = false;
+
+  /** Whether Consul is taken to be up (its liveness probe answers, or none was needed), for metrics. */
+  get consulUp(): boolean {
+    return this.liveness.isUp;
+  }
 
   /** Consul reads kept running, for metrics. */
   get watchCount(): number {
@@ -95,12 +107,29 @@ export class ConsulSource implements CatalogSource {
       onPublished: () => this.waits.published(),
     });
     this.ready = this.publisher.ready;
+    const api = options.api;
+    this.liveness = new ConsulLiveness({
+      // A live agent answers its leader's address; with no leader only stale reads work.
+      probe: async (signal, timeoutMs) => {
+        const leader = await api.leader({ signal, timeoutMs });
+        if (leader === '' && !options.allowStale) throw new ConsulApiError('No cluster leader', 500);
+      },
+      diagnostics: options.diagnostics,
+      log: this.log,
+      address: options.address,
+      serving: () => (this.publisher.isReady ? 'last good catalog' : 'SERVFAIL until the first sync'),
+      random: options.random,
+      now: options.now,
+    });
     this.watches = new WatchRegistry({
       log: this.log,
       diagnostics: options.diagnostics,
       allowStale: options.allowStale,
       maxStaleMs: options.maxStaleMs,
       waitMs: options.waitMs,
+      plainReadMs: options.queryTimeoutMs ?? 2_000,
+      liveness: this.liveness,
+      backoff: options.backoff,
       hasToken: options.hasToken,
       random: options.random,
       readiness: this.publisher,
@@ -136,7 +165,7 @@ export class ConsulSource implements CatalogSource {
     this.datacenters.openLocal();
     this.watches.poll(
       'datacenters',
-      () => this.options.api.datacenters(),
+      (signal) => this.options.api.datacenters(signal),
       (list) => this.datacenters.setKnown(list),
       this.options.datacentersRefreshMs ?? 300_000,
     );
@@ -160,6 +189,7 @@ export class ConsulSource implements CatalogSource {
   async stop(): Promise<void> {
     this.publisher.sink = null;
     this.queries.stop();
+    this.liveness.stop();
     await this.halt();
     this.waits.endAll();
   }

@@ -10,18 +10,27 @@
  * - The polled read (`poll`): the list of datacenters cannot block; it is read now and then every
  *   few minutes, retried with the same backoff as the watches.
  * - New data goes through the caller's `apply`, then `onChange` (a publish).
+ * - Every read in flight is tracked by the source's liveness tracker (liveness.ts): a blocking read
+ *   past wait + wait/16 + a margin, or a plain read past --fetch-timeout, makes it probe Consul. A
+ *   read that fails with no answer or a 5xx asks the tracker: while Consul is down the watch waits
+ *   on it (no backoff of its own) and goes on, with a little jitter, the moment Consul is back; a
+ *   read the tracker cut (at a recovery, or lost while Consul was up) asks again after that jitter.
+ *   Other failures (an ACL refusal, a 500 while Consul answers the probe) back off alone, and that
+ *   backoff too ends at a recovery.
  * - Failures and recoveries go out on the diagnostics seam as `state` events under the key
  *   `consul`, one subject per watch; the state logger logs each change of the kind of failure once.
- *   A watch stopped by key no longer counts as failing.
+ *   A failure while Consul is down is reported without a message: the tracker's "consul failing"
+ *   says it, once. A watch stopped by key no longer counts as failing.
  *
  * Which watches should run is decided elsewhere (datacenters.ts); this only runs them.
  */
 
 import type { Logger } from 'pino';
 import type { Diagnostics } from '../../diagnostics/channels.js';
-import { backoffDelay, Limiter, Pacer, untilOrAborted } from '../../util/pacing.js';
+import { backoffDelay, Limiter, Pacer, untilOrAborted, type Backoff } from '../../util/pacing.js';
 import { ConsulApiError, type QueryMeta, type Result } from './api.js';
 import { BlockingWatch, RETRY_BACKOFF } from './blocking-watch.js';
+import { CutByLiveness, isOutage, type ConsulLiveness } from './liveness.js';
 
 /** What the state logger knows Consul's watches by. */
 const STATE_KEY = 'consul';
@@ -29,7 +38,7 @@ const STATE_KEY = 'consul';
 /** Non-blocking reads (index 0) in flight at once; blocking ones are not limited (they park). */
 const FIRST_READS_IN_FLIGHT = 32;
 
-/** Blocking reads started per event-loop turn after the first sync. */
+/** Blocking reads started per event-loop turn before the first sync, and reads retried at a recovery. */
 const REARMS_PER_TURN = 16;
 
 /** One call of a blocking read, as the api's `nodes`, `services` and `health` take it. */
@@ -45,6 +54,12 @@ export interface WatchRegistryOptions {
   maxStaleMs: number;
   /** Blocking wait per call, ms. */
   waitMs: number;
+  /** A plain read (index 0, the datacenter list) in flight longer than this makes the tracker probe, ms (--fetch-timeout). */
+  plainReadMs: number;
+  /** Decides whether Consul is up; tracks every read in flight (liveness.ts). */
+  liveness: ConsulLiveness;
+  /** How a failed read is retried while Consul is up (default RETRY_BACKOFF). */
+  backoff?: Backoff;
   /** Whether an ACL token is sent (to explain an empty catalog under a default-deny policy). */
   hasToken?: boolean;
   random?: () => number;
@@ -82,7 +97,7 @@ export class WatchRegistry {
    */
   watch<T>(key: string, dc: string, read: BlockingRead<T>, apply: (data: T) => void): void {
     const { allowStale, maxStaleMs, waitMs, readiness, log } = this.options;
-    const watch = new BlockingWatch<T>({
+    const watch: BlockingWatch<T> = new BlockingWatch<T>({
       waitMs,
       random: this.options.random,
       fetch: async (index, signal) => {
@@ -90,7 +105,7 @@ export class WatchRegistry {
         if (index === 0n) {
           // First reads answer at once: bounded in number, so that 5,000 of them at start do not
           // all hold a connection, a response and its parsed body at the same moment.
-          result = await this.firstReads.run(() => read({ dc, index, waitMs, stale: allowStale, signal }));
+          result = await this.firstReads.run(() => this.tracked(signal, false, (s) => read({ dc, index, waitMs, stale: allowStale, signal: s })));
         } else {
           // Until the first sync, the first reads go first: a blocking read asked later still
           // returns at once whatever changed since its index, so nothing is missed.
@@ -101,11 +116,11 @@ export class WatchRegistry {
             await this.rearms.turn();
           }
           if (signal.aborted) throw new ConsulApiError('request cancelled', 0);
-          result = await read({ dc, index, waitMs, stale: allowStale, signal });
+          result = await this.tracked(signal, true, (s) => read({ dc, index, waitMs, stale: allowStale, signal: s }));
         }
         if (allowStale && tooStale(result.meta, maxStaleMs)) {
           log.debug({ watch: key, lastContactMs: result.meta.lastContactMs }, 'stale answer too old; reading from the leader');
-          result = await read({ dc, index: 0n, waitMs, stale: false, signal });
+          result = await this.tracked(signal, false, (s) => read({ dc, index: 0n, waitMs, stale: false, signal: s }));
         }
         if (result.meta.defaultAclPolicy === 'deny' && !this.options.hasToken && !this.warnedAnonymous) {
           // Consul does not refuse a request without a token: it filters it down to what the
@@ -120,29 +135,68 @@ export class WatchRegistry {
         apply(data);
         this.options.onChange();
       },
-      onError: (err, failures) => {
-        if (this.running.get(key) === watch) this.reportFailure(key, err, failures);
-      },
+      // Reported in `pause`, once the liveness tracker has said whether Consul itself is down.
+      onError: () => {},
       onRecover: () => this.reportRecovery(key),
+      pause: (err, failures, signal): Promise<void> => this.pause(key, err, failures, signal, () => this.running.get(key) === watch),
     });
     this.running.set(key, watch);
     watch.start();
   }
 
   /**
-   * Reads `read` now and every `everyMs` (for what cannot be watched); its results go through
-   * `apply` and then trigger a publish. A failure is retried with backoff.
+   * One read, tracked by the liveness tracker while in flight: overdue past wait + wait/16 + a
+   * margin (a blocking read) or --fetch-timeout (a plain one). A read the tracker cut fails with
+   * CutByLiveness.
    */
-  poll<T>(key: string, read: () => Promise<T>, apply: (data: T) => void, everyMs: number): void {
-    const poll = new Poll<T>({
-      read,
+  private async tracked<T>(signal: AbortSignal, blocking: boolean, read: (signal: AbortSignal) => Promise<T>): Promise<T> {
+    const { waitMs, plainReadMs, liveness } = this.options;
+    const deadline = blocking ? waitMs + waitMs / 16 + Math.min(1_000, waitMs / 4) : plainReadMs;
+    const t = liveness.track(deadline, signal, blocking);
+    try {
+      return await read(t.signal);
+    } catch (err) {
+      if (t.cut && !signal.aborted) throw new CutByLiveness();
+      throw err;
+    } finally {
+      t.done();
+    }
+  }
+
+  /**
+   * After a failed read: how long the watch or poll under `key` waits before the next (see the
+   * file's header), reporting the failure on the way while it is `current`.
+   */
+  private async pause(key: string, err: unknown, failures: number, signal: AbortSignal, current: () => boolean): Promise<void> {
+    const { liveness } = this.options;
+    if (err instanceof CutByLiveness) {
+      await liveness.spread(signal);
+      return this.rearms.turn();
+    }
+    if (isOutage(err) && (await liveness.check()) === 'down') {
+      if (current()) this.reportDown(key, err, failures);
+      // Let go over a random spread at the recovery, and then a few per event-loop turn.
+      await liveness.whenUp(signal);
+      return this.rearms.turn();
+    }
+    if (current()) this.reportFailure(key, err, failures);
+    const random = this.options.random ?? Math.random;
+    return liveness.backoff(backoffDelay(failures, this.options.backoff ?? RETRY_BACKOFF, random()), signal);
+  }
+
+  /**
+   * Reads `read` now and every `everyMs` (for what cannot be watched); its results go through
+   * `apply` and then trigger a publish. A failure is retried as a watch's is (`pause`).
+   */
+  poll<T>(key: string, read: (signal: AbortSignal) => Promise<T>, apply: (data: T) => void, everyMs: number): void {
+    const poll: Poll<T> = new Poll<T>({
+      read: (signal) => this.tracked(signal, false, read),
       everyMs,
-      random: this.options.random ?? Math.random,
       onData: (data) => {
         apply(data);
         this.options.onChange();
       },
-      onError: (err, failures) => this.reportFailure(key, err, failures),
+      pause: (err, failures, signal) => this.pause(key, err, failures, signal, () => this.running.get(key) === poll),
       onRecover: () => this.reportRecovery(key),
     });
     this.running.set(key, poll);
@@ -191,28 +245,34 @@ export class WatchRegistry {
     });
   }
 
+  /** A failure while Consul is down: counted and shown by /status, not logged (the tracker said "consul failing"). */
+  private reportDown(key: string, err: unknown, failures: number): void {
+    const status = err instanceof ConsulApiError ? err.status : 0;
+    this.options.diagnostics.state.publish({ key: STATE_KEY, subject: key, problem: 'consul down', fields: { watch: key, status, failures }, log: this.options.log });
+  }
+
   private reportRecovery(key: string): void {
     this.options.diagnostics.state.publish({ key: STATE_KEY, subject: key, problem: null, message: 'consul watches recovered', fields: { watch: key }, log: this.options.log });
   }
 }
 
 interface PollOptions<T> {
-  read(): Promise<T>;
+  read(signal: AbortSignal): Promise<T>;
   /** Between successful reads, ms. */
   everyMs: number;
-  random: () => number;
   onData(data: T): void;
-  onError(err: unknown, failures: number): void;
+  /** After a failed read: resolves when the next may go (or the signal aborts). */
+  pause(err: unknown, failures: number, signal: AbortSignal): Promise<void>;
   onRecover(): void;
 }
 
 /**
  * One read that cannot block, repeated: now, then `everyMs` after each success; after a failure,
- * sooner, with RETRY_BACKOFF. Its timer does not keep the process alive. `stop()` ends it at once;
- * a read still in flight then is ignored when it returns.
+ * when `pause` says. Its timer does not keep the process alive. `stop()` ends it at once; a read
+ * still in flight then is aborted and ignored.
  */
 class Poll<T> {
-  private stopped = false;
+  private readonly controller = new AbortController();
   private timer: NodeJS.Timeout | null = null;
 
   constructor(private readonly options: PollOptions<T>) {}
@@ -222,27 +282,29 @@ class Poll<T> {
   }
 
   stop(): Promise<void> {
-    this.stopped = true;
+    this.controller.abort();
     if (this.timer) clearTimeout(this.timer);
     return Promise.resolve();
   }
 
   private async run(failures: number): Promise<void> {
-    if (this.stopped) return;
-    let delay = this.options.everyMs;
-    try {
-      const data = await this.options.read();
-      if (this.stopped) return;
-      if (failures > 0) this.options.onRecover();
-      this.options.onData(data);
-      failures = 0;
-    } catch (err) {
-      if (this.stopped) return;
-      failures++;
-      this.options.onError(err, failures);
-      delay = backoffDelay(failures, RETRY_BACKOFF, this.options.random());
+    const { signal } = this.controller;
+    while (!signal.aborted) {
+      try {
+        const data = await this.options.read(signal);
+        if (signal.aborted) return;
+        if (failures > 0) this.options.onRecover();
+        this.options.onData(data);
+        failures = 0;
+        break;
+      } catch (err) {
+        if (signal.aborted) return;
+        failures++;
+        await this.options.pause(err, failures, signal);
+      }
     }
-    this.timer = setTimeout(() => void this.run(failures), delay);
+    if (signal.aborted) return;
+    this.timer = setTimeout(() => void this.run(0), this.options.everyMs);
     this.timer.unref();
   }
 }
