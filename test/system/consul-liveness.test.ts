@@ -108,6 +108,23 @@ describe('Consul stuck (every request caught by the hang is never answered, even
     await eventually(async () => assert.deepEqual(await addresses(s, 'db.service.consul'), ['db.service.consul. 0 IN A 10.0.0.1', 'db.service.consul. 0 IN A 10.0.0.2']));
     assert.deepEqual(livenessLines(logs), ['consul failing', 'consul recovered']);
   });
+
+  test('--watch all, nothing asked during the hang: the heartbeat sees it, and the reads it lost are asked again at the recovery', async (t) => {
+    const sim = new ConsulSim();
+    sim.hangLosesRequests = true;
+    const logs: Logs = [];
+    // Every watch parked on a 5 min wait: nothing fails and nothing is overdue; only the heartbeat can tell.
+    const s = await start(t, sim, { watch: 'all', 'consul-heartbeat': '200ms' }, logs);
+    await eventually(() => assert.equal(sim.waiting(), 4, 'nodes, services, web and db parked'));
+    await sim.fault('hang');
+    // A change the hang swallows: the parked reads it would wake are lost with the hang.
+    sim.registerService('dc1', 'n2', { ID: 'db2', Service: 'db', Port: 5432 });
+    await eventually(() => assert.deepEqual(livenessLines(logs), ['consul failing']));
+    await sim.fault('none');
+    await eventually(async () => assert.deepEqual(await addresses(s, 'db.service.consul'), ['db.service.consul. 0 IN A 10.0.0.1', 'db.service.consul. 0 IN A 10.0.0.2']));
+    assert.deepEqual(livenessLines(logs), ['consul failing', 'consul recovered']);
+    assert.deepEqual(warnings(logs), ['consul failing']);
+  });
 });
 
 describe('Consul answering 500s', () => {

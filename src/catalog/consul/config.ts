@@ -26,6 +26,8 @@ export interface ConsulConfig {
   watchIdleMs: number;
   /** How long a question waits for a service being fetched before SERVFAIL, ms. */
   fetchTimeoutMs: number;
+  /** While blocking reads wait on Consul, how often its liveness is probed anyway (0: never), ms. */
+  heartbeatMs: number;
   /** How long a prepared query's last result keeps serving while executions fail, ms. */
   queryMaxStaleMs: number;
   tls: { caFile: string | null; certFile: string | null; keyFile: string | null; serverName: string | null; verify: boolean };
@@ -56,6 +58,11 @@ export const consulComponent: ConfigComponent<ConsulSection> = {
     'watch-all-limit': { describe: 'with --watch auto: watch every service up to this many, else on demand', type: 'number', default: '500' },
     'watch-idle': { describe: 'drop an on-demand watch after this long without queries', type: 'duration', default: '10m' },
     'fetch-timeout': { describe: 'how long a question waits for a service being fetched before SERVFAIL', type: 'duration', default: '2s' },
+    'consul-heartbeat': {
+      describe: "while blocking queries wait on Consul, probe /v1/status/leader this often, so a hang is seen (and every hung query asked again at Consul's recovery); 0: only when a read fails or is overdue",
+      type: 'duration',
+      default: '2s',
+    },
     'query-max-stale': { describe: "how long a prepared query's last result keeps serving while Consul cannot execute it (then SERVFAIL)", type: 'duration', default: '30s' },
   },
   build(raw, problems, env) {
@@ -81,6 +88,7 @@ export const consulComponent: ConfigComponent<ConsulSection> = {
       watchAllLimit: integer(single(raw['watch-all-limit']), 'watch-all-limit', 0, 1_000_000, problems),
       watchIdleMs: duration(single(raw['watch-idle']), 'watch-idle', problems),
       fetchTimeoutMs: duration(single(raw['fetch-timeout']), 'fetch-timeout', problems),
+      heartbeatMs: duration(single(raw['consul-heartbeat']), 'consul-heartbeat', problems),
       queryMaxStaleMs: duration(single(raw['query-max-stale']), 'query-max-stale', problems),
       tls: {
         caFile: text('consul-cacert'),

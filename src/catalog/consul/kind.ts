@@ -44,6 +44,7 @@ export const consulSource: SourceKind<ConsulSection> = {
       watchIdleMs: c.watchIdleMs,
       queryMaxStaleMs: c.queryMaxStaleMs,
       queryTimeoutMs: c.fetchTimeoutMs,
+      heartbeatMs: c.heartbeatMs,
       ...(retryBackoff && { backoff: retryBackoff }),
     });
   },

@@ -14,6 +14,11 @@
  *   (aborted: after a hang its request may never be answered, and asking again is one request);
  *   every read waiting on the tracker, or sleeping its own backoff (`backoff`), goes on after a
  *   random delay in [0, SPREAD_MS), so 1,000 watches do not retry in the same instant.
+ * - The heartbeat (--consul-heartbeat): while blocking reads are in flight and Consul is taken to be
+ *   up, the probe also runs every `heartbeatMs`. Without it, a Consul that hangs while every watch
+ *   is parked on a 5-minute wait shows nothing overdue or failing for minutes, and requests it lost
+ *   during the hang (a stuck process, a partition) would be noticed only when their wait runs out;
+ *   with it, the hang is seen within heartbeatMs + PROBE_TIMEOUT_MS, and the recovery cuts them.
  * - A read overdue while Consul is up was lost on the way (Consul answers a blocking read within
  *   wait + wait/16): it is cut at once and asked again. A plain read overdue while Consul is up is
  *   only slow: it goes on, bounded by its request timeout.
@@ -47,6 +52,8 @@ export interface LivenessOptions {
   serving(): string;
   random?: () => number;
   now?: () => number;
+  /** The heartbeat's period while blocking reads are in flight, ms; 0: none. */
+  heartbeatMs?: number;
 }
 
 /** A read in flight, as the tracker sees it. */
@@ -86,6 +93,9 @@ export class ConsulLiveness {
   private lastUpAt = Number.NEGATIVE_INFINITY;
   private probing: Promise<Verdict> | null = null;
   private probeTimer: NodeJS.Timeout | null = null;
+  private heartbeatTimer: NodeJS.Timeout | null = null;
+  /** Blocking reads in flight (the heartbeat runs while there are any). */
+  private blockingReads = 0;
   private readonly probeStop = new AbortController();
   private stopped = false;
   private readonly inFlight = new Set<Entry>();
@@ -132,18 +142,42 @@ export class ConsulLiveness {
     const entry: Entry = { controller, timer: setTimeout(() => this.overdue(entry), Math.max(0, deadlineMs)), lostWhenOverdue: blocking, cut: false };
     entry.timer.unref();
     this.inFlight.add(entry);
+    if (blocking) {
+      this.blockingReads++;
+      this.heartbeat();
+    }
     if (signal.aborted) controller.abort();
+    let settled = false;
     return {
       signal: controller.signal,
       get cut() {
         return entry.cut;
       },
       done: () => {
+        if (settled) return;
+        settled = true;
         clearTimeout(entry.timer);
         signal.removeEventListener('abort', onAbort);
         this.inFlight.delete(entry);
+        if (blocking) this.blockingReads--;
       },
     };
+  }
+
+  /**
+   * Keeps the heartbeat running while blocking reads are in flight: each beat probes unless one
+   * runs, Consul is already down (the down probes repeat on their own), or it answered recently.
+   */
+  private heartbeat(): void {
+    const every = this.options.heartbeatMs ?? 0;
+    if (every <= 0 || this.heartbeatTimer !== null || this.stopped) return;
+    this.heartbeatTimer = setTimeout(() => {
+      this.heartbeatTimer = null;
+      if (this.stopped || this.blockingReads === 0) return;
+      if (!this.down && this.now() - this.lastUpAt >= every / 2) void this.probeNow();
+      this.heartbeat();
+    }, every);
+    this.heartbeatTimer.unref();
   }
 
   /** Resolves once Consul is up: at once if it is, else at the recovery plus a random spread; or when `signal` aborts. */
@@ -177,6 +211,8 @@ export class ConsulLiveness {
     this.probeStop.abort();
     if (this.probeTimer) clearTimeout(this.probeTimer);
     this.probeTimer = null;
+    if (this.heartbeatTimer) clearTimeout(this.heartbeatTimer);
+    this.heartbeatTimer = null;
     for (const release of [...this.waiting]) release();
     this.waiting.clear();
   }

@@ -63,6 +63,8 @@ export interface ConsulSourceOptions extends Omit<WatchRegistryOptions, 'readine
   queryMaxStaleMs?: number;
   /** Bound on one prepared query execution, ms; also how long a first read may take before Consul is probed (--fetch-timeout). */
   queryTimeoutMs?: number;
+  /** --consul-heartbeat: the liveness probe's period while blocking reads wait (0 or absent: none). */
+  heartbeatMs?: number;
   now?: () => number;
 }
 
@@ -120,6 +122,7 @@ export class ConsulSource implements CatalogSource {
       serving: () => (this.publisher.isReady ? 'last good catalog' : 'SERVFAIL until the first sync'),
       random: options.random,
       now: options.now,
+      heartbeatMs: options.heartbeatMs ?? 0,
     });
     this.watches = new WatchRegistry({
       log: this.log,
