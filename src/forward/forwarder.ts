@@ -70,6 +70,9 @@ export interface ForwarderOptions {
 /** Clients waiting on one question in flight at most; more are dropped (they retry, and hit the cache). */
 export const MAX_WAITERS_PER_QUESTION = 100;
 
+/** An upstream's health probe (`. NS`) is given at most this long, ms (less if --upstream-timeout is). */
+export const PROBE_TIMEOUT_MS = 1500;
+
 interface Flight {
   result: Promise<Resolved>;
   waiters: number;
@@ -197,7 +200,7 @@ export class Forwarder {
     this.cacheMisses++;
     const stale = this.cache.getStale(key);
     if (stale !== undefined) return this.forwardStale(key, stale, query, packet, transport, maxSize, client);
-    const failingFast = this.upstreams.allUnhealthy;
+    const failingFast = this.upstreams.allDown;
     let flight = this.inflight.get(key);
     if (flight === undefined) {
       // Failing fast: one question at a time finds out whether an upstream is back.
@@ -255,7 +258,7 @@ export class Forwarder {
     const staleReply = (): Buffer => renderReply(entry.value, query, packet, 0, maxSize, staleTtl(this.options.cacheMaxTtl));
     const atOnce = (): CachedReply => ({ reply: staleReply(), validUntil: now, stale: true });
     if (inFailureRecheck(entry, now)) return atOnce();
-    const failingFast = this.upstreams.allUnhealthy;
+    const failingFast = this.upstreams.allDown;
     let flight = this.inflight.get(key);
     if (flight === undefined && !this.mayStart()) return atOnce();
     const ticket = this.admission.admit(client, flight === undefined, this.inflight.size);
@@ -293,12 +296,12 @@ export class Forwarder {
 
   /** A new round may start without waiting clients of its own: not past the bound, nor while failing fast's one question is out. */
   private mayStart(): boolean {
-    return this.inflight.size < this.admission.maxInflight && !(this.trial !== null && this.upstreams.allUnhealthy);
+    return this.inflight.size < this.admission.maxInflight && !(this.trial !== null && this.upstreams.allDown);
   }
 
   /** A round upstream for `key`, joined by identical questions until it ends. */
   private startFlight(key: string, query: Query, packet: Buffer, transport: Transport): Flight {
-    if (this.upstreams.allUnhealthy) this.trial ??= key;
+    if (this.upstreams.allDown) this.trial ??= key;
     const tried: string[] = [];
     const flight: Flight = { result: this.fetch(key, query, packet, transport, tried), waiters: 0, tried };
     this.inflight.set(key, flight);
@@ -468,7 +471,9 @@ export class Forwarder {
   }
 
   private async probe(upstream: Upstream): Promise<boolean> {
-    const outcome = await exchangeUdp(upstream.address, probeQuery(randomId()), { timeoutMs: this.options.timeoutMs, maxTtl: 0, sockets: this.sockets });
+    // Bounded below --upstream-timeout: a live resolver answers `. NS` from its cache at once.
+    const timeoutMs = Math.min(this.options.timeoutMs, PROBE_TIMEOUT_MS);
+    const outcome = await exchangeUdp(upstream.address, probeQuery(randomId()), { timeoutMs, maxTtl: 0, sockets: this.sockets });
     // Any well-formed answer, even REFUSED (a split-DNS server refuses `.`), shows it is up.
     return outcome.kind === 'reply';
   }

@@ -2,9 +2,15 @@
  * The upstream resolvers, their health, and the order in which one question tries them.
  *
  * Health: an upstream that fails `FAILURES_TO_UNHEALTHY` questions in a row (timeout, network error,
- * malformed reply; any well-formed reply, REFUSED included, shows it is up) is unhealthy: it is tried only after every healthy one, and probed with
- * a `. NS` question every `probeIntervalMs` until it answers; one good answer, probe or real, makes
- * it healthy again. Each change of state is reported on the diagnostics seam, and logged once.
+ * malformed reply; any well-formed reply, REFUSED included, shows it is up) is unhealthy: it is
+ * tried only after every healthy one, and probed with a `. NS` question at once and then every
+ * `probeIntervalMs` until it answers; one good answer, probe or real, makes it healthy again. Each
+ * change of state is reported on the diagnostics seam, and logged once.
+ *
+ * Down: an unhealthy upstream whose probe failed too. Failed questions alone can be one domain's
+ * (its authority dead, the upstream fine for everything else); a probe that fails is the upstream's.
+ * Only when every upstream is down does the forwarder fail fast (`allDown`); unhealthy alone only
+ * changes the order.
  */
 
 import type { Logger } from 'pino';
@@ -21,6 +27,8 @@ export interface Upstream {
   readonly label: string;
   failures: number;
   healthy: boolean;
+  /** Unhealthy, and a probe failed since: the upstream itself does not answer. */
+  down: boolean;
 }
 
 export interface UpstreamSetOptions {
@@ -38,18 +46,19 @@ export class UpstreamSet {
   private next = 0;
   private probeTimer: NodeJS.Timeout | undefined;
   private probing = false;
+  private probeAgain = false;
   private closed = false;
 
   constructor(
     addresses: readonly HostPort[],
     private readonly options: UpstreamSetOptions,
   ) {
-    this.all = addresses.map((address) => ({ address, label: formatHostPort(address), failures: 0, healthy: true }));
+    this.all = addresses.map((address) => ({ address, label: formatHostPort(address), failures: 0, healthy: true, down: false }));
   }
 
-  /** There are upstreams and none is healthy: the forwarder fails fast. */
-  get allUnhealthy(): boolean {
-    return this.all.length > 0 && this.all.every((u) => !u.healthy);
+  /** There are upstreams and every one is down (unhealthy, its probe failed too): the forwarder fails fast. */
+  get allDown(): boolean {
+    return this.all.length > 0 && this.all.every((u) => u.down);
   }
 
   /** The order one question tries the upstreams: healthy ones by the policy, then the unhealthy. */
@@ -72,6 +81,7 @@ export class UpstreamSet {
     upstream.failures = 0;
     if (!upstream.healthy) {
       upstream.healthy = true;
+      upstream.down = false;
       this.report(upstream, null, { message: 'upstream is answering again', fields: { upstream: upstream.label } });
     }
   }
@@ -86,7 +96,8 @@ export class UpstreamSet {
         message: 'upstream marked unhealthy: tried last until it answers a probe',
         fields: { upstream: upstream.label, reason, failures: upstream.failures },
       });
-      this.scheduleProbe();
+      // Probed at once: whether it is the upstream or some names that fail decides failing fast.
+      void this.probeUnhealthy();
     }
   }
 
@@ -109,19 +120,34 @@ export class UpstreamSet {
   }
 
   private async probeUnhealthy(): Promise<void> {
-    if (this.probing || this.closed) return;
+    if (this.closed) return;
+    // An upstream marked unhealthy while a probe runs is probed as soon as that one ends.
+    if (this.probing) {
+      this.probeAgain = true;
+      return;
+    }
     this.probing = true;
+    this.probeAgain = false;
     try {
       await Promise.all(
         this.all
           .filter((u) => !u.healthy)
           .map(async (u) => {
             if (await this.options.probe(u)) this.succeeded(u);
+            else if (!u.healthy && !u.down) {
+              u.down = true;
+              this.report(u, 'down', {
+                level: 'warn',
+                message: 'upstream does not answer its probe either: down (while every upstream is, questions fail fast)',
+                fields: { upstream: u.label },
+              });
+            }
           }),
       );
     } finally {
       this.probing = false;
     }
-    if (this.all.some((u) => !u.healthy)) this.scheduleProbe();
+    if (this.probeAgain) void this.probeUnhealthy();
+    else if (this.all.some((u) => !u.healthy)) this.scheduleProbe();
   }
 }

@@ -61,14 +61,22 @@ async function makeUnhealthy(server: TestServer, upstreams: TestUpstream[], logs
   for (const u of upstreams) {
     assert.ok(logs.some((l) => l.msg === 'upstream marked unhealthy: tried last until it answers a probe' && l.upstream === u.address), `${u.address} unhealthy`);
   }
+  // Its `. NS` probe (sent at once) gets the malformed reply too: down, so questions fail fast.
+  await eventually(() => {
+    for (const u of upstreams) assert.ok(logs.some((l) => l.msg === DOWN && l.upstream === u.address), `${u.address} down`);
+  });
 }
 
-/** The query itself sent back as its answer: the OPT record lands in the answer section, which makes it malformed. */
+const DOWN = 'upstream does not answer its probe either: down (while every upstream is, questions fail fast)';
+
+/**
+ * The query itself sent back, claiming one answer record more than it holds: malformed, whether the
+ * query had an OPT record (a client's) or not (the `. NS` health probe).
+ */
 function malformed(query: Buffer): Buffer {
   const out = Buffer.from(query);
   out.writeUInt16BE(out.readUInt16BE(2) | 0x8080, 2); // QR, RA
-  out.writeUInt16BE(out.readUInt16BE(10), 6); // the additional count (the OPT) becomes the answer count
-  out.writeUInt16BE(0, 10);
+  out.writeUInt16BE(out.readUInt16BE(6) + 1, 6);
   return out;
 }
 
@@ -204,4 +212,19 @@ test('every upstream unhealthy: once one answers again, normal service resumes',
   assert.deepEqual((await ask(server, 'www.example.test')).answer, [`www.example.test. 10 IN A ${OLD}`], 'the question let through finds it back');
   assert.ok(logs.some((l) => l.msg === 'upstream is answering again' && l.upstream === upstreams[1]!.address), 'recovery logged');
   assert.equal((await ask(server, 'nope.example.test')).status, 'NXDOMAIN');
+});
+
+test('one domain timing out marks the upstream unhealthy, but its probe answers: no failing fast, other names are still forwarded', async (t) => {
+  const { server, upstreams, logs } = await setup(t, { flags: { 'upstream-timeout': '300ms' } });
+  const upstream = upstreams[0]!;
+  // The upstream itself is fine; only names under slow.test never get an answer (a dead authority).
+  upstream.blackHole = (name) => name.toLowerCase().endsWith('.slow.test');
+  const slow = await Promise.all(['a', 'b', 'c'].map((n) => ask(server, `${n}.slow.test`)));
+  assert.deepEqual(slow.map((r) => r.status), ['SERVFAIL', 'SERVFAIL', 'SERVFAIL']);
+  assert.ok(logs.some((l) => l.msg === 'upstream marked unhealthy: tried last until it answers a probe'), 'three timeouts in a row: unhealthy');
+  // Another slow name in flight (under failing fast it would be the one question let through) ...
+  const stillSlow = ask(server, 'd.slow.test');
+  // ... and a name the upstream answers: forwarded as usual, not SERVFAIL at once.
+  assert.deepEqual((await ask(server, 'www.example.test')).answer, [`www.example.test. 10 IN A ${OLD}`]);
+  assert.equal((await stillSlow).status, 'SERVFAIL');
 });
