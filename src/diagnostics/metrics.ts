@@ -236,7 +236,7 @@ export class ServerMetrics {
       this.read.forwarder() === null ? [] : one(this.staleAnswers),
     );
 
-    m('svcdns_forward_refused_total', 'Forwarded questions answered SERVFAIL at once, by the bound they met (client: --upstream-max-per-client; global: --upstream-max-inflight).', 'counter', 'sum', () => {
+    m('svcdns_forward_refused_total', 'Forwarded questions refused at once (dropped over UDP, SERVFAIL over TCP, or served stale), by the bound they met (client: --upstream-max-per-client; global: --upstream-max-inflight).', 'counter', 'sum', () => {
       const refused = this.read.forwarder()?.refused;
       return refused ? [{ value: refused.client, labels: { bound: 'client' } }, { value: refused.global, labels: { bound: 'global' } }] : [];
     });

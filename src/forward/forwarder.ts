@@ -98,6 +98,18 @@ export interface CachedReply {
   stale?: true;
 }
 
+/**
+ * A question the bounds refused (admission.ts), answered at once and cheaply (a flood is made of
+ * them): over UDP dropped, as BIND drops queries past its recursive-clients quota (a real client
+ * retries later; a flood gets no reply to cost a send); over TCP SERVFAIL (a TCP client would wait).
+ */
+export interface Refused {
+  readonly refused: 'drop' | 'servfail';
+}
+
+const REFUSED_DROP: Refused = Object.freeze({ refused: 'drop' });
+const REFUSED_SERVFAIL: Refused = Object.freeze({ refused: 'servfail' });
+
 export interface ForwarderStats {
   readonly cache: { readonly entries: number; readonly hits: number; readonly misses: number };
   /** `IP:PORT` of each upstream in use and whether it is healthy (unhealthy ones are tried last). */
@@ -184,7 +196,7 @@ export class Forwarder {
    * once, or once the upstreams failed or the client response timer ran out: stale.ts). `client`:
    * the asker's address, for the per-client bound (src/forward/admission.ts); null: svcdns itself.
    */
-  forward(query: Query, packet: Buffer, transport: Transport, maxSize: number, client: string | null = null): CachedReply | Promise<Forwarded> {
+  forward(query: Query, packet: Buffer, transport: Transport, maxSize: number, client: string | null = null): CachedReply | Refused | Promise<Forwarded> {
     const key = cacheKey(query, packet);
     const hit = this.cache.get(key);
     if (hit) {
@@ -203,15 +215,16 @@ export class Forwarder {
     const failingFast = this.upstreams.allDown;
     let flight = this.inflight.get(key);
     if (flight === undefined) {
-      // Failing fast: one question at a time finds out whether an upstream is back.
-      if (failingFast && this.trial !== null) return Promise.resolve(NOT_ASKED);
+      // Failing fast: one question at a time finds out whether an upstream is back; the rest get
+      // SERVFAIL at once (and cheaply: while every upstream is down, every miss comes this way).
+      if (failingFast && this.trial !== null) return REFUSED_SERVFAIL;
     } else if (flight.waiters >= MAX_WAITERS_PER_QUESTION) {
       this.overloaded(`more than ${MAX_WAITERS_PER_QUESTION} clients waiting on one question: dropping the rest until it is answered`);
       // UDP clients retry (into the cache); a TCP client would just wait, so it gets SERVFAIL.
       return Promise.resolve(transport === 'udp' ? NOT_ASKED_DROP : NOT_ASKED);
     }
     const ticket = this.admitted(client, flight === undefined);
-    if (ticket === null) return Promise.resolve(NOT_ASKED);
+    if (ticket === null) return transport === 'udp' ? REFUSED_DROP : REFUSED_SERVFAIL;
     flight ??= this.startFlight(key, query, packet, transport);
     flight.waiters++;
     const asked = flight;
@@ -230,11 +243,11 @@ export class Forwarder {
   private admitted(client: string | null, startsQuestion: boolean): Ticket | null {
     const ticket = this.admission.admit(client, startsQuestion, this.inflight.size);
     if (ticket === 'client') {
-      this.overloaded('a client has too many questions waiting on upstreams (--upstream-max-per-client): answering SERVFAIL to its new ones', { client });
+      this.overloaded('a client has too many questions waiting on upstreams (--upstream-max-per-client): its new ones are dropped (UDP) or answered SERVFAIL (TCP)', { client });
       return null;
     }
     if (ticket === 'global') {
-      this.overloaded('too many questions waiting on upstreams (--upstream-max-inflight): answering SERVFAIL to new ones');
+      this.overloaded('too many questions waiting on upstreams (--upstream-max-inflight): new ones are dropped (UDP) or answered SERVFAIL (TCP)');
       return null;
     }
     return ticket;

@@ -33,7 +33,7 @@ export class HostLookup {
     const read = readQuery(packet);
     if (read.kind !== 'query') return null;
     const got = this.forwarder.forward(read.query, packet, 'udp', 65535);
-    if (!(got instanceof Promise)) return chain(got.reply, name, type);
+    if (!(got instanceof Promise)) return 'refused' in got ? null : chain(got.reply, name, type);
     return got.then((f) => (f.reply === null || f.reply === 'drop' ? null : chain(f.reply, name, type)));
   }
 }

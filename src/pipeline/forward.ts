@@ -1,9 +1,10 @@
 /**
  * Stage: forwarding. Every name that reaches this stage goes to the upstream resolvers (src/forward/)
  * and its answer comes back re-rendered for this client: at once from the forward cache, else as a
- * pending reply. SERVFAIL when every upstream failed, or at once when the client (or everyone) has
- * too many questions waiting on upstreams (src/forward/admission.ts); no reply for a client dropped
- * because too many wait on the same question (it retries, into the cache).
+ * pending reply. SERVFAIL when every upstream failed. When the client (or everyone) has too many
+ * questions waiting on upstreams (src/forward/admission.ts), at once: no reply over UDP, SERVFAIL
+ * over TCP. No reply for a client dropped because too many wait on the same question (it retries,
+ * into the cache).
  *
  * Every answer says how it was had, for the query log and metrics: `forwardHit` (from the forward
  * cache), or `tried` (the upstreams asked) and, when one of them gave the reply, `upstream`.
@@ -26,6 +27,7 @@ export class ForwardStage implements Stage {
   handle(request: Request): StageResult {
     const out = this.forwarder.forward(request.query, request.packet, request.transport, request.maxSize, request.client.address);
     if (!(out instanceof Promise)) {
+      if ('refused' in out) return out.refused === 'drop' ? { bytes: null } : request.fail(Rcode.SERVFAIL);
       if (out.stale) return { bytes: out.reply, forwardHit: true, stale: true };
       const snapshot = request.snapshot;
       if (snapshot === null) return { bytes: out.reply, forwardHit: true };
