@@ -13,8 +13,7 @@
  * serve-stale cache would answer its expired entry instead, deciding on the `Refusal` given here.
  */
 
-import { isIPv6 } from 'node:net';
-import { parseIp } from '../net/address.js';
+import { clientKey } from '../net/clients.js';
 
 export interface AdmissionOptions {
   /** Most distinct questions waiting on upstreams at once (after the open-file check at start). */
@@ -87,16 +86,4 @@ export class Admission {
   get clients(): number {
     return this.perClient.size;
   }
-}
-
-/**
- * The client a bound counts: an IPv4 address as it is (IPv4-mapped IPv6 too), an IPv6 address's
- * first 64 bits in hex. Anything unreadable counts as itself.
- */
-export function clientKey(address: string): string {
-  if (!isIPv6(address)) return address;
-  const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(address);
-  if (mapped) return mapped[1]!;
-  const ip = parseIp(address.replace(/%.*$/, ''));
-  return ip === null ? address : `${ip.bytes.toString('hex', 0, 8)}/64`;
 }

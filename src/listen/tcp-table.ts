@@ -14,7 +14,7 @@
  * client's doing). Idle time counts from the connection's last activity (`markIdle` again).
  */
 
-import { parseIp } from '../net/address.js';
+import { clientKey } from '../net/clients.js';
 
 export interface TableLimits {
   /** Connections open at once; at the bound, the oldest idle one makes room. */
@@ -60,17 +60,6 @@ export function idleTimeoutFor(fullMs: number, open: number, max: number): numbe
   const free = Math.max(0, max - open) / max;
   if (free >= 0.5) return fullMs;
   return Math.min(fullMs, Math.max(MIN_IDLE_TIMEOUT_MS, Math.round((fullMs * free) / 0.5)));
-}
-
-/**
- * Whose a connection is, for the per-client cap: an IPv4 address as it is (also when written as
- * an IPv4-mapped IPv6 address), an IPv6 address's first 64 bits.
- */
-export function clientKey(address: string): string {
-  if (!address.includes(':')) return address;
-  if (address.startsWith('::ffff:') && address.includes('.')) return address.slice(7);
-  const ip = parseIp(address);
-  return ip ? `${ip.bytes.subarray(0, 8).toString('hex')}/64` : address;
 }
 
 export class ConnectionTable<C extends TableEntry> {

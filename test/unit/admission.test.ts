@@ -9,7 +9,8 @@ import { test } from 'node:test';
 import { pino } from 'pino';
 import { Diagnostics } from '../../src/diagnostics/channels.js';
 import { StateLog } from '../../src/diagnostics/state-log.js';
-import { Admission, clientKey, type Ticket } from '../../src/forward/admission.js';
+import { Admission, type Ticket } from '../../src/forward/admission.js';
+import { clientKey } from '../../src/net/clients.js';
 import { fitBudget, OTHER_FILES_RESERVE, openFileLimit } from '../../src/forward/open-files.js';
 import { SocketBudget } from '../../src/forward/socket-budget.js';
 

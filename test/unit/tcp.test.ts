@@ -14,7 +14,8 @@ import { test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { pino } from 'pino';
 import { FRAMES_PER_TURN, listenTcp } from '../../src/listen/tcp.js';
-import { clientKey, idleTimeoutFor } from '../../src/listen/tcp-table.js';
+import { idleTimeoutFor } from '../../src/listen/tcp-table.js';
+import { clientKey } from '../../src/net/clients.js';
 import { frame } from '../support/client.js';
 import { eventually, within } from '../support/eventually.js';
 
