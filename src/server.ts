@@ -26,6 +26,7 @@ import { checkOpenFiles } from './forward/open-files.js';
 import { UpstreamSource } from './forward/upstream-source.js';
 import { formatHostPort, parseIp, type ListenAddress } from './net/address.js';
 import { listenTcp, type TcpListener } from './listen/tcp.js';
+import { addressMatcher } from './net/clients.js';
 import { listenError } from './net/listen-error.js';
 import { listenUdp, type UdpListener } from './listen/udp.js';
 import { AnswerStage } from './pipeline/answer.js';
@@ -360,6 +361,7 @@ async function createForwarder(options: ServerOptions, diagnostics: Diagnostics)
     timeoutMs: f.timeoutMs,
     maxInflight: fitted.maxInflight,
     maxPerClient: f.maxPerClient,
+    exempt: addressMatcher(config.clientLimitsExempt),
     ...(fitted.maxSockets !== undefined && { maxSockets: fitted.maxSockets }),
     cacheSize: f.cacheSize,
     cacheMaxBytes: f.cacheMaxBytes,
@@ -392,6 +394,7 @@ async function bindPair(
     idleTimeoutMs: config.tcpIdleTimeout * 1000,
     maxConnections: config.tcpMaxConnections,
     maxPerClient: config.tcpMaxPerClient,
+    exempt: addressMatcher(config.clientLimitsExempt),
     exclusive,
     events: diagnostics.tcp,
     state: diagnostics.state,

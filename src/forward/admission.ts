@@ -20,6 +20,8 @@ export interface AdmissionOptions {
   maxInflight: number;
   /** Most questions one client (address; IPv6 /64) may have waiting on upstreams at once. */
   maxPerClient: number;
+  /** Clients the per-client bound does not apply to (--client-limits-exempt): only the global one holds. */
+  exempt?: (address: string) => boolean;
 }
 
 /** Why a question was not let through: its client has too many waiting, or everyone has. */
@@ -53,7 +55,7 @@ export class Admission {
    * bound is checked first, so a flooding client is told about itself, not about everyone.
    */
   admit(client: string | null, startsQuestion: boolean, inflight: number): Ticket | Refusal {
-    const key = client === null ? null : clientKey(client);
+    const key = client === null || this.options.exempt?.(client) === true ? null : clientKey(client);
     const waiting = key === null ? 0 : (this.perClient.get(key) ?? 0);
     if (key !== null && waiting >= this.options.maxPerClient) {
       this.refusedClient++;

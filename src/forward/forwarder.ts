@@ -46,6 +46,8 @@ export interface ForwarderOptions {
   maxInflight: number;
   /** Most questions one client (address; IPv6 /64) may have waiting on upstreams; beyond, SERVFAIL at once. */
   maxPerClient: number;
+  /** Clients exempt from the per-client bound (--client-limits-exempt). */
+  exempt?: (address: string) => boolean;
   /** Upstream sockets open at once at most (the open-file budget, src/forward/open-files.ts); absent: no bound but maxInflight's. */
   maxSockets?: number;
   cacheSize: number;
@@ -172,7 +174,7 @@ export class Forwarder {
     this.log = options.log.child({ component: 'forward' });
     this.cache = new TtlLru(options.cacheSize, options.cacheMaxBytes, (m) => m.bytes.length + 200, this.now, options.serveStaleMs ?? 0);
     this.upstreams = this.upstreamSet(options.upstreams);
-    this.admission = new Admission({ maxInflight: options.maxInflight, maxPerClient: options.maxPerClient });
+    this.admission = new Admission({ maxInflight: options.maxInflight, maxPerClient: options.maxPerClient, ...(options.exempt && { exempt: options.exempt }) });
     this.sockets = options.maxSockets === undefined ? undefined : new SocketBudget(options.maxSockets, options.diagnostics, this.log);
   }
 

@@ -5,7 +5,7 @@
 
 import type { ConfigComponent } from '../config/component.js';
 import { integer, list, listOf, single } from '../config/values.js';
-import { parseListen, type ListenAddress } from '../net/address.js';
+import { parseCidr, parseListen, type Cidr, type ListenAddress } from '../net/address.js';
 
 export interface ListenConfig {
   listen: readonly ListenAddress[];
@@ -15,6 +15,8 @@ export interface ListenConfig {
   tcpMaxConnections: number;
   /** TCP connections open at once from one client (IPv4 address, IPv6 /64; per process); more are refused. */
   tcpMaxPerClient: number;
+  /** Clients exempt from the per-client bounds (--tcp-max-per-client, --upstream-max-per-client): the host's own, by default. */
+  clientLimitsExempt: readonly Cidr[];
   /** The largest UDP reply, whatever larger size a client advertises (512..4096). */
   maxUdpSize: number;
   /** Processes answering queries (node:cluster); 1: this process alone. */
@@ -37,6 +39,12 @@ export const listenComponent: ConfigComponent<ListenConfig> = {
       default: '1000',
     },
     'tcp-max-per-client': { describe: 'TCP connections open at once from one client (an IPv4 address, an IPv6 /64); more are closed at once', type: 'number', default: '16' },
+    'client-limits-exempt': {
+      describe: 'clients (address ranges) exempt from --tcp-max-per-client and --upstream-max-per-client: by default the host itself (its processes connect from 127.0.0.1 or ::1)',
+      type: 'CIDR',
+      list: true,
+      default: ['127.0.0.1/32', '::1/128'],
+    },
     'max-udp-size': { describe: 'largest UDP reply in bytes, whatever a client advertises (512..4096; 1232: DNS Flag Day 2020, no IP fragments)', type: 'number', default: '1232' },
     workers: { describe: 'processes answering queries, sharing the listen sockets, fed by one catalog source (1: no extra processes)', type: 'number', default: '1' },
   },
@@ -48,6 +56,7 @@ export const listenComponent: ConfigComponent<ListenConfig> = {
       tcpIdleTimeout: integer(single(raw['tcp-idle-timeout']), 'tcp-idle-timeout', 1, 3600, problems),
       tcpMaxConnections: integer(single(raw['tcp-max-connections']), 'tcp-max-connections', 1, 1_000_000, problems),
       tcpMaxPerClient: integer(single(raw['tcp-max-per-client']), 'tcp-max-per-client', 1, 1_000_000, problems),
+      clientLimitsExempt: listOf(list(raw['client-limits-exempt']), 'client-limits-exempt', parseCidr, 'an address range such as 10.0.0.0/8 or fc00::/7', problems),
       maxUdpSize: integer(single(raw['max-udp-size']), 'max-udp-size', 512, 4096, problems),
       workers: integer(single(raw.workers), 'workers', 1, 64, problems),
     };

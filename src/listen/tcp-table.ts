@@ -21,6 +21,8 @@ export interface TableLimits {
   maxConnections: number;
   /** Connections open at once from one client (an IPv4 address, an IPv6 /64). */
   maxPerClient: number;
+  /** Clients the per-client cap does not apply to (--client-limits-exempt); none when absent. */
+  exempt?: (address: string) => boolean;
   /** The idle timeout while the table is at most half full, ms. */
   idleTimeoutMs: number;
 }
@@ -97,7 +99,7 @@ export class ConnectionTable<C extends TableEntry> {
    */
   admit(address: string): { client: string; refused: Refusal | null } {
     const client = clientKey(address);
-    if ((this.perClient.get(client) ?? 0) >= this.limits.maxPerClient) return { client, refused: 'per-client-limit' };
+    if ((this.perClient.get(client) ?? 0) >= this.limits.maxPerClient && this.limits.exempt?.(address) !== true) return { client, refused: 'per-client-limit' };
     if (this.open.size >= this.limits.maxConnections) {
       const oldest = this.oldestIdle();
       if (oldest === null) return { client, refused: 'full' };

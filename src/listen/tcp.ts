@@ -30,6 +30,8 @@ export interface TcpListenerOptions {
   maxConnections?: number;
   /** Connections open at once from one client (IPv4 address, IPv6 /64); more are refused. Default 16. */
   maxPerClient?: number;
+  /** Clients the per-client cap does not apply to; none when absent. */
+  exempt?: (address: string) => boolean;
   /** False in a --workers process: the listening socket is the primary's, shared (node:cluster). */
   exclusive?: boolean;
   /** Where connections refused or closed by the table's rules are told (metrics count them). */
@@ -61,6 +63,7 @@ export function listenTcp(at: ListenAddress, handler: DnsHandler, options: TcpLi
     maxConnections,
     maxPerClient: options.maxPerClient ?? DEFAULT_MAX_PER_CLIENT,
     idleTimeoutMs: options.idleTimeoutMs,
+    ...(options.exempt && { exempt: options.exempt }),
   });
   const events = options.events;
   /** `tcp HOST:PORT` once bound: the state key of this listener's table. */

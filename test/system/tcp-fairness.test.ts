@@ -161,6 +161,18 @@ void test('--tcp-max-per-client: connections from one client beyond the cap are 
   assert.deepEqual(await again.ask(400), WEB_A);
 });
 
+void test('--client-limits-exempt: the host itself (127.0.0.1, by default) is not capped; other loopback addresses are', async (t) => {
+  const s = await start(t, ['--tcp-max-per-client', '4']);
+  // Six connections at once from the host's own address, as glibc opens one per query that fell
+  // back to TCP: every one kept and answered.
+  const host = await Promise.all(Array.from({ length: 6 }, () => Conn.open(t, s.dns, '127.0.0.1')));
+  for (const [i, c] of host.entries()) assert.deepEqual(await c.ask(500 + i), WEB_A);
+  assert.ok(host.every((c) => !c.closed));
+  const m = await scrape(s.http);
+  assert.equal(m.get('svcdns_tcp_connections_closed_total{reason="per-client-limit"}') ?? 0, 0);
+  assert.equal(m.get('svcdns_tcp_connections'), 6);
+});
+
 void test('--tcp-max-connections: a new connection to a full table closes the one idle longest (not the oldest opened)', async (t) => {
   const s = await start(t, ['--tcp-max-connections', '3']);
   const a = await Conn.open(t, s.dns, ATTACKER);

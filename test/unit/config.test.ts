@@ -31,6 +31,10 @@ test('defaults', () => {
     tcpIdleTimeout: 10,
     tcpMaxConnections: 1000,
     tcpMaxPerClient: 16,
+    clientLimitsExempt: [
+      { address: '127.0.0.1', prefix: 32, family: 'ipv4' },
+      { address: '::1', prefix: 128, family: 'ipv6' },
+    ],
     maxUdpSize: 1232,
     workers: 1,
     httpListen: [],
