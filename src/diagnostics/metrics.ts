@@ -294,7 +294,7 @@ export class ServerMetrics {
     });
     m('svcdns_consul_watches', 'Consul reads kept running (blocking watches and polls).', 'gauge', 'sum', () => one(this.read.consulWatches()));
     // Only the process running the Consul source (the primary with --workers) has a value.
-    m('svcdns_consul_up', 'Whether Consul is up (1) or down (0), as the liveness probe judged it last; probed only when a read fails or is overdue.', 'gauge', 'max', () => {
+    m('svcdns_consul_up', 'Whether Consul is up (1) or down (0), as the liveness probe judged it last (probed when a read fails or is overdue, and every --consul-heartbeat while blocking reads wait).', 'gauge', 'max', () => {
       const up = this.read.consulUp();
       return one(up === null ? null : up ? 1 : 0);
     });

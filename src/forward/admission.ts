@@ -9,8 +9,9 @@
  * usually holds a whole /64, RFC 7421, so counting per address would not bound it). IPv4-mapped
  * IPv6 addresses are the IPv4 client they map.
  *
- * The seam for what a refused question gets: the forwarder answers NOT_ASKED (SERVFAIL) today; a
- * serve-stale cache would answer its expired entry instead, deciding on the `Refusal` given here.
+ * What a refused question gets is the forwarder's: dropped over UDP, SERVFAIL over TCP, or, when
+ * an expired answer is kept, that answer served stale. Clients in --client-limits-exempt (`exempt`)
+ * meet the global bound only.
  */
 
 import { clientKey } from '../net/clients.js';

@@ -281,9 +281,10 @@ function checkRdata(buf: Buffer, type: number, start: number, end: number): void
   }
 }
 
-/** EDNS option code of an Extended DNS Error (RFC 8914 2), and its INFO-CODE 3, "Stale Answer". */
+/** EDNS option code of an Extended DNS Error (RFC 8914 2), and its INFO-CODEs 3, "Stale Answer", and 19, "Stale NXDOMAIN Answer". */
 const EDE_OPTION = 15;
 const EDE_STALE_ANSWER = 3;
+const EDE_STALE_NXDOMAIN = 19;
 /** The option as it goes into the OPT record's rdata: code, length 2, the INFO-CODE (no EXTRA-TEXT). */
 const EDE_SIZE = 6;
 
@@ -294,7 +295,8 @@ const EDE_SIZE = 6;
  * one; and the RFC 2181 cut (additional first, then whole answers with TC) to fit `maxSize`.
  *
  * `staleTtl` (an expired answer served stale, RFC 8767 4): every record's TTL is that instead, and
- * the OPT, for a client that sent one, carries the Extended DNS Error "Stale Answer" (RFC 8914 4.4).
+ * the OPT, for a client that sent one, carries the Extended DNS Error "Stale Answer" (RFC 8914 4.4),
+ * or "Stale NXDOMAIN Answer" for an NXDOMAIN (4.20).
  */
 export function renderReply(message: UpstreamMessage, query: Query, packet: Buffer, elapsed: number, maxSize: number, staleTtl?: number): Buffer {
   const stale = staleTtl !== undefined;
@@ -350,7 +352,7 @@ export function renderReply(message: UpstreamMessage, query: Query, packet: Buff
       out.writeUInt16BE(EDE_SIZE, end - 2); // the OPT's RDLENGTH
       out.writeUInt16BE(EDE_OPTION, end);
       out.writeUInt16BE(2, end + 2);
-      out.writeUInt16BE(EDE_STALE_ANSWER, end + 4);
+      out.writeUInt16BE(message.rcode === Rcode.NXDOMAIN ? EDE_STALE_NXDOMAIN : EDE_STALE_ANSWER, end + 4);
     }
   }
   return out;

@@ -130,9 +130,11 @@ test('NXDOMAIN and NODATA are served stale too: the SOA with TTL 30', async (t) 
   const staleNx = await ask(server, 'nope.example.test');
   assert.equal(staleNx.status, 'NXDOMAIN', staleNx.raw);
   assert.deepEqual(staleNx.authority, ['test. 30 IN SOA ns.test. hostmaster.test. 1 3600 600 86400 5'], staleNx.raw);
-  assert.match(staleNx.raw, /EDE: 3 \(Stale Answer\)/);
+  // RFC 8914 4.20: a stale NXDOMAIN says so with its own INFO-CODE; a stale NODATA is a stale answer.
+  assert.match(staleNx.raw, /EDE: 19 \(Stale NXDOMAIN Answer\)/, staleNx.raw);
   const staleNodata = await ask(server, 'www.example.test', 'AAAA');
   assert.deepEqual([staleNodata.status, staleNodata.answer, staleNodata.authority], ['NOERROR', [], ['test. 30 IN SOA ns.test. hostmaster.test. 1 3600 600 86400 5']]);
+  assert.match(staleNodata.raw, /EDE: 3 \(Stale Answer\)/, staleNodata.raw);
 });
 
 test('a slow upstream: stale after the client response timer, then the background refresh replaces it', async (t) => {
