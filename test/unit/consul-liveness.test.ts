@@ -9,7 +9,7 @@ import assert from 'node:assert/strict';
 import { test, type TestContext } from 'node:test';
 import { pino } from 'pino';
 import { ConsulApiError } from '../../src/catalog/consul/api.js';
-import { ConsulLiveness, CutByLiveness, isOutage } from '../../src/catalog/consul/liveness.js';
+import { ConsulLiveness, CutByLiveness, isOutage, PROBE_TIMEOUT_MS, STALL_MS } from '../../src/catalog/consul/liveness.js';
 import { eventually } from '../support/eventually.js';
 import { loggedDiagnostics } from '../support/diagnostics.js';
 
@@ -115,4 +115,18 @@ test("the caller's own abort passes through (not a cut); a cut read is told by C
   assert.deepEqual([read.signal.aborted, read.cut], [true, false]);
   read.done();
   assert.equal(new CutByLiveness().name, 'CutByLiveness');
+});
+
+test('a probe that failed only because this process stalled (well past the timeout) is asked again before Consul is called down', async (t) => {
+  const { liveness, probes, logs } = setup(t);
+  const verdict = liveness.check();
+  await eventually(() => assert.equal(probes.length, 1, 'the first probe asked'));
+  // The event loop blocked past the probe's timeout (as a long GC or a flood would): the timer
+  // fires late, the probe fails, and Consul had no say in it.
+  const until = performance.now() + PROBE_TIMEOUT_MS + STALL_MS + 100;
+  while (performance.now() < until);
+  await eventually(() => assert.equal(probes.length, 2, 'asked once more'));
+  probes[1]!.answer();
+  assert.equal(await verdict, 'up');
+  assert.deepEqual(lines(logs), [], 'never called down');
 });

@@ -5,7 +5,8 @@
  * - A probe (`/v1/status/leader`, bounded by PROBE_TIMEOUT_MS) runs only when something looks
  *   wrong: a read failed with no answer or a 5xx (`check`), or a read in flight is older than
  *   Consul allows (`track`'s deadline). A probe that answers means up; one that fails or times
- *   out means down. One probe at a time; a verdict of up is trusted for UP_FRESH_MS, so 1,000
+ *   out means down (unless it failed well past its timeout: this process stalled, and it is asked
+ *   once more). One probe at a time; a verdict of up is trusted for UP_FRESH_MS, so 1,000
  *   watches failing together cost one probe.
  * - While down: "consul failing" is said once (a `state` event; state-log.ts logs it), the probe
  *   repeats every PROBE_EVERY_MS plus up to a quarter more (jitter), and reads that failed wait on
@@ -36,6 +37,8 @@ export const PROBE_TIMEOUT_MS = 1_000;
 export const PROBE_EVERY_MS = 250;
 /** After a recovery, each waiting read goes on after a random delay below this, ms. */
 export const SPREAD_MS = 250;
+/** A failed probe that took this much longer than PROBE_TIMEOUT_MS was delayed by this process, not by Consul, ms. */
+export const STALL_MS = 250;
 /** A verdict of up is trusted this long by reads failing on their own (a 500 for one service), ms. */
 export const UP_FRESH_MS = 1_000;
 
@@ -261,11 +264,12 @@ export class ConsulLiveness {
     return this.probing;
   }
 
-  private async probe(): Promise<Verdict> {
+  private async probe(retried = false): Promise<Verdict> {
     const controller = new AbortController();
     const stop = (): void => controller.abort();
     this.probeStop.signal.addEventListener('abort', stop, { once: true });
     const timer = setTimeout(stop, PROBE_TIMEOUT_MS);
+    const started = performance.now();
     let error: unknown = null;
     try {
       await this.options.probe(controller.signal, PROBE_TIMEOUT_MS);
@@ -276,6 +280,10 @@ export class ConsulLiveness {
       this.probeStop.signal.removeEventListener('abort', stop);
     }
     if (this.stopped) return this.down ? 'down' : 'up';
+    // A failure that took well past the timeout means this process's event loop was stalled (GC, a
+    // flood), not that Consul was slow: the answer may have been waiting unread. Asked once more
+    // before Consul is called down (which would cut and re-issue every blocking read).
+    if (error !== null && !retried && !this.down && performance.now() - started > PROBE_TIMEOUT_MS + STALL_MS) return this.probe(true);
     if (error === null) {
       this.lastUpAt = this.now();
       if (this.down) this.recovered();
