@@ -51,7 +51,7 @@ export interface Query {
 
 export type ReadResult =
   | { kind: 'query'; query: Query }
-  | { kind: 'error'; id: number; flags: number; rcode: number; edns: boolean }
+  | { kind: 'error'; id: number; flags: number; rcode: number; edns: Edns | null }
   | { kind: 'drop'; reason: string };
 
 class Malformed extends Error {}
@@ -63,33 +63,34 @@ export function readQuery(buf: Buffer): ReadResult {
   const flags = buf.readUInt16BE(2);
   if (flags & Flag.QR) return { kind: 'drop', reason: 'response' };
   const opcode = (flags >> 11) & 0xf;
-  if (opcode !== 0) return { kind: 'error', id, flags, rcode: Rcode.NOTIMP, edns: hasOpt(buf) };
+  if (opcode !== 0) return { kind: 'error', id, flags, rcode: Rcode.NOTIMP, edns: queryOpt(buf) };
   const qdcount = buf.readUInt16BE(4);
-  if (qdcount !== 1) return { kind: 'error', id, flags, rcode: Rcode.FORMERR, edns: hasOpt(buf) };
+  if (qdcount !== 1) return { kind: 'error', id, flags, rcode: Rcode.FORMERR, edns: queryOpt(buf) };
   try {
     return { kind: 'query', query: readBody(buf, id, flags) };
   } catch (err) {
     // Malformed: whatever OPT it has is not trusted (two OPTs are FORMERR without one, RFC 6891 7).
-    if (err instanceof Malformed) return { kind: 'error', id, flags, rcode: Rcode.FORMERR, edns: false };
+    if (err instanceof Malformed) return { kind: 'error', id, flags, rcode: Rcode.FORMERR, edns: null };
     throw err;
   }
 }
 
 /**
- * Whether a message whose body is otherwise not served (another opcode, not one question) is well
- * formed up to and including exactly one OPT record in its additional section; never throws.
+ * The OPT record of a message whose body is otherwise not served (another opcode, not one
+ * question), when it is well formed up to and including exactly one in its additional section;
+ * null otherwise. Never throws.
  */
-export function hasOpt(buf: Buffer): boolean {
-  if (buf.length < HEADER_SIZE) return false;
+export function queryOpt(buf: Buffer): Edns | null {
+  if (buf.length < HEADER_SIZE) return null;
   try {
     let off = HEADER_SIZE;
     for (let q = buf.readUInt16BE(4); q > 0; q--) {
       off = skipName(buf, off) + 4;
-      if (off > buf.length) return false;
+      if (off > buf.length) return null;
     }
-    return readEdns(buf, off) !== null;
+    return readEdns(buf, off);
   } catch (err) {
-    if (err instanceof Malformed) return false;
+    if (err instanceof Malformed) return null;
     throw err;
   }
 }
@@ -193,15 +194,15 @@ export function asciiLower(s: string): string {
  * miekg/dns's SetReply copies them (QUERY only). Consul differs here: miekg/dns's reject path
  * answers NOTIMP with the query's own flags (AA and Z cleared), which genreport counts as faults.
  */
-export function errorReply(id: number, queryFlags: number, rcode: number, edns = false): Buffer {
-  const out = Buffer.alloc(HEADER_SIZE + (edns ? OPT_SIZE : 0));
+export function errorReply(id: number, queryFlags: number, rcode: number, edns: Edns | null = null): Buffer {
+  const out = Buffer.alloc(HEADER_SIZE + (edns !== null ? OPT_SIZE : 0));
   out.writeUInt16BE(id, 0);
   const echoed = (queryFlags & OPCODE_MASK) === 0 ? OPCODE_MASK | Flag.RD | Flag.CD : OPCODE_MASK;
   out.writeUInt16BE(Flag.QR | (queryFlags & echoed) | (rcode & 0xf), 2);
-  if (edns) {
-    // Our OPT, without the client's DO bit: nothing here is signed or validated.
+  if (edns !== null) {
+    // Our OPT, the query's DO bit copied (RFC 3225 3).
     out.writeUInt16BE(1, 10);
-    writeOpt(out, HEADER_SIZE, rcode >> 4, false);
+    writeOpt(out, HEADER_SIZE, rcode >> 4, edns.do);
   }
   return out;
 }

@@ -204,7 +204,8 @@ export class Forwarder {
     if (hit) {
       this.cacheHits++;
       const now = this.now();
-      if (this.options.prefetch === true && dueForPrefetch(hit, now) && !this.inflight.has(key) && this.mayStart()) this.startFlight(key, query, packet, transport);
+      // Not while every upstream is down: a refresh nobody waits for must not take failing fast's one question.
+      if (this.options.prefetch === true && dueForPrefetch(hit, now) && !this.inflight.has(key) && !this.upstreams.allDown && this.mayStart()) this.startFlight(key, query, packet, transport);
       const elapsed = Math.floor((now - hit.storedAt) / 1000);
       return {
         reply: renderReply(hit.value, query, packet, elapsed, maxSize),

@@ -21,7 +21,7 @@
 import type { Logger } from 'pino';
 import type { Diagnostics } from '../diagnostics/channels.js';
 import { Flag, HEADER_SIZE, Rcode } from '../dns/constants.js';
-import { errorReply, hasOpt } from '../dns/wire.js';
+import { errorReply, queryOpt } from '../dns/wire.js';
 import type { DnsHandler } from './handler.js';
 import type { InFlight } from './in-flight.js';
 import { NEXT, Request, type Answer, type RequestContext, type Stage } from './stage.js';
@@ -54,7 +54,7 @@ export function createPipeline(options: PipelineOptions): DnsHandler {
   const failed = (packet: Buffer, err: unknown): Buffer | null => {
     log.error({ err }, 'query handling failed');
     if (packet.length < HEADER_SIZE || packet[2]! & (Flag.QR >> 8)) return null;
-    return errorReply(packet.readUInt16BE(0), packet.readUInt16BE(2), Rcode.SERVFAIL, hasOpt(packet));
+    return errorReply(packet.readUInt16BE(0), packet.readUInt16BE(2), Rcode.SERVFAIL, queryOpt(packet));
   };
 
   return (packet, transport, client) => {

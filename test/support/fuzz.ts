@@ -100,6 +100,8 @@ export function fuzzPackets(rng: Rng, mutated: number, random: number, firstId: 
  */
 /** Our OPT in an error reply, in hex: root, type 41, size 1232, extended rcode 0, version 0, no flags, no options. */
 export const OUR_OPT = '00002904d0000000000000 (11 bytes)';
+/** The same with the DO bit, copied from a query that set it (RFC 3225 3). */
+export const OUR_OPT_DO = '00002904d0000080000000 (11 bytes)';
 
 export function checkReply(p: FuzzPacket, reply: Buffer, transport: 'udp' | 'tcp'): string | null {
   const where = `${transport} packet ${hex(p.bytes, 96)} -> reply ${hex(reply, 96)}`;
@@ -114,7 +116,7 @@ export function checkReply(p: FuzzPacket, reply: Buffer, transport: 'udp' | 'tcp
   if (transport === 'udp' && reply.length > 4096) return `UDP reply over 4096 bytes: ${where}`;
   if (r.counts[0] === 0) {
     if (r.rcode !== RCODE.FORMERR && r.rcode !== RCODE.NOTIMP) return `no question but rcode ${r.rcode}: ${where}`;
-    const withOpt = reply.length === 23 && r.counts[3] === 1 && hex(reply.subarray(12)) === OUR_OPT;
+    const withOpt = reply.length === 23 && r.counts[3] === 1 && [OUR_OPT, OUR_OPT_DO].includes(hex(reply.subarray(12)));
     if (reply.length !== 12 && !withOpt) return `error reply is neither header-only nor header and our OPT: ${where}`;
   } else {
     if (r.counts[0] !== 1) return `qdcount ${r.counts[0]}: ${where}`;

@@ -23,7 +23,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { OptAnswer } from 'dns-packet';
 import { buildQuery, decode, frame, tcpExchange, udpExchange, zoneLines } from '../support/client.js';
 import { dig } from '../support/dig.js';
-import { OUR_OPT, checkReply, fuzzPackets, histogram } from '../support/fuzz.js';
+import { OUR_OPT, OUR_OPT_DO, checkReply, fuzzPackets, histogram } from '../support/fuzz.js';
 import { Rng } from '../support/random.js';
 import { startServer, type TestServer } from '../support/server.js';
 import { questionEnd, readHeader, type Header } from '../support/wire.js';
@@ -97,16 +97,17 @@ interface OptFields {
   rdata?: Buffer;
   /** Defaults to rdata's length; set it to lie. */
   rdlength?: number;
+  dnssecOk?: boolean;
 }
 
 /** An EDNS OPT pseudo-record (RFC 6891 6.1.2). */
-function opt({ owner = Buffer.from([0]), udpSize = 1232, version = 0, rdata = Buffer.alloc(0), rdlength }: OptFields = {}): Buffer {
+function opt({ owner = Buffer.from([0]), udpSize = 1232, version = 0, rdata = Buffer.alloc(0), rdlength, dnssecOk = false }: OptFields = {}): Buffer {
   const fixed = Buffer.alloc(10);
   fixed.writeUInt16BE(TYPE.OPT, 0);
   fixed.writeUInt16BE(udpSize, 2);
   fixed.writeUInt8(0, 4); // extended rcode
   fixed.writeUInt8(version, 5);
-  fixed.writeUInt16BE(0, 6); // flags
+  fixed.writeUInt16BE(dnssecOk ? 0x8000 : 0, 6); // flags: DO
   fixed.writeUInt16BE(rdlength ?? rdata.length, 8);
   return Buffer.concat([owner, fixed, rdata]);
 }
@@ -137,7 +138,7 @@ function assertReplyTo(reply: Buffer | null, query: Buffer, rcode: number): { q:
  * A header-only error reply (FORMERR, NOTIMP) to `query`, as wire.ts's errorReply builds it: the
  * flags word exactly QR, the query's opcode, its RD and CD if the opcode is QUERY, and the rcode.
  */
-function assertErrorReply(got: Buffer | null, query: Buffer, rcode: number, edns = false): void {
+function assertErrorReply(got: Buffer | null, query: Buffer, rcode: number, edns: boolean | 'do' = false): void {
   const { q, r, reply } = assertReplyTo(got, query, rcode);
   assert.equal(r.opcode, q.opcode, 'opcode is copied');
   const asked = query.readUInt16BE(2);
@@ -151,7 +152,7 @@ function assertErrorReply(got: Buffer | null, query: Buffer, rcode: number, edns
   // RFC 6891 6.1.1: the query had a well-formed OPT, so the reply has ours: root owner, OPT, our
   // 1232-byte size, extended rcode 0, version 0, no flags, no options.
   assert.deepEqual(r.counts, [0, 0, 0, 1], 'no question, our OPT alone');
-  assert.equal(hex(reply.subarray(12)), OUR_OPT, 'the OPT record');
+  assert.equal(hex(reply.subarray(12)), edns === 'do' ? OUR_OPT_DO : OUR_OPT, 'the OPT record (DO copied, RFC 3225 3)');
 }
 
 /** A reply that echoes the query's question section byte for byte and carries `rcode`. */
@@ -277,8 +278,8 @@ interface ErrorCase {
   name: string;
   packet: Buffer;
   rcode: number;
-  /** The query has a well-formed OPT record, so the reply carries ours. */
-  edns?: true;
+  /** The query has a well-formed OPT record, so the reply carries ours ('do': with the DO bit the query set). */
+  edns?: true | 'do';
 }
 
 const WEB = question('web.service.consul');
@@ -321,6 +322,12 @@ const NOTIMP_CASES: ErrorCase[] = [
     packet: Buffer.concat([header(0x3104, { flags: 15 << 11, qd: 0, ar: 1 }), opt()]),
     rcode: RCODE.NOTIMP,
     edns: true,
+  },
+  {
+    name: 'opcode NOTIFY (4) with an OPT record setting DO: our OPT has DO too (RFC 3225 3)',
+    packet: Buffer.concat([header(0x3106, { flags: 4 << 11, ar: 1 }), question('consul', TYPE.SOA), opt({ dnssecOk: true })]),
+    rcode: RCODE.NOTIMP,
+    edns: 'do',
   },
   {
     name: 'opcode 15 with two OPT records: no OPT in the reply',
