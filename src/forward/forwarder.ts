@@ -216,6 +216,9 @@ export class Forwarder {
     const stale = this.cache.getStale(key);
     if (stale !== undefined) return this.forwardStale(key, stale, query, packet, transport, maxSize, client);
     const failingFast = this.upstreams.allDown;
+    // No upstream healthy (down, or its probe not back yet): whoever waits, waits at most the
+    // client response timer, then SERVFAIL; the round goes on, and its answer is cached.
+    const impatient = failingFast || this.upstreams.allUnhealthy;
     let flight = this.inflight.get(key);
     if (flight === undefined) {
       // Failing fast: one question at a time finds out whether an upstream is back; the rest get
@@ -235,8 +238,7 @@ export class Forwarder {
       ticket.release();
       return (resolved && this.rendered(resolved, query, packet, transport, maxSize)) ?? { reply: null, upstream: null, tried: resolved?.tried ?? [...asked.tried] };
     };
-    // Failing fast, the client waits only so long (SERVFAIL); the round goes on, and its answer is cached.
-    return failingFast ? this.waitAtMost(asked).then(answer) : asked.result.then(answer);
+    return impatient ? this.waitAtMost(asked).then(answer) : asked.result.then(answer);
   }
 
   /**

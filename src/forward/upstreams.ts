@@ -56,6 +56,11 @@ export class UpstreamSet {
     this.all = addresses.map((address) => ({ address, label: formatHostPort(address), failures: 0, healthy: true, down: false }));
   }
 
+  /** There are upstreams and none is healthy: a client waits at most the client response timer. */
+  get allUnhealthy(): boolean {
+    return this.all.length > 0 && this.all.every((u) => !u.healthy);
+  }
+
   /** There are upstreams and every one is down (unhealthy, its probe failed too): the forwarder fails fast. */
   get allDown(): boolean {
     return this.all.length > 0 && this.all.every((u) => u.down);
