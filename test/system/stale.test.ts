@@ -230,3 +230,18 @@ test('one domain timing out marks the upstream unhealthy, but its probe answers:
   assert.deepEqual((await ask(server, 'www.example.test')).answer, [`www.example.test. 10 IN A ${OLD}`]);
   assert.equal((await stillSlow).status, 'SERVFAIL');
 });
+
+test('no upstream healthy, their probes not failed yet: a client still waits at most the client response timer', async (t) => {
+  const { server, upstreams, logs } = await setup(t, { count: 2, flags: { 'upstream-timeout': '20s' }, probeMs: 3_600_000 });
+  // Malformed replies to questions mark both unhealthy at once; the `. NS` probes (root question)
+  // get no answer, so for their 1.5 s neither upstream is known to be down.
+  for (const u of upstreams) {
+    u.behaviour = 'silent';
+    u.override = (query) => (query[12] === 0 ? undefined : malformed(query));
+  }
+  for (const name of ['m1', 'm2', 'm3']) assert.equal((await ask(server, `${name}.example.test`)).status, 'SERVFAIL');
+  assert.equal(logs.filter((l) => l.msg === 'upstream marked unhealthy: tried last until it answers a probe').length, 2);
+  for (const u of upstreams) u.override = null;
+  // Silent now: the round would take 2 x 20 s; the client gets SERVFAIL within dig's 5 s all the same.
+  assert.equal((await ask(server, 'first.example.test')).status, 'SERVFAIL');
+});
