@@ -1,11 +1,13 @@
 /**
  * Pacing: how much work runs at once, and when waiting work goes on. Generic (nothing here knows
- * Consul or DNS) and without timers of its own beyond setImmediate (and `fulfilsWithin`'s one):
+ * Consul or DNS) and without timers of its own beyond setImmediate (and `fulfilsWithin`'s and
+ * `sleep`'s one):
  * - `Limiter`: at most N tasks in flight; the others wait, in arrival order;
  * - `Pacer`: at most N waiters let go per event-loop turn, so that I/O is handled in between;
  * - `untilOrAborted`: waits for a promise, or no longer once a signal aborts;
  * - `fulfilsWithin`: waits for a promise at most so long, and says whether it came;
- * - `backoffDelay`: how long to wait before a retry, exponential with full jitter, capped (pure).
+ * - `backoffDelay`: how long to wait before a retry, exponential with full jitter, capped (pure);
+ * - `sleep`: a wait that an abort cuts short (a backoff, a spread).
  */
 
 /**
@@ -106,4 +108,18 @@ export interface Backoff {
 export function backoffDelay(attempt: number, backoff: Backoff, random: number): number {
   if (attempt < 1) return 0;
   return random * Math.min(backoff.maxMs, backoff.baseMs * 2 ** (attempt - 1));
+}
+
+/** Resolves after `ms`, or at once when `signal` aborts (never rejects): a backoff a stop can cut short. */
+export function sleep(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    if (signal.aborted) return resolve();
+    const timer = setTimeout(done, ms);
+    function done(): void {
+      clearTimeout(timer);
+      signal.removeEventListener('abort', done);
+      resolve();
+    }
+    signal.addEventListener('abort', done, { once: true });
+  });
 }

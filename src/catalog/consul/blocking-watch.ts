@@ -13,7 +13,7 @@
  * So the loop never spins, whatever the server does.
  */
 
-import { backoffDelay, type Backoff } from '../../util/pacing.js';
+import { backoffDelay, sleep, type Backoff } from '../../util/pacing.js';
 
 /** How failed Consul reads are retried unless told otherwise: the delay's ceiling starts at 250 ms and doubles up to 30 s. */
 export const RETRY_BACKOFF: Backoff = { baseMs: 250, maxMs: 30_000 };
@@ -96,17 +96,4 @@ export class BlockingWatch<T> {
       this.options.onData(result.data);
     }
   }
-}
-
-function sleep(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    if (signal.aborted) return resolve();
-    const timer = setTimeout(done, ms);
-    function done(): void {
-      clearTimeout(timer);
-      signal.removeEventListener('abort', done);
-      resolve();
-    }
-    signal.addEventListener('abort', done, { once: true });
-  });
 }

@@ -29,6 +29,7 @@
 
 import type { Logger } from 'pino';
 import type { Diagnostics } from '../../diagnostics/channels.js';
+import { sleep } from '../../util/pacing.js';
 import { ConsulApiError } from './api.js';
 
 /** A probe not answered within this is a failed probe, ms. */
@@ -336,17 +337,4 @@ export class ConsulLiveness {
     });
     for (const release of waiting) release();
   }
-}
-
-function sleep(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    if (signal.aborted) return resolve();
-    const timer = setTimeout(done, ms);
-    function done(): void {
-      clearTimeout(timer);
-      signal.removeEventListener('abort', done);
-      resolve();
-    }
-    signal.addEventListener('abort', done, { once: true });
-  });
 }
