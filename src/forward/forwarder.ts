@@ -15,9 +15,10 @@
  * min(TTL, MINIMUM) (RFC 2308 5), and not at all without an SOA. Both capped by `cacheMaxTtl`.
  * Expired answers are kept `serveStaleMs` longer and served stale by the rules of stale.ts.
  *
- * Failing fast: while every upstream is unhealthy, one question at a time goes upstream (it, and
- * the `. NS` probes, find out when one is back); its client waits at most `clientResponseTimeoutMs`,
- * and every other question is answered at once: stale if it can be, else SERVFAIL.
+ * Failing fast: while every upstream is down (unhealthy, and failing its `. NS` probe too:
+ * upstreams.ts), one question at a time goes upstream (it, and the probes, find out when one is
+ * back), and every other question is answered at once: stale if it can be, else SERVFAIL. While no
+ * upstream is healthy, whoever waits on one waits at most `clientResponseTimeoutMs`.
  */
 
 import { randomBytes } from 'node:crypto';
@@ -44,7 +45,7 @@ export interface ForwarderOptions {
   timeoutMs: number;
   /** Most distinct questions waiting on upstreams at once; beyond, SERVFAIL at once. */
   maxInflight: number;
-  /** Most questions one client (address; IPv6 /64) may have waiting on upstreams; beyond, SERVFAIL at once. */
+  /** Most questions one client (address; IPv6 /64) may have waiting on upstreams; beyond, refused at once (`Refused`). */
   maxPerClient: number;
   /** Clients exempt from the per-client bound (--client-limits-exempt). */
   exempt?: (address: string) => boolean;
@@ -120,7 +121,7 @@ export interface ForwarderStats {
   readonly inflight: number;
   /** The bound on them in force (--upstream-max-inflight, or lower when it did not fit the open-file limit). */
   readonly maxInflight: number;
-  /** Questions answered SERVFAIL at once: their client had too many waiting, or everyone had. */
+  /** Questions refused at once (`Refused`, or served stale): their client had too many waiting, or everyone had. */
   readonly refused: { readonly client: number; readonly global: number };
 }
 
@@ -156,7 +157,7 @@ export class Forwarder {
   private upstreams: UpstreamSet;
   private readonly cache: TtlLru<UpstreamMessage>;
   private readonly inflight = new Map<string, Flight>();
-  /** While every upstream is unhealthy: the one question let go upstream (failing fast); null: none. */
+  /** While every upstream is down: the one question let go upstream (failing fast); null: none. */
   private trial: string | null = null;
   /** The aborts of the rounds running now. */
   private readonly rounds = new Set<AbortController>();
