@@ -76,9 +76,9 @@ export function readQuery(buf: Buffer): ReadResult {
 }
 
 /**
- * The OPT record of a message whose body is otherwise not served (another opcode, not one
- * question), when it is well formed up to and including exactly one in its additional section;
- * null otherwise. Never throws.
+ * The OPT record of a query read again outside the reader's path (an error reply's, RRL's slipped
+ * reply), when the message is well formed up to and including exactly one in its additional
+ * section; null otherwise. Never throws.
  */
 export function queryOpt(buf: Buffer): Edns | null {
   if (buf.length < HEADER_SIZE) return null;

@@ -19,8 +19,9 @@
 
 import type { Diagnostics, RateLimitEvent } from '../diagnostics/channels.js';
 import { writeOpt } from '../dns/opt.js';
-import { Flag, HEADER_SIZE, OPT_SIZE, RRType } from '../dns/constants.js';
+import { Flag, HEADER_SIZE, OPT_SIZE } from '../dns/constants.js';
 import { Pointers, walkName } from '../dns/name-walker.js';
+import { queryOpt } from '../dns/wire.js';
 import type { Client, DnsHandler } from '../pipeline/handler.js';
 import { Accounts, Verdict } from './accounts.js';
 import type { RrlConfig } from './config.js';
@@ -92,28 +93,18 @@ function truncated(query: Buffer, reply: Buffer): Buffer {
     const nameEnd = walkName(reply, HEADER_SIZE, Pointers.STOP);
     end = nameEnd < 0 || nameEnd + 4 > reply.length ? HEADER_SIZE : nameEnd + 4;
   }
-  const opt = optOf(query);
-  const out = Buffer.allocUnsafe(end + (opt < 0 ? 0 : OPT_SIZE));
+  // Only answers slip this way (errors go as they are): their query was read whole, one question
+  // and at most one OPT, so the reader's own OPT lookup finds it.
+  const opt = queryOpt(query);
+  const out = Buffer.allocUnsafe(end + (opt === null ? 0 : OPT_SIZE));
   reply.copy(out, 0, 0, end);
   out[2] = out[2]! | (Flag.TC >> 8);
   out[4] = 0;
   out[5] = end === HEADER_SIZE ? 0 : 1;
   out.fill(0, 6, HEADER_SIZE);
-  if (opt >= 0) {
+  if (opt !== null) {
     out[11] = 1;
-    writeOpt(out, end, 0, (query[opt + 7]! & 0x80) !== 0);
+    writeOpt(out, end, 0, opt.do);
   }
   return out;
-}
-
-/**
- * Where the query's OPT record starts, or -1: the first record after its one question (a query
- * with anything else before it got FORMERR, which is never truncated).
- */
-function optOf(query: Buffer): number {
-  if (query.length < HEADER_SIZE || query[11] === 0 || query[5] !== 1) return -1;
-  const nameEnd = walkName(query, HEADER_SIZE, Pointers.STOP);
-  const o = nameEnd + 4;
-  if (nameEnd < 0 || o + OPT_SIZE > query.length) return -1;
-  return query[o] === 0 && ((query[o + 1]! << 8) | query[o + 2]!) === RRType.OPT ? o : -1;
 }
