@@ -1,7 +1,9 @@
 /**
  * Stage: the recursion ACL. A name nobody before this stage answered is forwarded only for clients
  * allowed recursion (--allow-recursion) and only when there is somewhere to forward to; everyone
- * else gets REFUSED. Our own domain was answered before this stage: it is open to all.
+ * else gets REFUSED. Our own domain was answered before this stage: it is open to all. svcdns must
+ * never be an open resolver, which the internet would use to amplify attacks; a client on a
+ * dual-stack socket (::ffff:10.1.2.3) is checked as the IPv4 address it is (`addressMatcher`).
  *
  * `Recursion` also says who gets RA in every reply (`RequestContext.recursive`): exactly the
  * clients whose other names would be forwarded.
@@ -9,7 +11,7 @@
 
 import type { Cidr } from '../net/address.js';
 import { Rcode } from '../dns/constants.js';
-import { recursionAcl } from '../forward/allow.js';
+import { addressMatcher } from '../net/clients.js';
 import { NEXT, type Request, type Stage, type StageResult } from './stage.js';
 
 /** Client addresses remembered at most (checking the ACL costs far more than a map lookup). */
@@ -24,7 +26,7 @@ export class Recursion {
     allow: readonly Cidr[],
     private readonly forwarder: { readonly available: boolean } | null,
   ) {
-    this.acl = recursionAcl(allow);
+    this.acl = addressMatcher(allow);
   }
 
   /** Recursion is available to this client address: there is somewhere to forward to, and it may. */

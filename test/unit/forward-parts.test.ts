@@ -12,7 +12,7 @@ import * as dnsPacket from 'dns-packet';
 import { pino } from 'pino';
 import { parseCidr } from '../../src/net/address.js';
 import { readQuery, type Query } from '../../src/dns/wire.js';
-import { recursionAcl } from '../../src/forward/allow.js';
+import { addressMatcher } from '../../src/net/clients.js';
 import { TtlLru } from '../../src/forward/cache.js';
 import { buildUpstreamQuery, checkUpstreamReply, renderReply, type UpstreamMessage } from '../../src/forward/message.js';
 import { chooseUpstreams, isSelf, parseResolvConf } from '../../src/forward/resolv-conf.js';
@@ -331,7 +331,7 @@ test('upstream order: sequential, round-robin, random; unhealthy ones last', () 
 });
 
 test('recursion ACL: CIDRs of both families, IPv4-mapped clients checked as IPv4', () => {
-  const allowed = recursionAcl(['10.0.0.0/8', 'fc00::/7', '127.0.0.1'].map((c) => parseCidr(c)!));
+  const allowed = addressMatcher(['10.0.0.0/8', 'fc00::/7', '127.0.0.1'].map((c) => parseCidr(c)!));
   assert.equal(allowed('10.200.1.1'), true);
   assert.equal(allowed('11.0.0.1'), false);
   assert.equal(allowed('::ffff:10.1.1.1'), true);
