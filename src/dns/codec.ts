@@ -257,6 +257,9 @@ class Writer {
  * (the client's UDP size, or 65535 over TCP). Returns a new buffer the caller owns.
  */
 export function encodeReply(query: Query, packet: Buffer, reply: Reply, maxSize: number): Buffer {
+  if (reply.answers.length === 0 && reply.authority.length === 0 && reply.additional.length === 0 && !reply.optionalAdditional?.length) {
+    return encodeEmpty(query, packet, reply);
+  }
   const w = new Writer();
   w.off = HEADER_SIZE;
   w.bytes(packet, HEADER_SIZE, query.questionEnd);
@@ -306,9 +309,7 @@ export function encodeReply(query: Query, packet: Buffer, reply: Reply, maxSize:
     },
     Math.min(maxSize, MAX_TCP_SIZE) - optSize,
   );
-  const counts = [cut.answer, cut.authority, cut.additional];
   const end = cut.end;
-  const truncated = cut.truncated;
 
   const buf = w.buf;
   w.off = end;
@@ -316,6 +317,26 @@ export function encodeReply(query: Query, packet: Buffer, reply: Reply, maxSize:
     w.ensure(OPT_SIZE);
     w.off = writeOpt(buf, w.off, reply.rcode >> 4, query.edns.do);
   }
+  writeHeader(buf, query, reply, cut.truncated, cut.answer, cut.authority, cut.additional);
+  return Buffer.from(buf.subarray(0, w.off));
+}
+
+/**
+ * A reply with no records (an error: SERVFAIL, REFUSED; or an empty NOERROR): header, the question
+ * copied, our OPT if the query had one. Always fits (a question is at most 259 bytes), so none of the
+ * writer, the compression table or the fitting is needed: while every upstream is down, every
+ * forwarded question of a flood is answered this way.
+ */
+function encodeEmpty(query: Query, packet: Buffer, reply: Reply): Buffer {
+  const out = Buffer.allocUnsafe(query.questionEnd + (query.edns ? OPT_SIZE : 0));
+  packet.copy(out, HEADER_SIZE, HEADER_SIZE, query.questionEnd);
+  if (query.edns) writeOpt(out, query.questionEnd, reply.rcode >> 4, query.edns.do);
+  writeHeader(out, query, reply, false, 0, 0, 0);
+  return out;
+}
+
+/** The reply's header: ID, flags (opcode, RD and CD echoed), one question, the section counts (our OPT counted). */
+function writeHeader(buf: Buffer, query: Query, reply: Reply, truncated: boolean, answers: number, authority: number, additional: number): void {
   buf.writeUInt16BE(query.id, 0);
   buf.writeUInt16BE(
     Flag.QR |
@@ -327,8 +348,7 @@ export function encodeReply(query: Query, packet: Buffer, reply: Reply, maxSize:
     2,
   );
   buf.writeUInt16BE(1, 4);
-  buf.writeUInt16BE(counts[0]!, 6);
-  buf.writeUInt16BE(counts[1]!, 8);
-  buf.writeUInt16BE(counts[2]! + (query.edns ? 1 : 0), 10);
-  return Buffer.from(buf.subarray(0, w.off));
+  buf.writeUInt16BE(answers, 6);
+  buf.writeUInt16BE(authority, 8);
+  buf.writeUInt16BE(additional + (query.edns ? 1 : 0), 10);
 }
