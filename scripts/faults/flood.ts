@@ -15,7 +15,7 @@ import { CATALOG } from '../../test/support/catalog.js';
 import { ask, median, sleep, type FaultRow } from './row.js';
 import { atInterrupt, startSvcdns } from './svcdns.js';
 
-const ROUNDS = 3;
+const ROUNDS = 5;
 const ROUND_S = 5;
 const FLOOD_QPS = 20_000;
 
@@ -57,9 +57,18 @@ export const flood: FaultRow = {
       const quiet: number[] = [];
       const flooded: number[] = [];
       const floodStats: string[] = [];
+      const quietCpu: number[] = [];
       const floodCpu: number[] = [];
+      /** Runs `measure`, noting svcdns's CPU share (of one core) over it in `cpu`. */
+      const withCpu = async (cpu: number[], run: () => Promise<{ qps: number }>): Promise<number> => {
+        const cpu0 = cpuSeconds(svc.pid);
+        const t0 = performance.now();
+        const { qps } = await run();
+        cpu.push((cpuSeconds(svc.pid) - cpu0) / ((performance.now() - t0) / 1000));
+        return qps;
+      };
       for (let round = 0; round < ROUNDS; round++) {
-        quiet.push((await measure('quiet')).qps);
+        quiet.push(await withCpu(quietCpu, () => measure('quiet')));
         const f = runDnsperf(children, {
           port: svc.port,
           queryFile: floodNames,
@@ -73,15 +82,12 @@ export const flood: FaultRow = {
           server,
         });
         await sleep(1000); // the flood is on
-        const cpu0 = cpuSeconds(svc.pid);
-        const t0 = performance.now();
-        flooded.push((await measure('flooded')).qps);
-        floodCpu.push((cpuSeconds(svc.pid) - cpu0) / ((performance.now() - t0) / 1000));
+        flooded.push(await withCpu(floodCpu, () => measure('flooded')));
         const fr = await f;
         floodStats.push(`${Math.round(fr.sent / (ROUND_S + 2))} q/s sent, ${fr.completed} of ${fr.sent} answered (${Object.entries(fr.rcodes).map(([k, v]) => `${k} ${v}`).join(', ')})`);
         await sleep(3000); // the flood's questions in flight time out
       }
-      ctx.note(`rounds, Consul names q/s: quiet ${quiet.map((q) => q.toFixed(0)).join(' / ')}; flooded ${flooded.map((q) => q.toFixed(0)).join(' / ')}; svcdns CPU while flooded ${floodCpu.map((c) => `${(c * 100).toFixed(0)} %`).join(' / ')}; the flood (dnsperf -Q ${FLOOD_QPS}): ${floodStats.join(' / ')}`);
+      ctx.note(`rounds, Consul names q/s: quiet ${quiet.map((q) => q.toFixed(0)).join(' / ')}; flooded ${flooded.map((q) => q.toFixed(0)).join(' / ')}; svcdns CPU quiet ${quietCpu.map((c) => `${(c * 100).toFixed(0)} %`).join(' / ')}, flooded ${floodCpu.map((c) => `${(c * 100).toFixed(0)} %`).join(' / ')}; the flood (dnsperf -Q ${FLOOD_QPS}): ${floodStats.join(' / ')}`);
       await svc.stop();
 
       // The same flood under an open-file limit of 1,024.
@@ -111,7 +117,7 @@ export const flood: FaultRow = {
       const ratio = median(flooded) / median(quiet);
       const qps = (v: number): string => Math.round(v).toLocaleString('en');
       return {
-        figure: `Consul names **${qps(median(quiet))} → ${qps(median(flooded))} q/s (${ratio.toFixed(2)}×)** (medians of ${ROUNDS} interleaved rounds); at ulimit -n 1024: up to ${maxFiles} open files, ${tcpAnswered} of ${tcpAsked} TCP queries answered, ${warned.length} warn+ log lines${warned.length ? ` ("${warned[0]!.msg}")` : ''}`,
+        figure: `Consul names **${qps(median(quiet))} → ${qps(median(flooded))} q/s (${ratio.toFixed(2)}×)** (medians of ${ROUNDS} interleaved rounds; svcdns CPU ${(median(quietCpu) * 100).toFixed(0)} % → ${(median(floodCpu) * 100).toFixed(0)} %); at ulimit -n 1024: up to ${maxFiles} open files, ${tcpAnswered} of ${tcpAsked} TCP queries answered, ${warned.length} warn+ log lines${warned.length ? ` ("${warned[0]!.msg}")` : ''}`,
         met: ratio >= 0.5 && tcpAnswered === tcpAsked && maxFiles < 1024,
       };
     } finally {
