@@ -96,32 +96,39 @@ export function queryOpt(buf: Buffer): Edns | null {
 }
 
 function readBody(buf: Buffer, id: number, flags: number): Query {
-  const labels: string[] = [];
   const labelOffsets: number[] = [];
-  let plain = true;
   // A compression pointer in the first name of a message can only point into the header, and the
   // 0x40/0x80 label types are obsolete (RFC 6891 9): both are malformed here.
-  let off = walkName(buf, HEADER_SIZE, Pointers.REFUSE, (at) => {
-    const label = buf.toString('latin1', at + 1, at + 1 + buf[at]!);
-    if (label.includes('.')) plain = false;
-    labelOffsets.push(at);
-    labels.push(label);
-  });
+  let off = walkName(buf, HEADER_SIZE, Pointers.REFUSE, (at) => void labelOffsets.push(at));
   if (off < 0) throw new Malformed(nameError(off));
   if (off + 4 > buf.length) throw new Malformed('question runs past the end');
   const type = buf.readUInt16BE(off);
   const qclass = buf.readUInt16BE(off + 2);
+  const nameEnd = off;
   off += 4;
   const questionEnd = off;
 
-  const name = labels.join('.');
-  const lower = labels.map(asciiLower);
+  // The name's bytes read once as one string (latin1: a char per byte); each label is a slice of it,
+  // and the lower-cased labels slices of the lower-cased whole (the length bytes between the labels,
+  // 1 to 63, are never letters: lower-casing leaves them alone).
+  const raw = buf.toString('latin1', HEADER_SIZE, nameEnd);
+  const lowerRaw = asciiLower(raw);
+  const labels: string[] = new Array<string>(labelOffsets.length);
+  const lower: string[] = new Array<string>(labelOffsets.length);
+  let plain = true;
+  for (let i = 0; i < labelOffsets.length; i++) {
+    const from = labelOffsets[i]! - HEADER_SIZE + 1;
+    const to = from + buf[labelOffsets[i]!]!;
+    labels[i] = raw.slice(from, to);
+    lower[i] = lowerRaw.slice(from, to);
+    if (plain && labels[i]!.includes('.')) plain = false;
+  }
   const edns = readEdns(buf, off);
   return {
     id,
     flags,
     opcode: 0,
-    name,
+    name: labels.join('.'),
     key: lower.join('.'),
     labels: lower,
     labelOffsets,
