@@ -134,6 +134,15 @@ export function cpuSeconds(pid: number): number {
   return (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS;
 }
 
+/** Busy and total time of one core since boot, in clock ticks (/proc/stat's `cpuN` line: idle and iowait are not busy). */
+export function coreTicks(core: number): { busy: number; total: number } {
+  const line = readFileSync('/proc/stat', 'utf8').split('\n').find((l) => l.startsWith(`cpu${core} `));
+  if (line === undefined) throw new Error(`no cpu${core} in /proc/stat`);
+  const t = line.split(/\s+/).slice(1, 9).map(Number);
+  const total = t.reduce((a, b) => a + b, 0);
+  return { busy: total - t[3]! - t[4]!, total };
+}
+
 /**
  * CPU time of a process and its children (a `--workers` primary and its workers), in seconds. The
  * children are read from /proc/PID/task/PID/children, as they are now: call it on a settled tree.
