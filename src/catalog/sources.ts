@@ -8,12 +8,14 @@ import type { Logger } from 'pino';
 import { consulSource } from './consul/kind.js';
 import { exampleSource } from './file/example.js';
 import { fileSource } from './file/kind.js';
+import { zookeeperSource } from './zookeeper/kind.js';
 import type { CatalogSource, SourceKind, SourceOptions } from './source.js';
 
 /** By name; the order their keys appear in messages. */
 export const SOURCES = {
   file: fileSource,
   consul: consulSource,
+  zookeeper: zookeeperSource,
   example: exampleSource,
 } as const;
 

@@ -8,7 +8,7 @@
  * What a key's value is, as --help shows it: `number` (a whole number), `duration` (Go-style: 500ms,
  * 10s, 5m, 87600h), an address form, a file path, a domain or a DNS label (`name`), or free `text`.
  */
-export type ValueType = 'number' | 'duration' | 'HOST:PORT' | 'IP[:PORT]' | 'CIDR' | 'URL' | 'file' | 'directory' | 'domain' | 'name' | 'text' | '[PATTERN=]SECONDS';
+export type ValueType = 'number' | 'duration' | 'HOST:PORT' | 'HOST:PORT[,HOST:PORT...]' | 'ZNODE PATH' | 'IP[:PORT]' | 'CIDR' | 'URL' | 'file' | 'directory' | 'domain' | 'name' | 'text' | '[PATTERN=]SECONDS';
 
 /** One configuration key, documented once. */
 export interface KeySpec {
