@@ -121,12 +121,12 @@ describe('bad input exits non-zero with one line', { concurrency: 4 }, () => {
     // CONSUL_HTTP_ADDR emptied: the machine running the tests may have one set.
     const bare = await runCli(['--listen', '127.0.0.1:0'], { CONSUL_HTTP_ADDR: '' });
     assert.equal(bare.code, 2);
-    assert.equal(oneLine(bare.stderr), 'svcdns: error: no catalog source: give --catalog FILE, --consul URL (or CONSUL_HTTP_ADDR) or --example');
+    assert.equal(oneLine(bare.stderr), 'svcdns: error: no catalog source: give --catalog FILE, --consul URL (or CONSUL_HTTP_ADDR), --zookeeper HOST:PORT[,HOST:PORT...] or --example');
     const more = await runCli(['--listen', '127.0.0.1:0', '--node-ttl', 'x', '--no-example'], { CONSUL_HTTP_ADDR: '' });
     assert.equal(more.code, 2);
     assert.equal(
       oneLine(more.stderr),
-      'svcdns: error: no catalog source: give --catalog FILE, --consul URL (or CONSUL_HTTP_ADDR) or --example; node-ttl: must be a whole number from 0 to 2147483647 (got "x")',
+      'svcdns: error: no catalog source: give --catalog FILE, --consul URL (or CONSUL_HTTP_ADDR), --zookeeper HOST:PORT[,HOST:PORT...] or --example; node-ttl: must be a whole number from 0 to 2147483647 (got "x")',
     );
   });
 

@@ -60,6 +60,7 @@ test('defaults', () => {
       tableSize: 20000,
     },
     consul: null,
+    zookeeper: null,
     forward: {
       upstreams: null,
       resolvConf: '/etc/resolv.conf',
@@ -242,7 +243,7 @@ test('a catalog file beats an ambient CONSUL_HTTP_ADDR; --catalog with --consul 
 });
 
 test('the CLI needs a catalog source: a file, Consul (CONSUL_HTTP_ADDR too) or the example, asked for', () => {
-  const none = 'no catalog source: give --catalog FILE, --consul URL (or CONSUL_HTTP_ADDR) or --example';
+  const none = 'no catalog source: give --catalog FILE, --consul URL (or CONSUL_HTTP_ADDR), --zookeeper HOST:PORT[,HOST:PORT...] or --example';
   assert.deepEqual(problems({ requireSource: true }), [none]);
   assert.deepEqual(problems({ requireSource: true, flags: { example: 'false' } }), [none]);
   assert.deepEqual(problems({ requireSource: true, env: { SVCDNS_EXAMPLE: '0' } }), [none]);
