@@ -91,7 +91,8 @@ export class ZooKeeperSource implements CatalogSource {
     this.firstSync = new Promise((resolve) => (this.resolveFirstSync = resolve));
   }
 
-  get watchCount(): number {
+  /** Paths watched now (children, data, existence). */
+  get watches(): number {
     return this.watched.size;
   }
 
