@@ -98,7 +98,9 @@ lines.on('close', () => {
     closing = true;
     const gone = once(client, 'disconnected');
     client.close(); // sends closeSession: ZooKeeper deletes this session's ephemeral nodes now
+    const timer = setTimeout(() => (process.stderr.write('session not closed within 5 s\n'), process.exit(1)), 5000);
     await gone;
+    clearTimeout(timer);
     process.exit(0);
   });
 });

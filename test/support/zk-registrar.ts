@@ -495,8 +495,14 @@ export async function startRegistrar(t: { after(fn: () => Promise<void>): void }
     close: async () => {
       if (child.exitCode !== null || child.signalCode !== null) return;
       child.stdin.end(); // the child closes its session when its stdin ends, then exits
-      const [code] = (await exited) as [number | null];
-      assert.equal(code, 0, `registrar child exited with ${code}:\n${stderr}`);
+      // Bounded: a child that cannot close its session is killed, and the test told.
+      let timer: NodeJS.Timeout | undefined;
+      const outcome = await Promise.race([exited.then(([code]) => `exit ${String(code)}`), new Promise((resolve) => (timer = setTimeout(resolve, 10_000, 'still running after 10 s')))]);
+      clearTimeout(timer);
+      if (outcome !== 'exit 0') {
+        child.kill('SIGKILL');
+        assert.fail(`registrar child did not close its session and exit (${String(outcome)}):\n${stderr}`);
+      }
     },
   };
 }
