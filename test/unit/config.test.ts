@@ -237,9 +237,13 @@ test('a token given directly wins over a token file; the file is read at start, 
   assert.deepEqual([both.token, both.tokenFile], ['t', null]);
 });
 
-test('a catalog file beats an ambient CONSUL_HTTP_ADDR; --catalog with --consul is an error', () => {
+test('a catalog file beats an ambient CONSUL_HTTP_ADDR (which does not join it); --catalog with --consul run side by side', () => {
   assert.equal(resolveConfig({ flags: { catalog: 'c.yaml' }, env: { CONSUL_HTTP_ADDR: '127.0.0.1:8500' } }).consul, null);
-  assert.deepEqual(problems({ flags: { catalog: 'c.yaml', consul: '127.0.0.1:8500' } }), ['catalog and consul: choose one source of the catalog']);
+  const both = resolveConfig({ flags: { catalog: 'c.yaml', consul: '127.0.0.1:8500' }, env: {}, requireSource: true });
+  assert.deepEqual([both.catalog, both.consul?.url.href], ['c.yaml', 'http://127.0.0.1:8500/']);
+  // Explicit in any layer: SVCDNS_CONSUL is a choice, CONSUL_HTTP_ADDR is not.
+  const env = resolveConfig({ flags: { catalog: 'c.yaml' }, env: { SVCDNS_CONSUL: '127.0.0.1:8500' } });
+  assert.equal(env.consul?.url.href, 'http://127.0.0.1:8500/');
 });
 
 test('the CLI needs a catalog source: a file, Consul (CONSUL_HTTP_ADDR too) or the example, asked for', () => {
