@@ -204,6 +204,27 @@ describe('a catalog file and Consul in one svcdns', () => {
     }
   });
 
+  test('--workers: the primary runs both sources and relays the merged catalog; its /status shows each', async () => {
+    await writeFile(file, fileCatalog(5432));
+    const s = await start(['--consul', sim.url, '--catalog', file, '--workers', '2']);
+    try {
+      await eventually(async () => assert.deepEqual(sorted((await dig(s.dns, ['web.service.consul', 'A'])).answer), WEB, "Consul's web"));
+      for (let i = 0; i < 4; i++) {
+        assert.deepEqual(sorted((await dig(s.dns, ['+tcp', 'web.service.consul', 'A'])).answer), WEB, "Consul's web, from any worker");
+        assert.deepEqual((await dig(s.dns, ['+tcp', 'db.service.static.consul', 'SRV'])).answer, dbSrv(5432), "the file's db, from any worker");
+      }
+      const status = JSON.parse((await get(s.http, '/status')).body) as StatusJson;
+      assert.deepEqual(status.source.members?.map((m) => [m.kind, m.synced, m.datacenters]), [
+        ['consul', true, ['dc1']],
+        ['file', true, ['static']],
+      ]);
+      const metrics = await scrape(s.http);
+      assert.equal(metrics.get('svcdns_catalog_source_synced{source="consul"}'), 1, 'counted once, by the primary');
+    } finally {
+      assert.equal(await s.cli.stop(), 0);
+    }
+  });
+
   test("--state-dir, Consul refusing at start: the persisted Consul part serves beside the live file, until Consul's first sync", async () => {
     const state = join(dir, 'state');
     await writeFile(file, fileCatalog(5432));
