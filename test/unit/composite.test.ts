@@ -51,6 +51,37 @@ test('a clash: the first member keeps the datacenter, the other one\'s records f
   assert.deepEqual(merged.data.nodes.map((n) => `${n.datacenter}/${n.name}`), ['dc1/n-dc1', 'static/n-static'], "the file's node in dc1 is left out too");
 });
 
+test("queries and mesh views go with their datacenter's owner", () => {
+  const query = (dc: string, name: string) => ({ name, datacenter: dc, service: 'web', tags: [], onlyPassing: false, failover: [], ttl: null });
+  const fileData: CatalogData = {
+    ...catalog(instance('dc1', 'web', 'web-file', '10.0.0.2'), instance('static', 'web', 'web-s', '10.0.1.2')),
+    queries: [query('dc1', 'q-left-out'), query('static', 'q-kept')],
+    mesh: [
+      { lookup: 'connect', datacenter: 'dc1', service: 'web', instances: [instance('dc1', 'web-proxy', 'p1', '10.0.0.2')] },
+      { lookup: 'connect', datacenter: 'static', service: 'web', instances: [instance('static', 'web-proxy', 'p2', '10.0.1.2')] },
+    ],
+  };
+  const merged = mergeCatalogs([{ kind: 'consul', declared: ['dc1'], data: catalog(instance('dc1', 'web', 'web-1', '10.0.0.1')) }, { kind: 'file', declared: [], data: fileData }], null);
+  assert.deepEqual(merged.data.queries?.map((q) => `${q.datacenter}/${q.name}`), ['static/q-kept']);
+  assert.deepEqual(merged.data.mesh?.map((m) => `${m.datacenter}/${m.instances[0]!.id}`), ['static/p2']);
+});
+
+test('prepared query executions go to the owner that executes them; elsewhere there is no such query', async () => {
+  const asked: string[] = [];
+  const consul = new FakeSource('consul');
+  Object.assign(consul, {
+    queries: {
+      peek: (dc: string, name: string) => (asked.push(`peek ${dc}/${name}`), null),
+      execute: (dc: string, name: string) => (asked.push(`execute ${dc}/${name}`), Promise.resolve()),
+    },
+  });
+  const composite = new CompositeSource([{ source: consul, declared: ['dc1'] }, { source: new FakeSource('file'), declared: [] }], silent, new Diagnostics());
+  assert.equal(composite.queries!.peek('DC1', 'q', '192.0.2.1'), null);
+  await composite.queries!.execute('dc1', 'q', '192.0.2.1');
+  assert.deepEqual(composite.queries!.peek('static', 'q', '192.0.2.1'), { kind: 'not-found' });
+  assert.deepEqual(asked, ['peek DC1/q', 'execute dc1/q']);
+});
+
 test('a declared datacenter is claimed before its owner syncs: the clash holds, and its names are pending (SERVFAIL, not NXDOMAIN)', () => {
   const consul: MemberCatalog = { kind: 'consul', declared: ['dc1'], data: null };
   const file: MemberCatalog = { kind: 'file', declared: [], data: catalog(instance('dc1', 'web', 'web-file', '10.0.0.2'), instance('static', 'db', 'db-1', '10.0.1.1')) };
