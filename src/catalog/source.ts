@@ -88,8 +88,9 @@ export interface MemberState {
 export interface SourceKind<C> {
   /**
    * The key whose value chooses this source (`catalog`, `consul`; a switch, `example`, when true);
-   * no default chooses one. When two are given, one set only by another tool's env var
-   * (CONSUL_HTTP_ADDR) gives way; otherwise that is a configuration problem.
+   * no default chooses one. When several are given, one set only by another tool's env var
+   * (CONSUL_HTTP_ADDR) gives way to the others; the rest run side by side (src/catalog/composite/),
+   * unless one serves `alone`: that is a configuration problem.
    */
   readonly key: string;
   /** Its keys and the builder of its options. */
