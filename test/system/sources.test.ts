@@ -15,7 +15,7 @@ import { ConsulSim } from '../support/consul-sim.js';
 import { dig } from '../support/dig.js';
 import { eventually } from '../support/eventually.js';
 import { get, scrape } from '../support/metrics.js';
-import { startCli, type Running } from '../support/spawn.js';
+import { runCli, startCli, type Running } from '../support/spawn.js';
 
 interface Started {
   cli: Running;
@@ -72,6 +72,14 @@ interface MemberJson {
 interface StatusJson {
   source: { kind: string; description: string; synced: boolean; failing: { key: string; problem: string | null }[]; members?: MemberJson[]; stale: unknown };
 }
+
+test('Consul and ZooKeeper both in the local datacenter: exit 2 with one line naming the fix, before anything is started', async () => {
+  const r = await runCli(['--consul', 'http://127.0.0.1:1', '--zookeeper', '127.0.0.1:1', '--listen', '127.0.0.1:0']);
+  assert.equal(r.code, 2);
+  assert.deepEqual(r.stderr.trim().split('\n'), [
+    'svcdns: error: consul and zookeeper: both would publish datacenter dc1 (a datacenter belongs to one source): give zookeeper a datacenter of its own with --zookeeper-datacenter',
+  ]);
+});
 
 describe('a catalog file and Consul in one svcdns', () => {
   let sim: ConsulSim;
