@@ -10,13 +10,14 @@
  * Each component declares its keys and builds its own options from the merged values (the
  * listeners in src/listen/config.ts, the answerer in src/answer/config.ts, each catalog source in
  * its folder, registered in src/catalog/sources.ts, and so on); this module gathers them, layers
- * the values, and keeps the one rule between components: one catalog source.
+ * the values, and keeps the one rule between components: which catalog sources run (several side
+ * by side, each owning its datacenters; `--example` alone; an ambient CONSUL_HTTP_ADDR gives way).
  */
 
 import { readFileSync } from 'node:fs';
 import { parse as parseYaml } from 'yaml';
 import { answerComponent, type AnswerConfig } from './answer/config.js';
-import { SOURCE_KINDS, type SourcesConfig } from './catalog/sources.js';
+import { datacenterClashes, SOURCE_KINDS, type SourcesConfig } from './catalog/sources.js';
 import { Problems, type ConfigComponent, type KeySpec, type RawConfig } from './config/component.js';
 import { replyCacheComponent, type ReplyCacheConfig } from './pipeline/config.js';
 import { splitList } from './config/values.js';
@@ -177,18 +178,23 @@ export function resolveLayers(inputs: ConfigInputs): { config: Config; raw: Read
       origin.delete(key);
     }
   }
-  // One catalog source: an explicit choice (a catalog file) beats an ambient one (CONSUL_HTTP_ADDR),
-  // which is dropped; two explicit choices (--catalog and --consul) are a contradiction.
-  const chosen = SOURCE_KINDS.map((kind) => kind.key).filter((key) => chooses(key, merged[key]));
-  const explicit = chosen.filter((key) => !ambient.has(key));
+  // The catalog sources: an explicit choice (a catalog file) beats an ambient one (CONSUL_HTTP_ADDR),
+  // which is dropped rather than joined (a Consul agent's address in the environment does not
+  // quietly add Consul's services to a file's). Explicit choices run side by side, each owning its
+  // datacenters, except a source that serves alone (`--example`).
+  const chosen = SOURCE_KINDS.filter((kind) => chooses(kind.key, merged[kind.key]));
+  const explicit = chosen.filter((kind) => !ambient.has(kind.key));
   const kept = explicit.length > 0 ? explicit : chosen;
-  for (const key of chosen) if (!kept.includes(key)) delete merged[key];
-  if (kept.length > 1) problems.push(`${kept.join(' and ')}: choose one source of the catalog`);
+  for (const kind of chosen) if (!kept.includes(kind)) delete merged[kind.key];
+  if (kept.length > 1 && kept.some((kind) => kind.alone)) problems.push(`${kept.map((kind) => kind.key).join(' and ')}: choose one source of the catalog`);
   if (kept.length === 0 && inputs.requireSource) problems.push(noSource());
 
   const found = new Problems();
   const config = Object.assign({}, ...COMPONENTS.map((c) => c.build(merged, found, inputs.env))) as Config;
   problems.push(...found.list(rank, (key) => origin.get(key)));
+  // Certain from the configuration alone: two sources publishing one datacenter (only when the
+  // sources' own keys are fine, so a problem is not reported twice).
+  if (found.list(rank).length === 0) problems.push(...datacenterClashes(config));
   if (problems.length > 0) throw new ConfigError(problems);
   return { config: Object.freeze(config), raw: Object.freeze(merged) };
 }

@@ -121,6 +121,8 @@ export class Snapshot {
     serviceListsKnown: ReadonlySet<string>;
     nodeListsKnown: ReadonlySet<string>;
     pending: ReadonlySet<string>;
+    /** Datacenters held whole: nothing in them is pending. */
+    loaded: ReadonlySet<string>;
   } | null = null;
 
   /** Builds the indexes. `data` must be valid (sources validate at their boundary). */
@@ -183,6 +185,7 @@ export class Snapshot {
         serviceListsKnown: lower(data.partial.serviceListsKnown),
         nodeListsKnown: lower(data.partial.nodeListsKnown),
         pending: new Set(data.partial.pending.map((p) => key(p.datacenter, p.name))),
+        loaded: lower(data.partial.loaded ?? []),
       };
     }
     for (const q of data.queries ?? []) {
@@ -198,13 +201,13 @@ export class Snapshot {
    * not loaded, or its datacenter's service list is not known yet. Always false for a full catalog.
    */
   servicePending(dc: string, name: string): boolean {
-    if (!this.partial || this.services.has(key(dc, name))) return false;
+    if (!this.partial || this.services.has(key(dc, name)) || this.partial.loaded.has(dc.toLowerCase())) return false;
     return !this.partial.serviceListsKnown.has(dc.toLowerCase()) || this.partial.pending.has(key(dc, name));
   }
 
   /** Whether the datacenter's node list must be fetched before a node name can be answered. */
   nodesPending(dc: string): boolean {
-    return this.partial !== null && !this.partial.nodeListsKnown.has(dc.toLowerCase());
+    return this.partial !== null && !this.partial.nodeListsKnown.has(dc.toLowerCase()) && !this.partial.loaded.has(dc.toLowerCase());
   }
 
   /**
@@ -213,7 +216,7 @@ export class Snapshot {
    * demand, so a service that is listed but whose view is absent is not known to have none.
    */
   meshPending(lookup: MeshLookup, dc: string, name: string): boolean {
-    if (!this.partial || this.meshViews.has(meshKey(lookup, dc, name))) return false;
+    if (!this.partial || this.meshViews.has(meshKey(lookup, dc, name)) || this.partial.loaded.has(dc.toLowerCase())) return false;
     if (!this.partial.serviceListsKnown.has(dc.toLowerCase())) return true;
     return this.services.has(key(dc, name)) || this.partial.pending.has(key(dc, name));
   }

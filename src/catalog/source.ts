@@ -11,8 +11,9 @@
  * - `reload()` re-reads at once (on SIGHUP), under the same rule.
  * - `stop()` releases every watch and timer; after it the source publishes nothing.
  *
- * Which source runs is chosen by the configuration from the kinds registered in
- * src/catalog/sources.ts; each kind is a `SourceKind`.
+ * Which sources run is chosen by the configuration from the kinds registered in
+ * src/catalog/sources.ts; each kind is a `SourceKind`. Several at once run as one composite source
+ * (src/catalog/composite/source.ts), each owning its datacenters.
  */
 
 import type { Logger } from 'pino';
@@ -57,18 +58,39 @@ export interface CatalogSource {
    * is local (a file) has none: it is its own persisted state.
    */
   readonly firstSync?: Promise<void>;
+  /**
+   * Sources of several parts (src/catalog/composite/): told the persisted catalog before `start`,
+   * to serve each of its datacenters until the part owning it has synced, beside the parts that
+   * have. Others need not hear of it: their first sync replaces it whole.
+   */
+  restored?(data: CatalogData): void;
+  /** Sources of several parts: each part's state, in precedence order (/status, metrics). */
+  members?(): readonly MemberState[];
   /** Sources that keep reads running (Consul): how many, for metrics. */
   readonly watchCount?: number;
   /** Whether the registry the source reads is up (its liveness probe), for metrics; absent when it has none. */
   readonly consulUp?: boolean;
 }
 
+/** One source's state inside a source of several (src/catalog/composite/source.ts). */
+export interface MemberState {
+  readonly kind: string;
+  readonly description: string;
+  /** Whether it has published its first catalog. */
+  readonly synced: boolean;
+  /** Datacenters it serves now (lower-case). */
+  readonly datacenters: readonly string[];
+  /** Datacenters it publishes whose records are left out: a source before it owns them. */
+  readonly leftOut: readonly string[];
+}
+
 /** A kind of catalog source, as src/catalog/sources.ts registers it; `C` is its part of the configuration. */
 export interface SourceKind<C> {
   /**
    * The key whose value chooses this source (`catalog`, `consul`; a switch, `example`, when true);
-   * no default chooses one. When two are given, one set only by another tool's env var
-   * (CONSUL_HTTP_ADDR) gives way; otherwise that is a configuration problem.
+   * no default chooses one. When several are given, one set only by another tool's env var
+   * (CONSUL_HTTP_ADDR) gives way to the others; the rest run side by side (src/catalog/composite/),
+   * unless one serves `alone`: that is a configuration problem.
    */
   readonly key: string;
   /** Its keys and the builder of its options. */
@@ -76,6 +98,18 @@ export interface SourceKind<C> {
   /** Whether the configuration chooses this source. */
   configured(config: C): boolean;
   create(config: C & { datacenter: string }, log: Logger, options: SourceOptions): Promise<CatalogSource>;
+  /**
+   * Serves alone: never configured together with another source (`example`, the demo). Other kinds
+   * may run side by side, each owning its datacenters (src/catalog/composite/).
+   */
+  readonly alone?: boolean;
+  /**
+   * The datacenter the source publishes for certain, known from the configuration alone, and the
+   * key that sets it (Consul: its local datacenter, `datacenter`); absent or null when the
+   * configuration cannot tell (a catalog file names its own). Two sources certain to publish the
+   * same datacenter are a configuration problem (src/catalog/sources.ts).
+   */
+  datacenter?(config: C & { datacenter: string }): { name: string; key: string } | null;
 }
 
 export interface SourceOptions {

@@ -69,6 +69,11 @@ export interface PartialCatalog {
   nodeListsKnown: readonly string[];
   /** Services that exist but whose instances are not loaded yet. */
   pending: readonly { datacenter: string; name: string }[];
+  /**
+   * Datacenters held whole, where nothing is pending (a catalog file's, in a catalog of several
+   * sources: src/catalog/composite/merge.ts); absent: none.
+   */
+  loaded?: readonly string[];
 }
 
 /** A prepared query of a catalog file (the subset of Consul's definition a file can evaluate). */

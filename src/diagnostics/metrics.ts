@@ -15,6 +15,7 @@
 
 import { AggregatorRegistry, Registry } from 'prom-client';
 import type { Snapshot } from '../catalog/snapshot.js';
+import type { MemberState } from '../catalog/source.js';
 import { isNamedType, rcodeName, typeName } from '../dns/constants.js';
 import type { ForwarderStats } from '../forward/forwarder.js';
 import type { ReplyCacheStats } from '../pipeline/reply-cache.js';
@@ -36,6 +37,8 @@ export interface MetricsReaders {
   tcpConnections(): number | null;
   /** Whether Consul is up, as the source's liveness probe judges it; null when no Consul source runs here. */
   consulUp(): boolean | null;
+  /** Several catalog sources (src/catalog/composite/): each one's state; null with one, or where none runs. */
+  sources(): readonly MemberState[] | null;
 }
 
 /** CoreDNS's request duration buckets (plugin/metrics/vars: exponential from 0.25 ms, doubling, 16). */
@@ -292,6 +295,10 @@ export class ServerMetrics {
       const at = this.read.catalog()?.publishedAt;
       return one(at ? at / 1000 : null);
     });
+    // Only with several sources (the process running them): one series per source, by its kind.
+    m('svcdns_catalog_source_synced', 'With several catalog sources: whether each (by kind) has published its first catalog.', 'gauge', 'max', () =>
+      (this.read.sources() ?? []).map((s) => ({ value: s.synced ? 1 : 0, labels: { source: s.kind } })),
+    );
     m('svcdns_consul_watches', 'Consul reads kept running (blocking watches and polls).', 'gauge', 'sum', () => one(this.read.consulWatches()));
     // Only the process running the Consul source (the primary with --workers) has a value.
     m('svcdns_consul_up', 'Whether Consul is up (1) or down (0), as the liveness probe judged it last (probed when a read fails or is overdue, and every --consul-heartbeat while blocking reads wait).', 'gauge', 'max', () => {

@@ -29,9 +29,9 @@ const KEY_OF_OPTION = new Map(Object.keys(KEYS).map((key) => [optionName(key), k
 
 export interface Embedded {
   config: Config;
-  /** The catalog object's source; absent when the configuration chooses a source (a file, Consul). */
+  /** The catalog object's source (it serves alone); absent when the configuration chooses sources (a file, Consul, both). */
   source?: ObjectSource;
-  /** The key that chose the source, when one did (`consul`, `catalog`), for messages. */
+  /** The keys that chose the sources, when any did (`consul`, `catalog and consul`), for messages. */
   chosenBy?: string;
 }
 

@@ -5,6 +5,7 @@
  * catalog source, what is failing now.
  */
 
+import type { MemberState } from '../catalog/source.js';
 import type { Failing } from '../diagnostics/state-log.js';
 import type { Phase } from '../lifecycle/phase.js';
 import { VERSION } from '../version.js';
@@ -24,8 +25,8 @@ export interface Readiness {
 /** What only the process serving /status knows. */
 export interface About {
   readonly readiness: Readiness;
-  /** The catalog source (only its kind and description are shown). */
-  readonly source: { readonly kind: string; readonly description: string };
+  /** The catalog source (only its kind and description are shown, and with several, each one's state). */
+  readonly source: { readonly kind: string; readonly description: string; members?(): readonly MemberState[] };
   readonly failing: readonly Failing[];
   /** Processes answering queries (--workers; 1 without). */
   readonly workers: number;
@@ -43,7 +44,15 @@ export interface Status {
   reason: string;
   workers: number;
   /** `stale`: the persisted catalog (--state-dir) served until the first sync, when it was written and how long ago; else null. */
-  source: { kind: string; description: string; synced: boolean; stale: { savedAt: string; ageSeconds: number } | null; failing: Failing[] };
+  source: {
+    kind: string;
+    description: string;
+    synced: boolean;
+    stale: { savedAt: string; ageSeconds: number } | null;
+    failing: Failing[];
+    /** Several sources (src/catalog/composite/): each one's state, in precedence order; absent with one. */
+    members?: MemberState[];
+  };
   catalog: { services: number; instances: number; lastChange: string | null; ageSeconds: number | null };
   consul: { up: boolean; watches: number; watchErrors: number } | null;
   upstreams: { upstream: string; healthy: boolean; recentLatencyMs: number | null; requests: number; failures: number }[];
@@ -86,7 +95,14 @@ export function buildStatus(metrics: readonly MetricJson[], about: About, now = 
     ready: about.readiness.ready,
     reason: about.readiness.reason,
     workers: about.workers,
-    source: { kind: about.source.kind, description: about.source.description, synced: total('svcdns_catalog_synced') > 0, stale: staleOf(about.stale ?? null, now), failing: [...about.failing] },
+    source: {
+      kind: about.source.kind,
+      description: about.source.description,
+      synced: total('svcdns_catalog_synced') > 0,
+      stale: staleOf(about.stale ?? null, now),
+      failing: [...about.failing],
+      ...(about.source.members && { members: [...about.source.members()] }),
+    },
     catalog: {
       services: total('svcdns_catalog_services'),
       instances: total('svcdns_catalog_instances'),

@@ -94,7 +94,7 @@ function shapeProblem(c: Record<string, unknown>): string | null {
   }
   if (c.queries !== undefined && !Array.isArray(c.queries)) return 'queries is not a list';
   if (partial !== undefined) {
-    if (!isObject(partial) || !['datacenters', 'serviceListsKnown', 'nodeListsKnown', 'pending'].every((k) => Array.isArray(partial[k]))) return 'partial is malformed';
+    if (!isObject(partial) || !['datacenters', 'serviceListsKnown', 'nodeListsKnown', 'pending'].every((k) => Array.isArray(partial[k])) || (partial.loaded !== undefined && !Array.isArray(partial.loaded))) return 'partial is malformed';
   }
   return null;
 }

@@ -69,6 +69,7 @@ export class CatalogPersistence {
     if ('data' in saved) {
       try {
         sink.replace(saved.data);
+        source.restored?.(saved.data);
         stale = { savedAt: saved.savedAt };
       } catch (err) {
         slog.warn({ dir, problem: `refused by the store: ${(err as Error).message}` }, 'persisted catalog ignored');

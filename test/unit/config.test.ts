@@ -237,9 +237,25 @@ test('a token given directly wins over a token file; the file is read at start, 
   assert.deepEqual([both.token, both.tokenFile], ['t', null]);
 });
 
-test('a catalog file beats an ambient CONSUL_HTTP_ADDR; --catalog with --consul is an error', () => {
+test('a catalog file beats an ambient CONSUL_HTTP_ADDR (which does not join it); --catalog with --consul run side by side', () => {
   assert.equal(resolveConfig({ flags: { catalog: 'c.yaml' }, env: { CONSUL_HTTP_ADDR: '127.0.0.1:8500' } }).consul, null);
-  assert.deepEqual(problems({ flags: { catalog: 'c.yaml', consul: '127.0.0.1:8500' } }), ['catalog and consul: choose one source of the catalog']);
+  const both = resolveConfig({ flags: { catalog: 'c.yaml', consul: '127.0.0.1:8500' }, env: {}, requireSource: true });
+  assert.deepEqual([both.catalog, both.consul?.url.href], ['c.yaml', 'http://127.0.0.1:8500/']);
+  // Explicit in any layer: SVCDNS_CONSUL is a choice, CONSUL_HTTP_ADDR is not.
+  const env = resolveConfig({ flags: { catalog: 'c.yaml' }, env: { SVCDNS_CONSUL: '127.0.0.1:8500' } });
+  assert.equal(env.consul?.url.href, 'http://127.0.0.1:8500/');
+});
+
+test('sources certain from their keys to publish one datacenter are refused, naming the key that keeps them apart', () => {
+  const clash = 'consul and zookeeper: both would publish datacenter dc1 (a datacenter belongs to one source): give zookeeper a datacenter of its own with --zookeeper-datacenter';
+  assert.deepEqual(problems({ flags: { consul: '127.0.0.1:8500', zookeeper: '127.0.0.1:2181' } }), [clash]);
+  assert.deepEqual(problems({ flags: { consul: '127.0.0.1:8500', zookeeper: '127.0.0.1:2181', 'zookeeper-datacenter': 'DC1' } }), [clash], 'datacenters compare case-insensitively');
+  const apart = resolveConfig({ flags: { consul: '127.0.0.1:8500', zookeeper: '127.0.0.1:2181', 'zookeeper-datacenter': 'zk', catalog: 'c.yaml' }, env: {} });
+  assert.deepEqual([apart.consul?.url.host, apart.zookeeper?.datacenter, apart.catalog], ['127.0.0.1:8500', 'zk', 'c.yaml']);
+  // Without Consul, ZooKeeper in the local datacenter is fine (a file's datacenters are its contents).
+  assert.equal(resolveConfig({ flags: { zookeeper: '127.0.0.1:2181', catalog: 'c.yaml' }, env: {} }).zookeeper?.datacenter, null);
+  // An ambient CONSUL_HTTP_ADDR gives way to --zookeeper: no clash to speak of.
+  assert.equal(resolveConfig({ flags: { zookeeper: '127.0.0.1:2181' }, env: { CONSUL_HTTP_ADDR: '127.0.0.1:8500' } }).consul, null);
 });
 
 test('the CLI needs a catalog source: a file, Consul (CONSUL_HTTP_ADDR too) or the example, asked for', () => {

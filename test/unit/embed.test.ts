@@ -13,7 +13,7 @@ import { join } from 'node:path';
 import { test } from 'node:test';
 import { pino } from 'pino';
 import { KEYS } from '../../src/config.js';
-import { optionName } from '../../src/embed/options.js';
+import { embeddedConfig, optionName } from '../../src/embed/options.js';
 import { CatalogError, ConfigError, createServer, type CatalogObject, type Server } from '../../src/index.js';
 
 /** Loopback only, and no forwarding to this machine's resolvers. */
@@ -114,10 +114,12 @@ test('every problem comes in one ConfigError: unknown options, bad values, optio
   assert.equal(err.message, err.problems.join('; '));
 });
 
-test('a catalog object and another source are a contradiction, as --catalog and --consul are', async () => {
+test('a catalog object and another source are a contradiction: the object serves alone (a catalog file path joins Consul, as --catalog does)', async () => {
   const err = await rejection(createServer({ ...BASE, consul: 'http://127.0.0.1:1', catalog: webCatalog('10.0.0.1') }));
   assert.ok(err instanceof ConfigError);
   assert.deepEqual(err.problems, ['catalog and consul: choose one source of the catalog']);
+  const both = embeddedConfig({ consul: 'http://127.0.0.1:1', catalog: 'static.yaml' }, pino({ level: 'silent' }));
+  assert.deepEqual([both.source, both.chosenBy, both.config.catalog], [undefined, 'catalog and consul', 'static.yaml']);
 });
 
 test('a catalog that is not a mapping is a problem, not an empty catalog', async (t) => {

@@ -10,6 +10,8 @@ export const consulSource: SourceKind<ConsulSection> = {
   key: 'consul',
   config: consulComponent,
   configured: (config) => config.consul !== null,
+  // Consul always publishes its local datacenter (others too, once it lists them: those clash at run time).
+  datacenter: (config) => ({ name: config.datacenter, key: 'datacenter' }),
   async create({ consul: c, datacenter }, log, { diagnostics, retryBackoff }) {
     if (c === null) throw new Error('no Consul address is configured');
     // Only the scheme, host and port reach Consul (the token goes in a header): say so rather than

@@ -30,6 +30,7 @@ export const exampleSource: SourceKind<ExampleConfig> = {
   key: 'example',
   config: exampleComponent,
   configured: (config) => config.example,
+  alone: true,
   create(config, log, { diagnostics, reloadDebounceMs }) {
     log.info({ file: EXAMPLE_CATALOG }, 'serving the bundled example catalog (made-up addresses)');
     return Promise.resolve(new FileSource({ path: EXAMPLE_CATALOG, defaultDatacenter: config.datacenter, log, diagnostics, debounceMs: reloadDebounceMs }));

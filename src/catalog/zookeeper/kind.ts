@@ -8,6 +8,8 @@ export const zookeeperSource: SourceKind<ZooKeeperSection> = {
   key: 'zookeeper',
   config: zookeeperComponent,
   configured: (config) => config.zookeeper !== null,
+  // Every ZooKeeper service goes in one datacenter, known from the keys: beside Consul it must be another.
+  datacenter: (config) => (config.zookeeper === null ? null : { name: config.zookeeper.datacenter ?? config.datacenter, key: 'zookeeper-datacenter' }),
   create({ zookeeper: z, datacenter }, log, { diagnostics }) {
     if (z === null) throw new Error('no ZooKeeper ensemble is configured');
     return Promise.resolve(
