@@ -45,7 +45,7 @@ export async function startServer(options: StartOptions = {}): Promise<TestServe
   if (options.catalog !== undefined) {
     await writeFile(catalogPath, options.catalog);
     flags.catalog = catalogPath;
-  } else if (flags.consul === undefined && flags.catalog === undefined) {
+  } else if (flags.consul === undefined && flags.catalog === undefined && flags.zookeeper === undefined) {
     flags.example = 'true';
   }
   const config = resolveConfig({ flags, env: {} });

@@ -122,6 +122,12 @@ export class ZooKeeperSource implements CatalogSource {
     return Promise.resolve();
   }
 
+  /** The session's id as ZooKeeper's logs and four-letter words write it (`0x1000...`); '' without one. */
+  private sessionId(): string {
+    const id = this.client?.getSessionId();
+    return id ? `0x${id.toString('hex').replace(/^0+(?=.)/, '')}` : '';
+  }
+
   /** A new session (at start, and after one expired). */
   private open(): void {
     const client = createClient(this.options.servers.join(',') + this.options.root, {
@@ -415,7 +421,7 @@ export class ZooKeeperSource implements CatalogSource {
     }
     if (!this.everSynced) {
       this.everSynced = true;
-      this.log.info({ services: new Set(data.services.map((s) => s.name)).size, instances: data.services.length }, 'zookeeper synced');
+      this.log.info({ services: new Set(data.services.map((s) => s.name)).size, instances: data.services.length, session: this.sessionId() }, 'zookeeper synced');
       this.resolveFirstSync();
     }
   }

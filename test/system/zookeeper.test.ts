@@ -1,0 +1,175 @@
+/**
+ * The ZooKeeper source against a real ZooKeeper (Debian's package, test/support/zookeeper.ts):
+ * providers and instances registered the way Dubbo and Curator register them (test/support/
+ * zk-registrar.ts: their exact paths, URL encoding and JSON, from a child process holding its own
+ * session), asked for with dig.
+ *
+ * No assertion is about time: a change is waited for (bounded) in DNS; what must not happen is
+ * shown by the state after an event that would have caused it.
+ */
+
+import assert from 'node:assert/strict';
+import { describe, test } from 'node:test';
+import zookeeper from 'node-zookeeper-client';
+import { dig } from '../support/dig.js';
+import { eventually } from '../support/eventually.js';
+import { startServer, type TestServer } from '../support/server.js';
+import { startCli } from '../support/spawn.js';
+import { create } from '../support/zk-client.js';
+import { curatorInstanceNodes, dubboOverrideNodes, dubboProviderNodes, springCloudInstance, startRegistrar, type DubboProvider } from '../support/zk-registrar.js';
+import { startZooKeeper, type ZooKeeper } from '../support/zookeeper.js';
+
+type Logs = Record<string, unknown>[];
+type T = { after(fn: () => Promise<void>): void };
+
+const DEMO: DubboProvider = { host: '192.168.1.5', port: 20880, interface: 'org.apache.dubbo.demo.DemoService', application: 'demo-provider', version: '1.0.0', group: 'g1', weight: 200 };
+
+async function svcdns(t: T, zk: ZooKeeper, logs: Logs = [], flags: Record<string, string> = {}): Promise<TestServer> {
+  const s = await startServer({ flags: { zookeeper: zk.connectString, 'zookeeper-session-timeout': '2s', ...flags }, logs });
+  t.after(() => s.close());
+  return s;
+}
+
+/** SRV answers as `weight port target`, sorted. */
+async function srv(s: TestServer, name: string): Promise<string[]> {
+  return (await dig(s.port, [name, 'SRV'])).answer.map((a) => a.split(' ').slice(5).join(' ')).sort();
+}
+
+async function status(s: TestServer, name: string, type = 'A'): Promise<string> {
+  return (await dig(s.port, [name, type])).status;
+}
+
+describe('ZooKeeper source', () => {
+  test('a Dubbo provider answers by application and by interface, with its port, weight and tags', async (t) => {
+    const zk = await startZooKeeper(t);
+    const reg = await startRegistrar(t, zk.connectString, { sessionTimeoutMs: 60_000 });
+    await reg.register(dubboProviderNodes(DEMO));
+    await reg.register(dubboProviderNodes({ ...DEMO, host: '192.168.1.6', weight: undefined }));
+    const s = await svcdns(t, zk);
+    await eventually(async () => assert.equal((await srv(s, 'demo-provider.service.consul')).length, 2, 'both providers in DNS'));
+    assert.deepEqual(await srv(s, 'demo-provider.service.consul'), ['100 20880 192-168-1-6.node.dc1.consul.', '200 20880 192-168-1-5.node.dc1.consul.']);
+    assert.deepEqual(await srv(s, 'org-apache-dubbo-demo-demoservice.service.consul'), ['100 20880 192-168-1-6.node.dc1.consul.', '200 20880 192-168-1-5.node.dc1.consul.']);
+    assert.deepEqual((await dig(s.port, ['demo-provider.service.consul', 'A'])).answer.map((a) => a.split(' ').at(-1)).sort(), ['192.168.1.5', '192.168.1.6']);
+    assert.deepEqual(await srv(s, 'version-1-0-0.demo-provider.service.consul'), ['100 20880 192-168-1-6.node.dc1.consul.', '200 20880 192-168-1-5.node.dc1.consul.']);
+    assert.equal((await srv(s, '_demo-provider._group-g1.service.consul')).length, 2);
+    assert.equal(await status(s, 'version-9-9-9.demo-provider.service.consul'), 'NXDOMAIN');
+    assert.deepEqual((await dig(s.port, ['192-168-1-5.node.consul', 'A'])).answer.map((a) => a.split(' ').at(-1)), ['192.168.1.5']);
+  });
+
+  test('a Curator instance (Spring Cloud Zookeeper) answers by its service name; a bad node is skipped with one line naming it', async (t) => {
+    const zk = await startZooKeeper(t);
+    const reg = await startRegistrar(t, zk.connectString, { sessionTimeoutMs: 60_000 });
+    await reg.register(curatorInstanceNodes(springCloudInstance({ name: 'orders', address: '10.0.0.7', port: 8080 })));
+    const admin = await zk.connect();
+    await create(admin, '/services/orders/broken', Buffer.from('{"name":'), zookeeper.CreateMode.PERSISTENT);
+    const logs: Logs = [];
+    const s = await svcdns(t, zk, logs);
+    await eventually(async () => assert.deepEqual(await srv(s, 'orders.service.consul'), ['1 8080 10-0-0-7.node.dc1.consul.'], 'orders in DNS'));
+    const skipped = logs.filter((l) => l.msg === 'zookeeper node skipped: not a Curator service instance');
+    assert.deepEqual(skipped.map((l) => [l.path, l.reason]), [['/services/orders/broken', 'not JSON']]);
+  });
+
+  test("a provider's session ending removes it: at once when closed, after the session timeout when killed", async (t) => {
+    const zk = await startZooKeeper(t);
+    const closing = await startRegistrar(t, zk.connectString, { sessionTimeoutMs: 60_000 });
+    const dying = await startRegistrar(t, zk.connectString, { sessionTimeoutMs: 1_000, reregister: false });
+    const stays = await startRegistrar(t, zk.connectString, { sessionTimeoutMs: 60_000 });
+    await closing.register(dubboProviderNodes({ ...DEMO, host: '10.1.0.1' }));
+    await dying.register(dubboProviderNodes({ ...DEMO, host: '10.1.0.2' }));
+    await stays.register(dubboProviderNodes({ ...DEMO, host: '10.1.0.3' }));
+    const s = await svcdns(t, zk);
+    const hosts = async (): Promise<string[]> => (await dig(s.port, ['demo-provider.service.consul', 'A'])).answer.map((a) => a.split(' ').at(-1)!).sort();
+    await eventually(async () => assert.deepEqual(await hosts(), ['10.1.0.1', '10.1.0.2', '10.1.0.3'], 'three providers'));
+    await closing.close();
+    await eventually(async () => assert.deepEqual(await hosts(), ['10.1.0.2', '10.1.0.3'], 'closed session gone'));
+    // SIGKILL: nobody closes the session; ZooKeeper expires it after its 1 s timeout, and its node goes.
+    await dying.kill();
+    await eventually(async () => assert.deepEqual(await hosts(), ['10.1.0.3'], 'expired session gone'), 15_000);
+  });
+
+  test('a Dubbo override disables one provider and reweights another; removing it restores them', async (t) => {
+    const zk = await startZooKeeper(t);
+    const reg = await startRegistrar(t, zk.connectString, { sessionTimeoutMs: 60_000 });
+    await reg.register(dubboProviderNodes({ ...DEMO, host: '10.2.0.1' }));
+    await reg.register(dubboProviderNodes({ ...DEMO, host: '10.2.0.2' }));
+    const s = await svcdns(t, zk);
+    await eventually(async () => assert.equal((await srv(s, 'demo-provider.service.consul')).length, 2, 'both providers'));
+    const admin = await zk.connect();
+    const disable = dubboOverrideNodes({ host: '10.2.0.1', port: 20880, interface: DEMO.interface, params: { category: 'configurators', dynamic: 'false', disabled: 'true' } });
+    const reweigh = dubboOverrideNodes({ host: '10.2.0.2', port: 20880, interface: DEMO.interface, params: { category: 'configurators', dynamic: 'false', weight: '7' } });
+    for (const n of [...disable, ...reweigh]) await create(admin, n.path, n.data ?? Buffer.alloc(0), zookeeper.CreateMode.PERSISTENT).catch(() => undefined);
+    await eventually(async () => assert.deepEqual(await srv(s, 'demo-provider.service.consul'), ['7 20880 10-2-0-2.node.dc1.consul.'], 'override applied'));
+    await new Promise<void>((resolve, reject) => admin.remove(disable.at(-1)!.path, (err) => (err ? reject(err) : resolve())));
+    await eventually(async () => assert.deepEqual(await srv(s, 'demo-provider.service.consul'), ['200 20880 10-2-0-1.node.dc1.consul.', '7 20880 10-2-0-2.node.dc1.consul.'], 'disable override removed'));
+  });
+
+  test('ZooKeeper down at start: SERVFAIL, said once; up: answers. Restarted: the last catalog serves, then changes are seen again', async (t) => {
+    const zk = await startZooKeeper(t);
+    const port = zk.port;
+    await zk.stop();
+    const logs: Logs = [];
+    const s = await svcdns(t, zk, logs, { 'zookeeper-session-timeout': '4s' });
+    await eventually(() => assert.ok(logs.some((l) => l.msg === 'zookeeper failing: cannot connect; its names get SERVFAIL until the first read'), 'failing said'));
+    assert.equal(await status(s, 'demo-provider.service.consul'), 'SERVFAIL');
+    await zk.restart();
+    assert.equal(zk.port, port);
+    const reg = await startRegistrar(t, zk.connectString, { sessionTimeoutMs: 60_000 });
+    await reg.register(dubboProviderNodes({ ...DEMO, host: '10.3.0.1' }));
+    await eventually(async () => assert.equal(await status(s, 'demo-provider.service.consul'), 'NOERROR', 'answers once ZooKeeper is up'));
+
+    // A restart: svcdns's session survives it (its timeout is longer than the restart), the catalog keeps serving meanwhile.
+    await zk.stop();
+    assert.equal(await status(s, 'demo-provider.service.consul'), 'NOERROR');
+    await zk.restart();
+    const again = await startRegistrar(t, zk.connectString, { sessionTimeoutMs: 60_000 });
+    await again.register(dubboProviderNodes({ ...DEMO, host: '10.3.0.2' }));
+    await eventually(async () => assert.ok((await dig(s.port, ['demo-provider.service.consul', 'A'])).answer.some((a) => a.endsWith('10.3.0.2')), 'a change after the restart is seen'));
+    const failing = logs.filter((l) => String(l.msg).startsWith('zookeeper failing'));
+    const recovered = logs.filter((l) => l.msg === 'zookeeper recovered');
+    assert.ok(failing.length >= 1 && recovered.length >= 1, `failing and recovered said: ${JSON.stringify(logs.map((l) => l.msg))}`);
+  });
+
+  test("svcdns's own session expires (the process stopped past its timeout): a new session, the tree read again, changes made meanwhile seen", async (t) => {
+    const zk = await startZooKeeper(t);
+    const reg = await startRegistrar(t, zk.connectString, { sessionTimeoutMs: 60_000 });
+    const gone = dubboProviderNodes({ ...DEMO, host: '10.5.0.1' });
+    await reg.register(gone);
+    const svc = startCli(['--zookeeper', zk.connectString, '--zookeeper-session-timeout', '1s', '--listen', '127.0.0.1:0', '--log-format', 'json'], { CONSUL_HTTP_ADDR: '' });
+    t.after(async () => void (await svc.stop('SIGKILL')));
+    const port = Number(String((await svc.waitForLog((l) => l.msg === 'listening (udp, tcp)')).address).split(':').at(-1));
+    const session = String((await svc.waitForLog((l) => l.msg === 'zookeeper synced')).session);
+    assert.match(session, /^0x[0-9a-f]+$/);
+    const hosts = async (): Promise<string[]> => (await dig(port, ['demo-provider.service.consul', 'A'])).answer.map((a) => a.split(' ').at(-1)!).sort();
+    assert.deepEqual(await hosts(), ['10.5.0.1']);
+    // Stopped: no pings; ZooKeeper expires the session (1 s), closes its connection and drops its
+    // watches. The changes made after that fire no watch svcdns holds: only a new session's full
+    // read can find them.
+    svc.child.kill('SIGSTOP');
+    await eventually(async () => assert.ok(!(await zk.fourLetter('cons')).includes(`sid=${session}`), 'session expired'), 15_000);
+    await reg.unregister(gone.at(-1)!.path);
+    await reg.register(dubboProviderNodes({ ...DEMO, host: '10.5.0.2' }));
+    svc.child.kill('SIGCONT');
+    await svc.waitForLog((l) => String(l.msg).startsWith('zookeeper session expired'));
+    await eventually(async () => assert.deepEqual(await hosts(), ['10.5.0.2'], 'the new session read the tree'));
+  });
+
+  test('churn: hundreds of registrations and removals, then DNS equals ZooKeeper', async (t) => {
+    const zk = await startZooKeeper(t);
+    const reg = await startRegistrar(t, zk.connectString, { sessionTimeoutMs: 60_000 });
+    const s = await svcdns(t, zk);
+    await eventually(async () => assert.equal(await status(s, 'demo-provider.service.consul'), 'NXDOMAIN', 'synced, empty'));
+    const host = (i: number): string => `10.4.${i >> 8}.${i & 255}`;
+    const paths: string[] = [];
+    for (let i = 1; i <= 150; i++) {
+      const nodes = dubboProviderNodes({ ...DEMO, host: host(i) });
+      await reg.register(nodes);
+      paths.push(nodes.at(-1)!.path);
+    }
+    for (let i = 1; i <= 150; i += 3) await reg.unregister(paths[i - 1]!);
+    const expected = Array.from({ length: 150 }, (_, k) => k + 1).filter((i) => (i - 1) % 3 !== 0).map(host).sort();
+    await eventually(async () => {
+      const got = (await dig(s.port, ['demo-provider.service.consul', 'A', '+tcp'])).answer.map((a) => a.split(' ').at(-1)!).sort();
+      assert.deepEqual(got, expected, 'DNS equals ZooKeeper');
+    }, 20_000);
+  });
+});
