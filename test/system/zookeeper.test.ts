@@ -15,7 +15,7 @@ import { dig } from '../support/dig.js';
 import { eventually } from '../support/eventually.js';
 import { startServer, type TestServer } from '../support/server.js';
 import { startCli } from '../support/spawn.js';
-import { create } from '../support/zk-client.js';
+import { create, remove } from '../support/zk-client.js';
 import { curatorInstanceNodes, dubboOverrideNodes, dubboProviderNodes, springCloudInstance, startRegistrar, type DubboProvider } from '../support/zk-registrar.js';
 import { startZooKeeper, type ZooKeeper } from '../support/zookeeper.js';
 
@@ -99,7 +99,7 @@ describe('ZooKeeper source', () => {
     const reweigh = dubboOverrideNodes({ host: '10.2.0.2', port: 20880, interface: DEMO.interface, params: { category: 'configurators', dynamic: 'false', weight: '7' } });
     for (const n of [...disable, ...reweigh]) await create(admin, n.path, n.data ?? Buffer.alloc(0), zookeeper.CreateMode.PERSISTENT).catch(() => undefined);
     await eventually(async () => assert.deepEqual(await srv(s, 'demo-provider.service.consul'), ['7 20880 10-2-0-2.node.dc1.consul.'], 'override applied'));
-    await new Promise<void>((resolve, reject) => admin.remove(disable.at(-1)!.path, (err) => (err ? reject(err) : resolve())));
+    await remove(admin, disable.at(-1)!.path);
     await eventually(async () => assert.deepEqual(await srv(s, 'demo-provider.service.consul'), ['200 20880 10-2-0-1.node.dc1.consul.', '7 20880 10-2-0-2.node.dc1.consul.'], 'disable override removed'));
   });
 
