@@ -239,6 +239,7 @@ export class SvcdnsServer {
         consulWatches: () => this.source.watchCount ?? null,
         tcpConnections: () => (this.bound.length === 0 ? null : this.listeners.reduce((n, l) => n + ('connections' in l ? l.connections : 0), 0)),
         consulUp: () => this.source.consulUp ?? null,
+        zookeeper: () => this.source.zookeeper ?? null,
         sources: () => this.source.members?.() ?? null,
       },
       { defaultMetrics: this.options.defaultMetrics ?? true },

@@ -82,7 +82,7 @@ export async function runPrimary(config: Config, log: Logger): Promise<Primary> 
   // The primary's own metrics: the catalog and Consul's watches (it runs the source), and its process.
   const metrics = new ServerMetrics(
     diagnostics,
-    { replyCache: () => null, forwarder: () => null, catalog: () => check.current(), consulWatches: () => source.watchCount ?? null, tcpConnections: () => null, consulUp: () => source.consulUp ?? null, sources: () => source.members?.() ?? null },
+    { replyCache: () => null, forwarder: () => null, catalog: () => check.current(), consulWatches: () => source.watchCount ?? null, tcpConnections: () => null, consulUp: () => source.consulUp ?? null, zookeeper: () => source.zookeeper ?? null, sources: () => source.members?.() ?? null },
     { defaultMetrics: true },
   );
   const scrapes = new Map<number, { data: unknown[][]; pending: number; done: () => void }>();

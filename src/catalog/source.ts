@@ -70,6 +70,8 @@ export interface CatalogSource {
   readonly watchCount?: number;
   /** Whether the registry the source reads is up (its liveness probe), for metrics; absent when it has none. */
   readonly consulUp?: boolean;
+  /** The ZooKeeper source: whether its session is connected, and how many paths it watches; absent elsewhere. */
+  readonly zookeeper?: { readonly up: boolean; readonly watches: number };
 }
 
 /** One source's state inside a source of several (src/catalog/composite/source.ts). */

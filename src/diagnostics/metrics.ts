@@ -37,6 +37,8 @@ export interface MetricsReaders {
   tcpConnections(): number | null;
   /** Whether Consul is up, as the source's liveness probe judges it; null when no Consul source runs here. */
   consulUp(): boolean | null;
+  /** The ZooKeeper source's session and watches; null where none runs. */
+  zookeeper(): { up: boolean; watches: number } | null;
   /** Several catalog sources (src/catalog/composite/): each one's state; null with one, or where none runs. */
   sources(): readonly MemberState[] | null;
 }
@@ -109,6 +111,7 @@ export class ServerMetrics {
   private readonly duration = PROTOS.map(() => new Histogram(DURATION_BUCKETS));
   private readonly upstreams = new Map<string, UpstreamCounts>();
   private watchErrors = 0;
+  private zookeeperErrors = 0;
   /** Forwarded answers served stale (RFC 8767), from query events. */
   private staleAnswers = 0;
   /** UDP replies limited by RRL: dropped, and slipped (sent truncated). */
@@ -136,6 +139,7 @@ export class ServerMetrics {
       }),
       diagnostics.state.subscribe((e) => {
         if (e.key === 'consul' && e.problem !== null) this.watchErrors++;
+        if (e.key === 'zookeeper' && e.problem !== null) this.zookeeperErrors++;
       }),
       diagnostics.tcp.subscribe((e) => this.tcpClosed.set(e.reason, (this.tcpClosed.get(e.reason) ?? 0) + 1)),
     ];
@@ -306,6 +310,15 @@ export class ServerMetrics {
       return one(up === null ? null : up ? 1 : 0);
     });
     m('svcdns_consul_watch_errors_total', 'Failed Consul watch reads.', 'counter', 'sum', () => (this.read.consulWatches() === null ? [] : one(this.watchErrors)));
+    // Only the process running the ZooKeeper source (the primary with --workers) has values.
+    m('svcdns_zookeeper_up', 'Whether svcdns holds a connected ZooKeeper session (1) or not (0).', 'gauge', 'max', () => {
+      const zk = this.read.zookeeper();
+      return one(zk === null ? null : zk.up ? 1 : 0);
+    });
+    m('svcdns_zookeeper_watches', 'ZooKeeper paths svcdns watches (folders listed, instances read, folders awaited).', 'gauge', 'sum', () => one(this.read.zookeeper()?.watches ?? null));
+    m('svcdns_zookeeper_errors_total', 'ZooKeeper session problems: connections lost or refused, sessions expired, authentication failed.', 'counter', 'sum', () =>
+      this.read.zookeeper() === null ? [] : one(this.zookeeperErrors),
+    );
     m('svcdns_build_info', 'The svcdns version and the Node.js version running it (always 1).', 'gauge', 'max', () => [
       { value: 1, labels: { version: VERSION, node: process.version } },
     ]);

@@ -55,6 +55,7 @@ export interface Status {
   };
   catalog: { services: number; instances: number; lastChange: string | null; ageSeconds: number | null };
   consul: { up: boolean; watches: number; watchErrors: number } | null;
+  zookeeper: { up: boolean; watches: number; errors: number } | null;
   upstreams: { upstream: string; healthy: boolean; recentLatencyMs: number | null; requests: number; failures: number }[];
   caches: { reply: CacheStatus; forward: CacheStatus };
   queries: { total: number; byRcode: Record<string, number> };
@@ -110,6 +111,7 @@ export function buildStatus(metrics: readonly MetricJson[], about: About, now = 
       ageSeconds: lastChange > 0 ? Math.max(0, Math.round(now / 1000 - lastChange)) : null,
     },
     consul: has('svcdns_consul_watches') ? { up: total('svcdns_consul_up') > 0, watches: total('svcdns_consul_watches'), watchErrors: total('svcdns_consul_watch_errors_total') } : null,
+    zookeeper: has('svcdns_zookeeper_watches') ? { up: total('svcdns_zookeeper_up') > 0, watches: total('svcdns_zookeeper_watches'), errors: total('svcdns_zookeeper_errors_total') } : null,
     upstreams: [...healthy].map(([upstream, h]) => ({
       upstream,
       healthy: h > 0,

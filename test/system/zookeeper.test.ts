@@ -13,6 +13,7 @@ import { describe, test } from 'node:test';
 import zookeeper from 'node-zookeeper-client';
 import { dig } from '../support/dig.js';
 import { eventually } from '../support/eventually.js';
+import { parseMetrics } from '../support/metrics.js';
 import { startServer, type TestServer } from '../support/server.js';
 import { startCli } from '../support/spawn.js';
 import { create, remove } from '../support/zk-client.js';
@@ -109,13 +110,26 @@ describe('ZooKeeper source', () => {
     await zk.stop();
     const logs: Logs = [];
     const s = await svcdns(t, zk, logs, { 'zookeeper-session-timeout': '4s' });
+    // Counting from now (metrics are made on first use; with --http-listen, at start).
+    const metric = async (name: string): Promise<number | undefined> => parseMetrics(await s.server.metrics().text()).get(name);
+    assert.equal(await metric('svcdns_zookeeper_errors_total'), 0);
     await eventually(() => assert.ok(logs.some((l) => l.msg === 'zookeeper failing: cannot connect; its names get SERVFAIL until the first read'), 'failing said'));
     assert.equal(await status(s, 'demo-provider.service.consul'), 'SERVFAIL');
+    assert.equal(await metric('svcdns_zookeeper_up'), 0);
+    assert.equal(await metric('svcdns_catalog_synced'), 0);
     await zk.restart();
     assert.equal(zk.port, port);
     const reg = await startRegistrar(t, zk.connectString, { sessionTimeoutMs: 60_000 });
     await reg.register(dubboProviderNodes({ ...DEMO, host: '10.3.0.1' }));
     await eventually(async () => assert.equal(await status(s, 'demo-provider.service.consul'), 'NOERROR', 'answers once ZooKeeper is up'));
+    assert.equal(await metric('svcdns_zookeeper_up'), 1);
+    // Watched: /services and /dubbo, the interface's providers and configurators folders.
+    assert.equal(await metric('svcdns_zookeeper_watches'), 4);
+    assert.equal(await metric('svcdns_zookeeper_errors_total'), 1);
+    const st = await s.server.status();
+    assert.deepEqual(st.zookeeper, { up: true, watches: 4, errors: 1 });
+    assert.equal(st.source.kind, 'zookeeper');
+    assert.equal(st.source.synced, true);
 
     // A restart: svcdns's session survives it (its timeout is longer than the restart), the catalog keeps serving meanwhile.
     await zk.stop();

@@ -78,6 +78,11 @@ export class CompositeSource implements CatalogSource {
     return up.length === 0 ? undefined : up.every(Boolean);
   }
 
+  /** The ZooKeeper member's state, if one runs. */
+  get zookeeper(): { up: boolean; watches: number } | undefined {
+    return this.parts.find((m) => m.source.zookeeper !== undefined)?.source.zookeeper;
+  }
+
   /**
    * The persisted catalog (--state-dir, src/state/persist.ts), before `start`: its datacenters serve
    * until their owners' first sync.

@@ -91,14 +91,9 @@ export class ZooKeeperSource implements CatalogSource {
     this.firstSync = new Promise((resolve) => (this.resolveFirstSync = resolve));
   }
 
-  /** Paths watched now (children, data, existence). */
-  get watches(): number {
-    return this.watched.size;
-  }
-
-  /** Whether svcdns holds a connected session now. */
-  get up(): boolean {
-    return this.connected;
+  /** Whether svcdns holds a connected session now, and the paths watched (children, data, existence). */
+  get zookeeper(): { up: boolean; watches: number } {
+    return { up: this.connected, watches: this.watched.size };
   }
 
   start(sink: CatalogSink): Promise<void> {
