@@ -9,6 +9,10 @@
  */
 
 import assert from 'node:assert/strict';
+import { existsSync } from 'node:fs';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { describe, test } from 'node:test';
 import zookeeper from 'node-zookeeper-client';
 import { dig } from '../support/dig.js';
@@ -165,6 +169,24 @@ describe('ZooKeeper source', () => {
     svc.child.kill('SIGCONT');
     await svc.waitForLog((l) => String(l.msg).startsWith('zookeeper session expired'));
     await eventually(async () => assert.deepEqual(await hosts(), ['10.5.0.2'], 'the new session read the tree'));
+  });
+
+  test('--state-dir: restarted while ZooKeeper is down, svcdns serves the last catalog it read', async (t) => {
+    const zk = await startZooKeeper(t);
+    const reg = await startRegistrar(t, zk.connectString, { sessionTimeoutMs: 60_000 });
+    await reg.register(dubboProviderNodes({ ...DEMO, host: '10.6.0.1' }));
+    const stateDir = await mkdtemp(join(tmpdir(), 'svcdns-zk-state-'));
+    t.after(() => rm(stateDir, { recursive: true, force: true }));
+    const first = await startServer({ flags: { zookeeper: zk.connectString, 'state-dir': stateDir } });
+    await eventually(async () => assert.equal(await status(first, 'demo-provider.service.consul'), 'NOERROR', 'synced'));
+    await eventually(() => assert.ok(existsSync(join(stateDir, 'catalog.json')), 'catalog persisted'));
+    await first.close();
+    await zk.stop();
+    const logs: Logs = [];
+    const second = await startServer({ flags: { zookeeper: zk.connectString, 'state-dir': stateDir }, logs });
+    t.after(() => second.close());
+    assert.deepEqual((await dig(second.port, ['demo-provider.service.consul', 'A'])).answer.map((a) => a.split(' ').at(-1)), ['10.6.0.1']);
+    assert.ok(logs.some((l) => String(l.msg).startsWith('serving the persisted catalog')), JSON.stringify(logs.map((l) => l.msg)));
   });
 
   test('churn: hundreds of registrations and removals, then DNS equals ZooKeeper', async (t) => {
