@@ -15,6 +15,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
 import zookeeper from 'node-zookeeper-client';
+import { CATALOG } from '../support/catalog.js';
 import { dig } from '../support/dig.js';
 import { eventually } from '../support/eventually.js';
 import { parseMetrics } from '../support/metrics.js';
@@ -187,6 +188,23 @@ describe('ZooKeeper source', () => {
     t.after(() => second.close());
     assert.deepEqual((await dig(second.port, ['demo-provider.service.consul', 'A'])).answer.map((a) => a.split(' ').at(-1)), ['10.6.0.1']);
     assert.ok(logs.some((l) => String(l.msg).startsWith('serving the persisted catalog')), JSON.stringify(logs.map((l) => l.msg)));
+  });
+
+  test('beside a catalog file: ZooKeeper in its own datacenter, both answered, a ZooKeeper change leaves the file alone', async (t) => {
+    const zk = await startZooKeeper(t);
+    const reg = await startRegistrar(t, zk.connectString, { sessionTimeoutMs: 60_000 });
+    await reg.register(dubboProviderNodes({ ...DEMO, host: '10.7.0.1' }));
+    const s = await startServer({ catalog: CATALOG, flags: { zookeeper: zk.connectString, 'zookeeper-datacenter': 'zk' } });
+    t.after(() => s.close());
+    await eventually(async () => assert.deepEqual(await srv(s, 'demo-provider.service.zk.consul'), ['200 20880 10-7-0-1.node.zk.consul.'], 'ZooKeeper in zk'));
+    assert.equal(await status(s, 'demo-provider.service.consul'), 'NXDOMAIN');
+    const web = await srv(s, 'web.service.consul');
+    assert.deepEqual(web, ['1 80 node1.node.dc1.consul.', '1 80 node2.node.dc1.consul.']);
+    await reg.register(dubboProviderNodes({ ...DEMO, host: '10.7.0.2' }));
+    await eventually(async () => assert.equal((await srv(s, 'demo-provider.service.zk.consul')).length, 2, 'the second provider'));
+    assert.deepEqual(await srv(s, 'web.service.consul'), web);
+    const st = await s.server.status();
+    assert.deepEqual(st.source.members?.map((m) => [m.kind, m.synced, m.datacenters]), [['zookeeper', true, ['zk']], ['file', true, ['dc1', 'dc2']]]);
   });
 
   test('churn: hundreds of registrations and removals, then DNS equals ZooKeeper', async (t) => {
