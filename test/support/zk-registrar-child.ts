@@ -96,9 +96,16 @@ lines.on('line', (text) => {
 lines.on('close', () => {
   void queue.then(async () => {
     closing = true;
+    // Still reconnecting (ZooKeeper just restarted, a loaded machine): closeSession needs a connection.
+    if (client.getState() !== zookeeper.State.SYNC_CONNECTED) {
+      const reconnected = once(client, 'connected');
+      const wait = setTimeout(() => (process.stderr.write('not reconnected within 10 s to close the session\n'), process.exit(1)), 10_000);
+      await reconnected;
+      clearTimeout(wait);
+    }
     const gone = once(client, 'disconnected');
     client.close(); // sends closeSession: ZooKeeper deletes this session's ephemeral nodes now
-    const timer = setTimeout(() => (process.stderr.write('session not closed within 5 s\n'), process.exit(1)), 5000);
+    const timer = setTimeout(() => (process.stderr.write('session not closed within 8 s\n'), process.exit(1)), 8000);
     await gone;
     clearTimeout(timer);
     process.exit(0);
