@@ -22,7 +22,7 @@ import { parseMetrics } from '../support/metrics.js';
 import { startServer, type TestServer } from '../support/server.js';
 import { startCli } from '../support/spawn.js';
 import { create, remove } from '../support/zk-client.js';
-import { curatorInstanceNodes, dubboOverrideNodes, dubboProviderNodes, springCloudInstance, startRegistrar, type DubboProvider } from '../support/zk-registrar.js';
+import { applyNodes, curatorInstanceNodes, dubboOverrideNodes, dubboProviderNodes, springCloudInstance, startRegistrar, type DubboProvider } from '../support/zk-registrar.js';
 import { startZooKeeper, type ZooKeeper } from '../support/zookeeper.js';
 
 type Logs = Record<string, unknown>[];
@@ -205,6 +205,19 @@ describe('ZooKeeper source', () => {
     assert.deepEqual(await srv(s, 'web.service.consul'), web);
     const st = await s.server.status();
     assert.deepEqual(st.source.members?.map((m) => [m.kind, m.synced, m.datacenters]), [['zookeeper', true, ['zk']], ['file', true, ['dc1', 'dc2']]]);
+  });
+
+  test('--zookeeper-root (a chroot) and other base paths: what is under them is read, what is outside is not', async (t) => {
+    const zk = await startZooKeeper(t);
+    const admin = await zk.connect();
+    // Spring Cloud with its root at /apps and its own services path; a Dubbo registry group "shop".
+    await applyNodes(admin, curatorInstanceNodes(springCloudInstance({ name: 'inside', address: '10.8.0.1', port: 8080 }), '/apps/discovery'));
+    await applyNodes(admin, dubboProviderNodes({ ...DEMO, host: '10.8.0.2', root: '/apps/shop' }));
+    await applyNodes(admin, curatorInstanceNodes(springCloudInstance({ name: 'outside', address: '10.8.0.3', port: 8080 })));
+    const s = await svcdns(t, zk, [], { 'zookeeper-root': '/apps', 'zookeeper-services-path': '/discovery', 'zookeeper-dubbo-path': '/shop' });
+    await eventually(async () => assert.deepEqual(await srv(s, 'inside.service.consul'), ['1 8080 10-8-0-1.node.dc1.consul.'], 'the chrooted Curator instance'));
+    assert.deepEqual(await srv(s, 'demo-provider.service.consul'), ['200 20880 10-8-0-2.node.dc1.consul.']);
+    assert.equal(await status(s, 'outside.service.consul'), 'NXDOMAIN');
   });
 
   test('churn: hundreds of registrations and removals, then DNS equals ZooKeeper', async (t) => {

@@ -71,6 +71,8 @@ export class ZooKeeperSource implements CatalogSource {
   private pending = 0;
   /** A change not published yet, and the timer that publishes it at the latest. */
   private dirty = false;
+  /** A read was cut by a lost connection: nothing is published until a new connection's full read. */
+  private incomplete = false;
   private publishTimer: NodeJS.Timeout | null = null;
   private connectTimer: NodeJS.Timeout | null = null;
 
@@ -141,6 +143,7 @@ export class ZooKeeperSource implements CatalogSource {
         this.readAll(client);
       } else if (state === State.DISCONNECTED) {
         this.connected = false;
+        this.incomplete = true;
         this.failing('connection lost', 'zookeeper failing: connection lost, serving the last catalog read');
         this.armConnectTimer();
       } else if (state === State.EXPIRED) {
@@ -179,6 +182,7 @@ export class ZooKeeperSource implements CatalogSource {
 
   /** The whole tree read again (a new connection, a reload): every folder re-listed, every instance re-read. */
   private readAll(client: Client): void {
+    this.incomplete = false;
     if (this.options.servicesPath !== null) this.readChildren(client, this.options.servicesPath, { kind: 'curator-root' }, true);
     if (this.options.dubboPath !== null) this.readChildren(client, this.options.dubboPath, { kind: 'dubbo-root' }, true);
     if (this.pending === 0) this.settle();
@@ -358,8 +362,13 @@ export class ZooKeeperSource implements CatalogSource {
   }
 
   private readFailed(path: string, err: unknown): void {
-    // A lost connection says so once through its state; anything else (no auth on a node) once per path.
-    if (err instanceof Exception && err.getCode() === Exception.CONNECTION_LOSS) return;
+    // A lost connection says so once through its state, and what was read since is not published
+    // (it may be part of a tree): the next connection reads it all again. Anything else (no auth on
+    // a node) once per path.
+    if (err instanceof Exception && (err.getCode() === Exception.CONNECTION_LOSS || err.getCode() === Exception.SESSION_EXPIRED)) {
+      this.incomplete = true;
+      return;
+    }
     this.sayOnce(`read ${path}`, { path, err: String(err) }, 'zookeeper read failed: the last catalog keeps serving');
   }
 
@@ -394,7 +403,7 @@ export class ZooKeeperSource implements CatalogSource {
       clearTimeout(this.publishTimer);
       this.publishTimer = null;
     }
-    if (this.sink === null || this.stopped || (!this.dirty && this.everSynced)) return;
+    if (this.sink === null || this.stopped || this.incomplete || (!this.dirty && this.everSynced)) return;
     this.dirty = false;
     const overrides = (iface: string): DubboOverride[] => [...(this.overrides.get(iface)?.values() ?? [])].filter((o): o is DubboOverride => o !== null);
     const dubbo: DubboProvider[] = [];
