@@ -38,18 +38,28 @@ import { answers, consulPropagation, measure, summarize, summaryCells, type Summ
 import { closeAllScopes, withScope } from './bench/scope.js';
 import { killAllNow, ROOT, startSvcdns, type Svcdns } from './faults/svcdns.js';
 
-function usage(problem: string): never {
-  process.stderr.write(`bench-zookeeper: ${problem} (usage: npm run bench:zookeeper -- [--quick] [--write] [--changes N])\n`);
-  process.exit(2);
+/** The flags, every problem with them said in one line (exit 2). */
+function readFlags(): { quick: boolean; write: boolean; changes: number } {
+  const known = { quick: { type: 'boolean' }, write: { type: 'boolean' }, changes: { type: 'string' } } as const;
+  // Not strict: every unknown flag and stray argument is collected and named, not just the first.
+  const { values, positionals, tokens } = parseArgs({ options: known, strict: false, allowPositionals: true, tokens: true });
+  const problems: string[] = [];
+  for (const t of tokens) {
+    if (t.kind === 'option' && !(t.name in known)) problems.push(`unknown flag ${t.rawName}`);
+    else if (t.kind === 'option' && known[t.name as keyof typeof known].type === 'boolean' && t.value !== undefined) problems.push(`${t.rawName} takes no value`);
+    else if (t.kind === 'option' && t.name === 'changes' && t.value === undefined) problems.push('--changes needs a value');
+  }
+  if (positionals.length > 0) problems.push(`unexpected argument ${positionals.map((p) => JSON.stringify(p)).join(', ')}`);
+  const changes = Number(values.changes ?? '200');
+  if (typeof values.changes === 'string' && (!Number.isInteger(changes) || changes < 2 || changes > 10_000)) problems.push(`--changes must be a whole number from 2 to 10000 (got ${JSON.stringify(values.changes)})`);
+  if (problems.length > 0) {
+    process.stderr.write(`bench-zookeeper: ${problems.join('; ')} (usage: npm run bench:zookeeper -- [--quick] [--write] [--changes N])\n`);
+    process.exit(2);
+  }
+  return { quick: values.quick === true, write: values.write === true, changes };
 }
-let opts: { quick?: boolean; write?: boolean; changes?: string } = {};
-try {
-  opts = parseArgs({ options: { quick: { type: 'boolean', default: false }, write: { type: 'boolean', default: false }, changes: { type: 'string', default: '200' } } }).values;
-} catch (err) {
-  usage((err as Error).message.replace(/\s*\n\s*/g, ' '));
-}
-const CHANGES = Number(opts.changes);
-if (!Number.isInteger(CHANGES) || CHANGES < 2 || CHANGES > 10_000) usage(`--changes must be a whole number from 2 to 10000 (got ${JSON.stringify(opts.changes)})`);
+const opts = readFlags();
+const CHANGES = opts.changes;
 
 /** ZooKeeper as shipped: tickTime 2000 ms; sessions clamped to [2, 20] ticks = 4–40 s. */
 const PRODUCTION: ZooKeeperOptions = { tickTimeMs: 2000, maxSessionTimeoutMs: 40_000 };
