@@ -3,7 +3,8 @@
  *
  * 1. Propagation: 200 health flips in the Consul simulator; for each, the time from the write (when
  *    the simulator answers the blocked query) until a DNS answer from svcdns shows the change,
- *    polled over UDP. Reported as p50/p90/p99/max.
+ *    polled over UDP. Reported as p50/p90/p99/max. The measurement is scripts/bench/propagation.ts's
+ *    (shared with `npm run bench:zookeeper`, which puts the two registries side by side).
  * 2. Scale: a datacenter of 5,000 services x 5 instances, with --watch all and --watch on-demand:
  *    time from start to the first full sync, svcdns's resident memory, and the requests per second
  *    svcdns sends Consul at steady state.
@@ -18,7 +19,7 @@ import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { ConsulSim } from '../test/support/consul-sim.js';
-import { buildQuery, decode, udpExchange } from '../test/support/client.js';
+import { answers, consulPropagation, summarize, summaryCells } from './bench/propagation.js';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 
@@ -74,47 +75,6 @@ function rssMiB(pid: number): number {
   return kb / 1024;
 }
 
-function percentile(sorted: number[], p: number): number {
-  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!;
-}
-
-async function addresses(port: number, name: string): Promise<string[]> {
-  const reply = await udpExchange(port, buildQuery(name, 'A'), 500);
-  if (!reply) return ['<timeout>'];
-  return (decode(reply).answers ?? []).map((a) => String((a as { data: unknown }).data)).sort();
-}
-
-async function propagation(): Promise<number[]> {
-  const sim = new ConsulSim();
-  await sim.start();
-  sim.registerNode('dc1', { Node: 'a', Address: '10.30.0.1' });
-  sim.registerNode('dc1', { Node: 'b', Address: '10.30.0.2' });
-  sim.registerService('dc1', 'a', { ID: 'web-a', Service: 'web', Port: 80 });
-  sim.registerService('dc1', 'b', { ID: 'web-b', Service: 'web', Port: 80 });
-  const svc = await startSvcdns(sim.url, ['--watch', 'all']);
-  await svc.ready;
-  const latencies: number[] = [];
-  try {
-    for (let i = 0; i < 200; i++) {
-      const critical = i % 2 === 0;
-      const expected = critical ? ['10.30.0.2'] : ['10.30.0.1', '10.30.0.2'];
-      const t0 = performance.now();
-      sim.setCheck('dc1', 'a', { CheckID: 'web-a-check', ServiceID: 'web-a', Status: critical ? 'critical' : 'passing' });
-      for (;;) {
-        const got = await addresses(svc.port, 'web.service.consul');
-        if (got.join() === expected.join()) break;
-        if (performance.now() - t0 > 5000) throw new Error(`change ${i} not seen within 5 s (got ${got.join()})`);
-      }
-      latencies.push(performance.now() - t0);
-      await sleep(5);
-    }
-  } finally {
-    await svc.stop();
-    await sim.stop();
-  }
-  return latencies.sort((a, b) => a - b);
-}
-
 interface ScaleResult {
   mode: string;
   syncMs: number;
@@ -136,7 +96,7 @@ async function scale(mode: 'all' | 'on-demand', services: number, perService: nu
     const syncMs = await svc.ready;
     // First question for a service (on demand: includes its fetch).
     const q0 = performance.now();
-    await addresses(svc.port, 'svc-42.service.consul');
+    await answers(svc.port, 'svc-42.service.consul', 'A');
     const firstQueryMs = performance.now() - q0;
     await sleep(2000);
     const before = sim.requests.length;
@@ -150,12 +110,11 @@ async function scale(mode: 'all' | 'on-demand', services: number, perService: nu
 }
 
 execFileSync('npm', ['run', 'build'], { cwd: ROOT, stdio: ['ignore', 2, 2] });
-const lat = await propagation();
+const lat = await consulPropagation(200);
 console.log('\nPropagation: Consul simulator health flip -> DNS answer changed (200 changes, svcdns --watch all)');
 console.log('| p50 | p90 | p99 | max | mean |');
 console.log('|---|---|---|---|---|');
-const mean = lat.reduce((a, b) => a + b, 0) / lat.length;
-console.log(`| ${[50, 90, 99].map((p) => `${percentile(lat, p).toFixed(1)} ms`).join(' | ')} | ${lat.at(-1)!.toFixed(1)} ms | ${mean.toFixed(1)} ms |`);
+console.log(`| ${summaryCells(summarize(lat))} |`);
 
 console.log('\nScale: 5,000 services x 5 instances (25,000 instances on 5,000 nodes)');
 console.log('| watch mode | start -> synced | svcdns RSS | Consul requests/s (steady) | first query for a service |');
