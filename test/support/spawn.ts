@@ -69,6 +69,31 @@ export function startCli(args: string[], env: NodeJS.ProcessEnv = {}): Running {
   return startCommand(process.execPath, [...CLI, ...args], { cwd: ROOT, env });
 }
 
+/** The CLI running with DNS and HTTP on free ports (`startListening`). */
+export interface Listening {
+  cli: Running;
+  /** Its DNS port (UDP and TCP). */
+  dns: number;
+  /** Its HTTP endpoint's port. */
+  http: number;
+}
+
+/** The port of a `listening` log line's `address` (`IP:PORT`, IPv6 included). */
+export const portOf = (line: Record<string, unknown>): number => Number(String(line.address).split(':').pop());
+
+/** Starts the CLI with `args`, DNS and HTTP on free ports; resolves once both listen. The caller stops it. */
+export async function startListening(args: string[]): Promise<Listening> {
+  const cli = startCli(['--listen', '127.0.0.1:0', '--http-listen', '127.0.0.1:0', ...args]);
+  try {
+    const http = await cli.waitForLog((l) => String(l.msg).startsWith('listening (http'));
+    const dns = await cli.waitForLog((l) => l.msg === 'listening (udp, tcp)');
+    return { cli, dns: portOf(dns), http: portOf(http) };
+  } catch (err) {
+    await cli.stop();
+    throw err;
+  }
+}
+
 /** Starts a program that logs JSON lines on stderr (svcdns as installed elsewhere), like startCli. */
 export function startCommand(command: string, args: string[], options: { cwd: string; env?: NodeJS.ProcessEnv }): Running {
   const child = spawn(command, args, { cwd: options.cwd, env: { ...process.env, ...ENV, ...options.env }, stdio: ['ignore', 'pipe', 'pipe'] });

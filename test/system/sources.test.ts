@@ -15,28 +15,10 @@ import { ConsulSim } from '../support/consul-sim.js';
 import { dig } from '../support/dig.js';
 import { eventually } from '../support/eventually.js';
 import { get, scrape } from '../support/metrics.js';
-import { runCli, startCli, type Running } from '../support/spawn.js';
+import { runCli, startListening, type Listening } from '../support/spawn.js';
 
-interface Started {
-  cli: Running;
-  dns: number;
-  http: number;
-}
-
-const portOf = (line: Record<string, unknown>): number => Number(String(line.address).split(':').pop());
-
-/** The CLI with DNS and HTTP on free ports; resolves once DNS listens. The caller stops it. */
-async function start(args: string[]): Promise<Started> {
-  const cli = startCli(['--listen', '127.0.0.1:0', '--http-listen', '127.0.0.1:0', '--consul-wait', '2s', ...args]);
-  try {
-    const http = await cli.waitForLog((l) => String(l.msg).startsWith('listening (http'));
-    const dns = await cli.waitForLog((l) => l.msg === 'listening (udp, tcp)');
-    return { cli, dns: portOf(dns), http: portOf(http) };
-  } catch (err) {
-    await cli.stop();
-    throw err;
-  }
-}
+/** The CLI with DNS and HTTP on free ports (and Consul's blocking reads short); resolves once DNS listens. The caller stops it. */
+const start = (args: string[]): Promise<Listening> => startListening(['--consul-wait', '2s', ...args]);
 
 /** A catalog file of datacenter `static`: db on s1 at `dbPort`; `extra` more YAML nodes. */
 function fileCatalog(dbPort: number, extra = ''): string {
