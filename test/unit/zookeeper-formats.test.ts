@@ -26,6 +26,7 @@ test('a Dubbo provider node: host, port, application, group, version and weight 
     version: '1.0.0',
     weight: 200,
     enabled: true,
+    set: { weight: true, enabled: false },
   });
 });
 
@@ -62,7 +63,10 @@ test('interface names as DNS labels: dots, $ and _ as dashes, lower case; too lo
   assert.equal(interfaceLabel('com.example.Outer$Inner_Api'), 'com-example-outer-inner-api');
   assert.equal(interfaceLabel(`com.example.${'x'.repeat(60)}`), null);
   assert.equal(nodeName('10.0.0.5'), '10-0-0-5');
-  assert.equal(nodeName('2001:db8::5'), '2001-db8--5');
+  assert.equal(nodeName('2001:db8::5'), '2001-db8-0-0-0-0-0-5');
+  assert.equal(nodeName('::1'), '0-0-0-0-0-0-0-1');
+  assert.equal(nodeName('::ffff:10.0.0.5'), '0-0-0-0-0-ffff-a00-5');
+  assert.equal(nodeName('-bad.example'), null);
   assert.equal(nodeName('App1.Example.com'), 'app1-example-com');
 });
 

@@ -34,6 +34,8 @@ export interface DubboProvider {
   weight: number;
   /** False when the provider URL, or an override applying to it, disables it (Dubbo's consumers skip it). */
   enabled: boolean;
+  /** Which of those the provider's URL (or an override) set: an `absent://` rule fills only the others. */
+  set: { weight: boolean; enabled: boolean };
 }
 
 /** Dubbo's default provider weight (org.apache.dubbo.rpc.cluster.Constants.DEFAULT_WEIGHT). */
@@ -116,15 +118,18 @@ export function readProvider(nodeName: string, interfaceName: string): DubboProv
     version: url.params.get('version') || null,
     weight: weightOf(url.params.get('weight')) ?? DEFAULT_WEIGHT,
     enabled: enabledBy(url.params) ?? true,
+    set: { weight: weightOf(url.params.get('weight')) !== null, enabled: enabledBy(url.params) !== null },
   };
 }
 
 /** An override of `/dubbo/INTERFACE/configurators`, as far as DNS cares: whom it applies to, and what it sets. */
 export interface DubboOverride {
-  /** `0.0.0.0` (or `anyhost=true`): every provider. */
+  /** `0.0.0.0`: every provider. */
   host: string;
-  /** 0: every port. */
+  /** 0: no port, which for a specific host means a consumer's address (see `applies`). */
   port: number;
+  /** `absent://`: fills only the parameters a provider's URL does not set. */
+  absent: boolean;
   /** Applies only to this application's providers; null or `*`: any. */
   application: string | null;
   weight: number | null;
@@ -148,18 +153,39 @@ export function readOverride(nodeName: string): DubboOverride | null {
   const weight = weightOf(p.get('weight'));
   const enabled = p.has('disabled') ? p.get('disabled') !== 'true' : null;
   if (weight === null && enabled === null) return null;
-  const anyHost = url.host === '0.0.0.0' || p.get('anyhost') === 'true';
-  return { host: anyHost ? '0.0.0.0' : url.host, port: url.port, application: p.get('application') || null, weight, enabled };
+  return { host: url.host, port: url.port, absent: url.protocol === 'absent', application: p.get('application') || null, weight, enabled };
 }
 
-/** `provider` with every override that applies to it, in order (a later one wins, as Dubbo applies them in turn). */
+/**
+ * Whether an override changes what consumers see of `provider`, by Dubbo's rules for rules without a
+ * `configVersion` (AbstractConfigurator.configureDeprecated, provider side): with a port, its host is
+ * the provider's (or `0.0.0.0`) and so is its port; without one, only `0.0.0.0` reaches providers (a
+ * specific host without a port names a consumer, whose own view it changes: not DNS's business).
+ * `anyhost=true` makes nothing global (Dubbo strips it as added automatically).
+ */
+function applies(o: DubboOverride, provider: DubboProvider): boolean {
+  const hostMatches = o.host === '0.0.0.0' || o.host === provider.host;
+  if (o.port !== 0 ? !hostMatches || o.port !== provider.port : o.host !== '0.0.0.0') return false;
+  return o.application === null || o.application === '*' || o.application === provider.application;
+}
+
+/**
+ * `provider` with every override that applies to it, applied as Dubbo orders them
+ * (Configurator.compareTo: `0.0.0.0` rules first, a specific host's after, so they win; then as
+ * listed): an `override://` sets, an `absent://` fills what is not set yet.
+ */
 export function applyOverrides(provider: DubboProvider, overrides: readonly DubboOverride[]): DubboProvider {
+  const ordered = overrides.filter((o) => applies(o, provider)).sort((a, b) => Number(a.host !== '0.0.0.0') - Number(b.host !== '0.0.0.0'));
   let out = provider;
-  for (const o of overrides) {
-    if (o.host !== '0.0.0.0' && o.host !== provider.host) continue;
-    if (o.port !== 0 && o.port !== provider.port) continue;
-    if (o.application !== null && o.application !== '*' && o.application !== provider.application) continue;
-    out = { ...out, ...(o.weight !== null && { weight: o.weight }), ...(o.enabled !== null && { enabled: o.enabled }) };
+  for (const o of ordered) {
+    const weight = o.weight !== null && !(o.absent && out.set.weight);
+    const enabled = o.enabled !== null && !(o.absent && out.set.enabled);
+    out = {
+      ...out,
+      ...(weight && { weight: o.weight! }),
+      ...(enabled && { enabled: o.enabled! }),
+      set: { weight: out.set.weight || weight, enabled: out.set.enabled || enabled },
+    };
   }
   return out;
 }

@@ -19,6 +19,7 @@
  *   application's endpoints that serve some interface at that version).
  */
 
+import { isIP } from 'node:net';
 import type { CatalogData, NodeRecord, ServiceRecord } from '../types.js';
 import type { CuratorInstance } from './curator.js';
 import { interfaceLabel, type DubboProvider } from './dubbo.js';
@@ -26,10 +27,30 @@ import { interfaceLabel, type DubboProvider } from './dubbo.js';
 /** A service name or tag as a DNS label, the way interface names are mapped; null when it cannot be one. */
 export const serviceLabel = interfaceLabel;
 
-/** The node name for a host: its address or hostname with `.` and `:` as dashes, lower case; null if too long. */
+/**
+ * The node name for a host: an IPv4 address or a hostname with dots as dashes, an IPv6 address
+ * written out whole (`2001:db8::5` → `2001-db8-0-0-0-0-0-5`, so `::1` is `0-0-0-0-0-0-0-1`, never a
+ * label starting or ending with a dash), lower case; null when that makes no DNS label.
+ */
 export function nodeName(host: string): string | null {
-  const name = host.toLowerCase().replace(/[.:]/g, '-').replace(/[^a-z0-9-]/g, '');
-  return name === '' || name.length > 63 ? null : name;
+  const h = host.toLowerCase();
+  const name = isIP(h) === 6 ? ipv6Groups(h).join('-') : h.replace(/\./g, '-').replace(/[^a-z0-9-]/g, '');
+  return /^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$/.test(name) ? name : null;
+}
+
+/** The eight groups of an IPv6 address, without leading zeros (an embedded IPv4 tail as two groups). */
+function ipv6Groups(address: string): string[] {
+  const v4 = /(\d+)\.(\d+)\.(\d+)\.(\d+)$/.exec(address);
+  let text = address;
+  if (v4) {
+    const [a, b, c, d] = v4.slice(1).map(Number) as [number, number, number, number];
+    text = `${address.slice(0, v4.index)}${((a << 8) | b).toString(16)}:${((c << 8) | d).toString(16)}`;
+  }
+  const [head, tail] = text.includes('::') ? text.split('::') : [text, undefined];
+  const left = head ? head.split(':') : [];
+  const right = tail === undefined ? [] : tail ? tail.split(':') : [];
+  const zeros = tail === undefined ? [] : Array.from({ length: 8 - left.length - right.length }, () => '0');
+  return [...left, ...zeros, ...right].map((g) => g.replace(/^0+(?=.)/, ''));
 }
 
 /** The instances read from ZooKeeper, by where they came from. */
@@ -46,28 +67,26 @@ export interface Skipped {
   reason: string;
 }
 
-export function toCatalog(view: ZooKeeperView, datacenter: string, skipped: (s: Skipped) => void): CatalogData {
-  const nodes = new Map<string, NodeRecord>();
-  const services: ServiceRecord[] = [];
-  /** `service|address|port` already served, and where: one instance per endpoint in a service. */
-  const endpoints = new Map<string, number>();
+/** One registration of an endpoint in a service, before the registrations of one endpoint are merged. */
+interface Registration {
+  service: string;
+  id: string;
+  host: string;
+  port: number;
+  tags: readonly string[];
+  weight: number;
+  enabled: boolean;
+  dubbo: boolean;
+}
 
-  const add = (service: string, id: string, host: string, port: number, tags: string[], weight: number, enabled: boolean): void => {
-    const node = nodeName(host);
-    if (node === null) {
-      skipped({ what: `${service} instance ${id}`, reason: `its host ${JSON.stringify(host)} makes no node name` });
-      return;
-    }
-    const key = `${service}|${host.toLowerCase()}|${port}`;
-    const seen = endpoints.get(key);
-    if (seen !== undefined) {
-      const first = services[seen]!;
-      services[seen] = { ...first, tags: [...new Set([...first.tags, ...tags])] };
-      return;
-    }
-    endpoints.set(key, services.length);
-    if (!nodes.has(node)) nodes.set(node, { datacenter, name: node, address: host, meta: {} });
-    services.push({ datacenter, node, id, name: service, address: '', port, tags, weights: { passing: weight, warning: weight }, health: enabled ? 'passing' : 'critical' });
+export function toCatalog(view: ZooKeeperView, datacenter: string, skipped: (s: Skipped) => void): CatalogData {
+  /** By `service|host|port`, in the order first seen: every registration of one endpoint of a service. */
+  const endpoints = new Map<string, Registration[]>();
+  const add = (r: Registration): void => {
+    const key = `${r.service}|${r.host.toLowerCase()}|${r.port}`;
+    const list = endpoints.get(key);
+    if (list) list.push(r);
+    else endpoints.set(key, [r]);
   };
 
   for (const [folder, instances] of [...view.curator].sort(([a], [b]) => compare(a, b))) {
@@ -77,7 +96,7 @@ export function toCatalog(view: ZooKeeperView, datacenter: string, skipped: (s: 
       continue;
     }
     for (const i of [...instances].sort((a, b) => compare(a.id, b.id))) {
-      add(service, i.id, i.address, i.port, i.ssl ? ['ssl'] : [], 1, i.enabled);
+      add({ service, id: i.id, host: i.address, port: i.port, tags: i.ssl ? ['ssl'] : [], weight: 1, enabled: i.enabled, dubbo: false });
     }
   }
 
@@ -88,14 +107,51 @@ export function toCatalog(view: ZooKeeperView, datacenter: string, skipped: (s: 
     if (p.version !== null) tags.push(`version-${tagLabel(p.version)}`);
     const iface = interfaceLabel(p.interfaceName);
     if (iface === null) skipped({ what: `Dubbo interface ${p.interfaceName}`, reason: 'its name makes no DNS label of 63 bytes or fewer' });
-    else add(iface, `${iface}:${p.protocol}:${p.port}`, p.host, p.port, tags, p.weight, p.enabled);
+    else add({ service: iface, id: `${iface}:${p.protocol}:${p.port}`, host: p.host, port: p.port, tags, weight: p.weight, enabled: p.enabled, dubbo: true });
     if (p.application !== null) {
       const app = serviceLabel(p.application);
       if (app === null) skipped({ what: `Dubbo application ${JSON.stringify(p.application)}`, reason: 'its name makes no DNS label' });
-      else add(app, `${app}:${p.protocol}:${p.port}`, p.host, p.port, tags, p.weight, p.enabled);
+      else add({ service: app, id: `${app}:${p.protocol}:${p.port}`, host: p.host, port: p.port, tags, weight: p.weight, enabled: p.enabled, dubbo: true });
     }
   }
+
+  const nodes = new Map<string, NodeRecord>();
+  const services: ServiceRecord[] = [];
+  for (const registrations of endpoints.values()) {
+    const r = merge(registrations);
+    const node = nodeName(r.host);
+    if (node === null) {
+      skipped({ what: `${r.service} instance ${r.id}`, reason: `its host ${JSON.stringify(r.host)} makes no node name` });
+      continue;
+    }
+    const known = nodes.get(node);
+    if (!known) nodes.set(node, { datacenter, name: node, address: r.host, meta: {} });
+    // Two hosts whose names map to one node name (`10.0.0.5` and a hostname `10-0-0-5`): the node
+    // keeps the first; this instance carries its own address, so it is never answered with another's.
+    const clash = known !== undefined && known.address.toLowerCase() !== r.host.toLowerCase();
+    if (clash) skipped({ what: `node name ${node}`, reason: `hosts ${known.address} and ${r.host} both make it: ${r.host}'s instances are answered by address` });
+    services.push({ datacenter, node, id: r.id, name: r.service, address: clash ? r.host : '', port: r.port, tags: r.tags, weights: { passing: r.weight, warning: r.weight }, health: r.enabled ? 'passing' : 'critical' });
+  }
   return { nodes: [...nodes.values()], services };
+}
+
+/**
+ * The registrations of one endpoint as one instance. Dubbo's say more than Curator's (a weight, its
+ * overrides), so where both registered it (Dubbo 3's default register-mode=all) Dubbo's decide. It is
+ * passing if any of those is (an application serving several interfaces there, one disabled, still
+ * serves the others), with the highest weight among them, and the tags of all.
+ */
+function merge(registrations: readonly Registration[]): Registration {
+  const dubbo = registrations.filter((r) => r.dubbo);
+  const deciding = dubbo.length > 0 ? dubbo : registrations;
+  const passing = deciding.filter((r) => r.enabled);
+  const weighed = passing.length > 0 ? passing : deciding;
+  return {
+    ...deciding[0]!,
+    enabled: passing.length > 0,
+    weight: Math.max(...weighed.map((r) => r.weight)),
+    tags: [...new Set(registrations.flatMap((r) => r.tags))],
+  };
 }
 
 /** A group or version as part of a tag: dots (and anything else no label holds) as dashes. */

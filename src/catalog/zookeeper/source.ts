@@ -41,11 +41,15 @@ export interface ZooKeeperSourceOptions {
   diagnostics: Diagnostics;
   /** How long without a connection at start before it is said to be failing, ms. */
   connectGraceMs?: number;
+  /** Makes the client (tests: a scripted stand-in, to replay a race deterministically); default node-zookeeper-client's. */
+  createClient?: typeof createClient;
 }
 
 /** Under constant churn, a change is published at the latest this long after it, ms. */
 const PUBLISH_WITHIN_MS = 500;
 const STATE_KEY = 'zookeeper';
+/** Folders under Dubbo's root that are not interfaces (config center, metadata report, service-name mapping). */
+const NOT_INTERFACES = new Set(['config', 'metadata', 'mapping']);
 
 /** What a watched path is, by where it sits under the two roots. */
 type Role =
@@ -127,7 +131,7 @@ export class ZooKeeperSource implements CatalogSource {
 
   /** A new session (at start, and after one expired). */
   private open(): void {
-    const client = createClient(this.options.servers.join(',') + this.options.root, {
+    const client = (this.options.createClient ?? createClient)(this.options.servers.join(',') + this.options.root, {
       sessionTimeout: this.options.sessionTimeoutMs,
       spinDelay: 200,
       retries: 0,
@@ -239,9 +243,15 @@ export class ZooKeeperSource implements CatalogSource {
       if (client !== this.client || this.stopped) return;
       if (err) {
         if (isNoNode(err)) {
-          this.apply(client, path, role, [], all);
-          // Roots and Dubbo's folders may come later; a Curator service folder that went is its root's business.
-          if (role.kind !== 'curator-service') this.watchExistence(client, path);
+          if (role.kind === 'curator-service') {
+            // Gone (Curator's folders are containers: ZooKeeper deletes them once empty). Dropped, so
+            // that the root's next listing reads it as new if it is back by then (not a stale entry).
+            if (this.curator.delete(role.service)) this.changed();
+          } else {
+            this.apply(client, path, role, [], all);
+            // Roots and Dubbo's folders may come later: watched for their creation.
+            this.watchExistence(client, path);
+          }
         } else this.readFailed(path, err);
       } else this.apply(client, path, role, children, all);
       this.settleLater();
@@ -269,7 +279,8 @@ export class ZooKeeperSource implements CatalogSource {
       case 'dubbo-root':
         this.reconcile(
           this.providers,
-          children,
+          // Dubbo's config center, metadata and service-name mapping live beside the interfaces: not interfaces.
+          children.filter((name) => !NOT_INTERFACES.has(name)),
           all,
           (iface) => {
             this.readChildren(client, `${path}/${iface}/providers`, { kind: 'dubbo-providers', iface }, all);
