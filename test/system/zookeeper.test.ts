@@ -16,6 +16,7 @@ import { join } from 'node:path';
 import { describe, test } from 'node:test';
 import zookeeper from 'node-zookeeper-client';
 import { CATALOG } from '../support/catalog.js';
+import { ConsulSim } from '../support/consul-sim.js';
 import { dig } from '../support/dig.js';
 import { eventually } from '../support/eventually.js';
 import { parseMetrics } from '../support/metrics.js';
@@ -218,6 +219,28 @@ describe('ZooKeeper source', () => {
     await eventually(async () => assert.deepEqual(await srv(s, 'inside.service.consul'), ['1 8080 10-8-0-1.node.dc1.consul.'], 'the chrooted Curator instance'));
     assert.deepEqual(await srv(s, 'demo-provider.service.consul'), ['200 20880 10-8-0-2.node.dc1.consul.']);
     assert.equal(await status(s, 'outside.service.consul'), 'NXDOMAIN');
+  });
+
+  test('beside Consul: ZooKeeper in its own datacenter; ZooKeeper down leaves Consul\'s names answered, and its own last catalog serving', async (t) => {
+    const sim = new ConsulSim();
+    await sim.start();
+    t.after(() => sim.stop());
+    sim.registerNode('dc1', { Node: 'c1', Address: '10.9.0.1' });
+    sim.registerService('dc1', 'c1', { ID: 'web1', Service: 'web', Port: 80 });
+    const zk = await startZooKeeper(t);
+    const reg = await startRegistrar(t, zk.connectString, { sessionTimeoutMs: 60_000 });
+    await reg.register(dubboProviderNodes({ ...DEMO, host: '10.9.0.2' }));
+    const logs: Logs = [];
+    const s = await startServer({ flags: { consul: sim.url, zookeeper: zk.connectString, 'zookeeper-datacenter': 'zk', 'zookeeper-session-timeout': '30s' }, logs });
+    t.after(() => s.close());
+    await eventually(async () => assert.deepEqual(await srv(s, 'demo-provider.service.zk.consul'), ['200 20880 10-9-0-2.node.zk.consul.'], 'ZooKeeper in zk'));
+    await eventually(async () => assert.deepEqual(await srv(s, 'web.service.consul'), ['1 80 c1.node.dc1.consul.'], 'Consul in dc1'));
+    await zk.stop();
+    await eventually(() => assert.ok(logs.some((l) => String(l.msg).startsWith('zookeeper failing')), 'ZooKeeper failing said'));
+    sim.registerService('dc1', 'c1', { ID: 'web2', Service: 'web', Port: 81 });
+    await eventually(async () => assert.deepEqual(await srv(s, 'web.service.consul'), ['1 80 c1.node.dc1.consul.', '1 81 c1.node.dc1.consul.'], 'a Consul change while ZooKeeper is down'));
+    assert.deepEqual(await srv(s, 'demo-provider.service.zk.consul'), ['200 20880 10-9-0-2.node.zk.consul.']);
+    assert.equal(logs.filter((l) => String(l.msg).startsWith('consul failing')).length, 0);
   });
 
   test('churn: hundreds of registrations and removals, then DNS equals ZooKeeper', async (t) => {
