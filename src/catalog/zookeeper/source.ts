@@ -298,7 +298,7 @@ export class ZooKeeperSource implements CatalogSource {
       }
       case 'dubbo-providers':
         if (!this.providers.has(role.iface)) return;
-        this.providers.set(role.iface, this.named(children, path, (name) => readProvider(name, role.iface)));
+        this.providers.set(role.iface, this.named(children, path, this.providers.get(role.iface)!, (name) => readProvider(name, role.iface)));
         break;
       case 'dubbo-configurators':
         if (!this.providers.has(role.iface)) return;
@@ -331,8 +331,11 @@ export class ZooKeeperSource implements CatalogSource {
   }
 
   /** Provider nodes parsed by their names; one that is not a provider is logged once and kept as null. */
-  private named(children: readonly string[], path: string, parse: (name: string) => DubboProvider | string): Map<string, DubboProvider | null> {
+  private named(children: readonly string[], path: string, before: ReadonlyMap<string, DubboProvider | null>, parse: (name: string) => DubboProvider | string): Map<string, DubboProvider | null> {
     const out = new Map<string, DubboProvider | null>();
+    // A bad node gone is forgotten (provider names carry a timestamp: each restart is a new one).
+    const now = new Set(children);
+    for (const name of before.keys()) if (!now.has(name)) this.forget(`${path}/${name}`);
     for (const name of children) {
       const p = parse(name);
       if (typeof p === 'string') {
