@@ -27,6 +27,12 @@ import { applyNodes, curatorInstanceNodes, dubboOverrideNodes, dubboProviderNode
 import { startZooKeeper, type ZooKeeper } from '../support/zookeeper.js';
 
 type Logs = Record<string, unknown>[];
+
+/**
+ * The bound on waiting for svcdns to reconnect to a ZooKeeper that came back: a bound, not a speed
+ * (a connection attempt to a JVM still starting waits out its connect timeout; CI machines are loaded).
+ */
+const RECONNECT_MS = 45_000;
 type T = { after(fn: () => Promise<void>): void };
 
 const DEMO: DubboProvider = { host: '192.168.1.5', port: 20880, interface: 'org.apache.dubbo.demo.DemoService', application: 'demo-provider', version: '1.0.0', group: 'g1', weight: 200 };
@@ -127,7 +133,7 @@ describe('ZooKeeper source', () => {
     assert.equal(zk.port, port);
     const reg = await startRegistrar(t, zk.connectString, { sessionTimeoutMs: 60_000 });
     await reg.register(dubboProviderNodes({ ...DEMO, host: '10.3.0.1' }));
-    await eventually(async () => assert.equal(await status(s, 'demo-provider.service.consul'), 'NOERROR', 'answers once ZooKeeper is up'));
+    await eventually(async () => assert.equal(await status(s, 'demo-provider.service.consul'), 'NOERROR', 'answers once ZooKeeper is up'), RECONNECT_MS);
     assert.equal(await metric('svcdns_zookeeper_up'), 1);
     // Watched: /services and /dubbo, the interface's providers and configurators folders.
     assert.equal(await metric('svcdns_zookeeper_watches'), 4);
@@ -143,7 +149,7 @@ describe('ZooKeeper source', () => {
     await zk.restart();
     const again = await startRegistrar(t, zk.connectString, { sessionTimeoutMs: 60_000 });
     await again.register(dubboProviderNodes({ ...DEMO, host: '10.3.0.2' }));
-    await eventually(async () => assert.ok((await dig(s.port, ['demo-provider.service.consul', 'A'])).answer.some((a) => a.endsWith('10.3.0.2')), 'a change after the restart is seen'));
+    await eventually(async () => assert.ok((await dig(s.port, ['demo-provider.service.consul', 'A'])).answer.some((a) => a.endsWith('10.3.0.2')), 'a change after the restart is seen'), RECONNECT_MS);
     const failing = logs.filter((l) => String(l.msg).startsWith('zookeeper failing'));
     const recovered = logs.filter((l) => l.msg === 'zookeeper recovered');
     assert.ok(failing.length >= 1 && recovered.length >= 1, `failing and recovered said: ${JSON.stringify(logs.map((l) => l.msg))}`);
@@ -170,7 +176,7 @@ describe('ZooKeeper source', () => {
     await reg.register(dubboProviderNodes({ ...DEMO, host: '10.5.0.2' }));
     svc.child.kill('SIGCONT');
     await svc.waitForLog((l) => String(l.msg).startsWith('zookeeper session expired'));
-    await eventually(async () => assert.deepEqual(await hosts(), ['10.5.0.2'], 'the new session read the tree'));
+    await eventually(async () => assert.deepEqual(await hosts(), ['10.5.0.2'], 'the new session read the tree'), RECONNECT_MS);
   });
 
   test('--state-dir: restarted while ZooKeeper is down, svcdns serves the last catalog it read', async (t) => {
