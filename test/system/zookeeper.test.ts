@@ -133,7 +133,8 @@ describe('ZooKeeper source', () => {
     assert.equal(zk.port, port);
     const reg = await startRegistrar(t, zk.connectString, { sessionTimeoutMs: 60_000 });
     await reg.register(dubboProviderNodes({ ...DEMO, host: '10.3.0.1' }));
-    await eventually(async () => assert.equal(await status(s, 'demo-provider.service.consul'), 'NOERROR', 'answers once ZooKeeper is up'), RECONNECT_MS);
+    // The log in the message: if this ever fails, what svcdns said is the first thing to read.
+    await eventually(async () => assert.equal(await status(s, 'demo-provider.service.consul'), 'NOERROR', `answers once ZooKeeper is up; svcdns said: ${logs.map((l) => String(l.msg)).join(' | ')}`), RECONNECT_MS);
     assert.equal(await metric('svcdns_zookeeper_up'), 1);
     // Watched: /services and /dubbo, the interface's providers and configurators folders.
     assert.equal(await metric('svcdns_zookeeper_watches'), 4);
