@@ -11,6 +11,7 @@
 import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
+import { connect, createServer, type AddressInfo, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
@@ -248,6 +249,35 @@ describe('ZooKeeper source', () => {
     await eventually(async () => assert.deepEqual(await srv(s, 'web.service.consul'), ['1 80 c1.node.dc1.consul.', '1 81 c1.node.dc1.consul.'], 'a Consul change while ZooKeeper is down'));
     assert.deepEqual(await srv(s, 'demo-provider.service.zk.consul'), ['200 20880 10-9-0-2.node.zk.consul.']);
     assert.equal(logs.filter((l) => String(l.msg).startsWith('consul failing')).length, 0);
+  });
+
+  test('a server that accepts the connection and never answers (a JVM still starting): svcdns opens a new client after a session timeout', async (t) => {
+    const zk = await startZooKeeper(t);
+    const reg = await startRegistrar(t, zk.connectString, { sessionTimeoutMs: 60_000 });
+    await reg.register(dubboProviderNodes({ ...DEMO, host: '10.10.0.1' }));
+    // A proxy in front of ZooKeeper: the first connection is held open and never answered, the next
+    // ones are passed through. node-zookeeper-client alone waits on the first for ever.
+    let held = 0;
+    const sockets = new Set<Socket>();
+    const proxy = createServer((client) => {
+      sockets.add(client);
+      client.on('error', () => undefined);
+      if (held++ === 0) return;
+      const upstream = connect(zk.port, '127.0.0.1');
+      sockets.add(upstream);
+      upstream.on('error', () => client.destroy());
+      client.pipe(upstream).pipe(client);
+    });
+    await new Promise<void>((resolve) => proxy.listen(0, '127.0.0.1', resolve));
+    t.after(async () => {
+      for (const sock of sockets) sock.destroy();
+      await new Promise((resolve) => proxy.close(resolve));
+    });
+    const port = (proxy.address() as AddressInfo).port;
+    const s = await startServer({ flags: { zookeeper: `127.0.0.1:${port}`, 'zookeeper-session-timeout': '1s' } });
+    t.after(() => s.close());
+    await eventually(async () => assert.equal(await status(s, 'demo-provider.service.consul'), 'NOERROR', 'synced through a second client'), RECONNECT_MS);
+    assert.ok(held >= 2, `connections to the proxy: ${held}`);
   });
 
   test('churn: hundreds of registrations and removals, then DNS equals ZooKeeper', async (t) => {

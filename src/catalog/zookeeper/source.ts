@@ -79,6 +79,7 @@ export class ZooKeeperSource implements CatalogSource {
   private incomplete = false;
   private publishTimer: NodeJS.Timeout | null = null;
   private connectTimer: NodeJS.Timeout | null = null;
+  private reopenTimer: NodeJS.Timeout | null = null;
 
   /** Curator: service folder → instance id → the instance (null: its node could not be read as one). */
   private readonly curator = new Map<string, Map<string, CuratorInstance | null>>();
@@ -118,6 +119,7 @@ export class ZooKeeperSource implements CatalogSource {
     this.stopped = true;
     if (this.publishTimer) clearTimeout(this.publishTimer);
     if (this.connectTimer) clearTimeout(this.connectTimer);
+    if (this.reopenTimer) clearTimeout(this.reopenTimer);
     this.client?.close();
     this.client = null;
     return Promise.resolve();
@@ -143,6 +145,7 @@ export class ZooKeeperSource implements CatalogSource {
       if (state === State.SYNC_CONNECTED || state === State.CONNECTED_READ_ONLY) {
         this.connected = true;
         if (this.connectTimer) clearTimeout(this.connectTimer);
+        if (this.reopenTimer) clearTimeout(this.reopenTimer);
         this.options.diagnostics.state.publish({ key: STATE_KEY, subject: 'session', problem: null, message: 'zookeeper recovered', log: this.log });
         this.readAll(client);
       } else if (state === State.DISCONNECTED) {
@@ -166,10 +169,23 @@ export class ZooKeeperSource implements CatalogSource {
   /** Not connected within the grace time: said once (a first connection, or a reconnection). */
   private armConnectTimer(): void {
     if (this.connectTimer) clearTimeout(this.connectTimer);
+    if (this.reopenTimer) clearTimeout(this.reopenTimer);
+    const client = this.client;
     this.connectTimer = setTimeout(() => {
       if (!this.connected && !this.stopped) this.failing('unreachable', this.everSynced ? 'zookeeper failing: cannot reconnect, serving the last catalog read' : 'zookeeper failing: cannot connect; its names get SERVFAIL until the first read');
     }, this.options.connectGraceMs ?? 2000);
     this.connectTimer.unref();
+    // node-zookeeper-client waits for ever on a connection ZooKeeper accepted but never answered (a
+    // server still starting, or stopped mid-handshake): its connect timer ends at the TCP connect. Not
+    // connected for a whole session timeout (any session is expired by then anyway): a new client.
+    this.reopenTimer = setTimeout(() => {
+      if (this.connected || this.stopped || client !== this.client || client === null) return;
+      this.log.debug({ zookeeper: this.options.servers.join(',') }, 'zookeeper: still not connected after a session timeout; opening a new client');
+      client.close();
+      this.watched.clear();
+      this.open();
+    }, this.options.sessionTimeoutMs);
+    this.reopenTimer.unref();
   }
 
   private failing(problem: string, message: string): void {
