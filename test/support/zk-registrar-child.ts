@@ -99,7 +99,7 @@ lines.on('close', () => {
     // Still reconnecting (ZooKeeper just restarted, a loaded machine): closeSession needs a connection.
     if (client.getState() !== zookeeper.State.SYNC_CONNECTED) {
       const reconnected = once(client, 'connected');
-      const wait = setTimeout(() => (process.stderr.write('not reconnected within 10 s to close the session\n'), process.exit(1)), 10_000);
+      const wait = setTimeout(() => (process.stderr.write('not reconnected within 30 s to close the session\n'), process.exit(1)), 30_000);
       await reconnected;
       clearTimeout(wait);
     }

@@ -497,7 +497,7 @@ export async function startRegistrar(t: { after(fn: () => Promise<void>): void }
       child.stdin.end(); // the child closes its session when its stdin ends, then exits
       // Bounded: a child that cannot close its session is killed, and the test told.
       let timer: NodeJS.Timeout | undefined;
-      const outcome = await Promise.race([exited.then(([code]) => `exit ${String(code)}`), new Promise((resolve) => (timer = setTimeout(resolve, 20_000, 'still running after 20 s')))]);
+      const outcome = await Promise.race([exited.then(([code]) => `exit ${String(code)}`), new Promise((resolve) => (timer = setTimeout(resolve, 45_000, 'still running after 45 s')))]);
       clearTimeout(timer);
       if (outcome !== 'exit 0') {
         child.kill('SIGKILL');
