@@ -193,7 +193,7 @@ function machine(): string[] {
   const command = script ? `npm run ${script}${argv.length ? ` -- ${argv.join(' ')}` : ''}` : `node --import tsx scripts/bench-dns.ts${argv.length ? ` ${argv.join(' ')}` : ''}`;
   return [
     `- date: ${new Date().toISOString().replace(/\.\d+Z$/, 'Z')}`,
-    `- command: \`${command}\` (${ROUNDS} rounds of ${SECONDS} s, ${P99_RUNS} p99 runs of ${P99_SECONDS} s)`,
+    `- command: \`${command}\` (${ROUNDS} rounds of ${SECONDS} s${SCALING_ONLY ? '' : `, ${P99_RUNS} p99 runs of ${P99_SECONDS} s`})`,
     `- machine: ${nproc} cores (nproc), ${model}, Linux ${release()}, ${os}`,
     `- software: svcdns ${version} (${git}${dirty ? ', src/ with uncommitted changes' : ''}, dist/ built by this run), node ${process.version}, ` +
       `dnsperf ${firstLine(DNSPERF, ['-h'], /Version (\S+)/)}, dnsmasq ${firstLine(DNSMASQ, ['--version'], /version (\S+)/)}, ` +
