@@ -21,6 +21,11 @@
  *      compared with the same bare ceilings. During every dnsperf run of its rows (and only then)
  *      this script scrapes its /metrics once a second, as Prometheus would, and checks each scrape
  *      (200, with `svcdns_dns_requests_total`); the scrapes' cost is in its CPU per answer.
+ *   7. scaling with --workers (issue 17), every process free to run on any core: one svcdns
+ *      process, --workers 2 with one shared UDP socket, --workers 2 with a UDP socket per worker
+ *      (reusePort, where this Node has it: run the script with Node 22.12+ to get both modes), and
+ *      the bare server as one process and (reusePort) as two; CPU per answer, how the CPU split
+ *      between the processes, and what was left for dnsperf. `--scaling` measures this table alone.
  * Every server listens on 127.0.0.1 on a free port and is checked to answer correctly (exact
  * records, NOERROR, no TC) before the runs and again after them.
  *
@@ -43,7 +48,8 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { setTimeout as sleep } from 'node:timers/promises';
 import ts from 'typescript';
-import { assertAlive, Children, coreTimes, freePort, peakRssKiB, pinSelf, treeCpuSeconds, udpRcvbufErrors, type Child } from './bench/children.js';
+import { assertAlive, childPids, Children, coreTimes, cpuSeconds, freePort, peakRssKiB, pinSelf, reapedChildrenCpuSeconds, treeCpuSeconds, udpRcvbufErrors, type Child } from './bench/children.js';
+import { reusePortAvailable } from '../src/listen/reuse-port.js';
 import { DNSPERF, dnsperfArgs, runDnsperf, type DnsperfRun } from './bench/dnsperf.js';
 import { emptyScrapeStats, scrapeEvery, scrapeOnce, sumOf, type ScrapeStats } from './bench/scrape.js';
 import {
@@ -70,6 +76,8 @@ const SERVER_CORE = 0;
 const CLIENT_CORE = 1;
 /** dnsperf -c and -q (-q is the total in flight, not per client: docs/udp-facts.md). */
 const CLIENTS = 4;
+/** dnsperf -c of the scaling table: enough source ports for the kernel's reusePort hash to spread them. */
+const SCALING_CLIENTS = 32;
 const OUTSTANDING = 200;
 /** dnsperf -t: unanswered after this long is lost; dnsperf also waits this long at the end of a run with losses. */
 const TIMEOUT_SECONDS = 1;
@@ -95,6 +103,7 @@ const USAGE = `usage: node --import tsx scripts/bench-dns.ts [--rounds N] [--sec
   --p99-runs N      rate-limited runs per target that measure p99 (default 3)
   --p99-seconds S   length of each of them (default 1)
   --only REGEX      measure only the targets whose label matches (e.g. 'svc3|forwarded'); no scaling table
+  --scaling         measure only the scaling table (one process, --workers 2 in both socket modes, the bare ceiling)
   --write FILE      also write the markdown report to FILE`;
 
 const { values: opts } = parseArgs({
@@ -105,6 +114,7 @@ const { values: opts } = parseArgs({
     'p99-seconds': { type: 'string', default: '1' },
     write: { type: 'string' },
     only: { type: 'string' },
+    scaling: { type: 'boolean', default: false },
     help: { type: 'boolean', default: false },
   },
   strict: true,
@@ -126,6 +136,7 @@ const SECONDS = positiveInt('seconds', opts.seconds);
 const P99_RUNS = positiveInt('p99-runs', opts['p99-runs']);
 const P99_SECONDS = positiveInt('p99-seconds', opts['p99-seconds']);
 const ONLY = opts.only === undefined ? null : new RegExp(opts.only, 'i');
+const SCALING_ONLY = opts.scaling;
 
 const started = performance.now();
 const progress = (msg: string): void => void process.stderr.write(`[bench-dns ${((performance.now() - started) / 1000).toFixed(0).padStart(3)} s] ${msg}\n`);
@@ -182,7 +193,7 @@ function machine(): string[] {
   const command = script ? `npm run ${script}${argv.length ? ` -- ${argv.join(' ')}` : ''}` : `node --import tsx scripts/bench-dns.ts${argv.length ? ` ${argv.join(' ')}` : ''}`;
   return [
     `- date: ${new Date().toISOString().replace(/\.\d+Z$/, 'Z')}`,
-    `- command: \`${command}\` (${ROUNDS} rounds of ${SECONDS} s, ${P99_RUNS} p99 runs of ${P99_SECONDS} s)`,
+    `- command: \`${command}\` (${ROUNDS} rounds of ${SECONDS} s${SCALING_ONLY ? '' : `, ${P99_RUNS} p99 runs of ${P99_SECONDS} s`})`,
     `- machine: ${nproc} cores (nproc), ${model}, Linux ${release()}, ${os}`,
     `- software: svcdns ${version} (${git}${dirty ? ', src/ with uncommitted changes' : ''}, dist/ built by this run), node ${process.version}, ` +
       `dnsperf ${firstLine(DNSPERF, ['-h'], /Version (\S+)/)}, dnsmasq ${firstLine(DNSMASQ, ['--version'], /version (\S+)/)}, ` +
@@ -287,6 +298,105 @@ async function main(children: Children, dir: string): Promise<string> {
     await ready(child, port, serviceName(SERVICES[0]!));
     return { child, port };
   };
+  // Scaling with --workers (issue 17): on this many cores, the server and dnsperf must share them;
+  // so every process of this phase may run on any core, and the comparison is with one svcdns
+  // process and the bare server under the same conditions. --workers 2 runs in both socket modes
+  // (one UDP socket shared by the workers; one each with reusePort, where this Node has it), and
+  // the bare ceiling as one process and, with reusePort, as two.
+  const measureScaling = async (alsoPaused: Child[]): Promise<ScalingTarget[]> => {
+    const allCores = cpus().map((_, i) => i).join(',');
+    const reusePort = await reusePortAvailable();
+    progress(`scaling: svcdns one process, --workers 2 (shared${reusePort ? ', reusePort' : ''}), the bare server; all on cores ${allCores}; dnsperf -c ${SCALING_CLIENTS}`);
+    const svc3 = SERVICES[0]!;
+    const queries = join(dir, 'runs', 'queries-scaling.txt');
+    writeFileSync(queries, `${serviceName(svc3)} A\n`);
+    const rows: ScalingTarget[] = [];
+    const svcdnsRow = async (label: string, args: string[]): Promise<void> => {
+      const s = await startSvcdns(`svcdns (scaling: ${label})`, allCores, args);
+      rows.push({ label, children: [s.child], port: s.port, runs: [] });
+    };
+    await svcdnsRow('svcdns, one process', []);
+    await svcdnsRow('svcdns --workers 2, one shared UDP socket (--worker-sockets shared)', ['--workers', '2', '--worker-sockets', 'shared']);
+    if (reusePort) await svcdnsRow('svcdns --workers 2, a UDP socket per worker (--worker-sockets reuseport)', ['--workers', '2', '--worker-sockets', 'reuseport']);
+    const reply = await query(rows[0]!.port, serviceName(svc3), 'A');
+    if (!reply) throw new Error('svcdns did not answer svc3 A');
+    const bare = async (label: string, count: number): Promise<void> => {
+      const port = await freePort();
+      const list: Child[] = [];
+      for (let i = 0; i < count; i++) {
+        const child = children.spawn(`bare Node UDP (scaling, ${i + 1}/${count})`, process.execPath, [barePath, String(port), reply.toString('hex'), ...(count > 1 ? ['reuseport'] : [])], { core: allCores });
+        list.push(child);
+        await ready(child, port, serviceName(svc3));
+      }
+      rows.push({ label, children: list, port, runs: [] });
+    };
+    await bare('bare Node UDP server, one process', 1);
+    if (reusePort) await bare('bare Node UDP server, two processes with reusePort', 2);
+    for (const x of rows) await check(x.label, x.port, expectedFor(svc3, 'A'));
+    const everyone = [...alsoPaused, ...rows.flatMap((x) => x.children)];
+    const scalingRun = async (x: ScalingTarget, seconds: number): Promise<ScalingRun> => {
+      // The processes answering: a primary's workers (known now: a replaced one would be new), or the bare ones.
+      const answering = x.children.length > 1 ? x.children.map((c) => c.pid) : childPids(x.children[0]!.pid);
+      const split = answering.length > 1 ? answering : [];
+      const total = (): number => x.children.reduce((a, c) => a + treeCpuSeconds(c.pid), 0);
+      const cpuBefore = total();
+      const splitBefore = split.map(cpuSeconds);
+      const coresBefore = cpus().map((_, i) => coreTimes(i));
+      const dnsperfBefore = reapedChildrenCpuSeconds();
+      const resume = children.pause(everyone.filter((c) => !x.children.includes(c)));
+      const wallBefore = performance.now();
+      const run = await runDnsperf(children, {
+        port: x.port,
+        queryFile: queries,
+        seconds,
+        clients: SCALING_CLIENTS,
+        outstanding: OUTSTANDING,
+        timeoutSeconds: TIMEOUT_SECONDS,
+        core: allCores,
+        outFile: join(dir, 'runs', 'dnsperf.out'),
+        server: x.children[0]!,
+      }).finally(resume);
+      const wall = (performance.now() - wallBefore) / 1000;
+      const cpu = total() - cpuBefore;
+      const dnsperfCpu = reapedChildrenCpuSeconds() - dnsperfBefore;
+      const busy = cpus().reduce((a, _, i) => a + coreTimes(i).busy - coresBefore[i]!.busy, 0);
+      const interrupts = cpus().reduce((a, _, i) => a + coreTimes(i).interrupts - coresBefore[i]!.interrupts, 0);
+      const steal = cpus().reduce((a, _, i) => a + coreTimes(i).steal - coresBefore[i]!.steal, 0);
+      await sleep(100);
+      return {
+        qps: run.qps,
+        cpuPerAnswerUs: (1e6 * cpu) / Math.max(1, run.completed),
+        lost: run.lost,
+        serverCpuPercent: (100 * cpu) / wall,
+        dnsperfCpuPercent: (100 * dnsperfCpu) / wall,
+        restCpuPercent: (100 * Math.max(0, busy - interrupts - cpu - dnsperfCpu)) / wall,
+        interruptsPercent: (100 * interrupts) / wall,
+        idlePercent: (100 * Math.max(0, cpus().length * wall - busy - steal)) / wall,
+        splitPercent: split.map((pid, i) => (100 * (cpuSeconds(pid) - splitBefore[i]!)) / wall),
+      };
+    };
+    for (const x of rows) await scalingRun(x, WARMUP_SECONDS);
+    for (let round = 0; round < ROUNDS; round++) {
+      for (let i = 0; i < rows.length; i++) {
+        const x = rows[(i + round) % rows.length]!;
+        const run = await scalingRun(x, SECONDS);
+        x.runs.push(run);
+        progress(
+          `scaling round ${round + 1}/${ROUNDS} ${x.label}: ${int(run.qps)} q/s, ${run.cpuPerAnswerUs.toFixed(1)} µs CPU per answer, CPU ${run.serverCpuPercent.toFixed(0)} % ` +
+            `(${run.splitPercent.map((p) => p.toFixed(0)).join(' / ') || 'one process'}), dnsperf ${run.dnsperfCpuPercent.toFixed(0)} %, interrupts ${run.interruptsPercent.toFixed(0)} %, other processes ${run.restCpuPercent.toFixed(0)} %, idle ${run.idlePercent.toFixed(0)} %, lost ${run.lost}`,
+        );
+      }
+    }
+    for (const x of rows) await check(x.label, x.port, expectedFor(svc3, 'A'));
+    return rows;
+  };
+  if (SCALING_ONLY) {
+    const scaling = await measureScaling([upstream]);
+    for (const x of scaling) for (const c of x.children) assertAlive(c);
+    const warnings = scaling.filter((x) => x.label.startsWith('svcdns')).flatMap((x) => x.children[0]!.stderrLines.map((line) => `${x.children[0]!.name}: ${line}`));
+    return ['## DNS throughput: scaling with `--workers` (`npm run bench:dns -- --scaling`, scripts/bench-dns.ts)', '', ...header, '', ...scalingSection(scaling, warnings)].join('\n');
+  }
+
   progress('starting servers');
   const svcdns = await startSvcdns('svcdns');
   const svcdnsHit = await startSvcdns('svcdns (forward hits)');
@@ -535,52 +645,7 @@ async function main(children: Children, dir: string): Promise<string> {
     }
   }
 
-  // Scaling with --workers: on this many cores, the server and dnsperf must share them; so every
-  // process of this phase may run on any core, and the comparison is with one svcdns process and
-  // the bare server under the same conditions.
-  type ScalingTarget = ScalingRow & { child: Child; port: number };
-  const measureScaling = async (): Promise<ScalingTarget[]> => {
-    const allCores = cpus().map((_, i) => i).join(',');
-    progress(`scaling: svcdns --workers 1 and 2, and the bare server, all on cores ${allCores}`);
-    const scalingServers = [
-      { label: 'svcdns (one process)', ...(await startSvcdns('svcdns (scaling, 1)', allCores)) },
-      { label: 'svcdns --workers 2', ...(await startSvcdns('svcdns (scaling, --workers 2)', allCores, ['--workers', '2'])) },
-    ];
-    scalingServers.push({ label: 'bare Node UDP server', ...(await startBare('bare Node UDP (all cores)', svcdnsReply, serviceName(svc3), allCores)) });
-    const svc3File = files.get(`svcdns-${svc3.name}-A`)!;
-    const scaling = scalingServers.map((x) => ({ ...x, runs: [] as { qps: number; cpuPerAnswerUs: number; lost: number }[] }));
-    for (const x of scaling) await check(x.label, x.port, expectedFor(svc3, 'A'));
-    const scalingRun = async (x: (typeof scaling)[number], seconds: number): Promise<{ qps: number; cpuPerAnswerUs: number; lost: number }> => {
-      const cpuBefore = treeCpuSeconds(x.child.pid);
-      const resume = children.pause([...tableServers, ...scalingServers.map((y) => y.child)].filter((c) => c !== x.child));
-      const run = await runDnsperf(children, {
-        port: x.port,
-        queryFile: svc3File,
-        seconds,
-        clients: CLIENTS,
-        outstanding: OUTSTANDING,
-        timeoutSeconds: TIMEOUT_SECONDS,
-        core: allCores,
-        outFile: join(dir, 'runs', 'dnsperf.out'),
-        server: x.child,
-      }).finally(resume);
-      const cpu = treeCpuSeconds(x.child.pid) - cpuBefore;
-      await sleep(100);
-      return { qps: run.qps, cpuPerAnswerUs: (1e6 * cpu) / Math.max(1, run.completed), lost: run.lost };
-    };
-    for (const x of scaling) await scalingRun(x, WARMUP_SECONDS);
-    for (let round = 0; round < ROUNDS; round++) {
-      for (let i = 0; i < scaling.length; i++) {
-        const x = scaling[(i + round) % scaling.length]!;
-        const run = await scalingRun(x, SECONDS);
-        x.runs.push(run);
-        progress(`scaling round ${round + 1}/${ROUNDS} ${x.label}: ${int(run.qps)} q/s, ${run.cpuPerAnswerUs.toFixed(1)} µs CPU per answer, lost ${run.lost}`);
-      }
-    }
-    for (const x of scaling) await check(x.label, x.port, expectedFor(svc3, 'A'));
-    return scaling;
-  };
-  const scaling = ONLY ? [] : await measureScaling();
+  const scaling = ONLY ? [] : await measureScaling([...tableServers]);
 
   progress('checking every target again after the runs');
   for (const t of targets) await t.check();
@@ -591,7 +656,7 @@ async function main(children: Children, dir: string): Promise<string> {
   const lastScrape = emptyScrapeStats();
   const lastText = await scrapeOnce(metricsPort, SCRAPE_MUST_HAVE, SCRAPE_TIMEOUT_MS, lastScrape);
   if (lastText === null) throw new Error(`svcdns (metrics on): GET /metrics after the runs failed: ${lastScrape.failures.join('; ')}`);
-  const svcdnsWarnings = [svcdns.child, svcdnsHit.child, svcdnsMiss.child, svcdnsMetrics.child, ...scaling.slice(0, 2).map((x) => x.child)].flatMap((c) => c.stderrLines.map((line) => `${c.name}: ${line}`));
+  const svcdnsWarnings = [svcdns.child, svcdnsHit.child, svcdnsMiss.child, svcdnsMetrics.child, ...scaling.filter((x) => x.label.startsWith('svcdns')).map((x) => x.children[0]!)].flatMap((c) => c.stderrLines.map((line) => `${c.name}: ${line}`));
 
   return report(header, targets, scaling, {
     upstreamDuringHits,
@@ -642,9 +707,80 @@ const int = (n: number): string => Math.round(n).toLocaleString('en');
 const ms = (x: number): string => (Number.isFinite(x) ? `${x < 1 ? x.toFixed(3) : x.toFixed(2)} ms` : 'lost');
 const ratio = (x: number, base: number | undefined): string => (base ? `${(x / base).toFixed(2)}×` : 'n/a');
 
+interface ScalingRun {
+  qps: number;
+  /** CPU time of every process of the row (a primary and its workers) per answer. */
+  cpuPerAnswerUs: number;
+  lost: number;
+  /** CPU of every process of the row over the run's wall time, in % of one core. */
+  serverCpuPercent: number;
+  /** dnsperf's CPU time over the run's wall time, % of one core. */
+  dnsperfCpuPercent: number;
+  /** Every core's busy time in processes other than the row's and dnsperf (other work on the machine), % of one core. */
+  restCpuPercent: number;
+  /** Every core's time in interrupts and softirqs (loopback's network stack, largely), % of one core. */
+  interruptsPercent: number;
+  /** Idle time of all the cores, % of one core. */
+  idlePercent: number;
+  /** With several answering processes: each one's CPU, % of one core (a primary's own CPU is not in it). */
+  splitPercent: number[];
+}
+
 interface ScalingRow {
   label: string;
-  runs: { qps: number; cpuPerAnswerUs: number; lost: number }[];
+  runs: ScalingRun[];
+}
+
+type ScalingTarget = ScalingRow & { children: Child[]; port: number };
+
+/** The scaling table and its notes; `warnings`: the svcdns lines at warn or above, when the main table does not report them. */
+function scalingSection(scaling: ScalingRow[], warnings: string[] | null): string[] {
+  const base = scaling[0];
+  const qps = (x: ScalingRow): number => median(x.runs.map((r) => r.qps));
+  const med = (x: ScalingRow, f: (r: ScalingRun) => number): number => median(x.runs.map(f));
+  const columns = [
+    'target (svc3.service.consul A)',
+    'queries/s (median)',
+    'range of rounds',
+    'CPU per answer (all its processes)',
+    'its CPU (% of one core)',
+    'each answering process',
+    "dnsperf's CPU",
+    'interrupts, softirqs',
+    'other processes',
+    'idle',
+    'lost',
+    '× one svcdns process',
+  ];
+  const pct = (x: number): string => `${x.toFixed(0)} %`;
+  const table = [
+    `| ${columns.join(' | ')} |`,
+    `|---|${columns.slice(1).map(() => '---:').join('|')}|`,
+    ...scaling.map((x) => {
+      const split = x.runs[0]?.splitPercent.length ? x.runs[0].splitPercent.map((_, i) => pct(med(x, (r) => r.splitPercent[i] ?? NaN))).join(' / ') : 'one process';
+      return (
+        `| ${x.label} | **${int(qps(x))}** | ${int(Math.min(...x.runs.map((r) => r.qps)))}–${int(Math.max(...x.runs.map((r) => r.qps)))} | ` +
+        `${med(x, (r) => r.cpuPerAnswerUs).toFixed(1)} µs | ${pct(med(x, (r) => r.serverCpuPercent))} | ${split} | ${pct(med(x, (r) => r.dnsperfCpuPercent))} | ${pct(med(x, (r) => r.interruptsPercent))} | ${pct(med(x, (r) => r.restCpuPercent))} | ${pct(med(x, (r) => r.idlePercent))} | ` +
+        `${int(x.runs.reduce((a, r) => a + r.lost, 0))} | ${ratio(qps(x), base && qps(base))} |`
+      );
+    }),
+  ];
+  const reusePortRow = scaling.some((x) => x.label.includes('reuseport'));
+  const notes = [
+    `- Every process here (svcdns, its primary and workers, the bare servers, dnsperf) may run on any of the ${cpus().length} cores: with --workers 2 on a machine this size, dnsperf shares the cores ` +
+      `with the workers, so this shows what a second process adds here, not how far it scales on a larger machine. ` +
+      `${ROUNDS} rounds of ${SECONDS} s after a ${WARMUP_SECONDS} s warm-up, order rotated; dnsperf as in the other runs but with \`-c ${SCALING_CLIENTS}\` ` +
+      `(${SCALING_CLIENTS} sockets, so ${SCALING_CLIENTS} source ports: with reusePort the kernel places each flow on one worker's socket by a hash of its addresses and ports, and a handful of flows could land unevenly), the same for every row.`,
+    `- Each row's CPU is its processes' CPU time over the run's wall time (a primary and its workers together); "each answering process" splits it between the workers (or the bare processes), ` +
+      `the primary's own share being the rest; dnsperf's CPU is its own (the rise of this script's reaped children's time); "interrupts, softirqs" is the cores' time there ` +
+      `(on loopback, much of the network stack's work for both sides, charged to no process); "other processes" is the cores' remaining busy time (` +
+      `**well above a few %, something else was running on the machine and the row's figures are less reliable**), and "idle" what was left of the ${cpus().length} cores, all in % of one core (steal time in none).`,
+    reusePortRow
+      ? '- `--worker-sockets reuseport`: each worker binds its own UDP socket with reusePort (SO_REUSEPORT); `shared`: the workers read one socket the primary bound (node:cluster); TCP is the primary\'s round robin in both (not measured here).'
+      : `- node ${process.version} has no dgram reusePort: the reusePort rows need Node 22.12+ (run the script with such a node first in PATH).`,
+    ...(warnings === null ? [] : [warnings.length ? `- svcdns wrote ${warnings.length} log lines at warn or above, e.g.: \`${warnings.slice(0, 3).join('` `')}\`` : '- svcdns wrote no log line at warn or above during the runs.']),
+  ];
+  return [...table, '', ...notes, ''];
 }
 
 function report(header: string[], targets: Target[], scaling: ScalingRow[], extra: Extra): string {
@@ -737,23 +873,6 @@ function report(header: string[], targets: Target[], scaling: ScalingRow[], extr
       : '- svcdns wrote no log line at warn or above during the runs.',
   ];
   const metricsSection = metricsOn(targets, extra);
-  const base = scaling[0];
-  const scalingQps = (x: ScalingRow): number => median(x.runs.map((r) => r.qps));
-  const scalingColumns = ['target (svc3.service.consul A)', 'queries/s (median)', 'range of rounds', 'CPU per answer (all processes)', 'lost', '× one svcdns process'];
-  const scalingTable = [
-    `| ${scalingColumns.join(' | ')} |`,
-    `|---|${scalingColumns.slice(1).map(() => '---:').join('|')}|`,
-    ...scaling.map(
-      (x) =>
-        `| ${x.label} | **${int(scalingQps(x))}** | ${int(Math.min(...x.runs.map((r) => r.qps)))}–${int(Math.max(...x.runs.map((r) => r.qps)))} | ` +
-        `${median(x.runs.map((r) => r.cpuPerAnswerUs)).toFixed(1)} µs | ${int(x.runs.reduce((a, r) => a + r.lost, 0))} | ${ratio(scalingQps(x), base && scalingQps(base))} |`,
-    ),
-  ];
-  const scalingNotes = [
-    `- Every process here (svcdns and its workers, the bare server, dnsperf) may run on any of the ${cpus().length} cores: with --workers 2 on a machine this size, dnsperf shares the cores ` +
-      `with the workers, so this shows whether a second process adds throughput here, not how far it scales on a larger machine. ` +
-      `${ROUNDS} rounds of ${SECONDS} s after a ${WARMUP_SECONDS} s warm-up, order rotated; same dnsperf settings as above.`,
-  ];
   return [
     '## DNS throughput and latency (`npm run bench:dns`, scripts/bench-dns.ts)',
     '',
@@ -764,7 +883,7 @@ function report(header: string[], targets: Target[], scaling: ScalingRow[], extr
     ...notes,
     '',
     ...metricsSection,
-    ...(scaling.length > 0 ? ['### Scaling with `--workers`', '', ...scalingTable, '', ...scalingNotes, ''] : []),
+    ...(scaling.length > 0 ? ['### Scaling with `--workers`', '', ...scalingSection(scaling, null)] : []),
   ].join('\n');
 }
 

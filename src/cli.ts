@@ -246,7 +246,8 @@ async function worker(config: Config, log: Logger): Promise<void> {
   await startedOrExit(log, () =>
     runWorker(
       log,
-      async (options) => (server = await SvcdnsServer.start({ config, log, ...options })),
+      config.listen,
+      async ({ listen, ...options }) => (server = await SvcdnsServer.start({ config: { ...config, listen }, log, ...options })),
       (started, lameduckMs) => exitAfter(started.shutdown({ lameduckMs })),
     ),
   );

@@ -77,6 +77,7 @@ const FIRST = [
   'tcp-max-per-client',
   'max-udp-size',
   'workers',
+  'worker-sockets',
   'answer-cache-size',
   'answer-cache-max-bytes',
   'log-level',

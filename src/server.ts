@@ -58,6 +58,11 @@ export interface ServerOptions {
   /** Listening sockets shared with other processes through node:cluster (a --workers process). */
   sharedSockets?: boolean;
   /**
+   * A --workers process with `--worker-sockets reuseport`: its UDP sockets are its own, bound with
+   * reusePort beside the other workers' (TCP stays shared). Needs `sharedSockets`.
+   */
+  reusePort?: boolean;
+  /**
    * Metrics include the standard process_* and nodejs_* ones (default true). They are per process:
    * an embedding program that collects its own says false.
    */
@@ -196,7 +201,7 @@ export class SvcdnsServer {
       }
       await source.start(store);
       for (const at of config.listen) {
-        const pair = await bindPair(at, server.handler, config, diagnostics, log, !options.sharedSockets);
+        const pair = await bindPair(at, server.handler, config, diagnostics, log, !options.sharedSockets, options.reusePort ?? false);
         server.listeners.push(pair.udp, pair.tcp);
         server.bound.push({ host: at.host, port: pair.udp.port });
       }
@@ -391,6 +396,7 @@ async function bindPair(
   diagnostics: Diagnostics,
   log: Logger,
   exclusive: boolean,
+  reusePort: boolean,
 ): Promise<{ udp: UdpListener; tcp: TcpListener }> {
   const tcpOptions = {
     idleTimeoutMs: config.tcpIdleTimeout * 1000,
@@ -402,7 +408,7 @@ async function bindPair(
     state: diagnostics.state,
   };
   for (let attempt = 0; ; attempt++) {
-    const udp = await listenUdp(at, handler, log, exclusive).catch((err: unknown) => {
+    const udp = await listenUdp(at, handler, log, exclusive, reusePort).catch((err: unknown) => {
       throw listenError(at, 'udp', err);
     });
     try {

@@ -4,10 +4,13 @@
  * The primary process runs the catalog source (the file, or the Consul watches: one set of
  * blocking queries however many workers there are), checks each catalog it publishes by building
  * a snapshot of it, and sends it to every worker (src/catalog/relay/source.ts has the messages).
- * Workers are full svcdns servers with that relay as their source; they share the listening UDP
- * and TCP sockets through node:cluster (the primary binds them, so it is the primary that needs
- * the right to bind port 53). Each worker has its own reply cache, forward cache and upstream
- * health: the caches warm up per worker.
+ * Workers are full svcdns servers with that relay as their source. Their sockets
+ * (src/listen/worker-sockets.ts, one log line at start says which): TCP shared through node:cluster
+ * (the primary accepts and hands the connections out in turn); UDP either shared the same way
+ * (the primary binds it, so only the primary needs the right to bind port 53), or, where Node has
+ * reusePort, one socket per worker that each worker binds itself (each then needs that right: the
+ * systemd unit's capability is inherited). Each worker has its own reply cache, forward cache and
+ * upstream health: the caches warm up per worker.
  *
  * Lifecycle: a worker that fails to start (the port is taken, say) stops the whole server with
  * exit status 1, as a single process would. A worker that dies later is logged and replaced after
@@ -31,7 +34,8 @@ import type { CatalogData } from './catalog/types.js';
 import type { Config } from './config.js';
 import { PhaseTracker } from './lifecycle/phase.js';
 import { catalogReload, type CatalogReload, type LiveSettings } from './lifecycle/reload.js';
-import { formatHostPort, type HostPort } from './net/address.js';
+import { formatHostPort, type HostPort, type ListenAddress } from './net/address.js';
+import { encodeWorkerSockets, planWorkerSockets, workerSocketsFrom } from './listen/worker-sockets.js';
 import { Diagnostics } from './diagnostics/channels.js';
 import { aggregate, ServerMetrics } from './diagnostics/metrics.js';
 import { StateLog } from './diagnostics/state-log.js';
@@ -65,6 +69,14 @@ export interface Primary {
  * (after stopping everything) if one cannot start.
  */
 export async function runPrimary(config: Config, log: Logger): Promise<Primary> {
+  // First, so that a port taken fails the start before anything runs.
+  const sockets = await planWorkerSockets(config.workerSockets, config.listen);
+  log.info(
+    sockets.mode === 'reuseport'
+      ? { udp: 'one socket per worker (reusePort)', tcp: 'accepted by the primary, handed to the workers in turn', mode: sockets.mode, choice: config.workerSockets }
+      : { udp: 'one socket shared by the workers', tcp: 'accepted by the primary, handed to the workers in turn', mode: sockets.mode, choice: config.workerSockets },
+    'worker sockets',
+  );
   const check = new CatalogStore();
   let last: CatalogData | null = null;
   const workers = new Set<Worker>();
@@ -163,7 +175,7 @@ export async function runPrimary(config: Config, log: Logger): Promise<Primary> 
 
   const spawn = (): Promise<void> =>
     new Promise((resolve, reject) => {
-      const worker = cluster.fork();
+      const worker = cluster.fork(encodeWorkerSockets(sockets));
       workers.add(worker);
       let listening = false;
       worker.on('message', (message: ToPrimary) => {
@@ -281,13 +293,24 @@ export interface WorkerServer {
   close(): Promise<void>;
 }
 
+/** How a worker's server is started: the relay as its source, and its sockets as the primary planned them. */
+export interface WorkerStart {
+  source: CatalogSource;
+  sharedSockets: true;
+  /** Its UDP sockets its own, with reusePort (src/listen/worker-sockets.ts). */
+  reusePort: boolean;
+  /** The listen addresses to bind: with reusePort, the ports the primary reserved (port 0 decided). */
+  listen: readonly ListenAddress[];
+}
+
 /**
  * A worker: `start` starts its server with the primary's relay as the catalog source. `shutdown`
  * is called when the primary says to stop (the same as a SIGTERM to this process).
  */
 export async function runWorker<S extends WorkerServer>(
   log: Logger,
-  start: (options: { source: CatalogSource; sharedSockets: true }) => Promise<S>,
+  listen: readonly ListenAddress[],
+  start: (options: WorkerStart) => Promise<S>,
   shutdown: (server: S, lameduckMs: number) => void,
 ): Promise<S> {
   const channel = {
@@ -298,7 +321,8 @@ export async function runWorker<S extends WorkerServer>(
     },
   };
   const source = new RelaySource(channel, log);
-  const server = await start({ source, sharedSockets: true });
+  const sockets = workerSocketsFrom(process.env, listen);
+  const server = await start({ source, sharedSockets: true, reusePort: sockets.mode === 'reuseport', listen: sockets.listen });
   channel.onMessage((message) => {
     if (message.t === 'reload') {
       server.applySettings(message.settings);

@@ -4,21 +4,26 @@
  * the socket options are svcdns's own (docs/udp-facts.md): `lookup` returning the
  * address as given (no dns.lookup and nextTick per send) and a 1 MiB receive buffer.
  *
- * Usage: node bare-udp.js PORT REPLY_HEX   (listens on 127.0.0.1:PORT)
+ * Usage: node bare-udp.js PORT REPLY_HEX [reuseport]   (listens on 127.0.0.1:PORT)
+ * With `reuseport`, the socket is bound with dgram's reusePort (Node 22.12+): several of these
+ * processes on one port, the kernel spreading the flows, are the ceiling for --workers reusePort.
  *
  * bench-dns.ts transpiles this file and runs the JavaScript with plain node (no tsx in the process).
  */
 
-import { createSocket } from 'node:dgram';
+import { createSocket, type SocketOptions } from 'node:dgram';
 
-const [portArg, replyHex] = process.argv.slice(2);
+const [portArg, replyHex, mode] = process.argv.slice(2);
 const reply = Buffer.from(replyHex ?? '', 'hex');
 if (!portArg || reply.length < 12) {
   process.stderr.write('usage: bare-udp PORT REPLY_HEX\n');
   process.exit(2);
 }
 
-const socket = createSocket({ type: 'udp4', recvBufferSize: 1 << 20, lookup: (address, _options, callback) => callback(null, address, 4) });
+const reusePort = mode === 'reuseport';
+// `reusePort` is not in the @types/node this tree builds with (Node 20's).
+const options = { type: 'udp4', recvBufferSize: 1 << 20, lookup: (address, _options, callback) => callback(null, address, 4), reusePort } as SocketOptions;
+const socket = createSocket(options);
 socket.on('message', (query, rinfo) => {
   if (query.length < 12 || rinfo.port === 0) return;
   // A copy per reply: send() may still hold the buffer after it returns.
@@ -28,4 +33,8 @@ socket.on('message', (query, rinfo) => {
   socket.send(out, rinfo.port, rinfo.address);
 });
 socket.bind({ port: Number(portArg), address: '127.0.0.1', exclusive: true });
+socket.on('error', (err) => {
+  process.stderr.write(`bare-udp: ${err.message}\n`);
+  process.exit(1);
+});
 process.on('SIGTERM', () => socket.close(() => process.exit(0)));

@@ -148,18 +148,34 @@ export function coreTicks(core: number): { busy: number; total: number } {
  * children are read from /proc/PID/task/PID/children, as they are now: call it on a settled tree.
  */
 export function treeCpuSeconds(pid: number): number {
-  let children: number[] = [];
+  return cpuSeconds(pid) + childPids(pid).reduce((sum, child) => sum + treeCpuSeconds(child), 0);
+}
+
+/**
+ * CPU time (user + system) of this process's children that have exited and been waited for
+ * (cutime + cstime in /proc/self/stat): across a dnsperf run, during which no other child exits,
+ * its rise is dnsperf's CPU time.
+ */
+export function reapedChildrenCpuSeconds(): number {
+  const stat = readFileSync('/proc/self/stat', 'utf8');
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return (Number(fields[13]) + Number(fields[14])) / CLOCK_TICKS;
+}
+
+/** The direct children of a process (a --workers primary's workers); none where the kernel does not say (no CONFIG_PROC_CHILDREN). */
+export function childPids(pid: number): number[] {
   try {
-    children = readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim().split(/\s+/).filter(Boolean).map(Number);
+    return readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim().split(/\s+/).filter(Boolean).map(Number);
   } catch {
-    // No such file (kernel without CONFIG_PROC_CHILDREN): the process alone.
+    return [];
   }
-  return cpuSeconds(pid) + children.reduce((sum, child) => sum + treeCpuSeconds(child), 0);
 }
 
 export interface CoreTimes {
   /** Seconds spent on anything but idle and iowait (user, system, interrupts), steal excluded. */
   busy: number;
+  /** The part of `busy` spent in interrupts and softirqs (on loopback, much of the network stack's work). */
+  interrupts: number;
   /** Seconds the hypervisor ran something else while this virtual CPU wanted to run. */
   steal: number;
 }
@@ -171,7 +187,7 @@ export function coreTimes(core: number): CoreTimes {
     .find((l) => l.startsWith(`cpu${core} `));
   // user nice system idle iowait irq softirq steal guest guest_nice (guest time is inside user)
   const [user, nice, system, , , irq, softirq, steal] = (line ?? '').split(/\s+/).slice(1).map(Number);
-  return { busy: (user! + nice! + system! + irq! + softirq!) / CLOCK_TICKS, steal: steal! / CLOCK_TICKS };
+  return { busy: (user! + nice! + system! + irq! + softirq!) / CLOCK_TICKS, interrupts: (irq! + softirq!) / CLOCK_TICKS, steal: steal! / CLOCK_TICKS };
 }
 
 /** The kernel's count of UDP datagrams dropped because a socket's receive buffer was full (any socket). */

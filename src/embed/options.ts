@@ -15,6 +15,7 @@ import { ConfigError, KEYS, mappingValues, resolveConfig, type Config } from '..
 /** Keys of the command that mean nothing inside another program, and what to do instead. */
 const NOT_EMBEDDED: Readonly<Record<string, string>> = {
   workers: 'the server runs in your process; start more processes yourself to use more cores',
+  'worker-sockets': 'the server runs in your process, with no workers',
   'log-level': 'pass a pino logger as `logger`, at the level you want',
   'log-format': 'pass a pino logger as `logger`, in the format you want',
 };

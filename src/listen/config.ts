@@ -1,11 +1,12 @@
 /**
  * The listeners' keys: the addresses to serve on, the TCP connection table (idle timeout, the
- * global bound, the per-client cap), the largest UDP reply, worker processes.
+ * global bound, the per-client cap), the largest UDP reply, worker processes and their sockets.
  */
 
 import type { ConfigComponent } from '../config/component.js';
-import { integer, list, listOf, single } from '../config/values.js';
+import { choice, integer, list, listOf, single } from '../config/values.js';
 import { parseCidr, parseListen, type Cidr, type ListenAddress } from '../net/address.js';
+import { WORKER_SOCKETS_CHOICES, type WorkerSocketsChoice } from './worker-sockets.js';
 
 export interface ListenConfig {
   listen: readonly ListenAddress[];
@@ -21,6 +22,8 @@ export interface ListenConfig {
   maxUdpSize: number;
   /** Processes answering queries (node:cluster); 1: this process alone. */
   workers: number;
+  /** With --workers: one UDP socket per worker (`reuseport`), one shared (`shared`), or the first where this Node has it (src/listen/worker-sockets.ts). */
+  workerSockets: WorkerSocketsChoice;
 }
 
 export const listenComponent: ConfigComponent<ListenConfig> = {
@@ -46,7 +49,13 @@ export const listenComponent: ConfigComponent<ListenConfig> = {
       default: ['127.0.0.1/32', '::1/128'],
     },
     'max-udp-size': { describe: 'largest UDP reply in bytes, whatever a client advertises (512..4096; 1232: DNS Flag Day 2020, no IP fragments)', type: 'number', default: '1232' },
-    workers: { describe: 'processes answering queries, sharing the listen sockets, fed by one catalog source (1: no extra processes)', type: 'number', default: '1' },
+    workers: { describe: 'processes answering queries, fed by one catalog source (1: no extra processes)', type: 'number', default: '1' },
+    'worker-sockets': {
+      describe:
+        'with --workers: reuseport gives each worker its own UDP socket (SO_REUSEPORT, Node 22.12+; the kernel spreads the clients), shared has them read one socket the primary binds; auto: reuseport where this Node has it. TCP connections are handed out by the primary in turn either way',
+      choices: WORKER_SOCKETS_CHOICES,
+      default: 'auto',
+    },
   },
   build(raw, problems) {
     const listen = listOf(list(raw.listen), 'listen', parseListen, 'HOST:PORT with an IP address (IPv6 as [::1]:8600)', problems);
@@ -59,6 +68,7 @@ export const listenComponent: ConfigComponent<ListenConfig> = {
       clientLimitsExempt: listOf(list(raw['client-limits-exempt']), 'client-limits-exempt', parseCidr, 'an address range such as 10.0.0.0/8 or fc00::/7', problems),
       maxUdpSize: integer(single(raw['max-udp-size']), 'max-udp-size', 512, 4096, problems),
       workers: integer(single(raw.workers), 'workers', 1, 64, problems),
+      workerSockets: choice(single(raw['worker-sockets']), 'worker-sockets', WORKER_SOCKETS_CHOICES, problems),
     };
   },
 };

@@ -15,6 +15,7 @@ import { isIPv6 } from 'node:net';
 import type { Logger } from 'pino';
 import type { DnsHandler } from '../pipeline/handler.js';
 import type { ListenAddress } from '../net/address.js';
+import type { ReusePortOptions } from './reuse-port.js';
 
 export interface UdpListener {
   readonly socket: Socket;
@@ -25,16 +26,20 @@ export interface UdpListener {
 
 /**
  * `exclusive` false: in a --workers process, the socket is the primary's, shared with the other
- * workers (node:cluster); each datagram is read by one of them.
+ * workers (node:cluster); each datagram is read by one of them. `reusePort`: in a --workers
+ * process, this worker's own socket, one of a SO_REUSEPORT group on the port (Node then binds it
+ * here, not through the primary); the kernel spreads the flows over the group.
  */
-export function listenUdp(at: ListenAddress, handler: DnsHandler, log: Logger, exclusive = true): Promise<UdpListener> {
+export function listenUdp(at: ListenAddress, handler: DnsHandler, log: Logger, exclusive = true, reusePort = false): Promise<UdpListener> {
   const family = isIPv6(at.host) ? 6 : 4;
-  const socket = createSocket({
+  const options: ReusePortOptions = {
     type: family === 6 ? 'udp6' : 'udp4',
     ipv6Only: family === 6,
     recvBufferSize: 1 << 20,
     lookup: (address, _options, callback) => callback(null, address, family),
-  });
+    ...(reusePort && { reusePort: true }),
+  };
+  const socket = createSocket(options);
   let closing = false;
   /** Replies being worked on; when closing, the socket closes as the last one is sent. */
   let pending = 0;

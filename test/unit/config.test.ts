@@ -37,6 +37,7 @@ test('defaults', () => {
     ],
     maxUdpSize: 1232,
     workers: 1,
+    workerSockets: 'auto',
     httpListen: [],
     answerCacheSize: 10000,
     answerCacheMaxBytes: 33554432,
