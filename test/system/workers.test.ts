@@ -7,7 +7,7 @@
 import assert from 'node:assert/strict';
 import { createSocket } from 'node:dgram';
 import { once } from 'node:events';
-import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test, type TestContext } from 'node:test';
@@ -17,7 +17,8 @@ import { buildQuery, decode, frame, tcpExchange, udpExchange } from '../support/
 import { ConsulSim } from '../support/consul-sim.js';
 import { dig } from '../support/dig.js';
 import { eventually } from '../support/eventually.js';
-import { CLI_ENTRY, runCli, startCli, type Running } from '../support/spawn.js';
+import { runCli, startCli, type Running } from '../support/spawn.js';
+import { workerPids } from '../support/workers.js';
 
 async function catalogFile(t: TestContext, text: string): Promise<string> {
   const dir = await mkdtemp(join(tmpdir(), 'svcdns-workers-'));
@@ -35,21 +36,6 @@ async function start(t: TestContext, args: string[]): Promise<{ cli: Running; po
   return { cli, port: Number(String(listening.address).split(':').pop()) };
 }
 
-/** svcdns processes whose parent is `pid` (run through tsx, it also starts an esbuild process: not counted). */
-async function children(pid: number): Promise<number[]> {
-  const out: number[] = [];
-  for (const entry of await readdir('/proc')) {
-    if (!/^\d+$/.test(entry)) continue;
-    try {
-      const stat = await readFile(`/proc/${entry}/stat`, 'utf8');
-      const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
-      if (ppid === pid && (await readFile(`/proc/${entry}/cmdline`, 'utf8')).includes(CLI_ENTRY)) out.push(Number(entry));
-    } catch {
-      // gone meanwhile
-    }
-  }
-  return out;
-}
 
 function alive(pid: number): boolean {
   try {
@@ -81,7 +67,7 @@ function workersSeen(cli: Running): Set<unknown> {
 test('--workers 2: both processes answer, over UDP and TCP, from one catalog file; a change reaches both; SIGTERM stops them all', async (t) => {
   const path = await catalogFile(t, CATALOG);
   const { cli, port } = await start(t, ['--workers', '2', '--catalog', path]);
-  const workers = await children(cli.child.pid!);
+  const workers = await workerPids(cli.child.pid!);
   assert.equal(workers.length, 2, `two worker processes (${workers.join()})`);
 
   assert.deepEqual(await overTcp(port, 'cache.service.consul', 6), Array.from({ length: 6 }, () => ['10.0.1.5']));
@@ -101,12 +87,12 @@ test('--workers 2: both processes answer, over UDP and TCP, from one catalog fil
 test('--workers: a worker that dies is replaced, and the others answer meanwhile', async (t) => {
   const path = await catalogFile(t, CATALOG);
   const { cli, port } = await start(t, ['--workers', '2', '--catalog', path]);
-  const [victim, survivor] = await children(cli.child.pid!);
+  const [victim, survivor] = await workerPids(cli.child.pid!);
   process.kill(victim!, 'SIGKILL');
   await cli.waitForLog((l) => l.msg === 'worker exited; starting another');
   for (let i = 0; i < 5; i++) assert.deepEqual(address((await udpExchange(port, buildQuery('cache.service.consul', 'A')))!), ['10.0.1.5']);
   await eventually(async () => {
-    const now = await children(cli.child.pid!);
+    const now = await workerPids(cli.child.pid!);
     assert.equal(now.length, 2, `two workers again (${now.join()})`);
     assert.ok(now.includes(survivor!) && !now.includes(victim!), 'the survivor and a new one');
   }, 10_000);
@@ -150,7 +136,7 @@ test('--consul-token on the command line: a warning that names the safer ways (n
   assert.equal(warning.length, 1, 'warned once, by the primary');
   assert.match(String(warning[0]!.msg), /--consul-token-file or CONSUL_HTTP_TOKEN/);
   assert.ok(!JSON.stringify(cli.logs).includes('s3cret-token-value'), 'the token is in no log line');
-  const workers = await children(cli.child.pid!);
+  const workers = await workerPids(cli.child.pid!);
   assert.equal(workers.length, 2);
   for (const pid of workers) {
     const cmdline = (await readFile(`/proc/${pid}/cmdline`, 'utf8')).split('\0');
