@@ -86,8 +86,9 @@ const outcomes = [...checks, ...before, system];
 process.stdout.write(heading('npm test'));
 for (const o of outcomes) process.stdout.write(`${o.code === 0 ? 'ok     ' : o.skipped ? 'skipped' : 'FAILED '}  ${seconds(o.ms).padStart(7)}  ${o.name}\n`);
 process.stdout.write(`total ${seconds(performance.now() - started)}\n`);
-// The node:test runners' totals (`# pass N`, `# fail N`) of both tiers, as one closing line.
+// The node:test runners' totals of both tiers, as one closing line. Piped, Node 20 and 22 print
+// TAP (`# pass N`) and Node 24 its spec reporter (`ℹ pass N`): both are read.
 const total = (word: string): number =>
-  [...before, system].reduce((sum, o) => sum + [...o.output.toString().matchAll(new RegExp(`^# ${word} (\\d+)$`, 'gm'))].reduce((n, m) => n + Number(m[1]), 0), 0);
+  [...before, system].reduce((sum, o) => sum + [...o.output.toString().matchAll(new RegExp(`^(?:#|ℹ) ${word} (\\d+)$`, 'gm'))].reduce((n, m) => n + Number(m[1]), 0), 0);
 process.stdout.write(`${total('pass')} passed, ${total('fail')} failed\n`);
 process.exitCode = outcomes.every((o) => o.code === 0) ? 0 : 1;

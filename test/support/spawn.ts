@@ -50,7 +50,9 @@ export async function runCli(args: string[], env: NodeJS.ProcessEnv = {}, timeou
   child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
   child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
   const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
-  const [code] = (await once(child, 'exit')) as [number | null];
+  // 'close', not 'exit': the exit can come before the last of stderr has been read (Node's docs:
+  // "child process stdio streams might still be open"); seen under load on Node 24 as an empty stderr.
+  const [code] = (await once(child, 'close')) as [number | null];
   clearTimeout(timer);
   return { code, stdout, stderr };
 }

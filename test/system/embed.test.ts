@@ -99,7 +99,8 @@ test('examples/embed.mjs runs and prints what its comments promise, with nothing
   child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
   child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
   const timer = setTimeout(() => child.kill('SIGKILL'), 15_000);
-  const [code] = (await once(child, 'exit')) as [number | null];
+  // 'close': after the exit and all its output read (see runCli in test/support/spawn.ts).
+  const [code] = (await once(child, 'close')) as [number | null];
   clearTimeout(timer);
   assert.equal(stderr, '');
   assert.deepEqual(stdout.split('\n'), [

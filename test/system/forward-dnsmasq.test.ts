@@ -11,6 +11,7 @@
 import assert from 'node:assert/strict';
 import { Resolver } from 'node:dns/promises';
 import { test, type TestContext } from 'node:test';
+import { untyped } from '../support/cares.js';
 import { dig, type DigResult } from '../support/dig.js';
 import { queriesSeen, startDnsmasq, TTL, type Dnsmasq } from '../support/dnsmasq.js';
 import { eventually } from '../support/eventually.js';
@@ -136,13 +137,13 @@ test("Node's resolver (c-ares) gets the same records through svcdns", async (t) 
   assert.deepEqual(await r.resolveTxt('www.example.test'), [['v=spf1 -all']]);
   assert.deepEqual(await r.resolveTxt('multi.example.test'), [['first string', 'second string']]);
   assert.deepEqual(
-    (await r.resolveMx('example.test')).sort((a, b) => a.priority - b.priority),
+    untyped(await r.resolveMx('example.test'), 'MX').sort((a, b) => a.priority - b.priority),
     [
       { exchange: 'mail.example.test', priority: 10 },
       { exchange: 'backup.example.test', priority: 20 },
     ],
   );
-  assert.deepEqual(await r.resolveSrv('_sip._tcp.example.test'), [{ name: 'sip.example.test', port: 5060, priority: 1, weight: 2 }]);
+  assert.deepEqual(untyped(await r.resolveSrv('_sip._tcp.example.test'), 'SRV'), [{ name: 'sip.example.test', port: 5060, priority: 1, weight: 2 }]);
   await assert.rejects(r.resolve4('nope.example.test'), (err: NodeJS.ErrnoException) => {
     assert.equal(err.code, 'ENOTFOUND', `NXDOMAIN: ${err.message}`);
     return true;

@@ -187,7 +187,8 @@ test('getent (glibc) resolves through svcdns as its resolv.conf nameserver: cons
   let stderr = '';
   child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
   child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-  const [code] = (await once(child, 'exit')) as [number | null];
+  // 'close': after the exit and all its output read (see runCli in test/support/spawn.ts).
+  const [code] = (await once(child, 'close')) as [number | null];
 
   const read = (name: string) => readFile(join(dir, name), 'utf8').catch(() => '(none)');
   const report = `script status ${code}\n--- stdout\n${stdout}--- stderr\n${stderr}--- svcdns log\n${await read('svcdns.log')}--- dnsmasq log\n${await read('dnsmasq.log')}`;

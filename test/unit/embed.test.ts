@@ -15,6 +15,7 @@ import { pino } from 'pino';
 import { KEYS } from '../../src/config.js';
 import { embeddedConfig, optionName } from '../../src/embed/options.js';
 import { CatalogError, ConfigError, createServer, type CatalogObject, type Server } from '../../src/index.js';
+import { untyped } from '../support/cares.js';
 
 /** Loopback only, and no forwarding to this machine's resolvers. */
 const BASE = { listen: ['127.0.0.1:0'], resolvConf: '/dev/null' };
@@ -159,7 +160,7 @@ test('setCatalog: a bad catalog is rejected with every problem and the old one k
 
   await server.setCatalog(webCatalog('10.0.0.3'));
   assert.deepEqual(await aRecords(resolver, 'web.service.consul'), [{ address: '10.0.0.3', ttl: 5 }]);
-  assert.deepEqual(await resolver.resolveSrv('web.service.consul'), [{ name: 'node-1.node.dc1.consul', port: 80, priority: 1, weight: 1 }]);
+  assert.deepEqual(untyped(await resolver.resolveSrv('web.service.consul'), 'SRV'), [{ name: 'node-1.node.dc1.consul', port: 80, priority: 1, weight: 1 }]);
 });
 
 test('no catalog and no consul: an empty catalog, which setCatalog fills', async (t) => {
