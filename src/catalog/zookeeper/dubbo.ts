@@ -108,6 +108,8 @@ export function readProvider(nodeName: string, interfaceName: string): DubboProv
   if (url === null) return 'not a URL-encoded Dubbo URL';
   if (url.protocol === 'consumer' || url.params.get('side') === 'consumer') return 'a consumer, not a provider';
   if (url.port === 0) return 'no port';
+  const weight = weightOf(url.params.get('weight'));
+  const enabled = enabledBy(url.params);
   return {
     interfaceName: url.params.get('interface') || url.path || interfaceName,
     protocol: url.protocol,
@@ -116,9 +118,9 @@ export function readProvider(nodeName: string, interfaceName: string): DubboProv
     application: url.params.get('application') || null,
     group: url.params.get('group') || null,
     version: url.params.get('version') || null,
-    weight: weightOf(url.params.get('weight')) ?? DEFAULT_WEIGHT,
-    enabled: enabledBy(url.params) ?? true,
-    set: { weight: weightOf(url.params.get('weight')) !== null, enabled: enabledBy(url.params) !== null },
+    weight: weight ?? DEFAULT_WEIGHT,
+    enabled: enabled ?? true,
+    set: { weight: weight !== null, enabled: enabled !== null },
   };
 }
 
